@@ -1,0 +1,33 @@
+//! # reid-data
+//!
+//! Data for open-set animal re-identification: the [`Record`] type, loaders
+//! for AnimalCLEF `metadata.csv`, folder-per-identity trees and generic CSVs
+//! with bounding boxes; image decoding by content (EXIF orientation, any pixel
+//! format to RGB8, reduced-scale JPEG decoding, decompression-bomb guard);
+//! preprocessing into `[B, 3, H, W]` batches in parallel; open-set and
+//! time-aware splits; a class-balanced P×K sampler; training augmentations;
+//! and a seeded synthetic dataset generator.
+//!
+//! This crate does not link libtorch: batches are `ndarray` arrays.
+//!
+//! ```
+//! use reid_data::{Record, SplitRole};
+//!
+//! let mut r = Record::new("0", "images/a.jpg");
+//! r.identity = Some("lynx_37".into());
+//! r.split = Some(SplitRole::parse("database"));
+//! assert_eq!(r.split.as_ref().map(|s| s.as_str()), Some("database"));
+//! ```
+
+pub mod error;
+pub mod fs;
+pub mod record;
+
+pub use error::{DataError, Result};
+pub use record::{BBox, Date, Record, SplitRole};
+
+// --- records, loaders, splits, sampler (section A) ---
+
+// --- decoding, preprocessing, batching, augmentation (section B) ---
+
+// --- synthetic dataset (section C) ---
