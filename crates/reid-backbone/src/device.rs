@@ -1,0 +1,37 @@
+//! What compute devices libtorch sees from this process.
+
+use serde::Serialize;
+
+/// A summary of the devices libtorch can use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    /// `torch::cuda::is_available()`.
+    pub cuda_available: bool,
+    /// Number of CUDA devices visible.
+    pub cuda_devices: usize,
+    /// Whether cuDNN is available.
+    pub cudnn_available: bool,
+    /// Threads libtorch uses for intra-op parallelism on CPU.
+    pub cpu_threads: i32,
+}
+
+impl DeviceInfo {
+    /// Queries libtorch.
+    pub fn query() -> Self {
+        DeviceInfo {
+            cuda_available: tch::Cuda::is_available(),
+            cuda_devices: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
+            cudnn_available: tch::Cuda::cudnn_is_available(),
+            cpu_threads: tch::get_num_threads(),
+        }
+    }
+
+    /// The best device: the first CUDA device when available, else the CPU.
+    pub fn best_device(&self) -> tch::Device {
+        if self.cuda_available {
+            tch::Device::Cuda(0)
+        } else {
+            tch::Device::Cpu
+        }
+    }
+}
