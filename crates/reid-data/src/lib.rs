@@ -27,6 +27,14 @@ pub use error::{DataError, Result};
 pub use record::{BBox, Date, Record, SplitRole};
 
 // --- records, loaders, splits, sampler (section A) ---
+pub mod dataset;
+pub mod loaders;
+pub mod sampler;
+pub mod split;
+pub use dataset::{Dataset, DatasetStats};
+pub use loaders::{LoadOptions, LoadReport, OnError};
+pub use sampler::{PkParams, PkSampler};
+pub use split::{SplitKind, SplitParams};
 
 // --- decoding, preprocessing, batching, augmentation (section B) ---
 
