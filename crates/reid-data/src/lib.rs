@@ -37,5 +37,18 @@ pub use sampler::{PkParams, PkSampler};
 pub use split::{SplitKind, SplitParams};
 
 // --- decoding, preprocessing, batching, augmentation (section B) ---
+pub mod augment;
+pub mod batch;
+pub mod decode;
+pub mod preprocess;
+
+pub use augment::{
+    AugmentContext, ColorJitter, Compose, HorizontalFlip, RandomResizedCrop, Rotation, Transform,
+};
+pub use batch::{BatchIter, PrefetchOptions};
+pub use decode::{AlphaMode, DecodeOptions, Decoded, SizeHint, decode_file, decode_image};
+pub use preprocess::{
+    Batch, IMAGENET_MEAN, IMAGENET_STD, Interpolation, Preprocess, PreprocessConfig, ResizeMode,
+};
 
 // --- synthetic dataset (section C) ---
