@@ -52,3 +52,5 @@ pub use preprocess::{
 };
 
 // --- synthetic dataset (section C) ---
+pub mod synthetic;
+pub use synthetic::{SyntheticParams, ValidSyntheticParams};
