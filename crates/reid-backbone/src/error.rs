@@ -24,7 +24,9 @@ pub enum BackboneError {
         env: &'static str,
     },
     /// A weights file is present but its content is not the expected one.
-    #[error("{path}: sha256 is {found}, expected {expected}; delete it and run `scripts/setup.sh` again")]
+    #[error(
+        "{path}: sha256 is {found}, expected {expected}; delete it and run `scripts/setup.sh` again"
+    )]
     WeightsChecksum {
         /// The file.
         path: PathBuf,

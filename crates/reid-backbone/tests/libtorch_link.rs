@@ -4,12 +4,14 @@
 //! 2. carry an rpath to libtorch, and
 //! 3. start and initialise libtorch with `LD_LIBRARY_PATH` unset.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 
+use object::Endianness;
 use object::elf;
 use object::read::elf::{Dyn, ElfFile64};
-use object::Endianness;
 
 /// DT_NEEDED and DT_RUNPATH/DT_RPATH entries of an ELF64 file.
 fn dynamic_entries(path: &PathBuf) -> (Vec<String>, Vec<String>) {
@@ -45,7 +47,10 @@ fn binary_links_libtorch_cuda_and_has_rpath() {
     println!("DT_NEEDED: {needed:?}");
     println!("rpath: {rpaths:?}");
     for lib in ["libtorch_cpu.so", "libc10.so"] {
-        assert!(needed.iter().any(|n| n == lib), "{lib} not in DT_NEEDED: {needed:?}");
+        assert!(
+            needed.iter().any(|n| n == lib),
+            "{lib} not in DT_NEEDED: {needed:?}"
+        );
     }
     let torch_lib = rpaths
         .iter()
@@ -84,7 +89,12 @@ fn child_reports_devices() {
 fn loads_without_ld_library_path() {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(&exe)
-        .args(["--exact", "child_reports_devices", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_reports_devices",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env_remove("LD_LIBRARY_PATH")
         .env("REID_LINK_TEST_CHILD", "1")
         .output()

