@@ -6,67 +6,16 @@
 //! Run: `cargo run --release --example decode_throughput`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use image::{Rgb, RgbImage};
 use reid_data::decode::DecodeOptions;
 use reid_data::preprocess::{Preprocess, PreprocessConfig};
 
-const LION_ROOT: &str = "/work/shared/datasets/lion";
-
-fn lion_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![PathBuf::from(LION_ROOT)];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "png") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-/// A photo-like 2000×1500 image: smooth gradients, stripes and seeded noise.
-fn synthetic(seed: u32) -> RgbImage {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    RgbImage::from_fn(2000, 1500, |x, y| {
-        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        let n = (s >> 27) as f32;
-        let fx = x as f32 / 2000.0;
-        let fy = y as f32 / 1500.0;
-        let k = 1.0 + seed as f32 * 0.37;
-        let r = 128.0 + 90.0 * (k * 9.0 * fx + 3.0 * fy).sin() + n;
-        let g = 100.0 + 80.0 * (k * 5.0 * fy * fx + 2.0).cos() + n;
-        let b = 60.0 + 120.0 * fy * (1.0 + (30.0 * fx).sin()) / 2.0 + n;
-        Rgb([
-            r.clamp(0.0, 255.0) as u8,
-            g.clamp(0.0, 255.0) as u8,
-            b.clamp(0.0, 255.0) as u8,
-        ])
-    })
-}
-
-fn large_jpegs(dir: &Path, n: u32) -> Result<Vec<PathBuf>> {
-    (0..n)
-        .map(|i| {
-            let p = dir.join(format!("large_{i:02}.jpg"));
-            let f = std::io::BufWriter::new(std::fs::File::create(&p)?);
-            image::codecs::jpeg::JpegEncoder::new_with_quality(f, 90)
-                .encode_image(&synthetic(i))?;
-            Ok(p)
-        })
-        .collect()
-}
+#[path = "../benches/support/mod.rs"]
+mod support;
+use support::{large_jpegs, lion_files};
 
 fn preprocess(reduced: bool) -> Result<Preprocess> {
     Ok(PreprocessConfig::timm_eval(224, 0.875)
@@ -103,17 +52,17 @@ fn main() -> Result<()> {
         "decode -> resize (shorter 256, bicubic) -> centre crop 224 -> normalise; {threads} threads"
     );
 
-    let lion = lion_files();
-    if lion.is_empty() {
-        println!("lion: {LION_ROOT} not found, skipped");
-    } else {
-        let p = images_per_s(&pre, &lion, &parallel, 3)?;
-        let s = images_per_s(&pre, &lion, &serial, 3)?;
-        println!(
-            "lion ({} images): parallel {p:.0} img/s, serial {s:.0} img/s, speed-up {:.2}x",
-            lion.len(),
-            p / s
-        );
+    match lion_files() {
+        Err(root) => println!("lion: {} not found, skipped", root.display()),
+        Ok(lion) => {
+            let p = images_per_s(&pre, &lion, &parallel, 3)?;
+            let s = images_per_s(&pre, &lion, &serial, 3)?;
+            println!(
+                "lion ({} images): parallel {p:.0} img/s, serial {s:.0} img/s, speed-up {:.2}x",
+                lion.len(),
+                p / s
+            );
+        }
     }
 
     let dir = tempfile::tempdir()?;

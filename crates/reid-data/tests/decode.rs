@@ -13,6 +13,8 @@ use reid_data::decode::{
 };
 use reid_data::{BBox, DataError};
 
+mod common;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -680,13 +682,12 @@ fn bbox_crop_exact_pixels_and_bounds() {
 
 #[test]
 fn lion_dataset_decodes() {
-    let root = Path::new("/work/shared/datasets/lion");
-    if !root.exists() {
-        eprintln!("skipping: {} not present", root.display());
+    let Some(shared) = common::shared() else {
         return;
-    }
+    };
+    let root = shared.join("datasets/lion");
     let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
+    let mut stack = vec![root.clone()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();

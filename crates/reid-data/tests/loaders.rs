@@ -16,22 +16,8 @@ use reid_data::loaders::{
 };
 use reid_data::{BBox, DataError, Dataset, Date, Record, SplitRole};
 
-/// The shared data folder (`ANIMAL_REID_SHARED`, else `<repo>/../shared`).
-fn shared() -> Option<PathBuf> {
-    let p = match std::env::var_os("ANIMAL_REID_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    };
-    if p.join("datasets").is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} not found (set ANIMAL_REID_SHARED)",
-            p.display()
-        );
-        None
-    }
-}
+mod common;
+use common::shared;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);

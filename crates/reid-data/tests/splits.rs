@@ -8,24 +8,13 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use reid_data::loaders::{LoadOptions, load_animalclef, write_metadata_csv};
 use reid_data::split::{SplitKind, SplitParams, Undated};
 use reid_data::{DataError, Dataset, Date, Record, SplitRole};
 
-fn shared() -> Option<PathBuf> {
-    let p = match std::env::var_os("ANIMAL_REID_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    };
-    if p.join("datasets").is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipping: shared data folder {} not found", p.display());
-        None
-    }
-}
+mod common;
+use common::shared;
 
 /// 40 identities with 1..=12 images each (several singletons), a few
 /// unlabelled records, and dates spread over 2023.
