@@ -100,24 +100,17 @@ fn main() -> Result<()> {
     print!("{}", ds.stats());
 
     // 3. The open-set structure: which query identities are new.
-    let gallery: BTreeSet<&str> = ds
-        .records
-        .iter()
-        .filter(|r| r.split == Some(SplitRole::Database))
-        .filter_map(|r| r.identity.as_deref())
+    let gallery: BTreeSet<String> = ds
+        .by_split(&SplitRole::Database)
+        .identities()
+        .into_iter()
+        .map(|(id, _)| id)
         .collect();
-    let queries: Vec<_> = ds
-        .records
-        .iter()
-        .filter(|r| r.split == Some(SplitRole::Query))
-        .collect();
+    let queries = ds.by_split(&SplitRole::Query);
     let new_queries = queries
+        .records
         .iter()
-        .filter(|r| {
-            r.identity
-                .as_deref()
-                .is_some_and(|id| !gallery.contains(id))
-        })
+        .filter(|r| r.identity.as_ref().is_some_and(|id| !gallery.contains(id)))
         .count();
     println!(
         "open set: {} gallery identities; {} queries, {} of known individuals, {} of new ones",

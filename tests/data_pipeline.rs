@@ -38,10 +38,10 @@ fn synthetic_set_flows_through_load_split_sample_and_preprocess() {
     let split = SplitParams::open_set(0.25, 0.2, 5).split(&ds).unwrap();
     let ids_in = |role: SplitRole| -> BTreeSet<String> {
         split
-            .records
-            .iter()
-            .filter(|r| r.split.as_ref() == Some(&role))
-            .filter_map(|r| r.identity.clone())
+            .by_split(&role)
+            .identities()
+            .into_iter()
+            .map(|(id, _)| id)
             .collect()
     };
     let (db, q) = (ids_in(SplitRole::Database), ids_in(SplitRole::Query));
