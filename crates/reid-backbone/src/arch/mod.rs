@@ -1,0 +1,103 @@
+//! Network architectures built on `tch::nn`, with variable names equal to
+//! the original PyTorch key names (timm, torchvision, `efficientnet_lite_pytorch`),
+//! so a state dict saved by PyTorch loads without renaming.
+//!
+//! Every architecture implements [`Architecture`]; every named model is one
+//! [`ModelSpec`] listed by [`models`], the registry the rest of the crate uses.
+
+use reid_data::preprocess::Interpolation;
+use tch::{Tensor, nn};
+
+/// How the output of [`Architecture::forward_features`] is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureLayout {
+    /// A feature map `[B, C, H, W]` (CNNs; Swin is permuted to this layout).
+    Spatial,
+    /// Tokens `[B, N, D]`; the first `prefix` tokens are class or register
+    /// tokens, the rest are patch tokens.
+    Tokens {
+        /// Number of class/register tokens in front of the patch tokens.
+        prefix: usize,
+    },
+}
+
+/// A network body with timm's split into features, pre-logits and classifier.
+///
+/// `forward_features` is timm's `forward_features` (for Swin, permuted from
+/// NHWC to NCHW). Global pooling is done outside, by the caller's choice of
+/// pooling; `pre_logits` is what timm applies between pooling and the
+/// classifier (ConvNeXt's `head.norm`, ViT's `fc_norm`), identity otherwise.
+pub trait Architecture: Send + std::fmt::Debug {
+    /// Features before global pooling; `train` selects batch-norm statistics
+    /// and dropout as in PyTorch's `train()` mode.
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor;
+    /// Layout of [`forward_features`](Self::forward_features).
+    fn layout(&self) -> FeatureLayout;
+    /// Width of the pooled feature vector (timm's `num_features`).
+    fn num_features(&self) -> i64;
+    /// What timm applies after pooling and before the classifier.
+    fn pre_logits(&self, pooled: &Tensor, _train: bool) -> Tensor {
+        pooled.shallow_clone()
+    }
+    /// The classifier on pre-logits, `None` when built without one.
+    fn classifier(&self, pre_logits: &Tensor) -> Option<Tensor>;
+    /// The pooling timm uses for this model by default.
+    fn default_pooling(&self) -> DefaultPooling;
+}
+
+/// The global pooling an architecture was trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultPooling {
+    /// Spatial average over `[B, C, H, W]`, or mean over patch tokens.
+    Avg,
+    /// The first (class) token.
+    Cls,
+}
+
+/// Build parameters common to every architecture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BuildOptions {
+    /// Classifier outputs; 0 builds no classifier.
+    pub num_classes: i64,
+    /// Input side in pixels (square). Transformers size their position
+    /// embeddings / attention windows from it.
+    pub img_size: i64,
+}
+
+/// One named model of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSpec {
+    /// Registry name, e.g. `"convnext_tiny"`; equal to timm's name where timm has the model.
+    pub name: &'static str,
+    /// Family, e.g. `"convnext"`.
+    pub family: &'static str,
+    /// Default input side in pixels (square).
+    pub input_size: i64,
+    /// timm's eval `crop_pct` (resize the shorter side to `input_size / crop_pct`, centre crop).
+    pub crop_pct: f32,
+    /// Resize interpolation.
+    pub interpolation: Interpolation,
+    /// Normalisation mean (RGB, 0–1 scale).
+    pub mean: [f32; 3],
+    /// Normalisation std.
+    pub std: [f32; 3],
+    /// Classes of the original classifier (1000 for ImageNet-1k; 0 if none).
+    pub num_classes: i64,
+    /// Pooled feature width.
+    pub num_features: i64,
+    /// Constructor: creates the variables under `p` with the original key names.
+    pub build: fn(p: &nn::Path, opts: &BuildOptions) -> Box<dyn Architecture>,
+}
+
+/// The per-family spec tables; each family module exports `SPECS`.
+const FAMILIES: &[&[ModelSpec]] = &[];
+
+/// Every model this crate can build, in registry order.
+pub fn models() -> impl Iterator<Item = &'static ModelSpec> {
+    FAMILIES.iter().flat_map(|f| f.iter())
+}
+
+/// The model called `name`, if the registry has it.
+pub fn find(name: &str) -> Option<&'static ModelSpec> {
+    models().find(|m| m.name == name)
+}

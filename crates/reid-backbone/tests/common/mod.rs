@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests of `reid-backbone`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use tch::Tensor;
+
+/// The folder of fixtures made by `scripts/fixtures/<stem>.py` (run by
+/// `scripts/setup.sh`). Missing fixtures fail the test with the command to run.
+pub fn fixture_dir(stem: &str) -> PathBuf {
+    let base = std::env::var_os("ANIMAL_REID_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| reid_backbone::weights::cache_dir().join("fixtures"));
+    let dir = base.join(stem);
+    assert!(
+        dir.is_dir(),
+        "fixtures {} missing: run scripts/setup.sh (it runs scripts/fixtures/{stem}.py)",
+        dir.display()
+    );
+    dir
+}
+
+/// Reads every tensor of a safetensors file into a name → tensor map (CPU).
+pub fn read_tensors(path: &std::path::Path) -> std::collections::HashMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+/// Max absolute difference and the max absolute value of `want`.
+pub fn diff(got: &Tensor, want: &Tensor) -> (f64, f64) {
+    assert_eq!(got.size(), want.size(), "shape");
+    let got = got.to_kind(tch::Kind::Double);
+    let want = want.to_kind(tch::Kind::Double);
+    let d = (&got - &want).abs().max().double_value(&[]);
+    let m = want.abs().max().double_value(&[]);
+    (d, m)
+}
+
+/// Asserts `max|got - want| <= atol`.
+pub fn assert_abs(got: &Tensor, want: &Tensor, atol: f64, what: &str) {
+    let (d, m) = diff(got, want);
+    assert!(d <= atol, "{what}: max abs diff {d:e} > {atol:e} (max |want| {m:e})");
+}
+
+/// Asserts `max|got - want| <= rtol * max|want|`.
+pub fn assert_rel(got: &Tensor, want: &Tensor, rtol: f64, what: &str) {
+    let (d, m) = diff(got, want);
+    assert!(d <= rtol * m, "{what}: max abs diff {d:e} > {rtol:e} x max |want| {m:e}");
+}
