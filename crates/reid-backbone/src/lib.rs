@@ -22,6 +22,8 @@
 
 pub mod arch;
 pub mod device;
+pub mod state_dict;
+pub mod torchscript;
 pub mod error;
 pub mod weights;
 

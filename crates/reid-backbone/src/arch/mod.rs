@@ -5,6 +5,13 @@
 //! Every architecture implements [`Architecture`]; every named model is one
 //! [`ModelSpec`] listed by [`models`], the registry the rest of the crate uses.
 
+pub mod convnext;
+pub mod efficientnet_lite;
+pub mod efficientnet_v2;
+pub mod mobilenet_v2;
+pub mod swin;
+pub mod vit;
+
 use reid_data::preprocess::Interpolation;
 use tch::{Tensor, nn};
 
@@ -90,7 +97,14 @@ pub struct ModelSpec {
 }
 
 /// The per-family spec tables; each family module exports `SPECS`.
-const FAMILIES: &[&[ModelSpec]] = &[];
+const FAMILIES: &[&[ModelSpec]] = &[
+    efficientnet_lite::SPECS,
+    mobilenet_v2::SPECS,
+    convnext::SPECS,
+    efficientnet_v2::SPECS,
+    vit::SPECS,
+    swin::SPECS,
+];
 
 /// Every model this crate can build, in registry order.
 pub fn models() -> impl Iterator<Item = &'static ModelSpec> {

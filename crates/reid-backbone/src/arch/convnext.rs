@@ -1,0 +1,6 @@
+//! ConvNeXt (timm key names).
+
+use super::ModelSpec;
+
+/// The models of this family.
+pub const SPECS: &[ModelSpec] = &[];

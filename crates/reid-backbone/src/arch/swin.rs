@@ -1,0 +1,6 @@
+//! Swin Transformer (timm key names).
+
+use super::ModelSpec;
+
+/// The models of this family.
+pub const SPECS: &[ModelSpec] = &[];

@@ -1,0 +1,1 @@
+//! TorchScript models (`torch.jit.save`) as backbones.
