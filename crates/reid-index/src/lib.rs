@@ -2,21 +2,69 @@
 //!
 //! The gallery index of open-set re-identification: L2-normalised embeddings
 //! (`ndarray::Array2<f32>`, one row per gallery image) with their record ids,
-//! searched by cosine similarity for the top-k matches of each query.
+//! identity labels and attributes, searched by cosine similarity for the
+//! top-k matches of each query.
 //!
-//! **Status:** only the error type exists so far. Exact blocked top-k search,
-//! HNSW search, filters, incremental enrolment and persistence are tracked in
-//! the project's gallery-index issue; nothing here claims to search yet.
+//! - [`exact_topk`]: exact top-k of a query batch against an embedding
+//!   matrix, as a blocked GEMM (the `gemm` crate's AVX2/FMA kernels) with the
+//!   top-k selection fused per cache-sized score tile, on all rayon threads;
+//!   deterministic (ties go to the lower gallery row).
+//! - [`Gallery`]: embeddings + [`Record`]s (id, identity, attributes) + model
+//!   id; incremental [`Gallery::add`] / [`Gallery::remove_ids`] /
+//!   [`Gallery::remove_identity`] without a rebuild; [`Gallery::search`]
+//!   returns [`Hit`]s naming records and identities, optionally restricted by
+//!   a [`Filter`] (`species=lion,location=kruger`);
+//!   [`Gallery::search_identities`] ranks individuals by their best image.
+//! - Persistence to one checksummed file ([`Gallery::save`],
+//!   [`Gallery::load`]), written atomically.
+//! - With the `hnsw` feature: approximate search (`Gallery::build_hnsw`,
+//!   `Gallery::search_approx`) for galleries of millions.
 //!
 //! ```
-//! use reid_index::IndexError;
+//! use ndarray::array;
+//! use reid_index::{Filter, Gallery, Record};
 //!
-//! let e = IndexError::Shape { expected: "[n, 512]".into(), got: "[n, 256]".into() };
-//! assert_eq!(e.to_string(), "shape mismatch: expected [n, 512], got [n, 256]");
+//! let emb = array![[1.0f32, 0.0], [0.0, 1.0], [0.6, 0.8]];
+//! let records = vec![
+//!     Record::new("img1", "lion-A").with("species", "lion"),
+//!     Record::new("img2", "lynx-B").with("species", "lynx"),
+//!     Record::new("img3", "lion-C").with("species", "lion"),
+//! ];
+//! let mut g = Gallery::from_parts("mobilenetv2-224", emb.view(), records).unwrap();
+//!
+//! let q = array![[0.0f32, 1.0]];
+//! let hits = g.search(q.view(), 2, None).unwrap();
+//! assert_eq!(hits[0][0].id, "img2"); // cosine 1.0
+//! assert_eq!(hits[0][1].identity, "lion-C"); // cosine 0.8
+//!
+//! // Only among lions:
+//! let lions: Filter = "species=lion".parse().unwrap();
+//! let hits = g.search(q.view(), 1, Some(&lions)).unwrap();
+//! assert_eq!(hits[0][0].id, "img3");
+//!
+//! // Enrol and remove without rebuilding; save and load one file.
+//! g.remove_identity("lynx-B");
+//! g.add(array![[0.0f32, -1.0]].view(), vec![Record::new("img4", "lion-D")]).unwrap();
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("gallery.reidx");
+//! g.save(&path).unwrap();
+//! let back = Gallery::load(&path).unwrap();
+//! assert_eq!(back.len(), 3);
+//! assert_eq!(back.embeddings(), g.embeddings());
 //! ```
 
+#[cfg(feature = "hnsw")]
+pub mod ann;
 pub mod error;
 pub mod exact;
+pub mod filter;
+pub mod gallery;
+mod kernel;
+pub mod persist;
 
+#[cfg(feature = "hnsw")]
+pub use ann::HnswParams;
 pub use error::{IndexError, Result};
-pub use exact::{TopK, exact_topk};
+pub use exact::{ExactConfig, TopK, exact_topk, exact_topk_with};
+pub use filter::Filter;
+pub use gallery::{Gallery, Hit, Record};

@@ -1,0 +1,46 @@
+//! Exact search throughput: 1000 queries x {10k, 100k, 1M} gallery x 512-d,
+//! k = 10, on the current rayon pool (set RAYON_NUM_THREADS to pin it).
+//! The 1M case takes 10 samples (criterion's minimum).
+//!
+//! `CARGO_TARGET_DIR=/work/target-idx cargo bench -p reid-index --bench exact_search`
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reid_index::exact_topk;
+
+fn unit_rows(n: usize, d: usize, seed: u64) -> Array2<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut a = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1.0f32..1.0));
+    for mut r in a.rows_mut() {
+        let norm = r.dot(&r).sqrt();
+        r /= norm;
+    }
+    a
+}
+
+fn bench(c: &mut Criterion) {
+    let d = 512;
+    let nq = 1000;
+    let q = unit_rows(nq, d, 1);
+    let mut group = c.benchmark_group("exact_topk_1000q_512d_k10");
+    for n in [10_000usize, 100_000, 1_000_000] {
+        let g = unit_rows(n, d, 2);
+        // Throughput in multiply-adds x 2 = flops, reported as "elements".
+        group.throughput(Throughput::Elements((2 * nq * n * d) as u64));
+        if n >= 1_000_000 {
+            group.sample_size(10);
+        } else {
+            group.sample_size(20);
+        }
+        group.bench_with_input(BenchmarkId::from_parameter(n), &g, |b, g| {
+            b.iter(|| exact_topk(q.view(), g.view(), 10).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

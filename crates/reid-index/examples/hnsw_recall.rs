@@ -1,0 +1,135 @@
+//! Recall and speed of HNSW search against exact search on clustered
+//! synthetic data; prints one JSON line per `ef`.
+//!
+//! ```text
+//! cargo run --release -p reid-index --features hnsw --example hnsw_recall -- \
+//!     --n 1000000 --dim 256 --nq 1000 --clusters 10000 --m 16 --efc 100 --ef 16,32,64,128 --threads 2
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ndarray::Array2;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use reid_index::{Gallery, HnswParams, Record, exact_topk};
+
+/// `n` points around `clusters` random unit centres (Gaussian noise of
+/// `sigma` per coordinate), L2-normalised; the centres come from `seed`, the
+/// points from `point_seed`.
+fn clustered(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    sigma: f32,
+    seed: u64,
+    point_seed: u64,
+) -> Array2<f32> {
+    let mut crng = ChaCha8Rng::seed_from_u64(seed);
+    let centres = Array2::from_shape_fn((clusters, dim), |_| gauss(&mut crng));
+    let mut rng = ChaCha8Rng::seed_from_u64(point_seed);
+    let mut a = Array2::<f32>::zeros((n, dim));
+    for mut row in a.rows_mut() {
+        let c = centres.row(rng.gen_range(0..clusters));
+        let cn = c.dot(&c).sqrt();
+        for (x, &cv) in row.iter_mut().zip(c) {
+            *x = cv / cn + sigma * gauss(&mut rng);
+        }
+        let norm = row.dot(&row).sqrt().max(1e-12);
+        row /= norm;
+    }
+    a
+}
+
+fn gauss(rng: &mut ChaCha8Rng) -> f32 {
+    // Box-Muller.
+    let u: f32 = rng.gen_range(f32::EPSILON..1.0);
+    let v: f32 = rng.gen_range(0.0..1.0);
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let num = |name: &str, default: usize| -> Result<usize> {
+        get(name).map_or(Ok(default), |v| {
+            v.parse().with_context(|| format!("{name} {v}"))
+        })
+    };
+    let n = num("--n", 100_000)?;
+    let dim = num("--dim", 256)?;
+    let nq = num("--nq", 1000)?;
+    let clusters = num("--clusters", (n / 100).max(1))?;
+    let m = num("--m", 16)?;
+    let efc = num("--efc", 100)?;
+    let threads = num("--threads", 2)?;
+    let sigma: f32 = get("--sigma").map_or(Ok(0.1), |v| v.parse())?;
+    let efs: Vec<usize> = get("--ef")
+        .unwrap_or_else(|| "16,32,64,128,256".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let k = 10;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+
+    let t = Instant::now();
+    let (emb, queries) = pool.install(|| {
+        (
+            clustered(n, dim, clusters, sigma, 1, 2),
+            clustered(nq, dim, clusters, sigma, 1, 3),
+        )
+    });
+    let recs = (0..n)
+        .map(|i| Record::new(i.to_string(), (i % clusters).to_string()))
+        .collect();
+    let mut g = Gallery::from_parts("synthetic", emb.view(), recs)?;
+    drop(emb);
+    eprintln!(
+        "data {n} x {dim} ({clusters} clusters) in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let exact = pool.install(|| exact_topk(queries.view(), g.embeddings(), k))?;
+    let exact_s = t.elapsed().as_secs_f64();
+    eprintln!("exact search {nq} queries: {exact_s:.2}s");
+
+    let t = Instant::now();
+    pool.install(|| g.build_hnsw(HnswParams::new(m, efc, true)?))?;
+    let build_s = t.elapsed().as_secs_f64();
+    eprintln!("HNSW build (M={m}, efc={efc}): {build_s:.1}s");
+
+    for ef in efs {
+        let t = Instant::now();
+        let approx = pool.install(|| g.search_approx(queries.view(), k, ef, None))?;
+        let s = t.elapsed().as_secs_f64();
+        let mut r1 = 0.0;
+        let mut r10 = 0.0;
+        for (qi, hits) in approx.iter().enumerate() {
+            let truth: HashSet<usize> = exact.indices.row(qi).iter().copied().collect();
+            if hits.first().map(|h| h.row) == exact.indices.row(qi).first().copied() {
+                r1 += 1.0;
+            }
+            r10 += hits.iter().filter(|h| truth.contains(&h.row)).count() as f64 / k as f64;
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "n": n, "dim": dim, "nq": nq, "clusters": clusters, "sigma": sigma, "threads": threads,
+                "m": m, "ef_construction": efc, "ef": ef, "build_s": build_s,
+                "exact_s": exact_s, "approx_s": s, "speedup": exact_s / s,
+                "recall_at_1": r1 / nq as f64, "recall_at_10": r10 / nq as f64,
+            })
+        );
+    }
+    Ok(())
+}

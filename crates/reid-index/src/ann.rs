@@ -1,0 +1,208 @@
+//! Approximate search (HNSW, through the `hnsw_rs` crate) for large
+//! galleries. Enabled by the `hnsw` cargo feature.
+//!
+//! The graph is owned by the [`Gallery`]: records added after
+//! [`Gallery::build_hnsw`] are inserted into it, removed records stay in the
+//! graph as routing points but are never returned (they are filtered out by
+//! their stable serial number). Filters are applied during the graph search.
+//! The graph is not persisted; rebuild it after [`Gallery::load`].
+
+use std::fmt;
+
+use hnsw_rs::prelude::{DistDot, Hnsw};
+use ndarray::{ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::filter::Filter;
+use crate::gallery::{Gallery, Hit};
+use crate::{IndexError, Result};
+
+/// Checked HNSW construction parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    m: usize,
+    ef_construction: usize,
+    max_layers: usize,
+    parallel: bool,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 100,
+            max_layers: 16,
+            parallel: true,
+        }
+    }
+}
+
+impl HnswParams {
+    /// `m`: links per point and layer (2..=128); `ef_construction`: beam
+    /// width while building (at least `m`). With `parallel` the initial build
+    /// inserts on all rayon threads (faster, but the graph then depends on
+    /// thread timing); without it the build is deterministic.
+    pub fn new(m: usize, ef_construction: usize, parallel: bool) -> Result<Self> {
+        if !(2..=128).contains(&m) {
+            return Err(IndexError::param("m", format!("{m} is outside 2..=128")));
+        }
+        if ef_construction < m {
+            return Err(IndexError::param(
+                "ef_construction",
+                format!("{ef_construction} is below m = {m}"),
+            ));
+        }
+        Ok(Self {
+            m,
+            ef_construction,
+            max_layers: 16,
+            parallel,
+        })
+    }
+
+    /// Links per point and layer.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Beam width while building.
+    pub fn ef_construction(&self) -> usize {
+        self.ef_construction
+    }
+}
+
+pub(crate) struct Ann {
+    hnsw: Hnsw<'static, f32, DistDot>,
+    params: HnswParams,
+}
+
+impl fmt::Debug for Ann {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ann")
+            .field("points", &self.hnsw.get_nb_point())
+            .field("params", &self.params)
+            .finish()
+    }
+}
+
+impl Gallery {
+    /// Builds (or rebuilds) the HNSW graph over every record.
+    pub fn build_hnsw(&mut self, params: HnswParams) -> Result<()> {
+        let mut hnsw = Hnsw::<f32, DistDot>::new(
+            params.m,
+            self.len().max(1),
+            params.max_layers,
+            params.ef_construction,
+            DistDot {},
+        );
+        let d = self.dim;
+        let items: Vec<(&[f32], usize)> = self
+            .data
+            .chunks_exact(d)
+            .zip(&self.seqs)
+            .map(|(row, &s)| (row, s as usize))
+            .collect();
+        if params.parallel {
+            hnsw.parallel_insert_slice(&items);
+        } else {
+            for &it in &items {
+                hnsw.insert_slice(it);
+            }
+        }
+        hnsw.set_searching_mode(true);
+        self.ann = Some(Ann { hnsw, params });
+        Ok(())
+    }
+
+    /// Whether an HNSW graph is built.
+    pub fn has_hnsw(&self) -> bool {
+        self.ann.is_some()
+    }
+
+    /// Drops the HNSW graph (frees its memory).
+    pub fn drop_hnsw(&mut self) {
+        self.ann = None;
+    }
+
+    /// Inserts rows `first_row..` into the graph, if one is built.
+    pub(crate) fn ann_insert_rows(&mut self, first_row: usize) {
+        let d = self.dim;
+        if let Some(ann) = self.ann.as_mut() {
+            ann.hnsw.set_searching_mode(false);
+            let rows = self.data.chunks_exact(d).zip(&self.seqs).skip(first_row);
+            for (row, &s) in rows {
+                ann.hnsw.insert_slice((row, s as usize));
+            }
+            ann.hnsw.set_searching_mode(true);
+        }
+    }
+
+    /// Approximate top-`k` records per query by HNSW with beam width `ef`
+    /// (at least `k`; larger is slower and more exact). Same result shape,
+    /// ordering and filter semantics as [`Gallery::search`]. Errors when no
+    /// graph is built, and on the same bad inputs as exact search.
+    pub fn search_approx(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        k: usize,
+        ef: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Vec<Hit<'_>>>> {
+        if self.is_empty() {
+            return Err(IndexError::EmptyGallery);
+        }
+        self.check_queries(queries, k)?;
+        let ann = self.ann.as_ref().ok_or_else(|| {
+            IndexError::param("search_approx", "no HNSW graph: call build_hnsw first")
+        })?;
+        let ef = ef.max(k);
+        let live = |seq: &usize| -> Option<usize> {
+            let row = self.seqs.binary_search(&(*seq as u64)).ok()?;
+            match filter {
+                Some(f) if !f.is_all() => self
+                    .records
+                    .get(row)
+                    .filter(|r| f.matches(&r.meta))
+                    .map(|_| row),
+                _ => Some(row),
+            }
+        };
+        let keep = |seq: &usize| live(seq).is_some();
+        // No filter and nothing ever removed: every graph point is live.
+        let unfiltered =
+            filter.is_none_or(Filter::is_all) && self.seqs.len() as u64 == self.next_seq;
+        Ok(queries
+            .axis_iter(Axis(0))
+            .into_par_iter()
+            .map(|q| {
+                let q = q.to_vec();
+                let found = if unfiltered {
+                    ann.hnsw.search(&q, k, ef)
+                } else {
+                    ann.hnsw.search_filter(&q, k, ef, Some(&keep))
+                };
+                let mut hits: Vec<Hit<'_>> = found
+                    .iter()
+                    .filter_map(|nb| {
+                        let row = live(&nb.d_id)?;
+                        let r = self.records.get(row)?;
+                        Some(Hit {
+                            row,
+                            id: &r.id,
+                            identity: &r.identity,
+                            score: 1.0 - nb.distance,
+                        })
+                    })
+                    .collect();
+                hits.sort_by(|a, b| {
+                    b.score
+                        .partial_cmp(&a.score)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                        .then(a.row.cmp(&b.row))
+                });
+                hits.truncate(k);
+                hits
+            })
+            .collect())
+    }
+}

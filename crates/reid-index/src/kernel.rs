@@ -1,0 +1,59 @@
+//! The one place that calls the `gemm` crate's raw-pointer kernel, behind a
+//! safe, shape-checked wrapper.
+#![allow(unsafe_code)]
+
+use ndarray::ArrayView2;
+
+/// Writes `dst[i * n + j] = <a.row(i), b.row(j)>` for `a: [m, d]`, `b: [n, d]`
+/// into a row-major `[m, n]` buffer, on the calling thread only.
+///
+/// Returns `false` (and writes nothing) when the shapes do not agree; callers
+/// check shapes before, so this is a guard, not an error path.
+pub(crate) fn scores_into(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, dst: &mut [f32]) -> bool {
+    let (m, d) = a.dim();
+    let (n, d2) = b.dim();
+    if d != d2 || m.checked_mul(n) != Some(dst.len()) {
+        return false;
+    }
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if d == 0 {
+        dst.fill(0.0);
+        return true;
+    }
+    let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
+    let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
+    // SAFETY: `a` and `b` are live ndarray views, so for every i < m, j < n,
+    // p < d the addresses `a.as_ptr() + i*a_rs + p*a_cs` and
+    // `b.as_ptr() + j*b_rs + p*b_cs` are in bounds (ndarray's view invariant,
+    // negative strides included, and `as_ptr` is element [0, 0]). The
+    // destination is an exclusively borrowed slice of exactly m*n elements
+    // addressed as `i*n + j` (row stride n, column stride 1). The right-hand
+    // operand is bᵀ, `[d, n]`: element (p, j) = b[j, p], i.e. row stride b_cs
+    // and column stride b_rs. `read_dst = false`, so `dst` is only written.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            d,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_rs,
+            b_cs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    true
+}
