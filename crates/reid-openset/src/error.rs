@@ -20,6 +20,65 @@ pub enum OpensetError {
         /// The shape found.
         got: String,
     },
+    /// The gallery (database) has no rows.
+    #[error("the gallery is empty")]
+    EmptyGallery,
+    /// An input that must not be empty is empty.
+    #[error("{what} is empty")]
+    Empty {
+        /// What was empty.
+        what: &'static str,
+    },
+    /// A value is NaN or infinite.
+    #[error("{what} has a non-finite value at row {row}, column {col}")]
+    NonFinite {
+        /// Which input.
+        what: &'static str,
+        /// Row of the value (0 for one-dimensional inputs).
+        row: usize,
+        /// Column of the value (the position for one-dimensional inputs).
+        col: usize,
+    },
+    /// Two inputs that must have the same length do not.
+    #[error("length mismatch: {what}: expected {expected}, got {got}")]
+    Length {
+        /// What is compared.
+        what: &'static str,
+        /// The expected length.
+        expected: usize,
+        /// The length found.
+        got: usize,
+    },
+    /// An index (gallery row, query row) is out of range.
+    #[error("{what} index {index} out of range (length {len})")]
+    OutOfRange {
+        /// Which index.
+        what: &'static str,
+        /// The index.
+        index: usize,
+        /// The valid length.
+        len: usize,
+    },
+    /// The database cannot form the requested open-set episodes.
+    #[error("cannot simulate open-set episodes: {0}")]
+    Episodes(String),
+    /// A user-supplied pair scorer failed.
+    #[error(
+        "pair scorer `{source_name}` failed for query {query}, gallery item {gallery}: {reason}"
+    )]
+    Scorer {
+        /// Name of the similarity source.
+        source_name: String,
+        /// Query row.
+        query: usize,
+        /// Gallery row.
+        gallery: usize,
+        /// The scorer's message.
+        reason: String,
+    },
+    /// The gallery search failed.
+    #[error(transparent)]
+    Index(#[from] reid_index::IndexError),
 }
 
 /// Result alias for this crate.
