@@ -10,6 +10,7 @@ pub mod efficientnet_lite;
 pub mod efficientnet_v2;
 pub mod mobilenet_v2;
 pub mod swin;
+mod transformer;
 pub mod vit;
 
 use reid_data::preprocess::Interpolation;
@@ -93,7 +94,7 @@ pub struct ModelSpec {
     /// Pooled feature width.
     pub num_features: i64,
     /// Constructor: creates the variables under `p` with the original key names.
-    pub build: fn(p: &nn::Path, opts: &BuildOptions) -> Box<dyn Architecture>,
+    pub build: fn(p: &nn::Path<'_>, opts: &BuildOptions) -> Box<dyn Architecture>,
 }
 
 /// The per-family spec tables; each family module exports `SPECS`.

