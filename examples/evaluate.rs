@@ -173,7 +173,7 @@ fn main() -> Result<()> {
         &gallery,
         queries.view(),
         None,
-        &DecisionParams::new(rule.clone(), Thresholds::new(f32::NEG_INFINITY)?)?,
+        &DecisionParams::new(rule, Thresholds::new(f32::NEG_INFINITY)?)?,
     )?;
     let right = open
         .iter()
@@ -196,7 +196,7 @@ fn main() -> Result<()> {
             &gallery,
             queries.view(),
             None,
-            &DecisionParams::new(rule.clone(), Thresholds::new(threshold)?)?,
+            &DecisionParams::new(rule, Thresholds::new(threshold)?)?,
         )?;
         let d: Vec<Decision> = preds.into_iter().map(|p| p.decision).collect();
         let s = score::open_set_score(&truth, &d, &is_new)?;

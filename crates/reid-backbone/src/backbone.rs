@@ -329,6 +329,17 @@ impl BackboneBuilder {
             Precision::Bf16 => vs.bfloat16(),
         }
         vs.freeze();
+        let channels_last = CHANNELS_LAST_FAMILIES.contains(&spec.family);
+        if channels_last {
+            tch::no_grad(|| {
+                for (_, mut v) in vs.variables() {
+                    if v.dim() == 4 {
+                        let cl = to_channels_last(&v);
+                        v.set_data(&cl);
+                    }
+                }
+            });
+        }
         let gem_p = match pooling {
             Pooling::Gem { p, .. } => Some(Tensor::from(p).to_device(self.device)),
             _ => None,
@@ -357,6 +368,7 @@ impl BackboneBuilder {
             gem_p,
             device: self.device,
             precision: self.precision,
+            channels_last,
             info,
         })
     }
@@ -383,7 +395,28 @@ pub struct Backbone {
     gem_p: Option<Tensor>,
     device: Device,
     precision: Precision,
+    channels_last: bool,
     info: BackboneInfo,
+}
+
+/// Families whose convolutions run faster with channels-last (NHWC) strides:
+/// oneDNN's depthwise and pointwise kernels take NHWC directly, where
+/// PyTorch's default NCHW layout goes through slower paths (EfficientNet-Lite2
+/// on 2 CPU threads: 2.5 → 8.4 images/s in PyTorch itself).
+const CHANNELS_LAST_FAMILIES: &[&str] = &[
+    "efficientnet_lite",
+    "mobilenet_v2",
+    "convnext",
+    "efficientnet_v2",
+];
+
+/// The same values with channels-last strides (shape unchanged).
+fn to_channels_last(t: &Tensor) -> Tensor {
+    if t.dim() == 4 {
+        t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    } else {
+        t.shallow_clone()
+    }
 }
 
 impl Backbone {
@@ -465,6 +498,7 @@ impl Backbone {
             gem_p: None,
             device,
             precision: Precision::F32,
+            channels_last: false,
             info,
         })
     }
@@ -509,7 +543,12 @@ impl Backbone {
     /// Moves a float `[B, 3, S, S]` tensor to the device and precision.
     fn prepare(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(&x.size())?;
-        Ok(x.to_device(self.device).to_kind(self.precision.kind()))
+        let x = x.to_device(self.device).to_kind(self.precision.kind());
+        Ok(if self.channels_last {
+            to_channels_last(&x)
+        } else {
+            x
+        })
     }
 
     /// L2-normalised embeddings `[B, D]` (f32, on the device) of a

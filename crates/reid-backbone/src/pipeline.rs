@@ -264,7 +264,7 @@ pub fn embed_tta(bb: &Backbone, x: &Tensor, tta: Tta, size: i64) -> Result<Tenso
     for v in &views {
         let mut e = bb.embed_tensor(v)?;
         if tta.flip {
-            e = e + bb.embed_tensor(&v.flip([3]))?;
+            e += bb.embed_tensor(&v.flip([3]))?;
         }
         sum = Some(match sum {
             Some(s) => s + e,

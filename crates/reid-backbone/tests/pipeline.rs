@@ -248,3 +248,33 @@ fn a_checkpoint_without_its_classifier_loads_headless() {
     assert!(a.logits(&x).is_ok());
     assert!(b.logits(&x).is_err());
 }
+
+/// The whole builder path: the `.pth` file read by our unpickler, loaded by
+/// name, run with channels-last strides, pooled: logits equal PyTorch's.
+#[test]
+fn builder_with_pth_weights_equals_pytorch() {
+    let dir = common::fixture_dir("real_weights");
+    for name in ["efficientnet_lite0", "mobilenet_v2"] {
+        let bb = BackboneBuilder::new(name).build().unwrap();
+        assert!(bb.info().weights.as_ref().unwrap().extension().unwrap() == "pth");
+        let io = common::read_tensors(&dir.join(format!("{name}.io.safetensors")));
+        for kind in ["random", "photo"] {
+            let got = bb.logits(&io[&format!("{kind}_input")]).unwrap();
+            common::assert_abs(&got, &io[&format!("{kind}_logits")], 1e-4, name);
+        }
+    }
+}
+
+/// A timm CNN through the builder (channels-last, headed) equals timm.
+#[test]
+fn builder_convnext_equals_timm() {
+    let dir = common::fixture_dir("timm_cnn");
+    let io = common::read_tensors(&dir.join("convnext_tiny.io.safetensors"));
+    let x = &io["input"];
+    let bb = BackboneBuilder::new("convnext_tiny")
+        .weights_file(dir.join("convnext_tiny.safetensors"))
+        .img_size(x.size()[2])
+        .build()
+        .unwrap();
+    common::assert_rel(&bb.logits(x).unwrap(), &io["logits"], 1e-4, "convnext_tiny");
+}

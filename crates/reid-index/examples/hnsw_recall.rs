@@ -1,9 +1,10 @@
 //! Recall and speed of HNSW search against exact search on clustered
-//! synthetic data; prints one JSON line per `ef`.
+//! synthetic data; prints one JSON line per `ef` (`approx_s` and `exact_s`
+//! are for the whole batch of `nq` queries, `speedup` is their ratio).
 //!
 //! ```text
 //! cargo run --release -p reid-index --features hnsw --example hnsw_recall -- \
-//!     --n 1000000 --dim 256 --nq 1000 --clusters 10000 --m 16 --efc 100 --ef 16,32,64,128 --threads 2
+//!     --n 1000000 --dim 256 --nq 1000 --m 12 --efc 64 --ef 32,64,128,256 --threads 2
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 

@@ -1,20 +1,23 @@
-//! Approximate search (HNSW, through the `hnsw_rs` crate) for large
+//! Approximate search (HNSW, the crate's own graph in `hnsw.rs`) for large
 //! galleries. Enabled by the `hnsw` cargo feature.
 //!
 //! The graph is owned by the [`Gallery`]: records added after
 //! [`Gallery::build_hnsw`] are inserted into it, removed records stay in the
 //! graph as routing points but are never returned (they are filtered out by
 //! their stable serial number). Filters are applied during the graph search.
-//! The graph is not persisted; rebuild it after [`Gallery::load`].
+//! The graph is not persisted; rebuild it after [`Gallery::load`]. It keeps
+//! its own copy of the vectors (removed records stay routing points), so it
+//! doubles the embedding memory (1 GB more for 1M x 256 `f32`), plus about
+//! `2m` links of 4 bytes per record.
 
 use std::fmt;
 
-use hnsw_rs::prelude::{DistDot, Hnsw};
 use ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
 
 use crate::filter::Filter;
 use crate::gallery::{Gallery, Hit};
+use crate::hnsw::Graph;
 use crate::{IndexError, Result};
 
 /// Checked HNSW construction parameters.
@@ -22,7 +25,6 @@ use crate::{IndexError, Result};
 pub struct HnswParams {
     m: usize,
     ef_construction: usize,
-    max_layers: usize,
     parallel: bool,
 }
 
@@ -31,7 +33,6 @@ impl Default for HnswParams {
         Self {
             m: 16,
             ef_construction: 100,
-            max_layers: 16,
             parallel: true,
         }
     }
@@ -55,7 +56,6 @@ impl HnswParams {
         Ok(Self {
             m,
             ef_construction,
-            max_layers: 16,
             parallel,
         })
     }
@@ -72,14 +72,14 @@ impl HnswParams {
 }
 
 pub(crate) struct Ann {
-    hnsw: Hnsw<'static, f32, DistDot>,
+    graph: Graph,
     params: HnswParams,
 }
 
 impl fmt::Debug for Ann {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ann")
-            .field("points", &self.hnsw.get_nb_point())
+            .field("points", &self.graph.len())
             .field("params", &self.params)
             .finish()
     }
@@ -88,29 +88,9 @@ impl fmt::Debug for Ann {
 impl Gallery {
     /// Builds (or rebuilds) the HNSW graph over every record.
     pub fn build_hnsw(&mut self, params: HnswParams) -> Result<()> {
-        let mut hnsw = Hnsw::<f32, DistDot>::new(
-            params.m,
-            self.len().max(1),
-            params.max_layers,
-            params.ef_construction,
-            DistDot {},
-        );
-        let d = self.dim;
-        let items: Vec<(&[f32], usize)> = self
-            .data
-            .chunks_exact(d)
-            .zip(&self.seqs)
-            .map(|(row, &s)| (row, s as usize))
-            .collect();
-        if params.parallel {
-            hnsw.parallel_insert_slice(&items);
-        } else {
-            for &it in &items {
-                hnsw.insert_slice(it);
-            }
-        }
-        hnsw.set_searching_mode(true);
-        self.ann = Some(Ann { hnsw, params });
+        let mut graph = Graph::new(self.dim, params.m, params.ef_construction);
+        graph.insert(&self.data, &self.seqs, params.parallel);
+        self.ann = Some(Ann { graph, params });
         Ok(())
     }
 
@@ -128,12 +108,9 @@ impl Gallery {
     pub(crate) fn ann_insert_rows(&mut self, first_row: usize) {
         let d = self.dim;
         if let Some(ann) = self.ann.as_mut() {
-            ann.hnsw.set_searching_mode(false);
-            let rows = self.data.chunks_exact(d).zip(&self.seqs).skip(first_row);
-            for (row, &s) in rows {
-                ann.hnsw.insert_slice((row, s as usize));
-            }
-            ann.hnsw.set_searching_mode(true);
+            let rows = self.data.get(first_row * d..).unwrap_or(&[]);
+            let seqs = self.seqs.get(first_row..).unwrap_or(&[]);
+            ann.graph.insert(rows, seqs, false);
         }
     }
 
@@ -156,8 +133,8 @@ impl Gallery {
             IndexError::param("search_approx", "no HNSW graph: call build_hnsw first")
         })?;
         let ef = ef.max(k);
-        let live = |seq: &usize| -> Option<usize> {
-            let row = self.seqs.binary_search(&(*seq as u64)).ok()?;
+        let live = |seq: u64| -> Option<usize> {
+            let row = self.seqs.binary_search(&seq).ok()?;
             match filter {
                 Some(f) if !f.is_all() => self
                     .records
@@ -167,30 +144,26 @@ impl Gallery {
                 _ => Some(row),
             }
         };
-        let keep = |seq: &usize| live(seq).is_some();
         // No filter and nothing ever removed: every graph point is live.
         let unfiltered =
             filter.is_none_or(Filter::is_all) && self.seqs.len() as u64 == self.next_seq;
+        let keep = |seq: u64| unfiltered || live(seq).is_some();
         Ok(queries
             .axis_iter(Axis(0))
             .into_par_iter()
             .map(|q| {
                 let q = q.to_vec();
-                let found = if unfiltered {
-                    ann.hnsw.search(&q, k, ef)
-                } else {
-                    ann.hnsw.search_filter(&q, k, ef, Some(&keep))
-                };
+                let found = ann.graph.search(&q, k, ef, &keep);
                 let mut hits: Vec<Hit<'_>> = found
                     .iter()
-                    .filter_map(|nb| {
-                        let row = live(&nb.d_id)?;
+                    .filter_map(|&(seq, score)| {
+                        let row = live(seq)?;
                         let r = self.records.get(row)?;
                         Some(Hit {
                             row,
                             id: &r.id,
                             identity: &r.identity,
-                            score: 1.0 - nb.distance,
+                            score,
                         })
                     })
                     .collect();

@@ -59,6 +59,8 @@ pub mod error;
 pub mod exact;
 pub mod filter;
 pub mod gallery;
+#[cfg(feature = "hnsw")]
+mod hnsw;
 mod kernel;
 pub mod persist;
 

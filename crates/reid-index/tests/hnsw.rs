@@ -126,3 +126,41 @@ fn params_are_checked() {
     let p = HnswParams::new(16, 16, false).unwrap();
     assert_eq!((p.m(), p.ef_construction()), (16, 16));
 }
+
+#[test]
+fn serial_build_is_deterministic_and_exact_on_small_galleries() {
+    // 40 points: every node fits in every other node's layer-0 list, so a
+    // beam as wide as the gallery must return the exact ranking.
+    let mut g = gallery(40);
+    let q = clustered(7, 32, 5);
+    g.build_hnsw(HnswParams::new(16, 40, false).unwrap())
+        .unwrap();
+    let exact = g.search(q.view(), 5, None).unwrap();
+    let approx = g.search_approx(q.view(), 5, 40, None).unwrap();
+    for (a, e) in approx.iter().zip(&exact) {
+        let a: Vec<usize> = a.iter().map(|h| h.row).collect();
+        let e: Vec<usize> = e.iter().map(|h| h.row).collect();
+        assert_eq!(a, e);
+    }
+
+    // Two serial builds of the same gallery answer identically.
+    let mut big = gallery(2000);
+    let q = clustered(50, 32, 6);
+    big.build_hnsw(HnswParams::new(8, 32, false).unwrap())
+        .unwrap();
+    let first: Vec<Vec<usize>> = big
+        .search_approx(q.view(), 10, 20, None)
+        .unwrap()
+        .iter()
+        .map(|h| h.iter().map(|x| x.row).collect())
+        .collect();
+    big.build_hnsw(HnswParams::new(8, 32, false).unwrap())
+        .unwrap();
+    let second: Vec<Vec<usize>> = big
+        .search_approx(q.view(), 10, 20, None)
+        .unwrap()
+        .iter()
+        .map(|h| h.iter().map(|x| x.row).collect())
+        .collect();
+    assert_eq!(first, second);
+}

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests of `reid-backbone`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 
