@@ -19,9 +19,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use cli::bar;
 
-use animal_reid::backbone::backbone::{BackboneBuilder, parse_device};
-use animal_reid::backbone::pipeline::{ExtractParams, extract};
-use animal_reid::backbone::pool::Pooling;
+use animal_reid::backbone::pipeline::extract;
 use animal_reid::data::SplitRole;
 use animal_reid::data::loaders::{LoadOptions, load_animalclef};
 use animal_reid::data::synthetic::SyntheticParams;
@@ -48,31 +46,14 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 2025)]
     seed: u64,
-    /// Backbone (registry name; see `embed --list-backbones`).
-    #[arg(long, default_value = "efficientnet_lite2")]
-    backbone: String,
-    /// Weights file (safetensors or PyTorch state dict with the original key
-    /// names); default: the model's bundled ImageNet weights.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Pooling: default, avg, gem, gem:P, cls, cls+mean.
-    #[arg(long, default_value = "default")]
-    pooling: String,
-    /// Average each embedding with that of the mirror image.
-    #[arg(long)]
-    flip: bool,
     /// Do not keep embeddings in <out>/embedding-cache.
     #[arg(long)]
     no_cache: bool,
-    /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    model: cli::BackboneArgs,
 }
 
 fn main() -> Result<()> {
@@ -130,13 +111,7 @@ fn main() -> Result<()> {
 
     // 4. Embed every image: decode, resize and normalise on a background
     //    thread while the backbone runs; finished images come from the cache.
-    let mut builder = BackboneBuilder::new(&args.backbone)
-        .device(parse_device(&args.device)?)
-        .pooling(Pooling::parse(&args.pooling)?);
-    if let Some(w) = &args.weights {
-        builder = builder.weights_file(w);
-    }
-    let bb = builder.build()?;
+    let bb = args.model.build()?;
     let info = bb.info();
     println!(
         "\nbackbone {} @{} px, {}-d embeddings, weights {}",
@@ -147,13 +122,11 @@ fn main() -> Result<()> {
             .as_ref()
             .map_or_else(|| "random".into(), |p| p.display().to_string())
     );
-    let mut params = ExtractParams::new(args.batch_size).flip(args.flip);
-    if !args.no_cache {
-        params = params.cache_dir(args.out.join("embedding-cache"));
-    }
+    let cache = (!args.no_cache).then(|| args.out.join("embedding-cache"));
+    let params = args.model.extract_params(cache.as_deref())?;
     let t = Instant::now();
     let pb = bar(ds.len(), "embedding", args.quiet);
-    let emb = extract(&bb, &ds.records, &params.check()?, |p| {
+    let emb = extract(&bb, &ds.records, &params, |p| {
         pb.set_position(p.done as u64)
     })?;
     pb.finish_and_clear();

@@ -20,9 +20,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ndarray::Axis;
 
-use animal_reid::backbone::backbone::{BackboneBuilder, parse_device};
-use animal_reid::backbone::pipeline::{ExtractParams, extract};
-use animal_reid::backbone::pool::Pooling;
+use animal_reid::backbone::pipeline::extract;
 use animal_reid::data::SplitRole;
 use animal_reid::data::loaders::{LoadOptions, load_animalclef};
 use animal_reid::openset::{
@@ -37,26 +35,6 @@ struct Args {
     /// Split CSV with the truth (default: lion.csv in the shared data folder).
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Backbone (registry name).
-    #[arg(long, default_value = "mobilenet_v2")]
-    backbone: String,
-    /// Weights file (safetensors / PyTorch state dict with the original key
-    /// names, or a TorchScript model with `--backbone torchscript`);
-    /// default: the bundled ImageNet weights.
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Pooling: default, avg, gem, gem:P, cls, cls+mean.
-    #[arg(long, default_value = "default")]
-    pooling: String,
-    /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Average each embedding with that of the mirror image.
-    #[arg(long)]
-    flip: bool,
     /// Embedding cache folder (reused across runs); none if not given.
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -82,6 +60,8 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    model: cli::BackboneArgs,
 }
 
 fn parse_rule(s: &str) -> Result<Rule> {
@@ -111,20 +91,11 @@ fn main() -> Result<()> {
     let rule = parse_rule(&args.rule)?;
 
     // Embed.
-    let mut builder = BackboneBuilder::new(&args.backbone)
-        .device(parse_device(&args.device)?)
-        .pooling(Pooling::parse(&args.pooling)?);
-    if let Some(w) = &args.weights {
-        builder = builder.weights_file(w);
-    }
-    let bb = builder.build()?;
-    let mut params = ExtractParams::new(args.batch_size).flip(args.flip);
-    if let Some(c) = &args.cache {
-        params = params.cache_dir(c);
-    }
+    let bb = args.model.build()?;
+    let params = args.model.extract_params(args.cache.as_deref())?;
     let t = Instant::now();
     let pb = cli::bar(ds.len(), "embedding", args.quiet);
-    let emb = extract(&bb, &ds.records, &params.check()?, |p| {
+    let emb = extract(&bb, &ds.records, &params, |p| {
         pb.set_position(p.done as u64)
     })?;
     pb.finish_and_clear();
@@ -168,12 +139,12 @@ fn main() -> Result<()> {
         qs.len() - known
     );
 
-    // Closed set: top-1 among known queries (no threshold).
+    // Closed set: top-1 among known queries (a threshold below any cosine).
     let open = decide::<&str>(
         &gallery,
         queries.view(),
         None,
-        &DecisionParams::new(rule, Thresholds::new(f32::NEG_INFINITY)?)?,
+        &DecisionParams::new(rule, Thresholds::new(-2.0)?)?,
     )?;
     let right = open
         .iter()
