@@ -291,6 +291,8 @@ impl BackboneBuilder {
         if let WeightsSource::Random(seed) = self.weights {
             tch::manual_seed(seed);
         }
+        // Read the file once; a retry below loads the same tensors again.
+        let tensors = weights_path.as_deref().map(read_weights).transpose()?;
         let make = |num_classes: i64| -> Result<(nn::VarStore, Box<dyn Architecture>)> {
             let vs = nn::VarStore::new(Device::Cpu);
             let net = (spec.build)(
@@ -300,22 +302,27 @@ impl BackboneBuilder {
                     img_size,
                 },
             );
-            if let Some(path) = &weights_path {
-                load_weights(&vs, path, net.layout())?;
+            if let Some(tensors) = &tensors {
+                let copy = tensors
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.shallow_clone()))
+                    .collect();
+                load_weights(&vs, copy, net.layout())?;
             }
             Ok((vs, net))
         };
         let classes = self.num_classes.unwrap_or(spec.num_classes);
         let (vs, net) = match make(classes) {
             // A checkpoint saved without its classifier (what
-            // scripts/export_model.py writes by default): build without one.
-            Err(BackboneError::StateDictMismatch { .. })
+            // scripts/export_model.py writes by default): build without one;
+            // if that does not fit either, report the first mismatch.
+            Err(first @ BackboneError::StateDictMismatch { .. })
                 if self.num_classes.is_none() && classes > 0 =>
             {
-                make(0).map_err(|e| match e {
-                    BackboneError::StateDictMismatch { .. } => make(classes).err().unwrap_or(e),
-                    other => other,
-                })?
+                match make(0) {
+                    Err(BackboneError::StateDictMismatch { .. }) => return Err(first),
+                    other => other?,
+                }
             }
             other => other?,
         };
@@ -667,18 +674,26 @@ pub fn check_finite(t: &Tensor, what: &str) -> Result<()> {
     })
 }
 
-/// Loads a state-dict file into `vs` by key name: every variable of the
-/// model must be found with its shape (a `module.` prefix of
-/// `DataParallel` checkpoints is removed; a `pos_embed` of another grid is
-/// resampled as timm does); keys the model does not have are ignored.
-fn load_weights(vs: &nn::VarStore, path: &Path, layout: FeatureLayout) -> Result<usize> {
-    let opts = ReadOptions::default();
-    let mut tensors = state_dict::read_with(path, &opts)?;
+/// Reads a state-dict file (a `module.` prefix of `DataParallel`
+/// checkpoints, on every key, is removed).
+fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let mut tensors = state_dict::read_with(path, &ReadOptions::default())?;
     if tensors.iter().all(|(k, _)| k.starts_with("module.")) {
         for (k, _) in tensors.iter_mut() {
             *k = k["module.".len()..].to_string();
         }
     }
+    Ok(tensors)
+}
+
+/// Loads `tensors` into `vs` by key name: every variable of the model must be
+/// found with its shape (a `pos_embed` of another grid is resampled as timm
+/// does); keys the model does not have are ignored.
+fn load_weights(
+    vs: &nn::VarStore,
+    tensors: Vec<(String, Tensor)>,
+    layout: FeatureLayout,
+) -> Result<usize> {
     let prefix = match layout {
         FeatureLayout::Tokens { prefix } => prefix as i64,
         FeatureLayout::Spatial => 0,

@@ -233,7 +233,7 @@ pub fn extract(
             };
             matrix.row_mut(i).assign(&row);
             if let (Some(cache), Some(key)) = (&cache, &keys[i]) {
-                cache.put(key, row.as_slice().unwrap_or(&row.to_vec()))?;
+                cache.put(key, &row.to_vec())?;
             }
             next += 1;
         }

@@ -4,27 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;
+// The shared-data lookup of the reid-data tests, which skips when absent.
+#[path = "../../reid-data/tests/common/mod.rs"]
+mod data_common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reid_openset::{Gallery, Rule, SelfCalibrationParams, self_calibrate, simulate_episodes};
-
-fn shared() -> Option<PathBuf> {
-    let p = match std::env::var_os("ANIMAL_REID_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    };
-    if p.join("datasets").is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: shared data folder {} not found (set ANIMAL_REID_SHARED)",
-            p.display()
-        );
-        None
-    }
-}
 
 /// Database identity labels per dataset of the AnimalCLEF 2025 metadata.
 fn database_labels(shared: &Path) -> BTreeMap<String, Vec<String>> {
@@ -47,7 +34,9 @@ fn database_labels(shared: &Path) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn episodes_on_animalclef_label_distribution() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = data_common::shared() else {
+        return;
+    };
     let by_ds = database_labels(&shared);
     assert_eq!(by_ds.len(), 3, "{:?}", by_ds.keys());
     let params = SelfCalibrationParams::new(0.3, 0.5, 5, 0, vec![0.5]).unwrap();
@@ -83,7 +72,9 @@ fn episodes_on_animalclef_label_distribution() {
 /// score 1.
 #[test]
 fn self_calibration_with_many_singletons() {
-    let Some(shared) = shared() else { return };
+    let Some(shared) = data_common::shared() else {
+        return;
+    };
     let by_ds = database_labels(&shared);
     let labels = &by_ds["SalamanderID2025"];
     let mut sizes: BTreeMap<&str, usize> = BTreeMap::new();
