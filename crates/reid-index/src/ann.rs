@@ -6,9 +6,11 @@
 //! graph as routing points but are never returned (they are filtered out by
 //! their stable serial number). Filters are applied during the graph search.
 //! The graph is not persisted; rebuild it after [`Gallery::load`]. It keeps
-//! its own copy of the vectors (removed records stay routing points), so it
-//! doubles the embedding memory (1 GB more for 1M x 256 `f32`), plus about
-//! `2m` links of 4 bytes per record.
+//! its own 8-bit copy of the vectors (removed records stay routing points):
+//! a quarter of the embedding memory (256 MB for 1M x 256), plus about `2m`
+//! links of 4 bytes per record. The graph walk compares 8-bit codes; the
+//! `ef` candidates it ends with are re-scored exactly with the gallery's
+//! `f32` rows, so returned scores are true cosines.
 
 use std::fmt;
 
@@ -153,17 +155,20 @@ impl Gallery {
             .into_par_iter()
             .map(|q| {
                 let q = q.to_vec();
-                let found = ann.graph.search(&q, k, ef, &keep);
+                // The beam holds approximate (8-bit) cosines: re-score it with
+                // the exact f32 vectors, then keep the best k.
+                let found = ann.graph.search(&q, ef, &keep);
                 let mut hits: Vec<Hit<'_>> = found
                     .iter()
-                    .filter_map(|&(seq, score)| {
+                    .filter_map(|&(seq, _)| {
                         let row = live(seq)?;
                         let r = self.records.get(row)?;
+                        let v = self.data.get(row * self.dim..(row + 1) * self.dim)?;
                         Some(Hit {
                             row,
                             id: &r.id,
                             identity: &r.identity,
-                            score,
+                            score: crate::exact::dot(&q, v),
                         })
                     })
                     .collect();
