@@ -1,7 +1,9 @@
 //! The main job on the embedded default: a seeded synthetic re-identification
 //! dataset, generated, loaded back like real data, described, embedded with a
-//! pretrained backbone (EfficientNet-Lite2 by default) and searched against
-//! the gallery.
+//! pretrained backbone (EfficientNet-Lite2 by default), indexed, a threshold
+//! self-calibrated from the database alone, every query decided known or
+//! new, the new animals given consistent new ids, scored, drawn (t-SNE,
+//! match sheets) and reported (`<out>/report.html`, `<out>/report.json`).
 //!
 //! ```sh
 //! cargo run --release --example demo -- --help
@@ -14,25 +16,31 @@ use std::time::Instant;
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/outputs.rs"]
+mod outputs;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use cli::bar;
 
-use animal_reid::backbone::pipeline::extract;
 use animal_reid::data::SplitRole;
-use animal_reid::data::loaders::{LoadOptions, load_animalclef};
+use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
-use animal_reid::index::exact_topk;
-use ndarray::Axis;
+use animal_reid::eval::report::Report;
+use animal_reid::job::{JobParams, run_openset};
+use animal_reid::openset::SelfCalibrationParams;
 
-/// Generate the synthetic dataset, load it, print its statistics and run the
-/// preprocessing pipeline over it.
+/// Generate the synthetic dataset, embed it, decide every query known or
+/// new with a threshold calibrated on the database alone, score, plot and
+/// report.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Folder for the generated images and metadata.csv.
     #[arg(long, default_value = "out/synthetic")]
+    data: PathBuf,
+    /// Folder for the report, plots and match sheets.
+    #[arg(long, default_value = "out/demo")]
     out: PathBuf,
     /// Number of individuals.
     #[arg(long, default_value_t = 100)]
@@ -46,18 +54,25 @@ struct Args {
     /// Seed of every random choice.
     #[arg(long, default_value_t = 2025)]
     seed: u64,
-    /// Do not keep embeddings in <out>/embedding-cache.
+    /// Do not keep embeddings in <data>/embedding-cache.
     #[arg(long)]
     no_cache: bool,
+    /// Self-calibration episodes.
+    #[arg(long, default_value_t = 20)]
+    episodes: usize,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
     model: cli::BackboneArgs,
+    #[command(flatten)]
+    output: outputs::OutputArgs,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let start = Instant::now();
+    let mut report = Report::new("animal-reid demo: synthetic open-set re-identification");
 
     // 1. Generate.
     let params = SyntheticParams::default()
@@ -68,22 +83,23 @@ fn main() -> Result<()> {
         .check()?;
     let t = Instant::now();
     let pb = bar(args.individuals * args.images, "generating", args.quiet);
-    params.generate_with_progress(&args.out, |_, _| pb.inc(1))?;
+    params.generate_with_progress(&args.data, |_, _| pb.inc(1))?;
     pb.finish_and_clear();
     println!(
         "generated {} individuals x {} photos in {:.2} s into {}",
         args.individuals,
         args.images,
         t.elapsed().as_secs_f64(),
-        args.out.display()
+        args.data.display()
     );
+    report.timing_since("generate", t);
 
     // 2. Load it back through the same loader as AnimalCLEF data.
-    let csv = args.out.join("metadata.csv");
-    let (ds, report) = load_animalclef(&csv, &LoadOptions::default().with_check_files(true))
+    let csv = args.data.join("metadata.csv");
+    let (ds, loaded) = load_animalclef(&csv, &cli::load_options(false))
         .with_context(|| format!("loading {}", csv.display()))?;
     println!("\nloaded {} ({} records)", csv.display(), ds.len());
-    for s in &report.skipped {
+    for s in &loaded.skipped {
         eprintln!("skipped {}: {}", s.location, s.error);
     }
     print!("{}", ds.stats());
@@ -122,15 +138,10 @@ fn main() -> Result<()> {
             .as_ref()
             .map_or_else(|| "random".into(), |p| p.display().to_string())
     );
-    let cache = (!args.no_cache).then(|| args.out.join("embedding-cache"));
-    let params = args.model.extract_params(cache.as_deref())?;
-    let t = Instant::now();
-    let pb = bar(ds.len(), "embedding", args.quiet);
-    let emb = extract(&bb, &ds.records, &params, |p| {
-        pb.set_position(p.done as u64)
-    })?;
-    pb.finish_and_clear();
-    let secs = t.elapsed().as_secs_f64();
+    let cache = (!args.no_cache).then(|| args.data.join("embedding-cache"));
+    let (emb, secs) = args
+        .model
+        .embed_with(&bb, &ds.records, cache.as_deref(), args.quiet)?;
     println!(
         "embedded {} images in {:.2} s ({:.1} images/s)",
         ds.len(),
@@ -138,37 +149,55 @@ fn main() -> Result<()> {
         ds.len() as f64 / secs
     );
 
-    // 5. Closed-set accuracy: nearest gallery image of each known query.
-    let rows = |role: SplitRole| -> Vec<usize> {
-        ds.records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.split.as_ref() == Some(&role))
-            .map(|(i, _)| i)
-            .collect()
-    };
-    let (gal_rows, query_rows) = (rows(SplitRole::Database), rows(SplitRole::Query));
-    let gal = emb.matrix.select(Axis(0), &gal_rows);
-    let known_rows: Vec<usize> = query_rows
-        .into_iter()
-        .filter(|&i| {
-            ds.records[i]
-                .identity
-                .as_ref()
-                .is_some_and(|id| gallery.contains(id))
-        })
-        .collect();
-    let q = emb.matrix.select(Axis(0), &known_rows);
-    let top = exact_topk(q.view(), gal.view(), 1)?;
-    let correct = known_rows
-        .iter()
-        .zip(top.indices.column(0))
-        .filter(|&(&qi, &gi)| ds.records[qi].identity == ds.records[gal_rows[gi]].identity)
-        .count();
+    report.timing("embed", secs);
+
+    // 5. Open set: a threshold from the database alone, decisions, new ids.
+    let t = Instant::now();
+    let job_params = JobParams::default()
+        .selfcal(SelfCalibrationParams::new(
+            0.3,
+            0.3,
+            args.episodes,
+            args.seed,
+            SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
+        )?)
+        .check()?;
+    let job = run_openset(&ds.records, emb.matrix.view(), &job_params)?;
+    report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
-        "closed-set top-1 nearest-neighbour accuracy on the {} known queries: {:.3}",
-        known_rows.len(),
-        correct as f64 / known_rows.len().max(1) as f64
+        "\nopen set: {} queries decided in {:.2} s; {} called new, grouped into {} new ids",
+        job.queries.len(),
+        t.elapsed().as_secs_f64(),
+        job.predictions
+            .iter()
+            .filter(|p| p.decision.is_new())
+            .count(),
+        job.final_ids
+            .iter()
+            .filter(|id| id.starts_with("new_"))
+            .collect::<BTreeSet<_>>()
+            .len()
     );
+
+    // 6. Figures, t-SNE, match sheets, report.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    report.version("backbone", info.name.clone()).config(serde_json::json!({
+        "individuals": args.individuals, "images": args.images, "new_fraction": args.new_fraction,
+        "seed": args.seed, "backbone": args.model.backbone, "input_size": info.input_size,
+        "episodes": args.episodes, "rule": "top1", "perplexity": args.output.perplexity,
+    }));
+    outputs::figures_and_pictures(
+        &mut report,
+        &ds.records,
+        emb.matrix.view(),
+        &job,
+        &args.out,
+        &args.output,
+        args.seed,
+    )?;
+    report.timing_since("total", start);
+    outputs::write_report(&report, &args.out)?;
+    println!("demo finished in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }

@@ -2,31 +2,31 @@
 //! `image_id,identity,path,species,split,dataset`, queries keeping their true
 //! identity), such as `../shared/datasets/lion/lion.csv`:
 //! embed every image, search the database, decide known/new with a fixed
-//! threshold and with one self-calibrated from the database alone, and print
-//! BAKS, BAUS and the AnimalCLEF score of each.
+//! threshold and with one self-calibrated from the database alone (one per
+//! dataset), print BAKS, BAUS and the AnimalCLEF score of each, the ranking
+//! and clustering figures, and write a t-SNE plot, match sheets and a JSON
+//! and HTML report into `--out`.
 //!
 //! ```sh
-//! cargo run --release --example evaluate -- --csv ../shared/datasets/lion/lion.csv
+//! cargo run --release --example evaluate -- --csv ../shared/datasets/lion/lion.csv --out out/lion
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/outputs.rs"]
+mod outputs;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use ndarray::Axis;
 
-use animal_reid::backbone::pipeline::extract;
-use animal_reid::data::SplitRole;
-use animal_reid::data::loaders::{LoadOptions, load_animalclef};
-use animal_reid::openset::{
-    Aggregate, Decision, DecisionParams, Gallery, Rule, SelfCalibrationParams, Thresholds, decide,
-    score, self_calibrate,
-};
+use animal_reid::data::loaders::load_animalclef;
+use animal_reid::eval::report::Report;
+use animal_reid::job::{JobParams, run_openset};
+use animal_reid::openset::{Aggregate, Rule, SelfCalibrationParams};
 
 /// Embed, search, decide (fixed and self-calibrated threshold) and score a split CSV.
 #[derive(Debug, Parser)]
@@ -38,6 +38,12 @@ struct Args {
     /// Embedding cache folder (reused across runs); none if not given.
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// Folder for the report, plots and match sheets.
+    #[arg(long, default_value = "out/evaluate")]
+    out: PathBuf,
+    /// One self-calibrated threshold for all datasets instead of one each.
+    #[arg(long)]
+    one_threshold: bool,
     /// The fixed threshold to report (the AnimalCLEF 2025 baseline uses 0.6).
     #[arg(long, default_value_t = 0.6)]
     threshold: f32,
@@ -62,6 +68,8 @@ struct Args {
     quiet: bool,
     #[command(flatten)]
     model: cli::BackboneArgs,
+    #[command(flatten)]
+    output: outputs::OutputArgs,
 }
 
 fn parse_rule(s: &str) -> Result<Rule> {
@@ -81,127 +89,110 @@ fn parse_rule(s: &str) -> Result<Rule> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let start = Instant::now();
     let csv = args
         .csv
         .clone()
         .unwrap_or_else(|| cli::shared_dir().join("datasets/lion/lion.csv"));
-    let (ds, _) = load_animalclef(&csv, &LoadOptions::default().with_check_files(true))
+    let (ds, _) = load_animalclef(&csv, &cli::load_options(false))
         .with_context(|| format!("loading {}", csv.display()))?;
     print!("{}", ds.stats());
     let rule = parse_rule(&args.rule)?;
+    let mut report = Report::new(format!(
+        "animal-reid: open-set evaluation of {}",
+        csv.display()
+    ));
 
     // Embed.
-    let bb = args.model.build()?;
-    let params = args.model.extract_params(args.cache.as_deref())?;
-    let t = Instant::now();
-    let pb = cli::bar(ds.len(), "embedding", args.quiet);
-    let emb = extract(&bb, &ds.records, &params, |p| {
-        pb.set_position(p.done as u64)
-    })?;
-    pb.finish_and_clear();
+    let run = args
+        .model
+        .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
+    let (bb, emb) = (run.backbone, run.embeddings);
+    report.timing("embed", run.seconds);
     println!(
         "embedded {} images with {} @{} ({}-d) in {:.1} s",
         ds.len(),
         bb.info().name,
         bb.info().input_size,
         bb.info().dim,
-        t.elapsed().as_secs_f64()
+        run.seconds
     );
 
-    // Database and queries, with the truth.
-    let rows = |role: SplitRole| -> Vec<usize> {
-        (0..ds.len())
-            .filter(|&i| ds.records[i].split.as_ref() == Some(&role))
-            .collect()
-    };
-    let (db, qs) = (rows(SplitRole::Database), rows(SplitRole::Query));
-    let label = |i: usize| -> Result<String> {
-        ds.records[i].identity.clone().with_context(|| {
-            format!(
-                "{}: row of {} has no identity",
-                csv.display(),
-                ds.records[i].image_id
-            )
-        })
-    };
-    let db_labels = db.iter().map(|&i| label(i)).collect::<Result<Vec<_>>>()?;
-    let truth = qs.iter().map(|&i| label(i)).collect::<Result<Vec<_>>>()?;
-    let gallery = Gallery::new(emb.matrix.select(Axis(0), &db), db_labels.clone())?;
-    let queries = emb.matrix.select(Axis(0), &qs);
-    let is_new = score::new_flags(&truth, &db_labels);
-    let known = is_new.iter().filter(|n| !**n).count();
-    println!(
-        "{} database images of {} identities; {} queries: {} of known individuals, {} of new ones",
-        db.len(),
-        ds.by_split(&SplitRole::Database).num_individuals(),
-        qs.len(),
-        known,
-        qs.len() - known
-    );
-
-    // Closed set: top-1 among known queries (a threshold below any cosine).
-    let open = decide::<&str>(
-        &gallery,
-        queries.view(),
-        None,
-        &DecisionParams::new(rule, Thresholds::new(-2.0)?)?,
+    // The fixed threshold, for comparison.
+    let fixed = run_openset(
+        &ds.records,
+        emb.matrix.view(),
+        &JobParams::default()
+            .rule(rule)
+            .fixed_threshold(Some(args.threshold))
+            .check()?,
     )?;
-    let right = open
-        .iter()
-        .zip(&truth)
-        .zip(&is_new)
-        .filter(|((p, t), n)| !**n && p.candidate == **t)
-        .count();
     println!(
-        "closed-set top-1 accuracy on known queries: {:.3}",
-        right as f64 / known.max(1) as f64
+        "{} database images, {} queries",
+        fixed.database.len(),
+        fixed.queries.len()
     );
-    let lowest = open
+    let lowest = fixed
+        .predictions
         .iter()
         .map(|p| p.similarity)
         .fold(f32::INFINITY, f32::min);
     println!("lowest best-match similarity of any query: {lowest:.3}");
+    println!("\nfixed threshold {:.3}:", args.threshold);
+    let fixed_score = fixed.score(&ds.records)?;
+    if let Some(s) = &fixed_score {
+        outputs::print_score(s);
+    }
 
-    let report = |name: &str, threshold: f32| -> Result<()> {
-        let preds = decide::<&str>(
-            &gallery,
-            queries.view(),
-            None,
-            &DecisionParams::new(rule, Thresholds::new(threshold)?)?,
-        )?;
-        let d: Vec<Decision> = preds.into_iter().map(|p| p.decision).collect();
-        let s = score::open_set_score(&truth, &d, &is_new)?;
-        let f = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"));
-        println!(
-            "{name:<28} threshold {threshold:.3}: BAKS {}  BAUS {}  score {:.3}",
-            f(s.baks),
-            f(s.baus),
-            s.geometric_mean()
-        );
-        Ok(())
-    };
-    report("fixed", args.threshold)?;
-    let grid = SelfCalibrationParams::linear_grid(-0.2, 1.0, 240);
+    // Self-calibrated from the database alone.
     let sc = SelfCalibrationParams::new(
         args.new_fraction,
         args.query_fraction,
         args.episodes,
         args.seed,
-        grid,
+        SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
     )?;
     let t = Instant::now();
-    let cal = self_calibrate(&gallery, &rule, &sc)?;
+    let job = run_openset(
+        &ds.records,
+        emb.matrix.view(),
+        &JobParams::default()
+            .rule(rule)
+            .selfcal(sc)
+            .per_dataset(!args.one_threshold)
+            .check()?,
+    )?;
+    report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
-        "self-calibrated from the database alone ({} episodes, {:.2} s): threshold {:.3} \
-         (episode optima {:.3} ± {:.3}); episode score {:.3} ± {:.3}",
-        cal.episodes.len(),
-        t.elapsed().as_secs_f64(),
-        cal.threshold,
-        cal.threshold_mean,
-        cal.threshold_std,
-        cal.score_mean,
-        cal.score_std
+        "\nself-calibrated from the database alone ({} episodes, {:.2} s):",
+        args.episodes,
+        t.elapsed().as_secs_f64()
     );
-    report("self-calibrated", cal.threshold)?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    report
+        .version("backbone", bb.info().name.clone())
+        .config(serde_json::json!({
+            "csv": csv, "backbone": args.model.backbone, "input_size": bb.info().input_size,
+            "rule": args.rule, "fixed_threshold": args.threshold, "episodes": args.episodes,
+            "new_fraction": args.new_fraction, "query_fraction": args.query_fraction,
+            "seed": args.seed, "per_dataset": !args.one_threshold,
+        }));
+    if let Some(s) = &fixed_score {
+        report.section(format!("Fixed threshold {:.3}", args.threshold));
+        report.value_from("score", s)?;
+    }
+    outputs::figures_and_pictures(
+        &mut report,
+        &ds.records,
+        emb.matrix.view(),
+        &job,
+        &args.out,
+        &args.output,
+        args.seed,
+    )?;
+    report.timing_since("total", start);
+    outputs::write_report(&report, &args.out)?;
     Ok(())
 }

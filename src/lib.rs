@@ -15,12 +15,18 @@
 //! | [`eval`] | `reid-eval` | metrics, t-SNE, reports |
 //! | [`train`] | `reid-train` | fine-tuning |
 //!
+//! and [`job`] wires the libtorch-free part together: database / query
+//! split, self-calibrated thresholds per dataset, decisions, new-individual
+//! ids and the score against the truth.
+//!
 //! ```
 //! use animal_reid::data::{Record, SplitRole};
 //!
 //! let r = Record::new("0", "a.jpg");
 //! assert_eq!(r.split, None::<SplitRole>);
 //! ```
+
+pub mod job;
 
 pub use reid_backbone as backbone;
 pub use reid_data as data;

@@ -85,3 +85,69 @@ impl BackboneArgs {
         Ok(p.check()?)
     }
 }
+
+/// Loader options: fail on the first bad row or file, or skip and report
+/// them; every image file checked.
+#[allow(dead_code)]
+pub fn load_options(skip_bad: bool) -> animal_reid::data::loaders::LoadOptions {
+    use animal_reid::data::loaders::LoadOptions;
+    if skip_bad {
+        LoadOptions::skip()
+    } else {
+        LoadOptions::default()
+    }
+    .with_check_files(true)
+}
+
+/// An embedding run: the backbone, the embeddings and the seconds taken.
+#[allow(dead_code)]
+pub struct Embedded {
+    /// The backbone used.
+    pub backbone: animal_reid::backbone::backbone::Backbone,
+    /// One L2-normalised row per record.
+    pub embeddings: animal_reid::backbone::pipeline::Embeddings,
+    /// Wall time of the extraction.
+    pub seconds: f64,
+}
+
+impl BackboneArgs {
+    /// Builds the backbone and embeds `records` (cached in `cache` if
+    /// given) with a progress bar, hidden when `quiet`.
+    #[allow(dead_code)]
+    pub fn embed(
+        &self,
+        records: &[animal_reid::data::Record],
+        cache: Option<&std::path::Path>,
+        quiet: bool,
+    ) -> anyhow::Result<Embedded> {
+        let backbone = self.build()?;
+        let (embeddings, seconds) = self.embed_with(&backbone, records, cache, quiet)?;
+        Ok(Embedded {
+            backbone,
+            embeddings,
+            seconds,
+        })
+    }
+
+    /// Embeds `records` with `backbone` and these options (cached in
+    /// `cache` if given) with a progress bar, hidden when `quiet`; returns
+    /// the embeddings and the seconds taken.
+    #[allow(dead_code)]
+    pub fn embed_with(
+        &self,
+        backbone: &animal_reid::backbone::backbone::Backbone,
+        records: &[animal_reid::data::Record],
+        cache: Option<&std::path::Path>,
+        quiet: bool,
+    ) -> anyhow::Result<(animal_reid::backbone::pipeline::Embeddings, f64)> {
+        let params = self.extract_params(cache)?;
+        let t = std::time::Instant::now();
+        let pb = bar(records.len(), "embedding", quiet);
+        let embeddings =
+            animal_reid::backbone::pipeline::extract(backbone, records, &params, |p| {
+                pb.set_position(p.done as u64)
+            })?;
+        pb.finish_and_clear();
+        Ok((embeddings, t.elapsed().as_secs_f64()))
+    }
+}

@@ -4,8 +4,47 @@
 //! the AnimalCLEF score; clustering scores (ARI, NMI, silhouette); t-SNE of
 //! embeddings through linfa-tsne; plots, reports and the submission CSV.
 //!
-//! **Status:** only the error type exists so far; the metrics are tracked in
-//! the project's evaluation issue and nothing here computes them yet.
+//! Metrics and the submission:
+//! - [`metrics`]: closed-set ranking metrics from a query × gallery
+//!   similarity matrix or from ranked top-k lists (top-k accuracy, CMC, mAP;
+//!   ties broken by the lower gallery index; queries without a correct
+//!   gallery item left out and counted); BAKS, BAUS, the AnimalCLEF score,
+//!   new-individual flags and ARI (re-exported from `reid-openset`);
+//!   clustering scores with scikit-learn's definitions (NMI, AMI,
+//!   homogeneity, completeness, V-measure, silhouette with Euclidean or
+//!   cosine distance);
+//! - [`submission`]: the AnimalCLEF 2025 Kaggle submission CSV
+//!   (`image_id,identity`, `new_individual` for new animals), written
+//!   atomically, read back, and validated against the competition's
+//!   `metadata.csv` (every query once, no unknown image, identities from the
+//!   database of the query's own dataset).
+//!
+//! ```
+//! use ndarray::array;
+//! use reid_eval::metrics::{RankingParams, normalized_mutual_info, ranking_metrics};
+//!
+//! // Two queries against a gallery of four photos of "a", "b", "a", "c".
+//! let scores = array![[0.9f32, 0.2, 0.7, 0.1], [0.3, 0.8, 0.9, 0.5]];
+//! let m = ranking_metrics(scores.view(), &["a", "b"], &["a", "b", "a", "c"], &RankingParams::new(&[1], 4)?)?;
+//! // Query 0 finds both "a" at ranks 1 and 2 (AP 1); query 1 finds "b" at rank 2 (AP 1/2).
+//! assert_eq!(m.top_k(1), Some(0.5));
+//! assert_eq!(m.mean_ap, 0.75);
+//! assert_eq!(normalized_mutual_info(&[0, 0, 1, 1], &["x", "x", "y", "y"])?, 1.0);
+//! # Ok::<(), reid_eval::EvalError>(())
+//! ```
+//!
+//! Pictures and reports:
+//! - [`plot`]: scatter plots of 2-D points (t-SNE) coloured by identity, with
+//!   known/new and right/wrong markers, as PNG and SVG;
+//! - [`matchsheet`]: match sheets (a query beside its top-k gallery matches,
+//!   with identities, scores and the decision) as PNG pages to check by eye;
+//! - [`report`]: a JSON report of metrics, config, versions and timings, and
+//!   a self-contained HTML report embedding the plots and match sheets.
+//!
+//! t-SNE:
+//! - [`tsne`]: checked [`tsne::TsneParams`], Barnes-Hut t-SNE of embeddings
+//!   through linfa-tsne, and the exact KL divergence of any embedding of any
+//!   input ([`tsne::kl_divergence`]), scored as scikit-learn's exact objective.
 //!
 //! ```
 //! use reid_eval::EvalError;
@@ -15,5 +54,12 @@
 //! ```
 
 pub mod error;
+mod io;
+pub mod matchsheet;
+pub mod metrics;
+pub mod plot;
+pub mod report;
+pub mod submission;
+pub mod tsne;
 
 pub use error::{EvalError, Result};

@@ -17,7 +17,9 @@ pub const NEW_INDIVIDUAL: &str = "new_individual";
 
 /// The answer for one query: a known identity of the database, or a new
 /// individual.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Decision {
     /// The query shows this identity of the database.
     Known(String),

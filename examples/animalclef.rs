@@ -1,0 +1,132 @@
+//! AnimalCLEF 2025: a competition folder (`metadata.csv` and its images) to
+//! a Kaggle `submission.csv` (`image_id,identity`, `new_individual` for new
+//! animals). Every image is embedded, one threshold per dataset (lynx,
+//! salamanders, sea turtles) is self-calibrated from that dataset's database
+//! alone, each query is decided, and the submission is checked against the
+//! metadata (one row per query, identities of the query's own dataset)
+//! before it is written atomically.
+//!
+//! ```sh
+//! cargo run --release --example animalclef -- --root AnimalCLEF2025 --out submission.csv
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use animal_reid::data::loaders::load_animalclef;
+use animal_reid::eval::submission::{
+    SubmissionReference, submission_rows, write_validated_submission,
+};
+use animal_reid::job::{JobParams, run_openset};
+use animal_reid::openset::SelfCalibrationParams;
+
+/// Embed an AnimalCLEF 2025 folder, decide every query with per-dataset
+/// self-calibrated thresholds and write the submission CSV.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The competition folder holding metadata.csv and the images.
+    #[arg(long)]
+    root: PathBuf,
+    /// The metadata file, if not <root>/metadata.csv.
+    #[arg(long)]
+    metadata: Option<PathBuf>,
+    /// The submission file to write.
+    #[arg(long, default_value = "submission.csv")]
+    out: PathBuf,
+    /// Embedding cache folder (reused across runs); none if not given.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Use this threshold for every dataset instead of self-calibrating.
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Self-calibration episodes per dataset.
+    #[arg(long, default_value_t = 20)]
+    episodes: usize,
+    /// Fraction of database identities held out as pseudo-new per episode.
+    #[arg(long, default_value_t = 0.3)]
+    new_fraction: f64,
+    /// Fraction of the remaining images used as pseudo-queries per episode.
+    #[arg(long, default_value_t = 0.3)]
+    query_fraction: f64,
+    /// Seed of the episodes.
+    #[arg(long, default_value_t = 2025)]
+    seed: u64,
+    /// Skip rows whose image is missing or unreadable (reported) instead of
+    /// stopping at the first.
+    #[arg(long)]
+    skip_bad: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    model: cli::BackboneArgs,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let csv = args
+        .metadata
+        .clone()
+        .unwrap_or_else(|| args.root.join("metadata.csv"));
+    let opts = cli::load_options(args.skip_bad);
+    let (ds, skipped) =
+        load_animalclef(&csv, &opts).with_context(|| format!("loading {}", csv.display()))?;
+    for s in &skipped.skipped {
+        eprintln!("skipped {}: {}", s.location, s.error);
+    }
+    print!("{}", ds.stats());
+    let reference = SubmissionReference::from_dataset(&ds)?;
+
+    let run = args
+        .model
+        .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
+    let (bb, emb) = (run.backbone, run.embeddings);
+    println!(
+        "embedded {} images with {} in {:.1} s",
+        ds.len(),
+        bb.info().name,
+        run.seconds
+    );
+
+    let job_params = JobParams::default()
+        .fixed_threshold(args.threshold)
+        .selfcal(SelfCalibrationParams::new(
+            args.new_fraction,
+            args.query_fraction,
+            args.episodes,
+            args.seed,
+            SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
+        )?)
+        .check()?;
+    let job = run_openset(&ds.records, emb.matrix.view(), &job_params)?;
+    for (g, th) in job.thresholds.groups() {
+        println!("threshold {g}: {th:.3}");
+    }
+    let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for (g, p) in job.groups.iter().zip(&job.predictions) {
+        let e = per.entry(g).or_default();
+        e.0 += 1;
+        e.1 += usize::from(p.decision.is_new());
+    }
+    for (g, (n, new)) in per {
+        println!("{g}: {n} queries, {new} called new individuals");
+    }
+
+    let ids: Vec<&str> = job
+        .queries
+        .iter()
+        .map(|&i| ds.records[i].image_id.as_str())
+        .collect();
+    let rows = submission_rows(&ids, &job.decisions())?;
+    write_validated_submission(&args.out, &rows, &reference)?;
+    println!("wrote {} rows to {}", rows.len(), args.out.display());
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! An embeddings file (written by the `embed` example, or any
+//! `reid_index::Gallery` file) to a t-SNE plot in PNG and SVG: points
+//! coloured by identity (the largest identities in colour, the rest grey),
+//! query images of individuals absent from the database drawn as triangles.
+//!
+//! ```sh
+//! cargo run --release --example tsne -- --embeddings lion.reidx --out lion-tsne
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ndarray::Axis;
+
+use animal_reid::eval::plot::{ScatterParams, ScatterPlot};
+use animal_reid::eval::tsne::TsneParams;
+use animal_reid::index::Gallery;
+
+/// t-SNE of an embeddings file, drawn as PNG and SVG.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The embeddings file.
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// Output path without extension (writes OUT.png and OUT.svg).
+    #[arg(long, default_value = "tsne")]
+    out: PathBuf,
+    /// Perplexity (at most (images - 1) / 3).
+    #[arg(long, default_value_t = 30.0)]
+    perplexity: f64,
+    /// Barnes-Hut accuracy θ (0 is exact, larger is faster).
+    #[arg(long, default_value_t = 0.5)]
+    theta: f64,
+    /// Iterations.
+    #[arg(long, default_value_t = 1000)]
+    iterations: usize,
+    /// Identities drawn in colour (the largest ones).
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Only the images whose `split` attribute is this (e.g. database).
+    #[arg(long)]
+    split: Option<String>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Plot width and height in pixels.
+    #[arg(long, default_value_t = 1200)]
+    size: u32,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let g = Gallery::load(&args.embeddings)
+        .with_context(|| format!("reading {}", args.embeddings.display()))?;
+    let rows: Vec<usize> = (0..g.len())
+        .filter(|&i| {
+            args.split
+                .as_ref()
+                .is_none_or(|s| g.records()[i].meta.get("split") == Some(s))
+        })
+        .collect();
+    let x = g.embeddings().select(Axis(0), &rows);
+    println!(
+        "{}: {} embeddings of {} dimensions ({}), {} selected",
+        args.embeddings.display(),
+        g.len(),
+        g.dim(),
+        g.model_id(),
+        rows.len()
+    );
+    let t = Instant::now();
+    let out = TsneParams::new(2)
+        .perplexity(args.perplexity)
+        .theta(args.theta)
+        .max_iter(args.iterations)
+        .seed(args.seed)
+        .check()?
+        .run(x.view())?;
+    println!(
+        "t-SNE in {:.1} s, KL divergence {:.4}",
+        t.elapsed().as_secs_f64(),
+        out.kl_divergence
+    );
+
+    let recs = g.records();
+    let database: BTreeSet<&str> = recs
+        .iter()
+        .filter(|r| r.meta.get("split").is_none_or(|s| s == "database"))
+        .map(|r| r.identity.as_str())
+        .collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|&i| match recs[i].identity.as_str() {
+            "" => "?".to_owned(),
+            id => id.to_owned(),
+        })
+        .collect();
+    let known: Vec<bool> = rows
+        .iter()
+        .map(|&i| database.contains(recs[i].identity.as_str()))
+        .collect();
+    let plot = ScatterPlot::new(
+        out.embedding.view(),
+        &labels,
+        ScatterParams::new()
+            .title(format!(
+                "t-SNE of {} ({} images, perplexity {}, KL {:.3})",
+                g.model_id(),
+                rows.len(),
+                args.perplexity,
+                out.kl_divergence
+            ))
+            .size(args.size, args.size)
+            .top_identities(args.top),
+    )?
+    .known(&known)?;
+    let files = plot.write(&args.out)?;
+    println!("wrote {} and {}", files.png.display(), files.svg.display());
+    Ok(())
+}

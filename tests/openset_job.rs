@@ -1,0 +1,188 @@
+//! The facade's open-set job on hand-made embeddings: decisions, per-dataset
+//! thresholds, new-individual ids and scores worked out by hand, and typed
+//! errors for bad input. Then the same job through the report writers.
+
+use animal_reid::data::{Record, SplitRole};
+use animal_reid::eval::report::Report;
+use animal_reid::job::{JobError, JobParams, run_openset};
+use ndarray::Array2;
+
+fn rec(id: &str, who: Option<&str>, split: SplitRole, dataset: &str) -> Record {
+    let mut r = Record::new(id, format!("{id}.jpg"));
+    r.identity = who.map(str::to_owned);
+    r.split = Some(split);
+    r.dataset = Some(dataset.to_owned());
+    r
+}
+
+/// Unit vector at `deg` degrees in the plane of axes `a` and `b` of 4-d.
+fn at(deg: f32, a: usize, b: usize) -> [f32; 4] {
+    let mut v = [0.0; 4];
+    v[a] = deg.to_radians().cos();
+    v[b] = deg.to_radians().sin();
+    v
+}
+
+/// Dataset "x": identities a (axis 0) and b (axis 1) in the database; queries
+/// q1 (a, 10° from a's photos), q2 (b), and q3, q4 two photos of a new animal
+/// n near axis 2, q5 another new animal m near axis 3.
+fn setup() -> (Vec<Record>, Array2<f32>) {
+    use SplitRole::{Database as D, Query as Q};
+    let rows = [
+        (rec("a1", Some("a"), D, "x"), at(0.0, 0, 1)),
+        (rec("a2", Some("a"), D, "x"), at(5.0, 0, 1)),
+        (rec("b1", Some("b"), D, "x"), at(90.0, 0, 1)),
+        (rec("b2", Some("b"), D, "x"), at(85.0, 0, 1)),
+        (rec("q1", Some("a"), Q, "x"), at(10.0, 0, 1)),
+        (rec("q2", Some("b"), Q, "x"), at(80.0, 0, 1)),
+        (rec("q3", Some("n"), Q, "x"), at(88.0, 0, 2)),
+        (rec("q4", Some("n"), Q, "x"), at(84.0, 0, 2)),
+        (rec("q5", Some("m"), Q, "x"), at(89.0, 0, 3)),
+    ];
+    let emb = Array2::from_shape_fn((rows.len(), 4), |(i, j)| rows[i].1[j]);
+    (rows.into_iter().map(|(r, _)| r).collect(), emb)
+}
+
+#[test]
+fn decisions_new_ids_and_scores_by_hand() {
+    let (records, emb) = setup();
+    // cos 10° = 0.985 (q1→a2 at 5°: 0.996), q2→b2 at 5°: 0.996; q3, q4, q5
+    // have best cosines cos 88° = 0.035, cos 84° = 0.105, cos 89° = 0.017.
+    let params = JobParams::default()
+        .fixed_threshold(Some(0.5))
+        .check()
+        .unwrap();
+    let job = run_openset(&records, emb.view(), &params).unwrap();
+    assert_eq!(job.database, vec![0, 1, 2, 3]);
+    assert_eq!(job.queries, vec![4, 5, 6, 7, 8]);
+    assert_eq!(job.groups, vec!["x"; 5]);
+    // q3·q4 = cos 4° (distance 0.002 < 1 - 0.5): one new animal; q5 is at
+    // distance 1 - 0.035·0.105 - ... ≈ 1 from both: another.
+    assert_eq!(
+        job.final_ids,
+        vec!["a", "b", "new_0001", "new_0001", "new_0002"]
+    );
+    assert_eq!(job.topk.indices.row(0).to_vec(), vec![1, 0, 3, 2]);
+
+    let s = job.score(&records).unwrap().unwrap();
+    assert_eq!((s.known_queries, s.new_queries), (2, 3));
+    let x = s.animalclef.per_dataset["x"];
+    assert_eq!((x.baks, x.baus), (Some(1.0), Some(1.0)));
+    assert_eq!(s.closed_top1, Some(1.0));
+    assert_eq!(s.new_id_ari, Some(1.0));
+
+    // At threshold 0.999 every query is new: BAKS 0, BAUS 1, score 0; the
+    // ids group q1 with nothing (distance to q2 is 1 - cos 70°).
+    let all_new = JobParams::default()
+        .fixed_threshold(Some(0.999))
+        .check()
+        .unwrap();
+    let job = run_openset(&records, emb.view(), &all_new).unwrap();
+    assert!(job.predictions.iter().all(|p| p.decision.is_new()));
+    let s = job.score(&records).unwrap().unwrap();
+    let x = s.animalclef.per_dataset["x"];
+    assert_eq!((x.baks, x.baus), (Some(0.0), Some(1.0)));
+    assert_eq!(s.animalclef.score, 0.0);
+    // The closed-set top-1 ignores the threshold.
+    assert_eq!(s.closed_top1, Some(1.0));
+}
+
+#[test]
+fn self_calibrated_thresholds_are_per_dataset_and_scored_per_dataset() {
+    use SplitRole::{Database as D, Query as Q};
+    // Dataset "y": identities in two tight pairs at 60° apart; its own
+    // threshold must separate pairs (cos 2° ≈ 0.9994) from others (cos 60°).
+    let (mut records, emb) = setup();
+    let mut rows: Vec<[f32; 4]> = emb.outer_iter().map(|r| [r[0], r[1], r[2], r[3]]).collect();
+    for (k, deg) in [0.0f32, 60.0, 120.0, 180.0].into_iter().enumerate() {
+        for (j, d) in [0.0f32, 2.0].into_iter().enumerate() {
+            records.push(rec(&format!("y{k}{j}"), Some(&format!("y{k}")), D, "y"));
+            rows.push(at(deg + d, 2, 3));
+        }
+    }
+    records.push(rec("yq", Some("y1"), Q, "y"));
+    rows.push(at(61.0, 2, 3));
+    let emb = Array2::from_shape_fn((rows.len(), 4), |(i, j)| rows[i][j]);
+    let job = run_openset(&records, emb.view(), &JobParams::default().check().unwrap()).unwrap();
+    let cal = job.calibration.as_ref().unwrap();
+    assert!(cal.per_group.contains_key("y"));
+    let ty = job.thresholds.get(Some("y"));
+    assert!(ty > 0.5 && ty < 0.9994, "threshold of y: {ty}");
+    assert_eq!(job.groups.last().map(String::as_str), Some("y"));
+    assert_eq!(job.final_ids.last().map(String::as_str), Some("y1"));
+    let s = job.score(&records).unwrap().unwrap();
+    assert_eq!(
+        s.animalclef.per_dataset.keys().collect::<Vec<_>>(),
+        vec!["x", "y"]
+    );
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let (mut records, emb) = setup();
+    let p = JobParams::default()
+        .fixed_threshold(Some(0.5))
+        .check()
+        .unwrap();
+    // Rows and records disagree.
+    let short = emb.slice(ndarray::s![..5, ..]);
+    assert!(matches!(
+        run_openset(&records, short, &p),
+        Err(JobError::Rows {
+            records: 9,
+            rows: 5
+        })
+    ));
+    // A database record without identity is named.
+    records[2].identity = None;
+    match run_openset(&records, emb.view(), &p) {
+        Err(JobError::Unlabelled { image_id }) => assert_eq!(image_id, "b1"),
+        other => panic!("{other:?}"),
+    }
+    // No queries.
+    let (records, emb) = setup();
+    let db: Vec<Record> = records[..4].to_vec();
+    assert!(matches!(
+        run_openset(&db, emb.slice(ndarray::s![..4, ..]), &p),
+        Err(JobError::Empty { what: "query" })
+    ));
+    // Unlabelled queries: the job runs, the score is None.
+    let mut test = records.clone();
+    test[6].identity = None;
+    let job = run_openset(&test, emb.view(), &p).unwrap();
+    assert!(job.score(&test).unwrap().is_none());
+    // NaN in the embeddings reaches the open-set crate's typed error.
+    let mut bad = emb.clone();
+    bad[[1, 1]] = f32::NAN;
+    assert!(run_openset(&records, bad.view(), &p).is_err());
+    // Bad parameters are refused up front.
+    assert!(JobParams::default().shortlist(0).check().is_err());
+    assert!(
+        JobParams::default()
+            .fixed_threshold(Some(f32::NAN))
+            .check()
+            .is_err()
+    );
+    // A 0-column matrix is refused.
+    let empty = Array2::<f32>::zeros((9, 0));
+    assert!(run_openset(&records, empty.view(), &p).is_err());
+}
+
+#[test]
+fn job_figures_go_into_a_report_that_round_trips() {
+    let (records, emb) = setup();
+    let p = JobParams::default()
+        .fixed_threshold(Some(0.5))
+        .check()
+        .unwrap();
+    let job = run_openset(&records, emb.view(), &p).unwrap();
+    let s = job.score(&records).unwrap().unwrap();
+    let mut r = Report::new("job");
+    r.section("score").value_from("job score", &s).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = r.write_json(dir.path().join("r.json")).unwrap();
+    let back = Report::read_json(&path).unwrap();
+    assert_eq!(back, r);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"baks\":1.0") || text.contains("\"baks\": 1.0"));
+}
