@@ -581,6 +581,26 @@ impl Backbone {
         Ok(pooled / norm)
     }
 
+    /// Pooled features `[B, D]` of a preprocessed batch, before L2
+    /// normalisation, with autograd on (for fine-tuning by `reid-train`):
+    /// gradients flow into the variables that require them; `train` selects
+    /// batch-norm batch statistics and dropout. The backbone's own dtype.
+    pub fn pooled_features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.prepare(x)?;
+        let Net::Native(net) = &self.net else {
+            return Err(BackboneError::InvalidParam {
+                name: "backbone",
+                reason: "a TorchScript backbone cannot be fine-tuned here".into(),
+            });
+        };
+        let f = net.forward_features(&x, train);
+        let p = self.pooling.apply(&f, self.layout, self.gem_p.as_ref());
+        Ok(match self.pooling {
+            Pooling::ClsMeanPatch => p,
+            _ => net.pre_logits(&p, train),
+        })
+    }
+
     /// Classifier logits `[B, classes]` (f32) with the model's own pooling,
     /// for checking a pretrained model on ImageNet; an error if it has no classifier.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {

@@ -74,9 +74,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_folder_is_named() {
+    fn unwritable_folder_is_named() {
+        // Missing folders are created; a file in the way of one is an error
+        // naming the target.
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("no/such/dir/x.png");
+        write_bytes_atomic(&dir.path().join("new/dir/ok.png"), b"x").unwrap();
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        let p = dir.path().join("file/x.png");
         let err = write_bytes_atomic(&p, b"x").unwrap_err();
         assert!(matches!(err, EvalError::Io { .. }));
         assert!(err.to_string().contains("x.png"));

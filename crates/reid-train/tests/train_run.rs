@@ -1,0 +1,236 @@
+//! A short seeded fine-tuning run on the synthetic set: the loss falls,
+//! nearest-neighbour accuracy on held-out images rises; the checkpoint loads
+//! back through the backbone registry with the same embeddings; a run killed
+//! after some epochs resumes at the next one; typed errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use reid_backbone::backbone::{Backbone, BackboneBuilder};
+use reid_data::{Record, SplitRole, SyntheticParams};
+use reid_train::loss::ArcFaceParams;
+use reid_train::train::files;
+use reid_train::{Freeze, LossConfig, Progress, TrainConfig, TrainError, Trainer};
+use tch::{Kind, Tensor};
+
+const SIZE: i64 = 96;
+
+fn backbone() -> Backbone {
+    BackboneBuilder::new("efficientnet_lite0")
+        .img_size(SIZE)
+        .build()
+        .unwrap()
+}
+
+fn config(dir: &std::path::Path) -> TrainConfig {
+    TrainConfig {
+        epochs: 10,
+        p: 4,
+        k: 4,
+        lr_head: 1e-2,
+        lr_backbone: 5e-4,
+        warmup_epochs: 1.0,
+        loss: LossConfig::ArcFace(ArcFaceParams::new(0.3, 16.0)),
+        seed: 7,
+        checkpoint_dir: Some(dir.to_path_buf()),
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn seeded_run_learns_checkpoints_and_resumes() {
+    tch::set_num_threads(2);
+    tch::manual_seed(7);
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = SyntheticParams::default()
+        .n_individuals(16)
+        .images_per_individual(6)
+        .size(128, 128)
+        .query_fraction(0.34)
+        .seed(11)
+        .check()
+        .unwrap()
+        .generate(&tmp.path().join("data"))
+        .unwrap();
+    let by = |role: SplitRole| -> Vec<Record> {
+        ds.records
+            .iter()
+            .filter(|r| r.split.as_ref() == Some(&role))
+            .cloned()
+            .collect()
+    };
+    let (train, queries) = (by(SplitRole::Database), by(SplitRole::Query));
+    assert!(
+        train.len() >= 40 && queries.len() >= 20,
+        "{} {}",
+        train.len(),
+        queries.len()
+    );
+    let ck = tmp.path().join("ck");
+
+    // First run: "killed" after 3 of 6 epochs.
+    let bb = backbone();
+    let cfg = TrainConfig {
+        max_epochs_this_run: Some(4),
+        ..config(&ck)
+    };
+    let mut t = Trainer::new(&bb, &train, cfg.check().unwrap()).unwrap();
+    let before = t.evaluate(&bb, &train, &queries).unwrap();
+    let mut steps = 0;
+    let r1 = t
+        .fit(&bb, &train, Some(&queries), &mut |p| {
+            if matches!(p, Progress::Step { .. }) {
+                steps += 1;
+            }
+        })
+        .unwrap();
+    assert_eq!((r1.started_at, r1.epochs_run), (0, 4));
+    assert!(steps >= 6, "{steps} steps");
+    let st = reid_train::train::read_state(&ck).unwrap().unwrap();
+    assert_eq!(st.epochs_done, 4);
+    for f in [
+        files::BACKBONE,
+        files::HEAD,
+        files::STATE,
+        files::LOG,
+        files::BEST,
+    ] {
+        assert!(ck.join(f).exists(), "{f}");
+    }
+
+    // Resume in a fresh process-like setting: fresh backbone and trainer.
+    let bb2 = backbone();
+    let mut t2 = Trainer::new(&bb2, &train, config(&ck).check().unwrap()).unwrap();
+    let mut epochs_seen = Vec::new();
+    let r2 = t2
+        .fit(&bb2, &train, Some(&queries), &mut |p| {
+            if let Progress::Epoch(e) = p {
+                epochs_seen.push(e.epoch);
+            }
+        })
+        .unwrap();
+    assert_eq!(r2.started_at, 4);
+    assert_eq!(epochs_seen, (4..10).collect::<Vec<_>>());
+    let log = &r2.state.log;
+    assert_eq!(
+        log.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    // Finished: a further call trains nothing.
+    let r3 = t2.fit(&bb2, &train, None, &mut |_| {}).unwrap();
+    assert_eq!(r3.epochs_run, 0);
+
+    // The loss falls and nearest-neighbour accuracy rises.
+    let first = log[0].loss;
+    let last = log[9].loss;
+    let after = t2.evaluate(&bb2, &train, &queries).unwrap();
+    eprintln!(
+        "loss {first:.3} -> {last:.3}; top1 {:.3} -> {:.3}; score {:.3} -> {:.3}",
+        before.top1, after.top1, before.score, after.score
+    );
+    assert!(last < 0.8 * first, "loss {first} -> {last}");
+    assert!(
+        after.top1 >= before.top1 + 0.1,
+        "top1 {} -> {}",
+        before.top1,
+        after.top1
+    );
+    assert!(log[9].val.is_some());
+
+    // The checkpoint loads back through the registry with the same embeddings.
+    let loaded = BackboneBuilder::new("efficientnet_lite0")
+        .img_size(SIZE)
+        .weights_file(ck.join(files::BACKBONE))
+        .build()
+        .unwrap();
+    tch::manual_seed(1);
+    let x = Tensor::randn([3, 3, SIZE, SIZE], (Kind::Float, tch::Device::Cpu));
+    let a = bb2.embed_tensor(&x).unwrap();
+    let b = loaded.embed_tensor(&x).unwrap();
+    let d = (&a - &b).abs().max().double_value(&[]);
+    assert!(d < 1e-5, "embeddings differ by {d}");
+    // ...and differ from the ImageNet weights (training changed them).
+    let c = backbone().embed_tensor(&x).unwrap();
+    assert!((&a - &c).abs().max().double_value(&[]) > 1e-3);
+
+    // A checkpoint of another seed is refused on resume.
+    let bad = TrainConfig {
+        seed: 8,
+        ..config(&ck)
+    };
+    let mut t4 = Trainer::new(&bb2, &train, bad.check().unwrap()).unwrap();
+    let e = t4.fit(&bb2, &train, None, &mut |_| {});
+    assert!(matches!(e, Err(TrainError::Checkpoint { .. })), "{e:?}");
+}
+
+#[test]
+fn typed_errors() {
+    let bb = backbone();
+    let mut r = Record::new("0", "x.jpg");
+    r.identity = Some("a".into());
+    let mut r2 = Record::new("1", "y.jpg");
+    r2.identity = Some("b".into());
+    let recs = vec![r.clone(), r2];
+    // Autocast is refused on the CPU.
+    let cfg = TrainConfig::default().autocast(true).check().unwrap();
+    let e = Trainer::new(&bb, &recs, cfg);
+    assert!(matches!(e, Err(TrainError::Unsupported { .. })), "{e:?}");
+    // Bad settings, checked up front.
+    for cfg in [
+        TrainConfig {
+            epochs: 0,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            p: 0,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            lr_head: f64::NAN,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            clip_norm: Some(0.0),
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            patience: Some(0),
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            loss: LossConfig::ArcFace(ArcFaceParams::new(0.5, -1.0)),
+            ..TrainConfig::default()
+        },
+    ] {
+        let e = cfg.check();
+        assert!(
+            matches!(
+                e,
+                Err(TrainError::InvalidParam { .. } | TrainError::Data(_))
+            ),
+            "{e:?}"
+        );
+    }
+    // One identity is not enough; unlabelled records are refused.
+    let cfg = || {
+        TrainConfig {
+            freeze: Freeze::Backbone,
+            ..TrainConfig::default()
+        }
+        .check()
+        .unwrap()
+    };
+    assert!(Trainer::new(&bb, &[r.clone()], cfg()).is_err());
+    let mut u = r.clone();
+    u.identity = None;
+    assert!(matches!(
+        Trainer::new(&bb, &[r, u], cfg()),
+        Err(TrainError::InvalidParam { .. })
+    ));
+    // lr schedule: warm-up then cosine to zero.
+    use reid_train::train::lr_factor;
+    assert!((lr_factor(0, 4, 20) - 0.25).abs() < 1e-12);
+    assert!((lr_factor(3, 4, 20) - 1.0).abs() < 1e-12);
+    assert!((lr_factor(4, 4, 20) - 1.0).abs() < 1e-12);
+    assert!((lr_factor(12, 4, 20) - 0.5).abs() < 1e-12);
+    assert!(lr_factor(19, 4, 20) < 0.01);
+}

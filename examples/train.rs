@@ -1,0 +1,399 @@
+//! Fine-tunes a backbone on the database images of a split CSV (AnimalCLEF
+//! columns `image_id,identity,path,species,split,dataset`, such as
+//! `../shared/datasets/lion/lion.csv`) and writes a checkpoint that the
+//! backbone registry loads back (`--weights <out>/backbone.safetensors`),
+//! with a JSON log of every epoch.
+//!
+//! Only the database images are trained on, never the queries. A held-out
+//! part of the database (some identities entirely, as pseudo-new, and one
+//! image of each other identity) gives the per-epoch self-calibrated
+//! open-set score used for early stopping. When the CSV's queries carry
+//! their identity, the self-calibrated open-set score of the queries against
+//! the whole database is printed before and after training.
+//!
+//! ```sh
+//! cargo run --release --example train -- --backbone efficientnet_lite0 --epochs 8 --out out/train
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[allow(dead_code)] // the build/extract helpers: this example sets the input size itself
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use animal_reid::backbone::backbone::{BackboneBuilder, Precision, parse_device};
+use animal_reid::backbone::pool::Pooling;
+use animal_reid::data::loaders::{LoadOptions, load_animalclef};
+use animal_reid::data::{Record, SplitRole};
+use animal_reid::train::loss::{ArcFaceParams, Distance, SubCenterParams, TripletParams};
+use animal_reid::train::{Freeze, LossConfig, Progress, TrainConfig, Trainer, ValScore};
+
+/// Fine-tune a backbone on the database images of a split CSV.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Split CSV (default: lion.csv in the shared data folder).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Output folder: checkpoint (backbone.safetensors, best.safetensors,
+    /// head.safetensors, state.json), log.json and summary.json.
+    #[arg(long, default_value = "out/train")]
+    out: PathBuf,
+    /// Input size in pixels (default: the backbone's own).
+    #[arg(long)]
+    img_size: Option<i64>,
+    /// Epochs in total.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Identities per batch (P).
+    #[arg(long, default_value_t = 8)]
+    p: usize,
+    /// Images per identity per batch (K).
+    #[arg(long, default_value_t = 4)]
+    k: usize,
+    /// Cap on batches per epoch (default: a full pass over the identities).
+    #[arg(long)]
+    batches_per_epoch: Option<usize>,
+    /// Peak learning rate of the head and the loss weights.
+    #[arg(long, default_value_t = 1e-3)]
+    lr_head: f64,
+    /// Peak learning rate of the backbone.
+    #[arg(long, default_value_t = 1e-4)]
+    lr_backbone: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Linear warm-up in epochs, then cosine decay.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Clip the global gradient norm (0: no clipping).
+    #[arg(long, default_value_t = 5.0)]
+    clip_norm: f64,
+    /// Frozen backbone parts: `none`, `backbone`, or comma-separated
+    /// variable-name prefixes (e.g. `_conv_stem.,_bn0.,_blocks.0.,_blocks.1.`).
+    #[arg(long, default_value = "none")]
+    freeze: String,
+    /// Projection head to this embedding size (default: none, the loss acts
+    /// on the pooled backbone features and the checkpoint is the whole model).
+    #[arg(long)]
+    embedding_dim: Option<i64>,
+    /// Batch norm after the projection head.
+    #[arg(long)]
+    head_bn: bool,
+    /// Loss: `arcface`, `subcenter`, `triplet` or `softmax`.
+    #[arg(long, default_value = "arcface")]
+    loss: String,
+    /// ArcFace angular margin in radians; triplet margin for `triplet`.
+    #[arg(long, default_value_t = 0.3)]
+    margin: f64,
+    /// ArcFace logit scale.
+    #[arg(long, default_value_t = 30.0)]
+    scale: f64,
+    /// insightface's easy margin (margin only where cos > 0).
+    #[arg(long)]
+    easy_margin: bool,
+    /// Centres per class of sub-center ArcFace.
+    #[arg(long, default_value_t = 3)]
+    subcenters: i64,
+    /// Triplet distance: `euclidean` or `cosine`.
+    #[arg(long, default_value = "euclidean")]
+    triplet_distance: String,
+    /// CUDA autocast (refused on the CPU).
+    #[arg(long)]
+    autocast: bool,
+    /// No training augmentations.
+    #[arg(long)]
+    no_augment: bool,
+    /// Seed of everything random.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Early stopping: epochs without a better validation score.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Fraction of database identities held out entirely (pseudo-new) for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_new_fraction: f64,
+    /// Images of each other identity (with at least 3) held out for validation.
+    #[arg(long, default_value_t = 1)]
+    val_per_identity: usize,
+    /// Run at most this many epochs now (resume later from the checkpoint).
+    #[arg(long)]
+    max_epochs_this_run: Option<usize>,
+    /// Start afresh even if `--out` holds a checkpoint.
+    #[arg(long)]
+    fresh: bool,
+    /// No before/after score on the queries.
+    #[arg(long)]
+    no_query_score: bool,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    model: cli::BackboneArgs,
+}
+
+fn loss_config(a: &Args) -> Result<LossConfig> {
+    let arc = ArcFaceParams::new(a.margin, a.scale).easy_margin(a.easy_margin);
+    Ok(match a.loss.as_str() {
+        "arcface" => LossConfig::ArcFace(arc),
+        "subcenter" => LossConfig::SubCenter(SubCenterParams::new(arc, a.subcenters)),
+        "triplet" => {
+            let d = match a.triplet_distance.as_str() {
+                "euclidean" => Distance::Euclidean,
+                "cosine" => Distance::Cosine,
+                other => bail!("--triplet-distance {other}: use euclidean or cosine"),
+            };
+            LossConfig::Triplet(TripletParams::new(a.margin, d))
+        }
+        "softmax" => LossConfig::Softmax,
+        other => bail!("--loss {other}: use arcface, subcenter, triplet or softmax"),
+    })
+}
+
+fn freeze(s: &str) -> Freeze {
+    match s {
+        "none" => Freeze::None,
+        "backbone" => Freeze::Backbone,
+        list => Freeze::Prefixes(list.split(',').map(str::to_string).collect()),
+    }
+}
+
+/// Database split into training records and held-out validation queries.
+fn holdout(
+    db: &[Record],
+    new_fraction: f64,
+    per_id: usize,
+    seed: u64,
+) -> (Vec<Record>, Vec<Record>) {
+    let mut by_id: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
+    for r in db {
+        by_id
+            .entry(r.identity.clone().unwrap_or_default())
+            .or_default()
+            .push(r);
+    }
+    let ids: Vec<&String> = by_id.keys().collect();
+    // A seeded order of identities (SplitMix64 of the index).
+    let mut order: Vec<(u64, usize)> = (0..ids.len())
+        .map(|i| {
+            let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31), i)
+        })
+        .collect();
+    order.sort_unstable();
+    let n_new = ((ids.len() as f64) * new_fraction).round() as usize;
+    let new: std::collections::BTreeSet<usize> =
+        order.iter().take(n_new).map(|&(_, i)| i).collect();
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, (_, recs)) in by_id.iter().enumerate() {
+        if new.contains(&i) {
+            val.extend(recs.iter().map(|r| (*r).clone()));
+        } else if recs.len() >= 3 {
+            let h = per_id.min(recs.len() - 2);
+            val.extend(recs[..h].iter().map(|r| (*r).clone()));
+            train.extend(recs[h..].iter().map(|r| (*r).clone()));
+        } else {
+            train.extend(recs.iter().map(|r| (*r).clone()));
+        }
+    }
+    (train, val)
+}
+
+fn show(v: &ValScore) -> String {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
+    format!(
+        "BAKS {} BAUS {} score {:.3} (top-1 {:.3}, threshold {:.2})",
+        f(v.baks),
+        f(v.baus),
+        v.score,
+        v.top1,
+        v.threshold
+    )
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    if let Some(t) = a.threads {
+        tch::set_num_threads(t);
+    }
+    let csv = a
+        .csv
+        .clone()
+        .unwrap_or_else(|| cli::shared_dir().join("datasets/lion/lion.csv"));
+    let (ds, _) = load_animalclef(&csv, &LoadOptions::default())
+        .with_context(|| format!("loading {}", csv.display()))?;
+    let role = |r: SplitRole| -> Vec<Record> {
+        ds.records
+            .iter()
+            .filter(|x| x.split.as_ref() == Some(&r))
+            .cloned()
+            .collect()
+    };
+    let database = role(SplitRole::Database);
+    let queries = role(SplitRole::Query);
+    if database.is_empty() {
+        bail!(
+            "{}: no database records (split column `database`)",
+            csv.display()
+        );
+    }
+    let (train, val) = holdout(&database, a.val_new_fraction, a.val_per_identity, a.seed);
+    eprintln!(
+        "{}: {} database images ({} for training, {} held out for validation), {} queries",
+        csv.display(),
+        database.len(),
+        train.len(),
+        val.len(),
+        queries.len()
+    );
+
+    let m = &a.model;
+    let mut b = BackboneBuilder::new(&m.backbone)
+        .device(parse_device(&m.device)?)
+        .precision(Precision::parse(&m.precision)?)
+        .pooling(Pooling::parse(&m.pooling)?);
+    if let Some(w) = &m.weights {
+        b = b.weights_file(w);
+    }
+    if let Some(s) = a.img_size {
+        b = b.img_size(s);
+    }
+    let backbone = b.build()?;
+    let cfg = TrainConfig {
+        epochs: a.epochs,
+        p: a.p,
+        k: a.k,
+        batches_per_epoch: a.batches_per_epoch,
+        lr_head: a.lr_head,
+        lr_backbone: a.lr_backbone,
+        weight_decay: a.weight_decay,
+        warmup_epochs: a.warmup,
+        clip_norm: (a.clip_norm > 0.0).then_some(a.clip_norm),
+        freeze: freeze(&a.freeze),
+        embedding_dim: a.embedding_dim,
+        head_bn: a.head_bn,
+        loss: loss_config(&a)?,
+        autocast: a.autocast,
+        augment: !a.no_augment,
+        seed: a.seed,
+        patience: a.patience,
+        checkpoint_dir: Some(a.out.clone()),
+        resume: !a.fresh,
+        max_epochs_this_run: a.max_epochs_this_run,
+        eval_batch: m.batch_size,
+    }
+    .check()?;
+    if a.fresh && a.out.join("state.json").exists() {
+        std::fs::remove_file(a.out.join("state.json"))?;
+    }
+    let mut trainer = Trainer::new(&backbone, &train, cfg)?;
+    let scored =
+        !a.no_query_score && !queries.is_empty() && queries.iter().all(|q| q.identity.is_some());
+    let before = if scored {
+        let v = trainer.evaluate(&backbone, &database, &queries)?;
+        println!("before: {}", show(&v));
+        Some(v)
+    } else {
+        None
+    };
+
+    let t0 = Instant::now();
+    let mut pb: Option<indicatif::ProgressBar> = None;
+    let quiet = a.quiet;
+    let report = trainer.fit(
+        &backbone,
+        &train,
+        (!val.is_empty()).then_some(val.as_slice()),
+        &mut |p| match p {
+            Progress::Loaded { images } => {
+                if !quiet {
+                    eprintln!("{images} images decoded");
+                }
+            }
+            Progress::Step {
+                epoch,
+                epochs,
+                step,
+                steps,
+                loss,
+                lr,
+            } => {
+                let bar = pb.get_or_insert_with(|| {
+                    cli::bar(*steps, &format!("epoch {}/{epochs}", epoch + 1), quiet)
+                });
+                bar.set_message(format!(
+                    "e{}/{epochs} loss {loss:.3} lr {lr:.1e}",
+                    epoch + 1
+                ));
+                bar.set_position((*step + 1) as u64);
+            }
+            Progress::Epoch(e) => {
+                if let Some(bar) = pb.take() {
+                    bar.finish_and_clear();
+                }
+                let v = e
+                    .val
+                    .as_ref()
+                    .map_or(String::new(), |v| format!("; val {}", show(v)));
+                eprintln!(
+                    "epoch {:>3}: loss {:.4}, lr {:.2e}/{:.2e}, {:.1} s{v}",
+                    e.epoch + 1,
+                    e.loss,
+                    e.lr_head,
+                    e.lr_backbone,
+                    e.seconds
+                );
+            }
+        },
+    )?;
+    let train_s = t0.elapsed().as_secs_f64();
+    let st = &report.state;
+    eprintln!(
+        "trained epochs {}..{} of {} in {train_s:.1} s{}; checkpoint {}",
+        report.started_at,
+        st.epochs_done,
+        a.epochs,
+        if st.stopped_early {
+            " (early stop)"
+        } else {
+            ""
+        },
+        a.out.join("backbone.safetensors").display()
+    );
+    let after = if scored {
+        let v = trainer.evaluate(&backbone, &database, &queries)?;
+        println!("after:  {}", show(&v));
+        Some(v)
+    } else {
+        None
+    };
+    let summary = serde_json::json!({
+        "csv": csv,
+        "backbone": backbone.info().name,
+        "input_size": backbone.info().input_size,
+        "train_images": train.len(),
+        "val_images": val.len(),
+        "epochs_done": st.epochs_done,
+        "best": st.best,
+        "stopped_early": st.stopped_early,
+        "train_seconds_this_run": train_s,
+        "before": before,
+        "after": after,
+        "log": st.log,
+    });
+    let path = a.out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
