@@ -24,6 +24,19 @@ pub(crate) fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
+    // reid-data's writer creates missing folders; here a missing output
+    // folder is the caller's mistake, named in the error.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(io_err(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("folder {} does not exist", dir.display()),
+                ),
+            ));
+        }
+    }
     reid_data::fs::write_atomic_with(path, fill).map_err(|e| match e {
         reid_data::DataError::Io { source, .. } => io_err(path, source),
         other => EvalError::Data(other),
@@ -74,13 +87,9 @@ mod tests {
     }
 
     #[test]
-    fn unwritable_folder_is_named() {
-        // Missing folders are created; a file in the way of one is an error
-        // naming the target.
+    fn missing_folder_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        write_bytes_atomic(&dir.path().join("new/dir/ok.png"), b"x").unwrap();
-        std::fs::write(dir.path().join("file"), b"").unwrap();
-        let p = dir.path().join("file/x.png");
+        let p = dir.path().join("no/such/dir/x.png");
         let err = write_bytes_atomic(&p, b"x").unwrap_err();
         assert!(matches!(err, EvalError::Io { .. }));
         assert!(err.to_string().contains("x.png"));
