@@ -25,7 +25,6 @@ use animal_reid::eval::submission::{
     SubmissionReference, submission_rows, write_validated_submission,
 };
 use animal_reid::job::{JobParams, run_openset};
-use animal_reid::openset::SelfCalibrationParams;
 
 /// Embed an AnimalCLEF 2025 folder, decide every query with per-dataset
 /// self-calibrated thresholds and write the submission CSV.
@@ -47,18 +46,6 @@ struct Args {
     /// Use this threshold for every dataset instead of self-calibrating.
     #[arg(long)]
     threshold: Option<f32>,
-    /// Self-calibration episodes per dataset.
-    #[arg(long, default_value_t = 20)]
-    episodes: usize,
-    /// Fraction of database identities held out as pseudo-new per episode.
-    #[arg(long, default_value_t = 0.3)]
-    new_fraction: f64,
-    /// Fraction of the remaining images used as pseudo-queries per episode.
-    #[arg(long, default_value_t = 0.3)]
-    query_fraction: f64,
-    /// Seed of the episodes.
-    #[arg(long, default_value_t = 2025)]
-    seed: u64,
     /// Skip rows whose image is missing or unreadable (reported) instead of
     /// stopping at the first.
     #[arg(long)]
@@ -66,6 +53,8 @@ struct Args {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    selfcal: cli::SelfCalArgs,
     #[command(flatten)]
     model: cli::BackboneArgs,
 }
@@ -98,13 +87,7 @@ fn main() -> Result<()> {
 
     let job_params = JobParams::default()
         .fixed_threshold(args.threshold)
-        .selfcal(SelfCalibrationParams::new(
-            args.new_fraction,
-            args.query_fraction,
-            args.episodes,
-            args.seed,
-            SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
-        )?)
+        .selfcal(args.selfcal.params()?)
         .check()?;
     let job = run_openset(&ds.records, emb.matrix.view(), &job_params)?;
     for (g, th) in job.thresholds.groups() {

@@ -28,7 +28,6 @@ use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::eval::report::Report;
 use animal_reid::job::{JobParams, run_openset};
-use animal_reid::openset::SelfCalibrationParams;
 
 /// Generate the synthetic dataset, embed it, decide every query known or
 /// new with a threshold calibrated on the database alone, score, plot and
@@ -154,13 +153,7 @@ fn main() -> Result<()> {
     // 5. Open set: a threshold from the database alone, decisions, new ids.
     let t = Instant::now();
     let job_params = JobParams::default()
-        .selfcal(SelfCalibrationParams::new(
-            0.3,
-            0.3,
-            args.episodes,
-            args.seed,
-            SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
-        )?)
+        .selfcal(cli::selfcal_params(0.3, 0.3, args.episodes, args.seed)?)
         .check()?;
     let job = run_openset(&ds.records, emb.matrix.view(), &job_params)?;
     report.timing_since("self-calibrate, search, decide, cluster", t);
@@ -187,7 +180,7 @@ fn main() -> Result<()> {
         "seed": args.seed, "backbone": args.model.backbone, "input_size": info.input_size,
         "episodes": args.episodes, "rule": "top1", "perplexity": args.output.perplexity,
     }));
-    outputs::figures_and_pictures(
+    outputs::finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
@@ -195,9 +188,8 @@ fn main() -> Result<()> {
         &args.out,
         &args.output,
         args.seed,
+        start,
     )?;
-    report.timing_since("total", start);
-    outputs::write_report(&report, &args.out)?;
     println!("demo finished in {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
 }

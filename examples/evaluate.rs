@@ -26,7 +26,7 @@ use clap::Parser;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
 use animal_reid::job::{JobParams, run_openset};
-use animal_reid::openset::{Aggregate, Rule, SelfCalibrationParams};
+use animal_reid::openset::{Aggregate, Rule};
 
 /// Embed, search, decide (fixed and self-calibrated threshold) and score a split CSV.
 #[derive(Debug, Parser)]
@@ -51,21 +51,11 @@ struct Args {
     /// similarities among the K nearest).
     #[arg(long, default_value = "top1")]
     rule: String,
-    /// Self-calibration episodes.
-    #[arg(long, default_value_t = 20)]
-    episodes: usize,
-    /// Fraction of database identities held out as pseudo-new per episode.
-    #[arg(long, default_value_t = 0.3)]
-    new_fraction: f64,
-    /// Fraction of the remaining images used as pseudo-queries per episode.
-    #[arg(long, default_value_t = 0.3)]
-    query_fraction: f64,
-    /// Seed of the episodes.
-    #[arg(long, default_value_t = 2025)]
-    seed: u64,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    selfcal: cli::SelfCalArgs,
     #[command(flatten)]
     model: cli::BackboneArgs,
     #[command(flatten)]
@@ -145,13 +135,7 @@ fn main() -> Result<()> {
     }
 
     // Self-calibrated from the database alone.
-    let sc = SelfCalibrationParams::new(
-        args.new_fraction,
-        args.query_fraction,
-        args.episodes,
-        args.seed,
-        SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
-    )?;
+    let sc = args.selfcal.params()?;
     let t = Instant::now();
     let job = run_openset(
         &ds.records,
@@ -165,7 +149,7 @@ fn main() -> Result<()> {
     report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
         "\nself-calibrated from the database alone ({} episodes, {:.2} s):",
-        args.episodes,
+        args.selfcal.episodes,
         t.elapsed().as_secs_f64()
     );
 
@@ -175,24 +159,23 @@ fn main() -> Result<()> {
         .version("backbone", bb.info().name.clone())
         .config(serde_json::json!({
             "csv": csv, "backbone": args.model.backbone, "input_size": bb.info().input_size,
-            "rule": args.rule, "fixed_threshold": args.threshold, "episodes": args.episodes,
-            "new_fraction": args.new_fraction, "query_fraction": args.query_fraction,
-            "seed": args.seed, "per_dataset": !args.one_threshold,
+            "rule": args.rule, "fixed_threshold": args.threshold, "episodes": args.selfcal.episodes,
+            "new_fraction": args.selfcal.new_fraction, "query_fraction": args.selfcal.query_fraction,
+            "seed": args.selfcal.seed, "per_dataset": !args.one_threshold,
         }));
     if let Some(s) = &fixed_score {
         report.section(format!("Fixed threshold {:.3}", args.threshold));
         report.value_from("score", s)?;
     }
-    outputs::figures_and_pictures(
+    outputs::finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
         &job,
         &args.out,
         &args.output,
-        args.seed,
+        args.selfcal.seed,
+        start,
     )?;
-    report.timing_since("total", start);
-    outputs::write_report(&report, &args.out)?;
     Ok(())
 }

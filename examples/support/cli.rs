@@ -151,3 +151,52 @@ impl BackboneArgs {
         Ok((embeddings, t.elapsed().as_secs_f64()))
     }
 }
+
+/// Self-calibration episodes over the thresholds -0.2..=1.0 in 240 steps
+/// (the grid every example searches).
+#[allow(dead_code)]
+pub fn selfcal_params(
+    new_fraction: f64,
+    query_fraction: f64,
+    episodes: usize,
+    seed: u64,
+) -> anyhow::Result<animal_reid::openset::SelfCalibrationParams> {
+    use animal_reid::openset::SelfCalibrationParams;
+    Ok(SelfCalibrationParams::new(
+        new_fraction,
+        query_fraction,
+        episodes,
+        seed,
+        SelfCalibrationParams::linear_grid(-0.2, 1.0, 240),
+    )?)
+}
+
+/// The self-calibration options of the examples that score real data.
+#[derive(Debug, clap::Args)]
+pub struct SelfCalArgs {
+    /// Self-calibration episodes (per dataset).
+    #[arg(long, default_value_t = 20)]
+    pub episodes: usize,
+    /// Fraction of database identities held out as pseudo-new per episode.
+    #[arg(long, default_value_t = 0.3)]
+    pub new_fraction: f64,
+    /// Fraction of the remaining images used as pseudo-queries per episode.
+    #[arg(long, default_value_t = 0.3)]
+    pub query_fraction: f64,
+    /// Seed of the episodes.
+    #[arg(long, default_value_t = 2025)]
+    pub seed: u64,
+}
+
+impl SelfCalArgs {
+    /// The checked episode parameters.
+    #[allow(dead_code)]
+    pub fn params(&self) -> anyhow::Result<animal_reid::openset::SelfCalibrationParams> {
+        selfcal_params(
+            self.new_fraction,
+            self.query_fraction,
+            self.episodes,
+            self.seed,
+        )
+    }
+}

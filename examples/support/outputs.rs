@@ -316,6 +316,25 @@ pub fn print_score(s: &JobScore) {
     );
 }
 
+/// The end of `demo` and `evaluate`: [`figures_and_pictures`], the total
+/// time since `start`, and the report written into `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    report: &mut Report,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    job: &OpenSetJob,
+    out: &Path,
+    args: &OutputArgs,
+    seed: u64,
+    start: Instant,
+) -> Result<()> {
+    figures_and_pictures(report, records, embeddings, job, out, args, seed)?;
+    report.timing_since("total", start);
+    write_report(report, out)?;
+    Ok(())
+}
+
 /// Writes `report` as `report.json` and `report.html` into `out`.
 pub fn write_report(report: &Report, out: &Path) -> Result<(PathBuf, PathBuf)> {
     let json = report.write_json(out.join("report.json"))?;

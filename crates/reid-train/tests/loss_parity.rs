@@ -12,20 +12,12 @@ use reid_train::loss::{
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
+// The fixture folder helper of reid-openset's tests (same cache layout).
+#[path = "../../reid-openset/tests/common/mod.rs"]
+mod openset_common;
+
 fn fixtures() -> PathBuf {
-    let base = std::env::var_os("ANIMAL_REID_FIXTURES")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("ANIMAL_REID_CACHE")
-                .filter(|v| !v.is_empty())
-                .map(|c| PathBuf::from(c).join("fixtures"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/animal-reid/fixtures")
-        });
-    base.join("train_losses/train_losses.json")
+    openset_common::fixture_dir("train_losses").join("train_losses.json")
 }
 
 fn tensor(v: &Value) -> Tensor {
