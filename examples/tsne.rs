@@ -17,8 +17,30 @@ use clap::Parser;
 use ndarray::Axis;
 
 use animal_reid::eval::plot::{ScatterParams, ScatterPlot};
-use animal_reid::eval::tsne::TsneParams;
+use animal_reid::eval::tsne::{TsneEngine, TsneInit, TsneOutput, TsneParams, kl_divergence};
 use animal_reid::index::Gallery;
+
+#[path = "support/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
+/// `--engine`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Engine {
+    /// The parallel, seeded Barnes-Hut t-SNE of reid-eval.
+    Native,
+    /// linfa-tsne 0.8 (single-threaded; fixed learning rate and init).
+    Linfa,
+}
+
+/// `--init`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Init {
+    /// First principal components (native default).
+    Pca,
+    /// Gaussian noise (linfa's only choice).
+    Random,
+}
 
 /// t-SNE of an embeddings file, drawn as PNG and SVG.
 #[derive(Debug, Parser)]
@@ -39,6 +61,22 @@ struct Args {
     /// Iterations.
     #[arg(long, default_value_t = 1000)]
     iterations: usize,
+    /// The t-SNE implementation.
+    #[arg(long, value_enum, default_value = "native")]
+    engine: Engine,
+    /// Learning rate in scikit-learn's units (native engine); default:
+    /// max(images / 48, 50).
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Initial embedding (native engine); default: pca (linfa: random).
+    #[arg(long, value_enum)]
+    init: Option<Init>,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
     /// Identities drawn in colour (the largest ones).
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -73,14 +111,41 @@ fn main() -> Result<()> {
         g.model_id(),
         rows.len()
     );
-    let t = Instant::now();
-    let out = TsneParams::new(2)
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("building the thread pool")?;
+    }
+    let mut params = TsneParams::new(2)
         .perplexity(args.perplexity)
         .theta(args.theta)
         .max_iter(args.iterations)
         .seed(args.seed)
-        .check()?
-        .run(x.view())?;
+        .engine(match args.engine {
+            Engine::Native => TsneEngine::Native,
+            Engine::Linfa => TsneEngine::Linfa,
+        });
+    if let Some(rate) = args.learning_rate {
+        params = params.learning_rate(rate);
+    }
+    if let Some(init) = args.init {
+        params = params.init(match init {
+            Init::Pca => TsneInit::Pca,
+            Init::Random => TsneInit::Random,
+        });
+    }
+    let valid = params.check()?;
+    let t = Instant::now();
+    let bar = cli::bar(valid.max_iter(), "t-SNE iterations", args.quiet);
+    let embedding =
+        valid.embed_with_progress(x.view(), &mut |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let kl_divergence = kl_divergence(x.view(), embedding.view(), valid.perplexity())?;
+    let out = TsneOutput {
+        embedding,
+        kl_divergence,
+    };
     println!(
         "t-SNE in {:.1} s, KL divergence {:.4}",
         t.elapsed().as_secs_f64(),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side t-SNE: reid-eval (linfa-tsne, Barnes-Hut) vs scikit-learn vs openTSNE.
+"""Side-by-side t-SNE: reid-eval (native Barnes-Hut, or linfa-tsne) vs scikit-learn vs openTSNE.
 
 In one run, on the same data and with the thread count fixed before numpy loads:
 
@@ -14,15 +14,20 @@ In one run, on the same data and with the thread count fixed before numpy loads:
    ``--sklearn-kl`` the same three are also scored by scikit-learn's own
    ``_joint_probabilities`` + ``_kl_divergence`` as a cross-check (O(n^2) memory).
 
-Settings are matched to what linfa-tsne fixes: learning rate 200 in bhtsne's units
-(openTSNE uses the same; scikit-learn's gradient is 4x larger, so scikit-learn gets
-``learning_rate=4 * 200 = 800``, as its documentation explains), early exaggeration
-12 for 250 iterations, momentum 0.5 then 0.8, random initialisation, exact k-NN
-(k = 3 * perplexity), theta 0.5, the same total number of iterations (openTSNE's
-``n_iter`` counts only the iterations after early exaggeration). scikit-learn keeps
-its default stopping rules (``n_iter_without_progress=300``, ``min_grad_norm=1e-7``);
-the iterations it actually ran are reported. Our t-SNE is single-threaded (bhtsne);
-scikit-learn and openTSNE get ``--threads``.
+Settings are matched: perplexity 30, theta 0.5, exact k-NN (k = 3 * perplexity + 1),
+early exaggeration 12 for 250 iterations, momentum 0.5 then 0.8, the same total number
+of iterations (openTSNE's ``n_iter`` counts only those after early exaggeration), the
+same initialisation (``--init``, default PCA, scikit-learn's default) and the same step:
+``--learning-rate`` is in scikit-learn's units (its gradient carries the factor 4, as
+ours does); openTSNE's gradient lacks it, so openTSNE gets 4x the number. The default,
+``auto``, is each library's own rule, which is the same step for all three:
+scikit-learn's and ours ``max(n / 12 / 4, 50)``, openTSNE's ``n / 12``. scikit-learn
+keeps its default stopping rules (``n_iter_without_progress=300``,
+``min_grad_norm=1e-7``); the iterations it actually ran are reported. All three get
+``--threads``. ``--engine linfa`` runs linfa-tsne instead of our native engine
+(single-threaded, learning rate fixed at 200 in bhtsne's units = 50 in
+scikit-learn's, random initialisation: pass ``--learning-rate 50 --init random`` to
+match the others to it).
 
 Build the binary first:
     CARGO_TARGET_DIR=/root/.cache/animal-reid/target-eval \\
@@ -53,9 +58,10 @@ def parse():
     p.add_argument("--theta", type=float, default=0.5, help="Barnes-Hut angle, all three")
     p.add_argument("--max-iter", type=int, default=1000, help="total iterations, early exaggeration included")
     p.add_argument("--exaggeration-iter", type=int, default=250)
-    p.add_argument("--learning-rate", default="200",
-                   help="bhtsne/openTSNE units (sklearn gets 4x); 'auto' for each library's own default")
-    p.add_argument("--init", default="random", choices=["random", "pca"], help="sklearn / openTSNE init")
+    p.add_argument("--learning-rate", default="auto",
+                   help="scikit-learn's units (openTSNE gets 4x); 'auto' for each library's own rule")
+    p.add_argument("--init", default="pca", choices=["random", "pca"], help="initialisation, all three")
+    p.add_argument("--engine", default="native", choices=["native", "linfa"], help="our engine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="", help="comma-separated: sklearn,opentsne")
@@ -73,11 +79,11 @@ import sklearn  # noqa: E402
 from sklearn.manifold import TSNE as SkTSNE  # noqa: E402
 
 
-def lr(sklearn_units=False):
-    """The learning rate; scikit-learn's gradient lacks bhtsne's factor 1/4, so it gets 4x."""
+def lr(opentsne_units=False):
+    """The learning rate; openTSNE's gradient lacks scikit-learn's factor 4, so it gets 4x."""
     if args.learning_rate == "auto":
         return "auto"
-    return float(args.learning_rate) * (4.0 if sklearn_units else 1.0)
+    return float(args.learning_rate) * (4.0 if opentsne_units else 1.0)
 
 
 def run_ours(tmp):
@@ -87,7 +93,9 @@ def run_ours(tmp):
            "--spread", str(args.spread), "--data-seed", str(args.seed), "--save-data", data,
            "--out-embedding", emb, "--perplexity", str(args.perplexity), "--theta", str(args.theta),
            "--max-iter", str(args.max_iter), "--exaggeration-iter", str(args.exaggeration_iter),
-           "--seed", str(args.seed), "--threads", str(args.threads), "--no-kl"]
+           "--seed", str(args.seed), "--threads", str(args.threads), "--no-kl", "--engine", args.engine]
+    if args.engine == "native":
+        cmd += ["--learning-rate", args.learning_rate, "--init", args.init]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -100,7 +108,7 @@ def run_ours(tmp):
 
 def run_sklearn(x, tmp):
     model = SkTSNE(n_components=2, perplexity=args.perplexity, early_exaggeration=12.0,
-                   learning_rate=lr(sklearn_units=True), max_iter=args.max_iter, init=args.init, method="barnes_hut", angle=args.theta,
+                   learning_rate=lr(), max_iter=args.max_iter, init=args.init, method="barnes_hut", angle=args.theta,
                    n_jobs=args.threads, random_state=args.seed)
     t, c = time.perf_counter(), time.process_time()
     y = model.fit_transform(x)
@@ -108,13 +116,13 @@ def run_sklearn(x, tmp):
     path = os.path.join(tmp, "sklearn.npy")
     np.save(path, np.ascontiguousarray(y, dtype=np.float64))
     return path, {"seconds": s, "cpu_s": cpu, "n_iter": int(model.n_iter_), "own_kl": float(model.kl_divergence_),
-                  "version": sklearn.__version__, "learning_rate": lr(sklearn_units=True)}
+                  "version": sklearn.__version__, "learning_rate": float(model.learning_rate_)}
 
 
 def run_opentsne(x, tmp):
     import openTSNE
 
-    model = openTSNE.TSNE(n_components=2, perplexity=args.perplexity, learning_rate=lr(),
+    model = openTSNE.TSNE(n_components=2, perplexity=args.perplexity, learning_rate=lr(opentsne_units=True),
                           early_exaggeration_iter=args.exaggeration_iter, early_exaggeration=12.0,
                           n_iter=args.max_iter - args.exaggeration_iter, theta=args.theta,
                           initialization=args.init, initial_momentum=0.5, final_momentum=0.8,
@@ -173,8 +181,8 @@ def main():
     }
     print(json.dumps(summary), flush=True)
     print(f"\n{args.n} x {args.dim}, {args.clusters} clusters, perplexity {args.perplexity}, "
-          f"theta {args.theta}, {args.max_iter} iterations, {args.threads} threads for sklearn/openTSNE "
-          f"(ours: 1, bhtsne)", file=sys.stderr)
+          f"theta {args.theta}, {args.max_iter} iterations, {args.threads} threads "
+          f"(ours: {rows['ours']['version']}, learning rate {ours['learning_rate']}, init {args.init})", file=sys.stderr)
     head = f"{'method':>9} {'seconds':>9} {'cpu s':>8} {'x ours':>7} {'iters':>6} {'exact KL':>9} {'own KL':>9}"
     if args.sklearn_kl:
         head += f" {'sklearn KL':>10}"

@@ -1,12 +1,13 @@
-//! Criterion benchmark of t-SNE (linfa-tsne, Barnes-Hut) and of the exact KL
-//! divergence on 1000 clustered unit vectors of 128 dims.
+//! Criterion benchmark of t-SNE (the native engine and linfa-tsne, both
+//! Barnes-Hut) and of the exact KL divergence on 1000 clustered unit vectors
+//! of 128 dims.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reid_eval::tsne::{TsneParams, kl_divergence};
+use reid_eval::tsne::{TsneEngine, TsneParams, kl_divergence};
 
 fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
@@ -38,10 +39,14 @@ fn bench(c: &mut Criterion) {
     let x = clustered(1000, 128, 20, 0.5, 1);
     let params = TsneParams::new(2).perplexity(30.0).max_iter(500).seed(0);
     let valid = params.check().unwrap();
+    let linfa = params.clone().engine(TsneEngine::Linfa).check().unwrap();
     let mut group = c.benchmark_group("tsne_1000x128");
     group.sample_size(10);
-    group.bench_function("embed_500_iter", |b| {
+    group.bench_function("embed_500_iter_native", |b| {
         b.iter(|| valid.embed(x.view()).unwrap())
+    });
+    group.bench_function("embed_500_iter_linfa", |b| {
+        b.iter(|| linfa.embed(x.view()).unwrap())
     });
     let y = valid.embed(x.view()).unwrap();
     group.bench_function("exact_kl", |b| {

@@ -1,4 +1,4 @@
-//! Times t-SNE (linfa-tsne, Barnes-Hut) on clustered embeddings, scores
+//! Times t-SNE (the native engine, or linfa-tsne) on clustered embeddings, scores
 //! embeddings with the exact KL divergence, and prints one JSON line.
 //!
 //! ```text
@@ -11,11 +11,13 @@
 //! tsne_throughput --input data.npy --score sklearn.npy,opentsne.npy
 //! ```
 //! Files are `.npy` (version 1, little-endian `<f4` or `<f8`, C order, 2-D):
-//! what `numpy.save` writes. The t-SNE itself is single-threaded (bhtsne);
-//! `--threads` sizes the rayon pool of the exact KL computation.
+//! what `numpy.save` writes. `--threads` sizes the rayon pool: the native
+//! t-SNE and the exact KL run on it (linfa-tsne is single-threaded).
 //!
 //! Options: `--perplexity 30 --theta 0.5 --max-iter 1000
-//! --exaggeration-iter 250 --seed 0 --dims 2` (t-SNE), `--data-seed 0
+//! --exaggeration-iter 250 --seed 0 --dims 2 --engine native|linfa
+//! --learning-rate auto|RATE (scikit-learn's units) --init pca|random`
+//! (t-SNE; the last two for the native engine only), `--data-seed 0
 //! --spread 0.5` (generated data: `unit(c + spread * g / sqrt(dim))` with `c`
 //! a random unit centre and `g` standard normal, rows assigned to clusters
 //! round-robin), `--no-kl` (skip the exact KL of our embedding).
@@ -27,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reid_eval::tsne::{Affinities, TsneParams};
+use reid_eval::tsne::{Affinities, TsneEngine, TsneInit, TsneParams};
 
 /// Writes a 2-D little-endian f32 (`<f4`) or f64 (`<f8`) C-order `.npy`.
 fn write_npy_f32(path: &str, x: &Array2<f32>) -> Result<()> {
@@ -191,6 +193,7 @@ fn parse() -> Result<Args> {
         kl: true,
     };
     let (mut dims, mut theta, mut max_iter, mut exag, mut seed) = (2, 0.5, 1000, 250, 0);
+    let (mut engine, mut rate, mut init) = (TsneEngine::Native, None, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -218,6 +221,26 @@ fn parse() -> Result<Args> {
             "--dims" => dims = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--no-kl" => a.kl = false,
+            "--engine" => {
+                engine = match value()?.as_str() {
+                    "native" => TsneEngine::Native,
+                    "linfa" => TsneEngine::Linfa,
+                    other => bail!("--engine: native or linfa, not {other}"),
+                }
+            }
+            "--learning-rate" => {
+                rate = match value()?.as_str() {
+                    "auto" => None,
+                    v => Some(v.parse::<f64>()?),
+                }
+            }
+            "--init" => {
+                init = Some(match value()?.as_str() {
+                    "pca" => TsneInit::Pca,
+                    "random" => TsneInit::Random,
+                    other => bail!("--init: pca or random, not {other}"),
+                })
+            }
             "-h" | "--help" => {
                 println!("see the doc comment of crates/reid-eval/examples/tsne_throughput.rs");
                 std::process::exit(0);
@@ -230,7 +253,14 @@ fn parse() -> Result<Args> {
         .theta(theta)
         .max_iter(max_iter)
         .exaggeration_iter(exag)
+        .engine(engine)
         .seed(seed);
+    if let Some(rate) = rate {
+        a.params = a.params.learning_rate(rate);
+    }
+    if let Some(init) = init {
+        a.params = a.params.init(init);
+    }
     Ok(a)
 }
 
@@ -290,7 +320,11 @@ fn main() -> Result<()> {
         "theta": valid.theta(), "max_iter": valid.max_iter(),
         "exaggeration_iter": valid.exaggeration_iter(), "seed": valid.seed(),
         "threads_kl": args.threads, "tsne_s": tsne_s, "kl": kl, "kl_s": kl_s,
-        "implementation": "linfa-tsne 0.8 (bhtsne 0.4), Barnes-Hut, single-threaded",
+        "learning_rate": valid.learning_rate_for(n), "init": format!("{:?}", valid.init()),
+        "implementation": match valid.engine() {
+            TsneEngine::Native => "reid-eval native Barnes-Hut (rayon)",
+            TsneEngine::Linfa => "linfa-tsne 0.8 (bhtsne 0.4), Barnes-Hut, single-threaded",
+        },
     });
     println!("{out}");
     Ok(())

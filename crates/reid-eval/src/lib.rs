@@ -2,7 +2,8 @@
 //!
 //! Evaluation of re-identification: top-k accuracy, CMC, mAP, BAKS, BAUS and
 //! the AnimalCLEF score; clustering scores (ARI, NMI, silhouette); t-SNE of
-//! embeddings through linfa-tsne; plots, reports and the submission CSV.
+//! embeddings (a parallel, seeded Barnes-Hut engine of its own, or
+//! linfa-tsne); plots, reports and the submission CSV.
 //!
 //! Metrics and the submission:
 //! - [`metrics`]: closed-set ranking metrics from a query × gallery
@@ -43,8 +44,10 @@
 //!
 //! t-SNE:
 //! - [`tsne`]: checked [`tsne::TsneParams`], Barnes-Hut t-SNE of embeddings
-//!   through linfa-tsne, and the exact KL divergence of any embedding of any
-//!   input ([`tsne::kl_divergence`]), scored as scikit-learn's exact objective.
+//!   (the native engine, parallel and reproducible, with scikit-learn's
+//!   affinities, initialisation and optimiser; or linfa-tsne), and the exact
+//!   KL divergence of any embedding of any input
+//!   ([`tsne::kl_divergence`]), scored as scikit-learn's exact objective.
 //!
 //! ```
 //! use reid_eval::EvalError;

@@ -1,38 +1,48 @@
-//! t-SNE of embeddings through [linfa-tsne] (Barnes-Hut, from the `bhtsne`
-//! crate), and the exact KL divergence of any embedding of any input.
+//! t-SNE of embeddings, and the exact KL divergence of any embedding of any
+//! input.
 //!
-//! * [`TsneParams`] is the checked parameter set (output dims 2 or 3,
-//!   perplexity, Barnes-Hut θ, iterations, length of early exaggeration,
-//!   seed); [`TsneParams::check`] validates what can be validated without the
-//!   data, and [`tsne`] / [`TsneValidParams::embed`] validate the rest (sample
-//!   count, perplexity against it, finite values) before any work starts.
-//! * [`tsne`] returns the embedding and its exact KL divergence
-//!   ([`TsneOutput`]); [`TsneValidParams::embed`] only the embedding.
-//! * [`kl_divergence`] (one pair) and [`Affinities`] (one input, many
-//!   embeddings) score any embedding — ours, scikit-learn's, openTSNE's — the
-//!   same way, with exactly scikit-learn's exact-method objective: P from
-//!   perplexity-calibrated Gaussians over *all* other points (binary search as
-//!   `sklearn.manifold._utils._binary_search_perplexity`), symmetrised and
-//!   normalised, entries clamped below at `f64::EPSILON`; Q a Student-t with
-//!   one degree of freedom (the kernel Barnes-Hut t-SNE optimises), also
-//!   clamped; `KL = Σ_{i≠j} P_ij ln(P_ij / Q_ij)`. It takes O(n²·d) time but
-//!   only O(n·d) memory (row blocks, in parallel on the rayon pool).
+//! Two engines run the same checked parameters ([`TsneParams`]):
 //!
-//! What linfa-tsne fixes and this module therefore cannot change: learning
-//! rate 200, momentum 0.5 then 0.8, early exaggeration 12, an initial
-//! embedding drawn from N(0, 1e-7²) with the seeded generator, exact k-NN
-//! (`k = ⌊3·perplexity⌋`) through a vantage-point tree, one thread. It offers
-//! no progress hook (one blocking call), so there is no progress callback.
+//! * [`TsneEngine::Native`] (the default): this crate's parallel Barnes-Hut
+//!   t-SNE with scikit-learn's conventions: exact k-NN affinities
+//!   (`k = ⌊3·perplexity + 1⌋`) from blocked GEMMs, PCA initialisation,
+//!   learning rate `max(n / early_exaggeration / 4, 50)` (scikit-learn's
+//!   `"auto"`), momentum 0.5 then 0.8 with delta-bar-delta gains, a quadtree
+//!   (octree in 3-D) for the repulsive forces, every point's forces in
+//!   parallel. Reproducible bit for bit under [`TsneParams::seed`], whatever
+//!   the thread count, and it reports progress
+//!   ([`TsneValidParams::embed_with_progress`]).
+//! * [`TsneEngine::Linfa`]: [linfa-tsne] 0.8 (the `bhtsne` 0.4 crate), kept
+//!   for comparison. What it fixes: learning rate 200 in its own units (a
+//!   gradient without the factor 4, so 800 in scikit-learn's), momentum 0.5
+//!   then 0.8, early exaggeration 12, random initialisation, one thread, no
+//!   progress. Its θ > 0 path is **not** reproducible: bhtsne 0.4's
+//!   vantage-point tree draws its vantage points from the unseeded
+//!   `rand::thread_rng()` and partitions each node at an index relative to
+//!   the wrong slice start, so its "exact" k-NN misses a few true neighbours
+//!   (measured recall ≈ 0.9995 at k = 91), differently each run. θ = 0 is
+//!   reproducible.
 //!
-//! Determinism: the initial embedding comes from [`TsneParams::seed`]
-//! (ChaCha8), so the exact path (θ = 0) is reproducible bit for bit. The
-//! Barnes-Hut path (θ > 0) is **not**, and nothing outside linfa-tsne can make
-//! it so: bhtsne 0.4's vantage-point tree draws its vantage points from the
-//! unseeded `rand::thread_rng()`, and it partitions each node at an index
-//! relative to the wrong slice start (`select_by(&mut items[lower + 1..upper],
-//! median)` with an absolute `median`), so its "exact" k-NN misses a few true
-//! neighbours (measured recall ≈ 0.9995 at k = 91), differently each run; the
-//! optimisation then diverges to a different, equally good, embedding.
+//! Why a native engine: on 5000 × 512 embeddings linfa-tsne took 2.4× as
+//! long as scikit-learn's Barnes-Hut and reached a worse KL (one thread,
+//! an unvectorised vantage-point-tree k-NN, a tree reallocated each
+//! iteration); see `scripts/compare/tsne_compare.py` for the side-by-side.
+//!
+//! [`TsneParams::check`] validates what can be validated without the data,
+//! and [`tsne`] / [`TsneValidParams::embed`] validate the rest (sample
+//! count, perplexity against it, finite values) before any work starts.
+//! [`tsne`] returns the embedding and its exact KL divergence
+//! ([`TsneOutput`]).
+//!
+//! [`kl_divergence`] (one pair) and [`Affinities`] (one input, many
+//! embeddings) score any embedding — ours, scikit-learn's, openTSNE's — the
+//! same way, with exactly scikit-learn's exact-method objective: P from
+//! perplexity-calibrated Gaussians over *all* other points (binary search as
+//! `sklearn.manifold._utils._binary_search_perplexity`), symmetrised and
+//! normalised, entries clamped below at `f64::EPSILON`; Q a Student-t with
+//! one degree of freedom (the kernel Barnes-Hut t-SNE optimises), also
+//! clamped; `KL = Σ_{i≠j} P_ij ln(P_ij / Q_ij)`. It takes O(n²·d) time but
+//! only O(n·d) memory (row blocks, in parallel on the rayon pool).
 //!
 //! ```
 //! use ndarray::Array2;
@@ -47,6 +57,8 @@
 //! let out = tsne(x.view(), &params)?;
 //! assert_eq!(out.embedding.dim(), (20, 2));
 //! assert!(out.kl_divergence.is_finite() && out.kl_divergence >= 0.0);
+//! // Same seed, same embedding.
+//! assert_eq!(tsne(x.view(), &params)?.embedding, out.embedding);
 //! # Ok::<(), reid_eval::EvalError>(())
 //! ```
 //!
@@ -54,11 +66,14 @@
 
 use linfa::traits::Transformer;
 use ndarray::{Array2, ArrayView2, Axis, s};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rayon::prelude::*;
 
 use crate::error::{EvalError, Result};
+
+mod bh;
 
 /// The fewest samples [`tsne`] accepts.
 pub const MIN_SAMPLES: usize = 5;
@@ -73,12 +88,35 @@ const PERPLEXITY_TOLERANCE: f64 = 1e-5;
 const PERPLEXITY_STEPS: usize = 100;
 /// scikit-learn's `EPSILON_DBL`, a C `float` there (hence the cast).
 const EPSILON_DBL: f64 = 1e-8_f32 as f64;
+/// The early-exaggeration factor of scikit-learn, openTSNE and bhtsne.
+const DEFAULT_EXAGGERATION: f64 = 12.0;
+
+/// Which implementation runs the optimisation (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TsneEngine {
+    /// This crate's parallel, seeded Barnes-Hut t-SNE.
+    #[default]
+    Native,
+    /// linfa-tsne 0.8 (bhtsne 0.4): single-threaded, fixed optimiser.
+    Linfa,
+}
+
+/// How the native engine places the points before optimising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsneInit {
+    /// The first principal components, scaled to standard deviation 1e-4
+    /// (scikit-learn's default since 1.2): stable global layout.
+    Pca,
+    /// N(0, 1e-4²) per coordinate, from the seeded generator.
+    Random,
+}
 
 /// t-SNE parameters, built fluently and checked once ([`TsneParams::check`]).
 ///
-/// Defaults: 2 output dims, perplexity 30, θ = 0.5, 1000 iterations, early
-/// exaggeration for `min(max_iter / 2, 250)` iterations (linfa's choice),
-/// seed 0.
+/// Defaults: the native engine, 2 output dims, perplexity 30, θ = 0.5, 1000
+/// iterations, early exaggeration 12 for `min(max_iter / 2, 250)`
+/// iterations, learning rate `max(n / 12 / 4, 50)`, PCA initialisation
+/// (random for linfa), seed 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TsneParams {
     dims: usize,
@@ -86,6 +124,10 @@ pub struct TsneParams {
     theta: f64,
     max_iter: usize,
     exaggeration_iter: Option<usize>,
+    exaggeration: Option<f64>,
+    learning_rate: Option<f64>,
+    init: Option<TsneInit>,
+    engine: TsneEngine,
     seed: u64,
 }
 
@@ -105,6 +147,10 @@ impl TsneParams {
             theta: 0.5,
             max_iter: 1000,
             exaggeration_iter: None,
+            exaggeration: None,
+            learning_rate: None,
+            init: None,
+            engine: TsneEngine::Native,
             seed: 0,
         }
     }
@@ -116,9 +162,10 @@ impl TsneParams {
         self
     }
 
-    /// Barnes-Hut approximation threshold θ (linfa's `approx_threshold`):
-    /// a cell is summarised by its centre of mass when `width / distance <
-    /// θ`. 0 runs the exact O(n²)-per-iteration t-SNE (small inputs only).
+    /// Barnes-Hut approximation threshold θ (scikit-learn's `angle`,
+    /// linfa's `approx_threshold`): a cell is summarised by its centre of
+    /// mass when `width / distance < θ`. 0 runs the exact
+    /// O(n²)-per-iteration t-SNE (small inputs only).
     pub fn theta(mut self, theta: f64) -> Self {
         self.theta = theta;
         self
@@ -130,10 +177,39 @@ impl TsneParams {
         self
     }
 
-    /// Iterations with early exaggeration (P × 12, momentum 0.5) before the
-    /// true P and momentum 0.8 take over; must be below `max_iter`.
+    /// Iterations with early exaggeration (P × the factor, momentum 0.5)
+    /// before the true P and momentum 0.8 take over; must be below
+    /// `max_iter`.
     pub fn exaggeration_iter(mut self, iterations: usize) -> Self {
         self.exaggeration_iter = Some(iterations);
+        self
+    }
+
+    /// The early-exaggeration factor (native engine; finite, at least 1;
+    /// default 12).
+    pub fn early_exaggeration(mut self, factor: f64) -> Self {
+        self.exaggeration = Some(factor);
+        self
+    }
+
+    /// The learning rate in scikit-learn's units (native engine; finite and
+    /// positive). Unset: `max(n / early_exaggeration / 4, 50)`,
+    /// scikit-learn's `"auto"` (Belkina et al. 2019). openTSNE's and
+    /// bhtsne's rates are 4× these numbers for the same step.
+    pub fn learning_rate(mut self, rate: f64) -> Self {
+        self.learning_rate = Some(rate);
+        self
+    }
+
+    /// The initial embedding (native engine; linfa is always random).
+    pub fn init(mut self, init: TsneInit) -> Self {
+        self.init = Some(init);
+        self
+    }
+
+    /// Which implementation runs (default [`TsneEngine::Native`]).
+    pub fn engine(mut self, engine: TsneEngine) -> Self {
+        self.engine = engine;
         self
     }
 
@@ -181,12 +257,54 @@ impl TsneParams {
                 ),
             });
         }
+        if let Some(f) = self.exaggeration
+            && !(f.is_finite() && f >= 1.0)
+        {
+            return Err(EvalError::InvalidParam {
+                name: "early_exaggeration",
+                reason: format!("must be finite and at least 1, got {f}"),
+            });
+        }
+        if let Some(r) = self.learning_rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(EvalError::InvalidParam {
+                name: "learning_rate",
+                reason: format!("must be finite and > 0, got {r}"),
+            });
+        }
+        if self.engine == TsneEngine::Linfa {
+            let fixed = [
+                ("learning_rate", self.learning_rate.is_some()),
+                (
+                    "early_exaggeration",
+                    self.exaggeration.is_some_and(|f| f != DEFAULT_EXAGGERATION),
+                ),
+                ("init", self.init.is_some_and(|i| i != TsneInit::Random)),
+            ];
+            if let Some((name, _)) = fixed.iter().find(|(_, set)| *set) {
+                return Err(EvalError::InvalidParam {
+                    name,
+                    reason: "linfa-tsne fixes it (learning rate 200 in its units, early \
+                             exaggeration 12, random initialisation); use the native engine"
+                        .into(),
+                });
+            }
+        }
+        let default_init = match self.engine {
+            TsneEngine::Native => TsneInit::Pca,
+            TsneEngine::Linfa => TsneInit::Random,
+        };
         Ok(TsneValidParams {
             dims: self.dims,
             perplexity: self.perplexity,
             theta: self.theta,
             max_iter: self.max_iter,
             exaggeration_iter,
+            exaggeration: self.exaggeration.unwrap_or(DEFAULT_EXAGGERATION),
+            learning_rate: self.learning_rate,
+            init: self.init.unwrap_or(default_init),
+            engine: self.engine,
             seed: self.seed,
         })
     }
@@ -201,6 +319,10 @@ pub struct TsneValidParams {
     theta: f64,
     max_iter: usize,
     exaggeration_iter: usize,
+    exaggeration: f64,
+    learning_rate: Option<f64>,
+    init: TsneInit,
+    engine: TsneEngine,
     seed: u64,
 }
 
@@ -235,6 +357,24 @@ impl TsneValidParams {
     pub fn exaggeration_iter(&self) -> usize {
         self.exaggeration_iter
     }
+    /// Early-exaggeration factor.
+    pub fn early_exaggeration(&self) -> f64 {
+        self.exaggeration
+    }
+    /// The learning rate for `samples` points (scikit-learn's units; the
+    /// `"auto"` rule when unset).
+    pub fn learning_rate_for(&self, samples: usize) -> f64 {
+        self.learning_rate
+            .unwrap_or_else(|| f64::max(samples as f64 / self.exaggeration / 4.0, 50.0))
+    }
+    /// Initialisation.
+    pub fn init(&self) -> TsneInit {
+        self.init
+    }
+    /// Engine.
+    pub fn engine(&self) -> TsneEngine {
+        self.engine
+    }
     /// Seed.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -258,7 +398,8 @@ impl TsneValidParams {
                 got: format!("{n} x {d}"),
             });
         }
-        // linfa-tsne's check, in floating point (bhtsne's own truncates).
+        // linfa-tsne's check, in floating point (bhtsne's own truncates);
+        // the native engine keeps it so both accept the same inputs.
         if ((n - 1) as f64) < 3.0 * self.perplexity {
             return Err(EvalError::PerplexityTooLarge {
                 perplexity: self.perplexity,
@@ -284,18 +425,49 @@ impl TsneValidParams {
     /// The t-SNE embedding of the rows of `x` (`samples × dims`), without its
     /// KL divergence. `x` may have any memory layout.
     pub fn embed<A: Copy + Into<f64>>(&self, x: ArrayView2<'_, A>) -> Result<Array2<f64>> {
+        self.embed_with_progress(x, &mut |_| {})
+    }
+
+    /// As [`TsneValidParams::embed`], calling `progress(done)` after each of
+    /// the [`TsneValidParams::max_iter`] iterations (the native engine; the
+    /// linfa engine calls it once, at the end).
+    pub fn embed_with_progress<A: Copy + Into<f64>>(
+        &self,
+        x: ArrayView2<'_, A>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Array2<f64>> {
         self.check_data(x)?;
         let n = x.nrows();
-        let data = with_anchors(x);
-        let rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let embedding = linfa_tsne::TSneParams::embedding_size_with_rng(self.dims, rng)
-            .perplexity(self.perplexity)
-            .approx_threshold(self.theta)
-            .max_iter(self.max_iter)
-            .preliminary_iter(self.exaggeration_iter)
-            .transform(data)
-            .map_err(EvalError::Tsne)?;
-        let embedding = embedding.slice(s![..n, ..]).to_owned();
+        let embedding = match self.engine {
+            TsneEngine::Native => {
+                let data = Array2::<f64>::from_shape_fn(x.dim(), |(i, j)| x[[i, j]].into());
+                let settings = bh::Settings {
+                    dims: self.dims,
+                    perplexity: self.perplexity,
+                    theta: self.theta,
+                    max_iter: self.max_iter,
+                    exaggeration_iter: self.exaggeration_iter,
+                    exaggeration: self.exaggeration,
+                    learning_rate: self.learning_rate_for(n),
+                    pca_init: self.init == TsneInit::Pca,
+                    seed: self.seed,
+                };
+                bh::embed(&data, &settings, progress)
+            }
+            TsneEngine::Linfa => {
+                let data = with_anchors(x);
+                let rng = ChaCha8Rng::seed_from_u64(self.seed);
+                let embedding = linfa_tsne::TSneParams::embedding_size_with_rng(self.dims, rng)
+                    .perplexity(self.perplexity)
+                    .approx_threshold(self.theta)
+                    .max_iter(self.max_iter)
+                    .preliminary_iter(self.exaggeration_iter)
+                    .transform(data)
+                    .map_err(EvalError::Tsne)?;
+                progress(self.max_iter);
+                embedding.slice(s![..n, ..]).to_owned()
+            }
+        };
         check_finite("embedding", embedding.view())?;
         Ok(embedding)
     }
@@ -315,6 +487,82 @@ impl TsneValidParams {
 /// checked first; returns the embedding and its exact KL divergence.
 pub fn tsne<A: Copy + Into<f64>>(x: ArrayView2<'_, A>, params: &TsneParams) -> Result<TsneOutput> {
     params.check()?.run(x)
+}
+
+/// The sparse joint affinities the native engine optimises, scikit-learn's
+/// `_joint_probabilities_nn`: each row's Gaussian calibrated to
+/// `perplexity` over its `min(n - 1, ⌊3·perplexity + 1⌋)` nearest rows
+/// (squared Euclidean), then `P = (P + Pᵀ) / ΣP`. Returned as `(i, j, P_ij)`
+/// for every stored pair (both orders), rows then columns ascending; they
+/// sum to 1.
+pub fn sparse_joint_probabilities<A: Copy + Into<f64>>(
+    x: ArrayView2<'_, A>,
+    perplexity: f64,
+) -> Result<Vec<(usize, usize, f64)>> {
+    let x = checked_copy(x, "sparse affinities")?;
+    if !(perplexity.is_finite() && perplexity > 0.0) {
+        return Err(EvalError::InvalidParam {
+            name: "perplexity",
+            reason: format!("must be finite and > 0, got {perplexity}"),
+        });
+    }
+    Ok(bh::SparseP::new(&x, perplexity).entries().collect())
+}
+
+/// The native engine's PCA initialisation ([`TsneInit::Pca`]) of `x`
+/// (`samples × dims`): the centred rows projected on their first `dims`
+/// principal axes (each signed so its largest-magnitude coefficient is
+/// positive), scaled so the first column has standard deviation 1e-4, as
+/// scikit-learn's `init="pca"` does. `seed` starts the subspace iteration
+/// (the result does not depend on it beyond rounding when the leading
+/// eigenvalues are distinct).
+pub fn pca_initialisation<A: Copy + Into<f64>>(
+    x: ArrayView2<'_, A>,
+    dims: usize,
+    seed: u64,
+) -> Result<Array2<f64>> {
+    let x = checked_copy(x, "PCA initialisation")?;
+    if dims == 0 || dims > x.ncols() {
+        return Err(EvalError::InvalidParam {
+            name: "dims",
+            reason: format!("must be in 1..={} (the features), got {dims}", x.ncols()),
+        });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Ok(bh::pca_init(&x, dims, &mut rng))
+}
+
+/// A standard-layout f64 copy of `x` after checking it has at least 2 rows,
+/// 1 column and only finite values.
+fn checked_copy<A: Copy + Into<f64>>(
+    x: ArrayView2<'_, A>,
+    what: &'static str,
+) -> Result<Array2<f64>> {
+    let (n, d) = x.dim();
+    if n < 2 {
+        return Err(EvalError::TooFewSamples {
+            what,
+            min: 2,
+            samples: n,
+        });
+    }
+    if d == 0 {
+        return Err(EvalError::Shape {
+            expected: "at least 1 feature".into(),
+            got: format!("{n} x {d}"),
+        });
+    }
+    check_finite("x", x)?;
+    Ok(Array2::<f64>::from_shape_fn((n, d), |(i, j)| {
+        x[[i, j]].into()
+    }))
+}
+
+/// One standard normal draw (Box-Muller).
+fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.r#gen();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 /// A standard-layout f64 copy of `x`, centred, with one more column (zero)
@@ -407,28 +655,14 @@ impl Affinities {
     /// Calibrates the conditional Gaussians of every row of `x` (at least 2
     /// finite rows) to `perplexity` (> 0) over all other rows.
     pub fn new<A: Copy + Into<f64>>(x: ArrayView2<'_, A>, perplexity: f64) -> Result<Self> {
-        let (n, d) = x.dim();
-        if n < 2 {
-            return Err(EvalError::TooFewSamples {
-                what: "KL divergence",
-                min: 2,
-                samples: n,
-            });
-        }
-        if d == 0 {
-            return Err(EvalError::Shape {
-                expected: "at least 1 feature".into(),
-                got: format!("{n} x {d}"),
-            });
-        }
+        let x = checked_copy(x, "KL divergence")?;
+        let n = x.nrows();
         if !(perplexity.is_finite() && perplexity > 0.0) {
             return Err(EvalError::InvalidParam {
                 name: "perplexity",
                 reason: format!("must be finite and > 0, got {perplexity}"),
             });
         }
-        check_finite("x", x)?;
-        let x = Array2::<f64>::from_shape_fn((n, d), |(i, j)| x[[i, j]].into());
         let sq_norms: Vec<f64> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
         if let Some(row) = sq_norms.iter().position(|v| !v.is_finite()) {
             return Err(EvalError::NonFinite {
@@ -451,7 +685,7 @@ impl Affinities {
                     for (j, (dj, &gj)) in dist.iter_mut().zip(g.iter()).enumerate() {
                         *dj = (sq_norms[i] + sq_norms[j] - 2.0 * gj).max(0.0);
                     }
-                    out.push(calibrate_row(&dist, i, desired_entropy));
+                    out.push(calibrate_row(&dist, Some(i), desired_entropy));
                 }
                 out
             })
@@ -558,9 +792,10 @@ impl Affinities {
 }
 
 /// scikit-learn's binary search for one row (`dist` the squared distances
-/// to every row, `i` the row itself, excluded). Returns (β, the normaliser
+/// to the candidate neighbours; `skip`, the row itself when `dist` covers
+/// every row, is excluded). Returns (β, the normaliser
 /// of the final conditional distribution, that distribution's sum).
-fn calibrate_row(dist: &[f64], i: usize, desired_entropy: f64) -> (f64, f64, f64) {
+fn calibrate_row(dist: &[f64], skip: Option<usize>, desired_entropy: f64) -> (f64, f64, f64) {
     let mut beta = 1.0_f64;
     let mut beta_min = f64::NEG_INFINITY;
     let mut beta_max = f64::INFINITY;
@@ -569,7 +804,7 @@ fn calibrate_row(dist: &[f64], i: usize, desired_entropy: f64) -> (f64, f64, f64
         let mut sum_p = 0.0;
         let mut sum_dp = 0.0;
         for (j, &dj) in dist.iter().enumerate() {
-            if j != i {
+            if Some(j) != skip {
                 let p = (-dj * beta).exp();
                 sum_p += p;
                 sum_dp += dj * p;

@@ -6,7 +6,10 @@ use ndarray::{Array2, ArrayView2, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reid_eval::EvalError;
-use reid_eval::tsne::{Affinities, MIN_SAMPLES, TsneParams, kl_divergence, tsne};
+use reid_eval::tsne::{
+    Affinities, MIN_SAMPLES, TsneEngine, TsneInit, TsneParams, kl_divergence, pca_initialisation,
+    sparse_joint_probabilities, tsne,
+};
 
 // The fixture folder helper of reid-openset's tests (same cache layout).
 #[path = "../../reid-openset/tests/common/mod.rs"]
@@ -150,21 +153,110 @@ fn kl_scores_structure() {
     assert_eq!(aff.kl_divergence(random.view()).unwrap(), kl_random);
 }
 
-/// Bit-for-bit reproducibility holds on linfa-tsne's exact path (θ = 0):
-/// the only randomness left is the seeded initial embedding.
+/// Bit-for-bit reproducibility: the native engine on both paths, linfa-tsne
+/// on its exact path (θ = 0), where the only randomness left is the seeded
+/// initial embedding.
 #[test]
-fn same_seed_same_embedding_exact_path() {
+fn same_seed_same_embedding() {
     let (x, _) = blobs(3, 20, 10, 0.5, 5);
-    let params = TsneParams::new(2)
-        .perplexity(8.0)
-        .theta(0.0)
-        .max_iter(300)
-        .seed(42);
-    let a = tsne(x.view(), &params).unwrap();
-    let b = tsne(x.view(), &params).unwrap();
-    assert_eq!(a, b);
-    let c = tsne(x.view(), &params.clone().seed(43)).unwrap();
-    assert_ne!(a.embedding, c.embedding);
+    let base = TsneParams::new(2).perplexity(8.0).max_iter(300).seed(42);
+    for params in [
+        base.clone().theta(0.0).engine(TsneEngine::Linfa),
+        base.clone().theta(0.0).init(TsneInit::Random),
+        base.clone().init(TsneInit::Random),
+    ] {
+        let a = tsne(x.view(), &params).unwrap();
+        let b = tsne(x.view(), &params).unwrap();
+        assert_eq!(a, b, "{params:?}");
+        let c = tsne(x.view(), &params.clone().seed(43)).unwrap();
+        assert_ne!(a.embedding, c.embedding, "{params:?}");
+    }
+}
+
+/// The native engine gives the same bits on 1, 2 and 3 threads: each
+/// point's forces are computed alone and every sum runs in a fixed order.
+#[test]
+fn native_is_reproducible_across_thread_counts() {
+    let (x, _) = blobs(5, 60, 16, 0.4, 11);
+    for dims in [2, 3] {
+        let params = TsneParams::new(dims).perplexity(20.0).max_iter(300).seed(1);
+        let runs: Vec<_> = [1, 2, 3]
+            .iter()
+            .map(|&threads| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap()
+                    .install(|| params.check().unwrap().embed(x.view()).unwrap())
+            })
+            .collect();
+        assert_eq!(runs[0], runs[1], "{dims}-D: 1 vs 2 threads");
+        assert_eq!(runs[0], runs[2], "{dims}-D: 1 vs 3 threads");
+    }
+}
+
+/// The native engine's inputs equal scikit-learn's: the sparse joint
+/// probabilities of `TSNE(method="barnes_hut")` and the PCA initialisation.
+#[test]
+fn native_affinities_and_init_match_sklearn() {
+    let path = fixture_dir("tsne_sklearn").join("tsne_sklearn_native.json");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = cases.as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let x = matrix(&c["x"]);
+        let perplexity = c["perplexity"].as_f64().unwrap();
+        let want = matrix(&c["p_nn"]);
+        let n = x.nrows();
+        let mut got = Array2::<f64>::zeros((n, n));
+        for (i, j, p) in sparse_joint_probabilities(x.view(), perplexity).unwrap() {
+            assert_eq!(got[[i, j]], 0.0, "{name}: ({i}, {j}) twice");
+            got[[i, j]] = p;
+        }
+        assert!((got.sum() - 1.0).abs() < 1e-12, "{name}: sum {}", got.sum());
+        let stored = want.iter().filter(|&&v| v > 0.0).count();
+        assert_eq!(got.iter().filter(|&&v| v > 0.0).count(), stored, "{name}");
+        for ((i, j), &w) in want.indexed_iter() {
+            // sklearn's binary search runs on float32 distances.
+            assert!(
+                (got[[i, j]] - w).abs() <= 1e-5 * w + 1e-12,
+                "{name}: P[{i},{j}] = {} vs sklearn {w}",
+                got[[i, j]]
+            );
+        }
+        let dims = c["dims"].as_u64().unwrap() as usize;
+        let pca = matrix(&c["pca"]);
+        let ours = pca_initialisation(x.view(), dims, 0).unwrap();
+        assert_eq!(ours.dim(), (n, dims));
+        for k in 0..dims {
+            let (a, b) = (ours.column(k), pca.column(k));
+            let sign = if a.dot(&b) < 0.0 { -1.0 } else { 1.0 };
+            let scale = b.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+            for (u, v) in a.iter().zip(b.iter()) {
+                assert!(
+                    (sign * u - v).abs() <= 1e-7 * scale,
+                    "{name}: PCA column {k}: {u} vs sklearn {v}"
+                );
+            }
+        }
+    }
+}
+
+/// Barnes-Hut at θ = 0.5 reaches the KL of the exact gradient (θ = 0).
+#[test]
+fn barnes_hut_tracks_the_exact_gradient() {
+    let (x, _) = blobs(6, 50, 20, 0.5, 13);
+    let params = TsneParams::new(2).perplexity(15.0).max_iter(500).seed(2);
+    let exact = tsne(x.view(), &params.clone().theta(0.0)).unwrap();
+    let bh = tsne(x.view(), &params).unwrap();
+    assert!(
+        (bh.kl_divergence - exact.kl_divergence).abs() < 0.05 * exact.kl_divergence,
+        "θ 0.5: KL {} vs exact {}",
+        bh.kl_divergence,
+        exact.kl_divergence
+    );
 }
 
 /// Barnes-Hut (θ > 0) is not bit-reproducible with linfa-tsne 0.8: bhtsne
@@ -175,7 +267,11 @@ fn same_seed_same_embedding_exact_path() {
 #[test]
 fn barnes_hut_repeats_agree_in_quality() {
     let (x, labels) = blobs(4, 40, 24, 0.3, 5);
-    let params = TsneParams::new(2).perplexity(12.0).max_iter(400).seed(42);
+    let params = TsneParams::new(2)
+        .perplexity(12.0)
+        .max_iter(400)
+        .seed(42)
+        .engine(TsneEngine::Linfa);
     let runs: Vec<_> = (0..3).map(|_| tsne(x.view(), &params).unwrap()).collect();
     let kls: Vec<f64> = runs.iter().map(|r| r.kl_divergence).collect();
     let (lo, hi) = kls
@@ -188,7 +284,8 @@ fn barnes_hut_repeats_agree_in_quality() {
 }
 
 /// Non-contiguous, transposed and f64 inputs take the same path as the
-/// contiguous f32 copy: identical output (exact path, so bits are comparable).
+/// contiguous f32 copy: identical output (native engine, both paths; linfa's
+/// exact path).
 #[test]
 fn any_layout_gives_the_contiguous_result() {
     let (x, _) = blobs(3, 20, 12, 0.5, 6);
@@ -197,25 +294,32 @@ fn any_layout_gives_the_contiguous_result() {
         .theta(0.0)
         .max_iter(300)
         .seed(3);
-    let want = tsne(x.view(), &params).unwrap();
-    // Transposed storage (column-major view).
     let xt = x.t().as_standard_layout().into_owned();
     let view = xt.t();
     assert!(!view.is_standard_layout());
-    assert_eq!(tsne(view, &params).unwrap(), want);
-    // Every other row of a bigger matrix, and every other column.
     let mut big = Array2::<f32>::from_elem((2 * x.nrows(), 2 * x.ncols()), f32::NAN);
     big.slice_mut(s![..;2, ..;2]).assign(&x);
     let strided = big.slice(s![..;2, ..;2]);
     assert!(strided.as_slice().is_none());
-    assert_eq!(tsne(strided, &params).unwrap(), want);
-    // f64 input holding the same values.
     let x64 = x.mapv(f64::from);
-    assert_eq!(tsne(x64.view(), &params).unwrap(), want);
-    // The Barnes-Hut path accepts the same views (its output is not bit-stable).
-    let bh = params.clone().theta(0.5);
+    for p in [
+        params.clone(),
+        params.clone().theta(0.5),
+        params.clone().engine(TsneEngine::Linfa),
+    ] {
+        let want = tsne(x.view(), &p).unwrap();
+        // Transposed storage (column-major view).
+        assert_eq!(tsne(view, &p).unwrap(), want, "{p:?}");
+        // Every other row of a bigger matrix, and every other column.
+        assert_eq!(tsne(strided, &p).unwrap(), want, "{p:?}");
+        // f64 input holding the same values.
+        assert_eq!(tsne(x64.view(), &p).unwrap(), want, "{p:?}");
+    }
+    // linfa's Barnes-Hut path accepts the same views (its output is not bit-stable).
+    let bh = params.clone().theta(0.5).engine(TsneEngine::Linfa);
     assert_eq!(tsne(view, &bh).unwrap().embedding.dim(), (60, 2));
     assert_eq!(tsne(strided, &bh).unwrap().embedding.dim(), (60, 2));
+    let want = tsne(x.view(), &params).unwrap();
     // KL of a transposed embedding view equals that of the embedding.
     let yt = want.embedding.t().as_standard_layout().into_owned();
     assert_eq!(
@@ -227,8 +331,17 @@ fn any_layout_gives_the_contiguous_result() {
 #[test]
 fn tight_clusters_stay_separated() {
     let (x, labels) = blobs(4, 50, 32, 0.3, 7);
-    for dims in [2, 3] {
-        let params = TsneParams::new(dims).perplexity(15.0).max_iter(500).seed(0);
+    for (dims, engine) in [
+        (2, TsneEngine::Native),
+        (3, TsneEngine::Native),
+        (2, TsneEngine::Linfa),
+        (3, TsneEngine::Linfa),
+    ] {
+        let params = TsneParams::new(dims)
+            .perplexity(15.0)
+            .max_iter(500)
+            .seed(0)
+            .engine(engine);
         let out = tsne(x.view(), &params).unwrap();
         assert_eq!(out.embedding.dim(), (200, dims));
         let agree = nn_agreement(out.embedding.view(), &labels);
@@ -326,6 +439,31 @@ fn typed_errors() {
             TsneParams::new(2).max_iter(100).exaggeration_iter(100),
             "exaggeration_iter",
         ),
+        (TsneParams::new(2).learning_rate(0.0), "learning_rate"),
+        (TsneParams::new(2).learning_rate(f64::NAN), "learning_rate"),
+        (
+            TsneParams::new(2).early_exaggeration(0.5),
+            "early_exaggeration",
+        ),
+        // What linfa-tsne fixes cannot be set for it.
+        (
+            TsneParams::new(2)
+                .engine(TsneEngine::Linfa)
+                .learning_rate(100.0),
+            "learning_rate",
+        ),
+        (
+            TsneParams::new(2)
+                .engine(TsneEngine::Linfa)
+                .init(TsneInit::Pca),
+            "init",
+        ),
+        (
+            TsneParams::new(2)
+                .engine(TsneEngine::Linfa)
+                .early_exaggeration(4.0),
+            "early_exaggeration",
+        ),
     ] {
         match params.check().unwrap_err() {
             EvalError::InvalidParam { name: got, .. } => assert_eq!(got, name),
@@ -365,4 +503,27 @@ fn typed_errors() {
         kl_divergence(x.slice(s![..1, ..]), x.slice(s![..1, ..2]), 5.0),
         Err(EvalError::TooFewSamples { samples: 1, .. })
     ));
+
+    // The native engine's parts, called on their own.
+    assert!(matches!(
+        sparse_joint_probabilities(bad.view(), 5.0),
+        Err(EvalError::NonFinite { row: 12, .. })
+    ));
+    assert!(matches!(
+        sparse_joint_probabilities(x.view(), -1.0),
+        Err(EvalError::InvalidParam {
+            name: "perplexity",
+            ..
+        })
+    ));
+    assert!(matches!(
+        sparse_joint_probabilities(x.slice(s![..1, ..]), 5.0),
+        Err(EvalError::TooFewSamples { samples: 1, .. })
+    ));
+    for dims in [0, 9] {
+        assert!(matches!(
+            pca_initialisation(x.view(), dims, 0),
+            Err(EvalError::InvalidParam { name: "dims", .. })
+        ));
+    }
 }
