@@ -69,7 +69,10 @@ pub use decision::{
     decide, decide_topk,
 };
 pub use error::{OpensetError, Result};
-pub use fusion::{EmbeddingScorer, FnScorer, FusionSource, PairScorer, fuse, fuse_embeddings};
+pub use fusion::{
+    EmbeddingScorer, FnScorer, FusionCalibration, FusionSource, PairScorer, fuse, fuse_embeddings,
+    self_calibrate_fusion,
+};
 pub use reid_index::TopK;
 pub use selfcal::{
     GroupCalibration, SelfCalibration, SelfCalibrationParams, self_calibrate,

@@ -389,22 +389,27 @@ pub fn self_calibrate(
     rule.validate()?;
     let episodes = simulate_episodes(gallery.labels(), params)?;
     let identity_of = identity_numbers(gallery.labels());
-    let grid = params.grid();
-    // scores[e][t]
-    let mut runs = Vec::with_capacity(episodes.len());
-    let mut table: Vec<Vec<f64>> = Vec::with_capacity(episodes.len());
-    for ep in &episodes {
-        let qs = run_episode(gallery, &identity_of, rule, ep)?;
-        table.push(
+    let runs = episodes
+        .iter()
+        .map(|ep| run_episode(gallery, &identity_of, rule, ep))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(summarise_episodes(runs, params.grid()))
+}
+
+/// The threshold of `grid` that maximises the mean `sqrt(BAKS * BAUS)` over
+/// the episodes whose pseudo-queries are `runs` (one list per episode).
+pub(crate) fn summarise_episodes(runs: Vec<Vec<EpisodeQuery>>, grid: &[f32]) -> SelfCalibration {
+    let table: Vec<Vec<f64>> = runs
+        .iter()
+        .map(|qs| {
             grid.iter()
                 .map(|&t| {
-                    let (k, u) = episode_score(&qs, t);
+                    let (k, u) = episode_score(qs, t);
                     (k.unwrap_or(0.0) * u.unwrap_or(0.0)).sqrt()
                 })
-                .collect(),
-        );
-        runs.push(qs);
-    }
+                .collect()
+        })
+        .collect();
     let curve: Vec<CurvePoint> = grid
         .iter()
         .enumerate()
@@ -447,7 +452,7 @@ pub fn self_calibrate(
         .collect();
     let (threshold_mean, threshold_std) =
         mean_std(outcomes.iter().map(|o| f64::from(o.best_threshold)));
-    Ok(SelfCalibration {
+    SelfCalibration {
         threshold,
         score_mean,
         score_std,
@@ -455,7 +460,7 @@ pub fn self_calibrate(
         threshold_std,
         episodes: outcomes,
         curve,
-    })
+    }
 }
 
 /// Result of [`self_calibrate_groups`].

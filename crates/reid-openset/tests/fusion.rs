@@ -157,3 +157,158 @@ fn fusion_errors() {
         Err(OpensetError::Scorer { .. })
     ));
 }
+
+/// 8 identities × 4 images with random (uninformative) embeddings, and a
+/// second source that knows the truth (10 for the same identity, below 3
+/// otherwise). Calibrated from the database alone, the fusion separates
+/// every episode perfectly; cosine alone cannot.
+#[test]
+fn fusion_self_calibrates_from_the_database() {
+    use rand::{Rng, SeedableRng};
+    use reid_openset::{Gallery, SelfCalibrationParams, self_calibrate_fusion};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let n = 32;
+    let mut emb = Array2::from_shape_fn((n, 16), |_| rng.gen_range(-1.0f32..1.0));
+    for mut r in emb.rows_mut() {
+        let norm = r.dot(&r).sqrt();
+        r /= norm;
+    }
+    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let gallery = Gallery::new(emb.clone(), labels.clone()).unwrap();
+    let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
+    let noise: Vec<f32> = (0..n * n).map(|_| rng.gen_range(0.0..3.0)).collect();
+    let truth = FnScorer::new("truth", |q, g| {
+        Ok(if labels[q] == labels[g] {
+            10.0
+        } else {
+            noise[q * n + g]
+        })
+    });
+    let grid = SelfCalibrationParams::linear_grid(0.0, 1.0, 100);
+    let params = SelfCalibrationParams::new(0.3, 0.5, 10, 1, grid).unwrap();
+    let fused = self_calibrate_fusion(
+        &gallery,
+        &[&cosine, &truth],
+        &[1.0, 1.0],
+        n,
+        CalibrationMethod::Isotonic,
+        &params,
+    )
+    .unwrap();
+    assert_eq!(fused.calibrators.len(), 2);
+    assert!(
+        (fused.selfcal.score_mean - 1.0).abs() < 1e-12,
+        "{}",
+        fused.selfcal.score_mean
+    );
+    // Every pseudo-query shortlists the whole pseudo-gallery; a pair is
+    // scored once however many episodes list it.
+    assert!(fused.pairs <= n * (n - 1), "{}", fused.pairs);
+    assert!(fused.positives > 0 && fused.positives < fused.pairs);
+    // The truth source's calibrator: 10 → (almost) surely the same animal.
+    assert!(fused.calibrators[1].probability(10.0) > 0.99);
+    assert!(fused.calibrators[1].probability(1.0) < 0.01);
+    // Cosine alone, on random embeddings, is far from perfect.
+    let alone = self_calibrate_fusion(
+        &gallery,
+        &[&cosine, &truth],
+        &[1.0, 0.0],
+        n,
+        CalibrationMethod::Isotonic,
+        &params,
+    )
+    .unwrap();
+    assert!(
+        alone.selfcal.score_mean < 0.9,
+        "{}",
+        alone.selfcal.score_mean
+    );
+
+    // Errors: weights that do not pair up, an empty shortlist, a source
+    // giving NaN (named with its pair).
+    assert!(
+        self_calibrate_fusion(
+            &gallery,
+            &[&cosine, &truth],
+            &[1.0],
+            n,
+            CalibrationMethod::Isotonic,
+            &params
+        )
+        .is_err()
+    );
+    assert!(matches!(
+        self_calibrate_fusion(
+            &gallery,
+            &[&cosine],
+            &[1.0],
+            0,
+            CalibrationMethod::Isotonic,
+            &params
+        ),
+        Err(OpensetError::InvalidParam {
+            name: "shortlist",
+            ..
+        })
+    ));
+    let nan = FnScorer::new("broken", |q, g| {
+        Ok(if q == 5 { f32::NAN } else { (q + g) as f32 })
+    });
+    match self_calibrate_fusion(
+        &gallery,
+        &[&cosine, &nan],
+        &[1.0, 1.0],
+        4,
+        CalibrationMethod::Isotonic,
+        &params,
+    ) {
+        Err(OpensetError::Scorer {
+            source_name, query, ..
+        }) => assert_eq!((source_name.as_str(), query), ("broken", 5)),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `fuse` scores each source once, through `score_many` (so a scorer can
+/// work on all pairs in parallel).
+#[test]
+fn fuse_scores_through_score_many() {
+    use std::cell::Cell;
+    struct Counting {
+        many: Cell<usize>,
+        single: Cell<usize>,
+    }
+    impl PairScorer for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn score(&self, q: usize, g: usize) -> Result<f32, String> {
+            self.single.set(self.single.get() + 1);
+            Ok((q * 10 + g) as f32)
+        }
+        fn score_many(&self, pairs: &[(usize, usize)]) -> Result<Vec<f32>, (usize, String)> {
+            self.many.set(self.many.get() + 1);
+            Ok(pairs.iter().map(|&(q, g)| (q * 10 + g) as f32).collect())
+        }
+    }
+    let c = Counting {
+        many: Cell::new(0),
+        single: Cell::new(0),
+    };
+    let shortlist = TopK {
+        indices: array![[0usize, 1, 2], [2, 1, 0]],
+        scores: array![[0.9f32, 0.8, 0.7], [0.9, 0.8, 0.7]],
+    };
+    let top = fuse(
+        &shortlist,
+        &[FusionSource {
+            scorer: &c,
+            calibrator: None,
+            weight: 1.0,
+        }],
+    )
+    .unwrap();
+    assert_eq!((c.many.get(), c.single.get()), (1, 0));
+    assert_eq!(top.indices, array![[2usize, 1, 0], [2, 1, 0]]);
+    assert_eq!(top.scores, array![[2.0f32, 1.0, 0.0], [12.0, 11.0, 10.0]]);
+}
