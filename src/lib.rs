@@ -14,10 +14,12 @@
 //! | [`openset`] | `reid-openset` | open-set decisions |
 //! | [`eval`] | `reid-eval` | metrics, t-SNE, reports |
 //! | [`train`] | `reid-train` | fine-tuning |
+//! | [`local`] | `reid-local` | local keypoints (RootSIFT), matching, RANSAC |
 //!
 //! and [`job`] wires the libtorch-free part together: database / query
 //! split, self-calibrated thresholds per dataset, decisions, new-individual
-//! ids and the score against the truth.
+//! ids and the score against the truth, optionally with a second similarity
+//! source (local keypoints) fused in ([`job::run_openset_fused`]).
 //!
 //! ```
 //! use animal_reid::data::{Record, SplitRole};
@@ -32,5 +34,6 @@ pub use reid_backbone as backbone;
 pub use reid_data as data;
 pub use reid_eval as eval;
 pub use reid_index as index;
+pub use reid_local as local;
 pub use reid_openset as openset;
 pub use reid_train as train;

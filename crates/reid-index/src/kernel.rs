@@ -1,5 +1,7 @@
-//! The one place that calls the `gemm` crate's raw-pointer kernel, behind a
-//! safe, shape-checked wrapper.
+//! The one place in the workspace that calls the `gemm` crate's raw-pointer
+//! kernel (runtime AVX2 / AVX-512 dispatch), behind a safe, shape-checked
+//! wrapper; exact search here and descriptor matching in `reid-local` use
+//! it.
 #![allow(unsafe_code)]
 
 use ndarray::ArrayView2;
@@ -9,7 +11,17 @@ use ndarray::ArrayView2;
 ///
 /// Returns `false` (and writes nothing) when the shapes do not agree; callers
 /// check shapes before, so this is a guard, not an error path.
-pub(crate) fn scores_into(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, dst: &mut [f32]) -> bool {
+///
+/// ```
+/// use ndarray::array;
+/// let a = array![[1.0f32, 2.0], [0.0, 1.0]];
+/// let b = array![[3.0f32, 4.0]];
+/// let mut out = [0.0f32; 2];
+/// assert!(reid_index::kernel::scores_into(a.view(), b.view(), &mut out));
+/// assert_eq!(out, [11.0, 4.0]);
+/// assert!(!reid_index::kernel::scores_into(a.view(), b.view(), &mut [0.0; 3]));
+/// ```
+pub fn scores_into(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, dst: &mut [f32]) -> bool {
     let (m, d) = a.dim();
     let (n, d2) = b.dim();
     if d != d2 || m.checked_mul(n) != Some(dst.len()) {

@@ -61,7 +61,7 @@ pub mod filter;
 pub mod gallery;
 #[cfg(feature = "hnsw")]
 mod hnsw;
-mod kernel;
+pub mod kernel;
 pub mod persist;
 
 #[cfg(feature = "hnsw")]
