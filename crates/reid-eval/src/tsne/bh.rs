@@ -535,20 +535,8 @@ impl<const D: usize> Tree<D> {
             if cell.children == 0 {
                 let (a, b) = (cell.start as usize, cell.end as usize);
                 for (&j, pj) in self.order[a..b].iter().zip(&self.points[a..b]) {
-                    if j == i {
-                        continue;
-                    }
-                    let mut diff = [0.0; D];
-                    let mut d2 = 0.0;
-                    for k in 0..D {
-                        diff[k] = yi[k] - pj[k];
-                        d2 += diff[k] * diff[k];
-                    }
-                    let q = 1.0 / (1.0 + d2);
-                    z += q;
-                    let qq = q * q;
-                    for k in 0..D {
-                        force[k] += qq * diff[k];
+                    if j != i {
+                        z += add_repulsion(&mut force, yi, pj);
                     }
                 }
                 continue;
@@ -583,23 +571,30 @@ impl<const D: usize> Tree<D> {
         let mut z = 0.0;
         let yi = y[i];
         for (j, pj) in y.iter().enumerate() {
-            if j == i {
-                continue;
-            }
-            let mut diff = [0.0; D];
-            let mut d2 = 0.0;
-            for k in 0..D {
-                diff[k] = yi[k] - pj[k];
-                d2 += diff[k] * diff[k];
-            }
-            let q = 1.0 / (1.0 + d2);
-            z += q;
-            for k in 0..D {
-                force[k] += q * q * diff[k];
+            if j != i {
+                z += add_repulsion(&mut force, yi, pj);
             }
         }
         (force, z)
     }
+}
+
+/// Adds one point's repulsion `q² (y_i − y_j)` to `force` and returns its
+/// kernel `q = 1 / (1 + ‖y_i − y_j‖²)`.
+#[inline]
+fn add_repulsion<const D: usize>(force: &mut [f64; D], yi: [f64; D], yj: &[f64; D]) -> f64 {
+    let mut diff = [0.0; D];
+    let mut d2 = 0.0;
+    for k in 0..D {
+        diff[k] = yi[k] - yj[k];
+        d2 += diff[k] * diff[k];
+    }
+    let q = 1.0 / (1.0 + d2);
+    let qq = q * q;
+    for k in 0..D {
+        force[k] += qq * diff[k];
+    }
+    q
 }
 
 /// Runs the optimisation on the standard-layout `x`; `progress` gets the
