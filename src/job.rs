@@ -38,7 +38,9 @@
 //! # Ok::<(), animal_reid::job::JobError>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use ndarray::{ArrayView2, Axis};
 use serde::Serialize;
@@ -46,9 +48,10 @@ use serde::Serialize;
 use reid_data::{Record, SplitRole};
 use reid_openset::score::{AnimalClefScore, adjusted_rand_index, animalclef_score, new_flags};
 use reid_openset::{
-    ClusterParams, Decision, DecisionParams, Gallery, GroupCalibration, Linkage, OpensetError,
-    Prediction, Rule, SelfCalibrationParams, Thresholds, TopK, assign_new_ids, decide_topk,
-    self_calibrate_groups,
+    CalibrationMethod, ClusterParams, Decision, DecisionParams, EmbeddingScorer, FusionCalibration,
+    FusionSource, Gallery, GroupCalibration, Linkage, OpensetError, PairScorer, Prediction, Rule,
+    SelfCalibrationParams, Thresholds, TopK, assign_new_ids, decide_topk, fuse,
+    self_calibrate_fusion, self_calibrate_groups,
 };
 
 /// Errors of the open-set job.
@@ -200,6 +203,8 @@ pub struct OpenSetJob {
     /// Each query's final identity: the known one, or `new_NNNN` shared by
     /// the queries judged to be the same new animal.
     pub final_ids: Vec<String>,
+    /// What [`run_openset_fused`] did (`None` from [`run_openset`]).
+    pub fusion: Option<FusionReport>,
 }
 
 /// Figures of a job against the truth.
@@ -308,8 +313,31 @@ pub fn run_openset(
     let dp = DecisionParams::new(p.rule, thresholds.clone())?;
     let predictions = decide_topk(&topk, gallery.labels(), Some(&groups), &dp)?;
 
-    // New animals: cluster the queries judged new, within each group, at
-    // the distance of that group's threshold unless one is given.
+    let final_ids = final_ids(&predictions, &groups, q.view(), &thresholds, p)?;
+    Ok(OpenSetJob {
+        database,
+        queries,
+        database_labels,
+        groups,
+        thresholds,
+        calibration,
+        topk,
+        predictions,
+        final_ids,
+        fusion: None,
+    })
+}
+
+/// Each query's final identity: the known one, or `new_NNNN` shared by the
+/// queries judged new that cluster together within their group, at the
+/// cosine distance `1 - threshold` of that group unless one is given.
+fn final_ids(
+    predictions: &[Prediction],
+    groups: &[String],
+    q: ArrayView2<'_, f32>,
+    thresholds: &Thresholds,
+    p: &JobParams,
+) -> Result<Vec<String>> {
     let mut final_ids: Vec<String> = predictions
         .iter()
         .map(|pr| pr.decision.identity().unwrap_or_default().to_owned())
@@ -317,7 +345,7 @@ pub fn run_openset(
     let group_names: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
     let mut next = 0usize;
     for g in group_names {
-        let idx: Vec<usize> = (0..queries.len())
+        let idx: Vec<usize> = (0..predictions.len())
             .filter(|&i| groups[i] == g && predictions[i].decision.is_new())
             .collect();
         if idx.is_empty() {
@@ -338,17 +366,7 @@ pub fn run_openset(
             final_ids[i] = format!("new_{n:04}");
         }
     }
-    Ok(OpenSetJob {
-        database,
-        queries,
-        database_labels,
-        groups,
-        thresholds,
-        calibration,
-        topk,
-        predictions,
-        final_ids,
-    })
+    Ok(final_ids)
 }
 
 impl OpenSetJob {
@@ -404,4 +422,282 @@ impl OpenSetJob {
             new_id_ari,
         }))
     }
+}
+
+/// Settings of the fusion in [`run_openset_fused`].
+#[derive(Debug, Clone)]
+pub struct FusionParams {
+    shortlist: usize,
+    weight: f32,
+    method: CalibrationMethod,
+}
+
+impl Default for FusionParams {
+    /// Shortlist 10, equal weights, isotonic calibration.
+    fn default() -> Self {
+        Self {
+            shortlist: 10,
+            weight: 1.0,
+            method: CalibrationMethod::Isotonic,
+        }
+    }
+}
+
+impl FusionParams {
+    /// The cosine shortlist `B` the second source re-scores (default 10).
+    pub fn shortlist(mut self, b: usize) -> Self {
+        self.shortlist = b;
+        self
+    }
+    /// Weight of the second source against cosine's 1 (default 1).
+    pub fn weight(mut self, w: f32) -> Self {
+        self.weight = w;
+        self
+    }
+    /// Calibration of both sources (default isotonic).
+    pub fn method(mut self, m: CalibrationMethod) -> Self {
+        self.method = m;
+        self
+    }
+    fn check(&self) -> Result<()> {
+        if self.shortlist == 0 {
+            return Err(JobError::InvalidParam {
+                name: "shortlist",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(self.weight.is_finite() && self.weight >= 0.0) {
+            return Err(JobError::InvalidParam {
+                name: "weight",
+                reason: format!("must be finite and >= 0, got {}", self.weight),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What [`run_openset_fused`] did.
+#[derive(Debug, Clone)]
+pub struct FusionReport {
+    /// The shortlist `B`.
+    pub shortlist: usize,
+    /// The calibration from all database rows (the default).
+    pub all: FusionCalibration,
+    /// Each dataset's own calibration (with one threshold per dataset).
+    pub per_group: BTreeMap<String, FusionCalibration>,
+    /// Datasets that could not form episodes (they use the default).
+    pub skipped: BTreeMap<String, String>,
+    /// Pairs the second source scored: database × database (calibration)
+    /// and query × database.
+    pub database_pairs: usize,
+    /// Query × database pairs scored.
+    pub query_pairs: usize,
+    /// Seconds the second source spent on database pairs.
+    pub database_seconds: f64,
+    /// Seconds it spent on query pairs.
+    pub query_seconds: f64,
+}
+
+/// A record-pair scorer seen through row maps: query row `q` is record
+/// `queries[q]`, gallery row `g` is record `gallery[g]`; the time spent in
+/// the inner scorer and the pairs it scored are counted.
+struct Mapped<'a> {
+    inner: &'a dyn PairScorer,
+    queries: &'a [usize],
+    gallery: &'a [usize],
+    seconds: Cell<f64>,
+    pairs: Cell<usize>,
+}
+
+impl<'a> Mapped<'a> {
+    fn new(inner: &'a dyn PairScorer, queries: &'a [usize], gallery: &'a [usize]) -> Self {
+        Self {
+            inner,
+            queries,
+            gallery,
+            seconds: Cell::new(0.0),
+            pairs: Cell::new(0),
+        }
+    }
+    fn map(&self, q: usize, g: usize) -> std::result::Result<(usize, usize), String> {
+        match (self.queries.get(q), self.gallery.get(g)) {
+            (Some(&a), Some(&b)) => Ok((a, b)),
+            _ => Err(format!(
+                "pair ({q}, {g}) outside [{}, {}]",
+                self.queries.len(),
+                self.gallery.len()
+            )),
+        }
+    }
+}
+
+impl PairScorer for Mapped<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn score(&self, q: usize, g: usize) -> std::result::Result<f32, String> {
+        let (a, b) = self.map(q, g)?;
+        self.inner.score(a, b)
+    }
+    fn score_many(
+        &self,
+        pairs: &[(usize, usize)],
+    ) -> std::result::Result<Vec<f32>, (usize, String)> {
+        let mapped = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, &(q, g))| self.map(q, g).map_err(|e| (i, e)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let t = Instant::now();
+        let out = self.inner.score_many(&mapped);
+        self.seconds
+            .set(self.seconds.get() + t.elapsed().as_secs_f64());
+        self.pairs.set(self.pairs.get() + pairs.len());
+        out
+    }
+}
+
+/// [`run_openset`] with a second similarity source fused in (the
+/// WildFusion recipe): `local` scores pairs of **records** (indices into
+/// `records`; e.g. keypoint inlier counts). For each dataset, the fusion is
+/// self-calibrated from its database alone
+/// ([`reid_openset::self_calibrate_fusion`]: cosine and `local`, each
+/// calibrated to the probability of the same individual, averaged with
+/// weights 1 and [`FusionParams::weight`], a threshold on the fused
+/// probability from the open-set episodes of `params`); each query's cosine
+/// shortlist of [`FusionParams::shortlist`] database images is re-ranked by
+/// the fused probability, and the top one is accepted when it clears its
+/// dataset's threshold. New individuals are grouped as in [`run_openset`],
+/// by cosine at the cosine threshold's distance. `local` only ever sees
+/// shortlisted pairs.
+pub fn run_openset_fused(
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidJobParams,
+    local: &dyn PairScorer,
+    fusion: &FusionParams,
+) -> Result<OpenSetJob> {
+    fusion.check()?;
+    let p = &params.0;
+    let mut job = run_openset(records, embeddings, params)?;
+    let db_emb = embeddings.select(Axis(0), &job.database);
+    let sc = &p.selfcal;
+    let fsc = SelfCalibrationParams::new(
+        sc.new_fraction(),
+        sc.query_fraction(),
+        sc.episodes(),
+        sc.seed(),
+        SelfCalibrationParams::linear_grid(0.0, 1.0, 200),
+    )?;
+    let weights = [1.0, fusion.weight];
+    let mut database_pairs = 0;
+    let mut database_seconds = 0.0;
+    // Calibrates on the database rows `rows` (indices into job.database).
+    let mut calibrate = |rows: &[usize]| -> Result<FusionCalibration> {
+        let sub_emb = db_emb.select(Axis(0), rows);
+        let sub = Gallery::new(
+            sub_emb.clone(),
+            rows.iter()
+                .map(|&r| job.database_labels[r].clone())
+                .collect(),
+        )?;
+        let recs: Vec<usize> = rows.iter().map(|&r| job.database[r]).collect();
+        let cosine = EmbeddingScorer::new("cosine", sub_emb.view(), sub_emb.view())?;
+        let mapped = Mapped::new(local, &recs, &recs);
+        let cal = self_calibrate_fusion(
+            &sub,
+            &[&cosine, &mapped],
+            &weights,
+            fusion.shortlist,
+            fusion.method,
+            &fsc,
+        )?;
+        database_pairs += mapped.pairs.get();
+        database_seconds += mapped.seconds.get();
+        Ok(cal)
+    };
+    let all_rows: Vec<usize> = (0..job.database.len()).collect();
+    let all = calibrate(&all_rows)?;
+    let mut thresholds = Thresholds::new(all.selfcal.threshold)?;
+    let mut per_group = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
+    if p.per_dataset {
+        let mut by_group: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (r, &i) in job.database.iter().enumerate() {
+            by_group.entry(group_of(&records[i])).or_default().push(r);
+        }
+        if by_group.len() > 1 {
+            for (g, rows) in by_group {
+                match calibrate(&rows) {
+                    Ok(cal) => {
+                        thresholds = thresholds.with_group(&g, cal.selfcal.threshold)?;
+                        per_group.insert(g, cal);
+                    }
+                    Err(JobError::Openset(OpensetError::Episodes(reason))) => {
+                        skipped.insert(g, reason);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    // Each query's cosine shortlist, re-ranked with its dataset's calibrators.
+    let q_emb = embeddings.select(Axis(0), &job.queries);
+    let b = fusion.shortlist.min(job.database.len());
+    let short =
+        reid_index::exact_topk(q_emb.view(), db_emb.view(), b).map_err(OpensetError::from)?;
+    let mut fused = short.clone();
+    let mut query_pairs = 0;
+    let mut query_seconds = 0.0;
+    let names: BTreeSet<&str> = job.groups.iter().map(String::as_str).collect();
+    for g in names {
+        let cal = per_group.get(g).unwrap_or(&all);
+        let rows: Vec<usize> = (0..job.queries.len())
+            .filter(|&i| job.groups[i] == g)
+            .collect();
+        let part = TopK {
+            indices: short.indices.select(Axis(0), &rows),
+            scores: short.scores.select(Axis(0), &rows),
+        };
+        let q_part = q_emb.select(Axis(0), &rows);
+        let q_recs: Vec<usize> = rows.iter().map(|&i| job.queries[i]).collect();
+        let cosine = EmbeddingScorer::new("cosine", q_part.view(), db_emb.view())?;
+        let mapped = Mapped::new(local, &q_recs, &job.database);
+        let sources: Vec<FusionSource<'_>> = [&cosine as &dyn PairScorer, &mapped]
+            .into_iter()
+            .zip(&cal.calibrators)
+            .zip(weights)
+            .map(|((scorer, calibrator), weight)| FusionSource {
+                scorer,
+                calibrator: Some(calibrator),
+                weight,
+            })
+            .collect();
+        let out = fuse(&part, &sources)?;
+        for (k, &i) in rows.iter().enumerate() {
+            fused.indices.row_mut(i).assign(&out.indices.row(k));
+            fused.scores.row_mut(i).assign(&out.scores.row(k));
+        }
+        query_pairs += mapped.pairs.get();
+        query_seconds += mapped.seconds.get();
+    }
+    let dp = DecisionParams::new(Rule::Top1, thresholds.clone())?;
+    let predictions = decide_topk(&fused, &job.database_labels, Some(&job.groups), &dp)?;
+    // New individuals cluster by cosine, at the cosine thresholds.
+    job.final_ids = final_ids(&predictions, &job.groups, q_emb.view(), &job.thresholds, p)?;
+    job.predictions = predictions;
+    job.topk = fused;
+    job.thresholds = thresholds;
+    job.fusion = Some(FusionReport {
+        shortlist: b,
+        all,
+        per_group,
+        skipped,
+        database_pairs,
+        query_pairs,
+        database_seconds,
+        query_seconds,
+    });
+    Ok(job)
 }

@@ -186,3 +186,90 @@ fn job_figures_go_into_a_report_that_round_trips() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("\"baks\":1.0") || text.contains("\"baks\": 1.0"));
 }
+
+/// 12 identities × 4 database photos and 12 queries (one photo each of 8
+/// known identities, two each of 2 new animals) on random, uninformative
+/// embeddings; a second source that knows the truth (10 for the same
+/// animal, below 3 otherwise). Fused and self-calibrated from the database
+/// alone, every query is decided right; cosine alone is far from it.
+#[test]
+fn fused_job_self_calibrates_a_second_source() {
+    use SplitRole::{Database as D, Query as Q};
+    use animal_reid::job::{FusionParams, run_openset_fused};
+    use animal_reid::openset::FnScorer;
+    let mut records = Vec::new();
+    for id in 0..12 {
+        for k in 0..4 {
+            records.push(rec(&format!("d{id}_{k}"), Some(&format!("id{id}")), D, "x"));
+        }
+    }
+    for id in 0..8 {
+        records.push(rec(&format!("q{id}"), Some(&format!("id{id}")), Q, "x"));
+    }
+    for k in 0..4 {
+        records.push(rec(
+            &format!("n{k}"),
+            Some(&format!("new{}", k / 2)),
+            Q,
+            "x",
+        ));
+    }
+    let n = records.len();
+    // Deterministic pseudo-random unit rows.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f32 / (1u64 << 53) as f32
+    };
+    let mut emb = Array2::from_shape_fn((n, 16), |_| next() - 0.5);
+    for mut r in emb.rows_mut() {
+        let norm = r.dot(&r).sqrt();
+        r /= norm;
+    }
+    let noise: Vec<f32> = (0..n * n).map(|_| 3.0 * next()).collect();
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r.identity.clone().unwrap())
+        .collect();
+    let truth = FnScorer::new("truth", |a: usize, b: usize| {
+        Ok(if ids[a] == ids[b] {
+            10.0
+        } else {
+            noise[a * n + b]
+        })
+    });
+    let params = JobParams::default().check().unwrap();
+    let global = run_openset(&records, emb.view(), &params).unwrap();
+    let global_score = global.score(&records).unwrap().unwrap().animalclef.score;
+    let fusion = FusionParams::default().shortlist(48);
+    let job = run_openset_fused(&records, emb.view(), &params, &truth, &fusion).unwrap();
+    let s = job.score(&records).unwrap().unwrap();
+    assert_eq!(s.animalclef.score, 1.0, "{:?}", s.animalclef);
+    assert!(global_score < 0.8, "cosine alone: {global_score}");
+    for (k, p) in job.predictions.iter().enumerate().take(8) {
+        assert_eq!(p.decision.identity(), Some(format!("id{k}").as_str()));
+    }
+    // The new animals get new ids (grouped by cosine, which is random here).
+    assert!(job.final_ids[8..].iter().all(|id| id.starts_with("new_")));
+    let report = job.fusion.as_ref().unwrap();
+    assert_eq!(report.shortlist, 48);
+    assert_eq!(report.query_pairs, 12 * 48);
+    assert!(report.database_pairs > 0 && report.database_pairs <= 48 * 47);
+    assert!(report.per_group.is_empty(), "one dataset: the default only");
+    // A zero shortlist is refused.
+    assert!(matches!(
+        run_openset_fused(
+            &records,
+            emb.view(),
+            &params,
+            &truth,
+            &FusionParams::default().shortlist(0)
+        ),
+        Err(JobError::InvalidParam {
+            name: "shortlist",
+            ..
+        })
+    ));
+}
