@@ -32,7 +32,9 @@ use animal_reid::backbone::pool::Pooling;
 use animal_reid::data::loaders::{LoadOptions, load_animalclef};
 use animal_reid::data::{Record, SplitRole};
 use animal_reid::train::loss::{ArcFaceParams, Distance, SubCenterParams, TripletParams};
-use animal_reid::train::{Freeze, LossConfig, Progress, TrainConfig, Trainer, ValScore};
+use animal_reid::train::{
+    Freeze, LossConfig, Progress, TrainConfig, Trainer, ValScore, load_var_store,
+};
 
 /// Fine-tune a backbone on the database images of a split CSV.
 #[derive(Debug, Parser)]
@@ -373,10 +375,21 @@ fn main() -> Result<()> {
     );
     let after = if scored {
         let v = trainer.evaluate(&backbone, &database, &queries)?;
-        println!("after:  {}", show(&v));
+        println!("after (last epoch {}):  {}", st.epochs_done, show(&v));
         Some(v)
     } else {
         None
+    };
+    // The weights of the best validation epoch (what early stopping keeps).
+    let best_path = a.out.join("best.safetensors");
+    let after_best = match st.best {
+        Some((_, epoch)) if scored && epoch + 1 != st.epochs_done && best_path.is_file() => {
+            load_var_store(backbone.var_store(), &best_path)?;
+            let v = trainer.evaluate(&backbone, &database, &queries)?;
+            println!("after (best validation epoch {}):  {}", epoch + 1, show(&v));
+            Some(v)
+        }
+        _ => None,
     };
     let summary = serde_json::json!({
         "csv": csv,
@@ -390,6 +403,7 @@ fn main() -> Result<()> {
         "train_seconds_this_run": train_s,
         "before": before,
         "after": after,
+        "after_best": after_best,
         "log": st.log,
     });
     let path = a.out.join("summary.json");

@@ -35,5 +35,5 @@ pub mod train;
 pub use head::{Criterion, LossConfig, ProjectionHead};
 pub use train::{
     EpochLog, Freeze, Progress, TrainConfig, TrainReport, TrainState, Trainer, ValScore,
-    openset_validation,
+    load_var_store, openset_validation,
 };
