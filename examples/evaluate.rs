@@ -32,7 +32,7 @@ use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
-use animal_reid::job::{FusionParams, JobParams, run_openset, run_openset_fused};
+use animal_reid::job::{FusionParams, JobParams, fuse_openset, run_openset};
 use animal_reid::local::{ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer};
 use animal_reid::openset::{Aggregate, Rule};
 
@@ -168,17 +168,13 @@ fn main() -> Result<()> {
     }
 
     // Self-calibrated from the database alone.
-    let sc = args.selfcal.params()?;
+    let params = JobParams::default()
+        .rule(rule)
+        .selfcal(args.selfcal.params()?)
+        .per_dataset(!args.one_threshold)
+        .check()?;
     let t = Instant::now();
-    let job = run_openset(
-        &ds.records,
-        emb.matrix.view(),
-        &JobParams::default()
-            .rule(rule)
-            .selfcal(sc)
-            .per_dataset(!args.one_threshold)
-            .check()?,
-    )?;
+    let job = run_openset(&ds.records, emb.matrix.view(), &params)?;
     report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
         "\nself-calibrated from the database alone ({} episodes, {:.2} s):",
@@ -201,12 +197,14 @@ fn main() -> Result<()> {
         report.value_from("score", s)?;
     }
     if !args.local.local.is_empty() {
-        let params = JobParams::default()
-            .rule(rule)
-            .selfcal(args.selfcal.params()?)
-            .per_dataset(!args.one_threshold)
-            .check()?;
-        local_fusion(&args, &ds.records, emb.matrix.view(), &params, &mut report)?;
+        local_fusion(
+            &args,
+            &ds.records,
+            emb.matrix.view(),
+            &job,
+            &params,
+            &mut report,
+        )?;
     }
     outputs::finish(
         &mut report,
@@ -227,6 +225,7 @@ fn local_fusion(
     args: &Args,
     records: &[animal_reid::data::Record],
     embeddings: ndarray::ArrayView2<'_, f32>,
+    job: &animal_reid::job::OpenSetJob,
     params: &animal_reid::job::ValidJobParams,
     report: &mut Report,
 ) -> Result<()> {
@@ -240,15 +239,10 @@ fn local_fusion(
         ..LocalParams::default()
     }
     .check()?;
-    let dir = la.local_cache.clone().unwrap_or_else(|| {
-        std::env::var_os("ANIMAL_REID_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                    .join(".cache/animal-reid")
-            })
-            .join("local-features")
-    });
+    let dir = la
+        .local_cache
+        .clone()
+        .unwrap_or_else(|| animal_reid::backbone::weights::cache_dir().join("local-features"));
     let cache = FeatureCache::new(&dir)?;
     let paths: Vec<&std::path::Path> = records.iter().map(|r| r.path.as_path()).collect();
     let t = Instant::now();
@@ -279,7 +273,8 @@ fn local_fusion(
     );
     for &b in &la.local {
         let t = Instant::now();
-        let fused = run_openset_fused(
+        let fused = fuse_openset(
+            job,
             records,
             embeddings,
             params,

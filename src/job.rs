@@ -578,8 +578,44 @@ pub fn run_openset_fused(
     fusion: &FusionParams,
 ) -> Result<OpenSetJob> {
     fusion.check()?;
+    let job = run_openset(records, embeddings, params)?;
+    fuse_openset(&job, records, embeddings, params, local, fusion)
+}
+
+/// The fusion step of [`run_openset_fused`] on a `job` that [`run_openset`]
+/// already made from the same `records`, `embeddings` and `params` (so
+/// several fusions, e.g. shortlist sizes, share one cosine job).
+pub fn fuse_openset(
+    job: &OpenSetJob,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidJobParams,
+    local: &dyn PairScorer,
+    fusion: &FusionParams,
+) -> Result<OpenSetJob> {
+    fusion.check()?;
+    if records.len() != embeddings.nrows() {
+        return Err(JobError::Rows {
+            records: records.len(),
+            rows: embeddings.nrows(),
+        });
+    }
+    if let Some(&i) = job
+        .database
+        .iter()
+        .chain(&job.queries)
+        .find(|&&i| i >= records.len())
+    {
+        return Err(JobError::InvalidParam {
+            name: "job",
+            reason: format!(
+                "refers to record {i} of {}: not made from these records",
+                records.len()
+            ),
+        });
+    }
     let p = &params.0;
-    let mut job = run_openset(records, embeddings, params)?;
+    let mut job = job.clone();
     let db_emb = embeddings.select(Axis(0), &job.database);
     let sc = &p.selfcal;
     let fsc = SelfCalibrationParams::new(
@@ -594,15 +630,14 @@ pub fn run_openset_fused(
     let mut database_seconds = 0.0;
     // Calibrates on the database rows `rows` (indices into job.database).
     let mut calibrate = |rows: &[usize]| -> Result<FusionCalibration> {
-        let sub_emb = db_emb.select(Axis(0), rows);
         let sub = Gallery::new(
-            sub_emb.clone(),
+            db_emb.select(Axis(0), rows),
             rows.iter()
                 .map(|&r| job.database_labels[r].clone())
                 .collect(),
         )?;
         let recs: Vec<usize> = rows.iter().map(|&r| job.database[r]).collect();
-        let cosine = EmbeddingScorer::new("cosine", sub_emb.view(), sub_emb.view())?;
+        let cosine = EmbeddingScorer::new("cosine", sub.embeddings(), sub.embeddings())?;
         let mapped = Mapped::new(local, &recs, &recs);
         let cal = self_calibrate_fusion(
             &sub,

@@ -258,6 +258,24 @@ fn fused_job_self_calibrates_a_second_source() {
     assert_eq!(report.query_pairs, 12 * 48);
     assert!(report.database_pairs > 0 && report.database_pairs <= 48 * 47);
     assert!(report.per_group.is_empty(), "one dataset: the default only");
+    // The fusion step on the cosine job already made gives the same job.
+    let again =
+        animal_reid::job::fuse_openset(&global, &records, emb.view(), &params, &truth, &fusion)
+            .unwrap();
+    assert_eq!(again.final_ids, job.final_ids);
+    assert_eq!(again.topk.indices, job.topk.indices);
+    // A job from other records is refused.
+    assert!(matches!(
+        animal_reid::job::fuse_openset(
+            &global,
+            &records[..40],
+            emb.slice(ndarray::s![..40, ..]),
+            &params,
+            &truth,
+            &fusion
+        ),
+        Err(JobError::InvalidParam { name: "job", .. })
+    ));
     // A zero shortlist is refused.
     assert!(matches!(
         run_openset_fused(

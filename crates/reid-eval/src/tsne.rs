@@ -452,7 +452,7 @@ impl TsneValidParams {
                     pca_init: self.init == TsneInit::Pca,
                     seed: self.seed,
                 };
-                bh::embed(&data, &settings, progress)
+                bh::embed(&data, &settings, progress)?
             }
             TsneEngine::Linfa => {
                 let data = with_anchors(x);
@@ -506,7 +506,7 @@ pub fn sparse_joint_probabilities<A: Copy + Into<f64>>(
             reason: format!("must be finite and > 0, got {perplexity}"),
         });
     }
-    Ok(bh::SparseP::new(&x, perplexity).entries().collect())
+    Ok(bh::SparseP::new(&x, perplexity)?.entries().collect())
 }
 
 /// The native engine's PCA initialisation ([`TsneInit::Pca`]) of `x`

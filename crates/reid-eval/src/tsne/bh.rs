@@ -31,9 +31,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rayon::prelude::*;
 
-use super::{calibrate_row, standard_normal};
+use reid_openset::OpensetError;
 
-/// Rows per block of the k-NN GEMMs.
+use super::{calibrate_row, standard_normal};
+use crate::error::{EvalError, Result};
+
+/// Rows per block of the brute-force k-NN reference (tests).
+#[cfg(test)]
 const KNN_BLOCK: usize = 128;
 /// Points a tree leaf holds before it splits.
 const LEAF_SIZE: usize = 8;
@@ -77,9 +81,9 @@ pub(super) struct SparseP {
 /// ‖x_i‖²) / 2`, so the largest inner products of row `i` are its nearest
 /// rows. `k + 1` are kept (row `i` itself is among them unless it has
 /// duplicates), their distances recomputed in f64, and the nearest `k`
-/// other rows kept. If the f32 search fails (not expected: the input is
-/// finite), the f64 brute force runs instead.
-fn knn(x: &Array2<f64>, k: usize) -> (Vec<u32>, Vec<f64>) {
+/// other rows kept. The search's own errors (none for the checked, finite
+/// input) pass through.
+fn knn(x: &Array2<f64>, k: usize) -> Result<(Vec<u32>, Vec<f64>)> {
     let (n, d) = x.dim();
     let mut xc = x.clone();
     if let Some(mean) = x.mean_axis(Axis(0)) {
@@ -101,10 +105,9 @@ fn knn(x: &Array2<f64>, k: usize) -> (Vec<u32>, Vec<f64>) {
         }
     });
     let want = usize::min(k + 1, n);
-    let candidates = match reid_index::exact_topk(queries.view(), gallery.view(), want) {
-        Ok(top) => top.indices,
-        Err(_) => return knn_brute(&xc, &sq, k),
-    };
+    let candidates = reid_index::exact_topk(queries.view(), gallery.view(), want)
+        .map_err(|e| EvalError::Openset(OpensetError::from(e)))?
+        .indices;
     let order = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
     let rows: Vec<Vec<(f64, u32)>> = candidates
         .outer_iter()
@@ -137,10 +140,12 @@ fn knn(x: &Array2<f64>, k: usize) -> (Vec<u32>, Vec<f64>) {
             dist.push(dj);
         }
     }
-    (idx, dist)
+    Ok((idx, dist))
 }
 
-/// The f64 brute-force k-NN (blocked GEMMs) behind [`knn`].
+/// The f64 brute-force k-NN (blocked GEMMs), the reference [`knn`] is
+/// tested against.
+#[cfg(test)]
 fn knn_brute(x: &Array2<f64>, sq: &[f64], k: usize) -> (Vec<u32>, Vec<f64>) {
     let n = x.nrows();
     let starts: Vec<usize> = (0..n).step_by(KNN_BLOCK).collect();
@@ -188,10 +193,10 @@ fn knn_brute(x: &Array2<f64>, sq: &[f64], k: usize) -> (Vec<u32>, Vec<f64>) {
 impl SparseP {
     /// scikit-learn's `_joint_probabilities_nn`: conditional Gaussians over
     /// the k nearest neighbours at `perplexity`, symmetrised, normalised.
-    pub(super) fn new(x: &Array2<f64>, perplexity: f64) -> Self {
+    pub(super) fn new(x: &Array2<f64>, perplexity: f64) -> Result<Self> {
         let n = x.nrows();
         let k = usize::min(n - 1, (3.0 * perplexity + 1.0) as usize).max(1);
-        let (idx, dist) = knn(x, k);
+        let (idx, dist) = knn(x, k)?;
         let desired = perplexity.ln();
         let cond: Vec<f64> = dist
             .par_chunks(k)
@@ -229,7 +234,7 @@ impl SparseP {
         }
         let total: f64 = vals.iter().sum::<f64>().max(f64::EPSILON);
         vals.iter_mut().for_each(|v| *v /= total);
-        Self { indptr, cols, vals }
+        Ok(Self { indptr, cols, vals })
     }
 
     /// Every stored `(i, j, P_ij)`, rows ascending, columns ascending.
@@ -603,7 +608,7 @@ pub(super) fn embed(
     x: &Array2<f64>,
     settings: &Settings,
     progress: &mut dyn FnMut(usize),
-) -> Array2<f64> {
+) -> Result<Array2<f64>> {
     match settings.dims {
         3 => run::<3>(x, settings, progress),
         _ => run::<2>(x, settings, progress),
@@ -614,9 +619,9 @@ fn run<const D: usize>(
     x: &Array2<f64>,
     st: &Settings,
     progress: &mut dyn FnMut(usize),
-) -> Array2<f64> {
+) -> Result<Array2<f64>> {
     let n = x.nrows();
-    let p = SparseP::new(x, st.perplexity);
+    let p = SparseP::new(x, st.perplexity)?;
     let mut rng = ChaCha8Rng::seed_from_u64(st.seed);
     let init = if st.pca_init {
         pca_init(x, D, &mut rng)
@@ -699,7 +704,7 @@ fn run<const D: usize>(
         }
         progress(it + 1);
     }
-    Array2::from_shape_fn((n, D), |(i, k)| y[i][k])
+    Ok(Array2::from_shape_fn((n, D), |(i, k)| y[i][k]))
 }
 
 #[cfg(test)]
@@ -717,7 +722,7 @@ mod tests {
         x.row_mut(11).assign(&dup);
         x.row_mut(12).assign(&dup);
         for k in [1, 5, 31] {
-            let (idx, dist) = knn(&x, k);
+            let (idx, dist) = knn(&x, k).unwrap();
             let mut xc = x.clone();
             let mean = x.mean_axis(Axis(0)).unwrap();
             xc -= &mean;
@@ -745,7 +750,7 @@ mod tests {
             }
         }
         // Row 10's nearest are its two copies, at distance 0.
-        let (idx, dist) = knn(&x, 2);
+        let (idx, dist) = knn(&x, 2).unwrap();
         let mut near = idx[20..22].to_vec();
         near.sort_unstable();
         assert_eq!(near, vec![11, 12]);
