@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use animal_reid::data::loaders::{load_animalclef, load_folders};
-use animal_reid::index::{Gallery, Record};
+use animal_reid::index::Gallery;
 
 /// Embed a metadata CSV or a folder tree of images into one embeddings file.
 #[derive(Debug, Parser)]
@@ -81,24 +81,9 @@ fn main() -> Result<()> {
         ds.len() as f64 / secs.max(1e-9)
     );
 
-    let records: Vec<Record> = ds
-        .records
-        .iter()
-        .map(|r| {
-            let mut rec = Record::new(r.image_id.clone(), r.identity.clone().unwrap_or_default())
-                .with("path", r.path.display().to_string());
-            for (k, v) in [
-                ("split", r.split.as_ref().map(|s| s.as_str().to_owned())),
-                ("dataset", r.dataset.clone()),
-                ("species", r.species.clone()),
-            ] {
-                if let Some(v) = v {
-                    rec = rec.with(k, v);
-                }
-            }
-            rec
-        })
-        .collect();
+    // The loader's records as they are: identity, split, dataset, species,
+    // path and every extra column travel into the file.
+    let records = ds.records.clone();
     let model_id = format!(
         "{}@{}{}",
         bb.info().name,

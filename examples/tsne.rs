@@ -18,7 +18,7 @@ use ndarray::Axis;
 
 use animal_reid::eval::plot::{ScatterParams, ScatterPlot};
 use animal_reid::eval::tsne::{TsneEngine, TsneInit, TsneOutput, TsneParams, kl_divergence};
-use animal_reid::index::Gallery;
+use animal_reid::index::{Gallery, SplitRole};
 
 #[path = "support/cli.rs"]
 #[allow(dead_code)]
@@ -99,7 +99,7 @@ fn main() -> Result<()> {
         .filter(|&i| {
             args.split
                 .as_ref()
-                .is_none_or(|s| g.records()[i].meta.get("split") == Some(s))
+                .is_none_or(|s| g.records()[i].field("split").as_deref() == Some(s.as_str()))
         })
         .collect();
     let x = g.embeddings().select(Axis(0), &rows);
@@ -155,19 +155,21 @@ fn main() -> Result<()> {
     let recs = g.records();
     let database: BTreeSet<&str> = recs
         .iter()
-        .filter(|r| r.meta.get("split").is_none_or(|s| s == "database"))
-        .map(|r| r.identity.as_str())
+        .filter(|r| r.split.as_ref().is_none_or(|s| *s == SplitRole::Database))
+        .filter_map(|r| r.identity.as_deref())
         .collect();
     let labels: Vec<String> = rows
         .iter()
-        .map(|&i| match recs[i].identity.as_str() {
-            "" => "?".to_owned(),
-            id => id.to_owned(),
-        })
+        .map(|&i| recs[i].identity.clone().unwrap_or_else(|| "?".to_owned()))
         .collect();
     let known: Vec<bool> = rows
         .iter()
-        .map(|&i| database.contains(recs[i].identity.as_str()))
+        .map(|&i| {
+            recs[i]
+                .identity
+                .as_deref()
+                .is_some_and(|id| database.contains(id))
+        })
         .collect();
     let plot = ScatterPlot::new(
         out.embedding.view(),

@@ -51,7 +51,7 @@ impl EmbeddingCache {
         // The configuration in clear beside the entries, for people reading the folder.
         let about = dir.join("config.json");
         if !about.exists() {
-            reid_data::fs::write_atomic(&about, config.as_bytes()).map_err(|e| {
+            reid_core::fs::write_atomic(&about, config.as_bytes()).map_err(|e| {
                 BackboneError::Cache {
                     path: about.clone(),
                     reason: e.to_string(),
@@ -113,7 +113,7 @@ impl EmbeddingCache {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
         }
-        reid_data::fs::write_atomic(&path, &encode(values)).map_err(|e| err(e.to_string()))
+        reid_core::fs::write_atomic(&path, &encode(values)).map_err(|e| err(e.to_string()))
     }
 }
 

@@ -118,6 +118,9 @@ pub enum DataError {
         /// The shape found.
         got: String,
     },
+    /// A file could not be written atomically (the old one is intact).
+    #[error(transparent)]
+    Write(#[from] reid_core::CoreError),
 }
 
 impl DataError {

@@ -20,11 +20,11 @@
 //! ```
 
 pub mod error;
-pub mod fs;
-pub mod record;
 
 pub use error::{DataError, Result};
-pub use record::{BBox, Date, Record, SplitRole};
+/// The record types, defined in `reid-core` and shared by every crate.
+pub use reid_core::record;
+pub use reid_core::{BBox, Date, ParamGuard, Record, Scope, SplitRole};
 
 // --- records, loaders, splits, sampler (section A) ---
 pub mod dataset;

@@ -39,8 +39,8 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-use crate::fs::write_atomic_with;
 use crate::record::{BBox, Date, Record, SplitRole};
+use reid_core::fs::AtomicWrite;
 
 /// What a loader does with a bad row or file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -397,14 +397,15 @@ pub fn write_metadata_csv(path: &Path, ds: &Dataset) -> Result<()> {
         rows.push(row);
     }
 
-    write_atomic_with(path, |w| {
+    AtomicWrite::new().create_dirs(true).with(path, |w| {
         let mut wtr = csv::Writer::from_writer(w);
         wtr.write_record(&header)?;
         for row in &rows {
             wtr.write_record(row)?;
         }
         wtr.flush()
-    })
+    })?;
+    Ok(())
 }
 
 /// Parses `YYYY-MM-DD`, optionally followed by ` HH:MM[:SS]` or `THH:MM[:SS]`

@@ -818,26 +818,18 @@ impl ValidSyntheticParams {
     }
 }
 
-/// Writes an image file so that no reader ever sees it half-written: the bytes
-/// go to a temporary file in the same folder that is then renamed over
-/// `path`. Unlike [`crate::fs::write_atomic`] it does not flush each image to
-/// disk (a thousand `fsync`s dominate the run time); `metadata.csv`, written
-/// last with `write_atomic`, is. A file that already holds exactly `bytes` is
-/// left alone, so a re-run rewrites nothing.
+/// Writes an image file so that no reader ever sees it half-written
+/// (`reid_core::fs`), but without syncing each image to disk (a thousand
+/// `fsync`s dominate the run time); `metadata.csv`, written last, is synced.
+/// A file that already holds exactly `bytes` is left alone, so a re-run
+/// rewrites nothing.
 fn write_image(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(DataError::io(path, e));
-    }
+    reid_core::fs::AtomicWrite::new()
+        .durable(false)
+        .bytes(path, bytes)?;
     Ok(())
 }
 

@@ -162,6 +162,7 @@ pub enum EvalError {
     /// Loading AnimalCLEF metadata failed.
     #[error(transparent)]
     Data(#[from] reid_data::DataError),
+
     /// An open-set score of `reid-openset` failed.
     #[error(transparent)]
     Openset(#[from] reid_openset::OpensetError),

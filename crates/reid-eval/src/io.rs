@@ -1,8 +1,6 @@
-//! Atomic file writes shared by the plot, match-sheet and report writers.
-//!
-//! A file is written to a temporary file in the same folder, synced and
-//! renamed over the target, so a reader never sees half a file and an
-//! interrupted write leaves the old file (if any) untouched.
+//! File output shared by the plot, match-sheet and report writers: atomic
+//! writes through `reid_core::fs` (a reader never sees half a file; an
+//! interrupted write leaves the old file untouched) and PNG encoding.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,30 +14,16 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> EvalError {
     }
 }
 
-/// Writes through `fill` into a temporary file beside `path`, syncs it and
-/// renames it over `path` (`reid_data::fs::write_atomic_with`). On any error
-/// the temporary file is removed, `path` is untouched and the error names
-/// `path`.
+/// Writes through `fill` atomically (`reid_core::fs`): a missing output
+/// folder is the caller's mistake, named in the error, as is any failure;
+/// `path` is then untouched.
 pub(crate) fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
-    // reid-data's writer creates missing folders; here a missing output
-    // folder is the caller's mistake, named in the error.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(io_err(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("folder {} does not exist", dir.display()),
-                ),
-            ));
-        }
-    }
-    reid_data::fs::write_atomic_with(path, fill).map_err(|e| match e {
-        reid_data::DataError::Io { source, .. } => io_err(path, source),
-        other => EvalError::Data(other),
+    reid_core::fs::write_atomic_with(path, fill).map_err(|e| {
+        let (path, source) = e.into_io();
+        EvalError::Io { path, source }
     })
 }
 

@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reid_index::{Gallery, HnswParams, Record, exact_topk};
+use reid_index::{Gallery, HnswParams, ParamGuard, Record, exact_topk};
 
 /// `n` points around `clusters` random unit centres (Gaussian noise of
 /// `sigma` per coordinate), L2-normalised; the centres come from `seed`, the
@@ -101,7 +101,7 @@ fn main() -> Result<()> {
         )
     });
     let recs = (0..n)
-        .map(|i| Record::new(i.to_string(), (i % clusters).to_string()))
+        .map(|i| Record::new(i.to_string(), "").with_identity((i % clusters).to_string()))
         .collect();
     let mut g = Gallery::from_parts("synthetic", emb.view(), recs)?;
     drop(emb);
@@ -116,7 +116,7 @@ fn main() -> Result<()> {
     eprintln!("exact search {nq} queries: {exact_s:.2}s");
 
     let t = Instant::now();
-    pool.install(|| g.build_hnsw(HnswParams::new(m, efc, true)?))?;
+    pool.install(|| g.build_hnsw(HnswParams::default().m(m).ef_construction(efc).check()?))?;
     let build_s = t.elapsed().as_secs_f64();
     eprintln!("HNSW build (M={m}, efc={efc}): {build_s:.1}s");
 

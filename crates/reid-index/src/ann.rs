@@ -20,9 +20,20 @@ use rayon::prelude::*;
 use crate::filter::Filter;
 use crate::gallery::{Gallery, Hit};
 use crate::hnsw::Graph;
+use reid_core::ParamGuard;
+
 use crate::{IndexError, Result};
 
-/// Checked HNSW construction parameters.
+/// HNSW construction parameters; [`ParamGuard::check`] gives the
+/// [`ValidHnswParams`] that [`Gallery::build_hnsw`] takes.
+///
+/// ```
+/// use reid_index::{HnswParams, ParamGuard};
+/// let p = HnswParams::default().m(8).ef_construction(64).parallel(false).check()?;
+/// assert_eq!((p.m(), p.ef_construction()), (8, 64));
+/// assert!(HnswParams::default().m(32).ef_construction(16).check().is_err());
+/// # Ok::<(), reid_index::IndexError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswParams {
     m: usize,
@@ -30,7 +41,12 @@ pub struct HnswParams {
     parallel: bool,
 }
 
+/// Checked [`HnswParams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidHnswParams(HnswParams);
+
 impl Default for HnswParams {
+    /// `m` 16, `ef_construction` 100, parallel build.
     fn default() -> Self {
         Self {
             m: 16,
@@ -41,41 +57,70 @@ impl Default for HnswParams {
 }
 
 impl HnswParams {
-    /// `m`: links per point and layer (2..=128); `ef_construction`: beam
-    /// width while building (at least `m`). With `parallel` the initial build
-    /// inserts on all rayon threads (faster, but the graph then depends on
-    /// thread timing); without it the build is deterministic.
-    pub fn new(m: usize, ef_construction: usize, parallel: bool) -> Result<Self> {
-        if !(2..=128).contains(&m) {
-            return Err(IndexError::param("m", format!("{m} is outside 2..=128")));
-        }
-        if ef_construction < m {
-            return Err(IndexError::param(
-                "ef_construction",
-                format!("{ef_construction} is below m = {m}"),
-            ));
-        }
-        Ok(Self {
-            m,
-            ef_construction,
-            parallel,
-        })
+    /// Links per point and layer (2..=128).
+    #[must_use]
+    pub fn m(mut self, m: usize) -> Self {
+        self.m = m;
+        self
     }
 
+    /// Beam width while building (at least `m`).
+    #[must_use]
+    pub fn ef_construction(mut self, ef: usize) -> Self {
+        self.ef_construction = ef;
+        self
+    }
+
+    /// Insert on all rayon threads while building (faster, but the graph
+    /// then depends on thread timing); off, the build is deterministic.
+    #[must_use]
+    pub fn parallel(mut self, on: bool) -> Self {
+        self.parallel = on;
+        self
+    }
+}
+
+impl ParamGuard for HnswParams {
+    type Checked = ValidHnswParams;
+    type Error = IndexError;
+
+    fn check_ref(&self) -> Result<()> {
+        if !(2..=128).contains(&self.m) {
+            return Err(IndexError::param(
+                "m",
+                format!("{} is outside 2..=128", self.m),
+            ));
+        }
+        if self.ef_construction < self.m {
+            return Err(IndexError::param(
+                "ef_construction",
+                format!("{} is below m = {}", self.ef_construction, self.m),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidHnswParams> {
+        self.check_ref()?;
+        Ok(ValidHnswParams(self))
+    }
+}
+
+impl ValidHnswParams {
     /// Links per point and layer.
     pub fn m(&self) -> usize {
-        self.m
+        self.0.m
     }
 
     /// Beam width while building.
     pub fn ef_construction(&self) -> usize {
-        self.ef_construction
+        self.0.ef_construction
     }
 }
 
 pub(crate) struct Ann {
     graph: Graph,
-    params: HnswParams,
+    params: ValidHnswParams,
 }
 
 impl fmt::Debug for Ann {
@@ -89,9 +134,9 @@ impl fmt::Debug for Ann {
 
 impl Gallery {
     /// Builds (or rebuilds) the HNSW graph over every record.
-    pub fn build_hnsw(&mut self, params: HnswParams) -> Result<()> {
-        let mut graph = Graph::new(self.dim, params.m, params.ef_construction);
-        graph.insert(&self.data, &self.seqs, params.parallel);
+    pub fn build_hnsw(&mut self, params: ValidHnswParams) -> Result<()> {
+        let mut graph = Graph::new(self.dim, params.m(), params.ef_construction());
+        graph.insert(&self.data, &self.seqs, params.0.parallel);
         self.ann = Some(Ann { graph, params });
         Ok(())
     }
@@ -138,11 +183,9 @@ impl Gallery {
         let live = |seq: u64| -> Option<usize> {
             let row = self.seqs.binary_search(&seq).ok()?;
             match filter {
-                Some(f) if !f.is_all() => self
-                    .records
-                    .get(row)
-                    .filter(|r| f.matches(&r.meta))
-                    .map(|_| row),
+                Some(f) if !f.is_all() => {
+                    self.records.get(row).filter(|r| f.matches(r)).map(|_| row)
+                }
                 _ => Some(row),
             }
         };
@@ -166,8 +209,8 @@ impl Gallery {
                         let v = self.data.get(row * self.dim..(row + 1) * self.dim)?;
                         Some(Hit {
                             row,
-                            id: &r.id,
-                            identity: &r.identity,
+                            id: &r.image_id,
+                            identity: r.identity.as_deref(),
                             score: crate::exact::dot(&q, v),
                         })
                     })

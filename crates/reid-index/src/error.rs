@@ -115,6 +115,9 @@ pub enum IndexError {
         /// What is inconsistent.
         reason: String,
     },
+    /// A file could not be written atomically (the old one is intact).
+    #[error(transparent)]
+    Write(#[from] reid_core::CoreError),
 }
 
 impl IndexError {

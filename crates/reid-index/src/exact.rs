@@ -13,7 +13,9 @@
 use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
-use crate::kernel::scores_into;
+use crate::matmul::inner_products_into;
+use reid_core::ParamGuard;
+
 use crate::{IndexError, Result};
 
 /// The `k` best gallery matches of each query, best first.
@@ -29,19 +31,32 @@ pub struct TopK {
     pub scores: Array2<f32>,
 }
 
-/// Tiling of the exact search (checked once by [`ExactConfig::new`]).
+/// Tiling of the exact search; [`ParamGuard::check`] gives the
+/// [`ValidExactParams`] that search takes.
 ///
 /// The defaults (`128` queries × `1024` gallery rows) keep the score tile at
 /// 512 KiB, about one core's L2 cache; in a single trial on a loaded 2-core
 /// AVX2 machine they beat `256 × 512`. Any values give the same results,
 /// only the speed changes.
+///
+/// ```
+/// use reid_index::{ExactParams, ParamGuard};
+/// let p = ExactParams::default().query_tile(64).gallery_tile(2048).check()?;
+/// assert_eq!(p.query_tile(), 64);
+/// assert!(ExactParams::default().query_tile(0).check().is_err());
+/// # Ok::<(), reid_index::IndexError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExactConfig {
+pub struct ExactParams {
     query_tile: usize,
     gallery_tile: usize,
 }
 
-impl Default for ExactConfig {
+/// Checked [`ExactParams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidExactParams(ExactParams);
+
+impl Default for ExactParams {
     fn default() -> Self {
         Self {
             query_tile: 128,
@@ -50,36 +65,67 @@ impl Default for ExactConfig {
     }
 }
 
-impl ExactConfig {
-    /// Checked tiling: both tiles must be at least 1 and the score tile
-    /// (`query_tile * gallery_tile` floats) at most 64 Mi elements.
-    pub fn new(query_tile: usize, gallery_tile: usize) -> Result<Self> {
-        if query_tile == 0 {
+impl Default for ValidExactParams {
+    fn default() -> Self {
+        Self(ExactParams::default())
+    }
+}
+
+impl ExactParams {
+    /// Queries per tile (at least 1).
+    #[must_use]
+    pub fn query_tile(mut self, n: usize) -> Self {
+        self.query_tile = n;
+        self
+    }
+
+    /// Gallery rows per tile (at least 1; the score tile `query_tile ×
+    /// gallery_tile` at most 2^26 floats).
+    #[must_use]
+    pub fn gallery_tile(mut self, n: usize) -> Self {
+        self.gallery_tile = n;
+        self
+    }
+}
+
+impl ParamGuard for ExactParams {
+    type Checked = ValidExactParams;
+    type Error = IndexError;
+
+    fn check_ref(&self) -> Result<()> {
+        if self.query_tile == 0 {
             return Err(IndexError::param("query_tile", "must be at least 1"));
         }
-        if gallery_tile == 0 {
+        if self.gallery_tile == 0 {
             return Err(IndexError::param("gallery_tile", "must be at least 1"));
         }
-        match query_tile.checked_mul(gallery_tile) {
-            Some(t) if t <= 1 << 26 => Ok(Self {
-                query_tile,
-                gallery_tile,
-            }),
+        match self.query_tile.checked_mul(self.gallery_tile) {
+            Some(t) if t <= 1 << 26 => Ok(()),
             _ => Err(IndexError::param(
                 "gallery_tile",
-                format!("score tile {query_tile} x {gallery_tile} exceeds 2^26 elements"),
+                format!(
+                    "score tile {} x {} exceeds 2^26 elements",
+                    self.query_tile, self.gallery_tile
+                ),
             )),
         }
     }
 
+    fn check(self) -> Result<ValidExactParams> {
+        self.check_ref()?;
+        Ok(ValidExactParams(self))
+    }
+}
+
+impl ValidExactParams {
     /// Queries per tile.
     pub fn query_tile(&self) -> usize {
-        self.query_tile
+        self.0.query_tile
     }
 
     /// Gallery rows per tile.
     pub fn gallery_tile(&self) -> usize {
-        self.gallery_tile
+        self.0.gallery_tile
     }
 }
 
@@ -104,7 +150,7 @@ pub fn exact_topk(
     gallery: ArrayView2<'_, f32>,
     k: usize,
 ) -> Result<TopK> {
-    exact_topk_with(queries, gallery, k, &ExactConfig::default())
+    exact_topk_with(queries, gallery, k, &ValidExactParams::default())
 }
 
 /// [`exact_topk`] with an explicit tiling.
@@ -112,7 +158,7 @@ pub fn exact_topk_with(
     queries: ArrayView2<'_, f32>,
     gallery: ArrayView2<'_, f32>,
     k: usize,
-    config: &ExactConfig,
+    config: &ValidExactParams,
 ) -> Result<TopK> {
     let n = gallery.nrows();
     if n == 0 {
@@ -139,8 +185,8 @@ pub fn exact_topk_with(
         });
     }
 
-    let qt = config.query_tile.min(nq);
-    let gt = config.gallery_tile.min(n);
+    let qt = config.query_tile().min(nq);
+    let gt = config.gallery_tile().min(n);
     let q_tiles = nq.div_ceil(qt);
     // Enough tasks to keep every thread busy: split the gallery into chunks
     // (whole gallery tiles) when there are too few query tiles.
@@ -308,7 +354,7 @@ fn search_block(
         let end = (start + gt).min(g.nrows());
         let w = end - start;
         let tile = &mut buf[..m * w];
-        if !scores_into(q, g.slice(s![start..end, ..]), tile) {
+        if !inner_products_into(q, g.slice(s![start..end, ..]), tile) {
             // Shapes are checked by the caller; unreachable in practice.
             return Err(Bad {
                 query: 0,

@@ -1,25 +1,24 @@
 //! Attribute filters: conjunctions of `key=value` tests on a record's
-//! metadata, so a search can be limited to the selected population
-//! (a species, a dataset, a location).
+//! fields and attributes, so a search can be limited to the selected
+//! population (a dataset, a species, a location).
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use reid_core::{Record, Scope};
 use std::str::FromStr;
 
 use crate::{IndexError, Result};
 
-/// A conjunction of `key=value` clauses; a record matches when its metadata
-/// holds every key with exactly that value. The empty filter matches all.
+/// A conjunction of `key=value` clauses; a record matches when every key
+/// has exactly that value ([`Record::field`]: `dataset`, `species`, `split`,
+/// `identity`, ... or an attribute). The empty filter matches all.
 ///
 /// ```
-/// use std::collections::BTreeMap;
-/// use reid_index::Filter;
+/// use reid_index::{Filter, Record};
 /// let f: Filter = "species=lion, dataset=LionData".parse().unwrap();
-/// let mut meta = BTreeMap::new();
-/// meta.insert("species".to_string(), "lion".to_string());
-/// assert!(!f.matches(&meta)); // no `dataset` key
-/// meta.insert("dataset".to_string(), "LionData".to_string());
-/// assert!(f.matches(&meta));
+/// let r = Record::new("1", "1.jpg").with_species("lion");
+/// assert!(!f.matches(&r)); // no dataset
+/// assert!(f.matches(&r.with_dataset("LionData")));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -85,11 +84,21 @@ impl Filter {
         self.clauses.is_empty()
     }
 
-    /// Whether `meta` satisfies every clause.
-    pub fn matches(&self, meta: &BTreeMap<String, String>) -> bool {
+    /// Whether `record` satisfies every clause.
+    pub fn matches(&self, record: &Record) -> bool {
         self.clauses
             .iter()
-            .all(|(k, v)| meta.get(k).is_some_and(|x| x == v))
+            .all(|(k, v)| record.field(k).is_some_and(|x| x == v.as_str()))
+    }
+
+    /// The filter that admits exactly the records of `scope`
+    /// ([`Scope::contains`]).
+    pub fn scope(scope: &Scope) -> Self {
+        match scope {
+            Scope::Dataset(d) => Self::eq("dataset", d.clone()),
+            Scope::Species(s) => Self::eq("species", s.clone()),
+            Scope::All => Self::all(),
+        }
     }
 }
 

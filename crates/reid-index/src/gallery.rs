@@ -1,59 +1,30 @@
-//! The gallery: embeddings with their record ids, identity labels,
-//! per-record metadata and the id of the model that made them.
+//! The gallery: embeddings with their [`Record`]s (image id, identity,
+//! dataset, species, attributes) and the id of the model that made them.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use ndarray::{Array2, ArrayView2, Axis};
+pub use reid_core::Record;
 
-use crate::exact::{ExactConfig, exact_topk_with, first_non_finite_row};
+use crate::exact::{TopK, ValidExactParams, exact_topk_with, first_non_finite_row};
 use crate::filter::Filter;
 use crate::{IndexError, Result};
-
-/// One gallery image: its unique id, the individual it shows, and free
-/// attributes (species, dataset, location, ...) that filters test.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    /// Unique record id (e.g. the image id).
-    pub id: String,
-    /// Identity label of the individual.
-    pub identity: String,
-    /// Attributes tested by [`Filter`]s.
-    #[serde(default)]
-    pub meta: BTreeMap<String, String>,
-}
-
-impl Record {
-    /// A record without attributes.
-    pub fn new(id: impl Into<String>, identity: impl Into<String>) -> Self {
-        Self {
-            id: id.into(),
-            identity: identity.into(),
-            meta: BTreeMap::new(),
-        }
-    }
-
-    /// Adds the attribute `key=value`.
-    #[must_use]
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.meta.insert(key.into(), value.into());
-        self
-    }
-}
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit<'a> {
     /// Current row of the record in the gallery.
     pub row: usize,
-    /// The record id.
+    /// The record's image id.
     pub id: &'a str,
-    /// The identity label.
-    pub identity: &'a str,
+    /// The identity label (`None` for an unlabelled record).
+    pub identity: Option<&'a str>,
     /// Cosine similarity (inner product of the L2-normalised rows).
     pub score: f32,
 }
 
-/// A searchable gallery of L2-normalised embeddings.
+/// A searchable gallery of L2-normalised embeddings, one [`Record`] per
+/// row, record image ids unique.
 ///
 /// Rows keep their enrolment order: removing records compacts the rest
 /// without reordering, so a gallery built by adds and removes searches
@@ -69,7 +40,7 @@ pub struct Gallery {
     /// approximate index to name points across removals.
     pub(crate) seqs: Vec<u64>,
     pub(crate) next_seq: u64,
-    pub(crate) config: ExactConfig,
+    pub(crate) config: ValidExactParams,
     #[cfg(feature = "hnsw")]
     pub(crate) ann: Option<crate::ann::Ann>,
 }
@@ -88,7 +59,7 @@ impl Gallery {
             rows: HashMap::new(),
             seqs: Vec::new(),
             next_seq: 0,
-            config: ExactConfig::default(),
+            config: ValidExactParams::default(),
             #[cfg(feature = "hnsw")]
             ann: None,
         })
@@ -106,7 +77,7 @@ impl Gallery {
     }
 
     /// Sets the tiling of exact search (speed only).
-    pub fn set_exact_config(&mut self, config: ExactConfig) {
+    pub fn set_exact_params(&mut self, config: ValidExactParams) {
         self.config = config;
     }
 
@@ -129,8 +100,8 @@ impl Gallery {
         }
         let mut fresh = HashSet::with_capacity(records.len());
         for r in &records {
-            if self.rows.contains_key(&r.id) || !fresh.insert(r.id.as_str()) {
-                return Err(IndexError::DuplicateId(r.id.clone()));
+            if self.rows.contains_key(&r.image_id) || !fresh.insert(r.image_id.as_str()) {
+                return Err(IndexError::DuplicateId(r.image_id.clone()));
             }
         }
         let first_row = self.records.len();
@@ -139,7 +110,7 @@ impl Gallery {
             self.data.extend(row.iter().copied());
         }
         for (i, r) in records.into_iter().enumerate() {
-            self.rows.insert(r.id.clone(), first_row + i);
+            self.rows.insert(r.image_id.clone(), first_row + i);
             self.records.push(r);
             self.seqs.push(self.next_seq);
             self.next_seq += 1;
@@ -171,7 +142,7 @@ impl Gallery {
         let drop: Vec<bool> = self
             .records
             .iter()
-            .map(|r| r.identity == identity)
+            .map(|r| r.identity.as_deref() == Some(identity))
             .collect();
         self.retain_rows(&drop)
     }
@@ -202,7 +173,7 @@ impl Gallery {
             .records
             .iter()
             .enumerate()
-            .map(|(i, r)| (r.id.clone(), i))
+            .map(|(i, r)| (r.image_id.clone(), i))
             .collect();
         removed
     }
@@ -251,7 +222,7 @@ impl Gallery {
         self.records
             .iter()
             .enumerate()
-            .filter(|(_, r)| filter.matches(&r.meta))
+            .filter(|(_, r)| filter.matches(r))
             .map(|(i, _)| i)
             .collect()
     }
@@ -259,8 +230,8 @@ impl Gallery {
     fn hit(&self, row: usize, score: f32) -> Option<Hit<'_>> {
         self.records.get(row).map(|r| Hit {
             row,
-            id: &r.id,
-            identity: &r.identity,
+            id: &r.image_id,
+            identity: r.identity.as_deref(),
             score,
         })
     }
@@ -275,39 +246,97 @@ impl Gallery {
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<Vec<Hit<'_>>>> {
+        let top = self.search_topk(queries, k, filter)?;
+        Ok(top
+            .indices
+            .outer_iter()
+            .zip(top.scores.outer_iter())
+            .map(|(ir, sr)| {
+                ir.iter()
+                    .zip(sr.iter())
+                    .filter_map(|(&row, &s)| self.hit(row, s))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// [`Gallery::search`] as arrays: row `q` of the result holds the gallery
+    /// rows and cosines of query `q`'s best `min(k, m)` matches among the `m`
+    /// records the filter admits (all without one), best first, ties by the
+    /// lower row. A filter that admits no record gives `[q, 0]` arrays.
+    pub fn search_topk(
+        &self,
+        queries: ArrayView2<'_, f32>,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<TopK> {
         if self.is_empty() {
             return Err(IndexError::EmptyGallery);
         }
         let all = self.embeddings();
-        let (subset, top) = match filter {
+        match filter {
             Some(f) if !f.is_all() => {
                 let rows = self.matching_rows(f);
                 if rows.is_empty() {
                     self.check_queries(queries, k)?;
-                    return Ok(vec![Vec::new(); queries.nrows()]);
+                    return Ok(TopK {
+                        indices: Array2::zeros((queries.nrows(), 0)),
+                        scores: Array2::zeros((queries.nrows(), 0)),
+                    });
                 }
                 let sub = all.select(Axis(0), &rows);
-                let top = exact_topk_with(queries, sub.view(), k, &self.config)?;
-                (Some(rows), top)
+                let mut top = exact_topk_with(queries, sub.view(), k, &self.config)?;
+                top.indices
+                    .mapv_inplace(|i| rows.get(i).copied().unwrap_or(i));
+                Ok(top)
             }
-            _ => (None, exact_topk_with(queries, all, k, &self.config)?),
-        };
-        let mut out = Vec::with_capacity(queries.nrows());
-        for (ir, sr) in top.indices.outer_iter().zip(top.scores.outer_iter()) {
-            let hits = ir
-                .iter()
-                .zip(sr.iter())
-                .filter_map(|(&i, &s)| {
-                    let row = match &subset {
-                        Some(rows) => *rows.get(i)?,
-                        None => i,
-                    };
-                    self.hit(row, s)
-                })
-                .collect();
-            out.push(hits);
+            _ => exact_topk_with(queries, all, k, &self.config),
         }
-        Ok(out)
+    }
+
+    /// A new gallery (same model id and search settings, no approximate
+    /// index) holding the given rows, in the order given. Errors on a row out
+    /// of range or repeated.
+    pub fn select_rows(&self, rows: &[usize]) -> Result<Gallery> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.len()) {
+            return Err(IndexError::param(
+                "rows",
+                format!("row {bad} is outside the gallery of {} rows", self.len()),
+            ));
+        }
+        let records = rows.iter().map(|&r| self.records[r].clone()).collect();
+        let mut g = Self::new(self.model_id.clone(), self.dim)?;
+        g.config = self.config;
+        g.add(self.embeddings().select(Axis(0), rows).view(), records)?;
+        Ok(g)
+    }
+
+    /// A new gallery with the records `filter` admits, in row order (see
+    /// [`Gallery::select_rows`]); it may be empty.
+    pub fn select(&self, filter: &Filter) -> Result<Gallery> {
+        self.select_rows(&self.matching_rows(filter))
+    }
+
+    /// A gallery of bare embeddings with one identity label per row (record
+    /// image ids are the row numbers; no paths or attributes): what a caller
+    /// with only an array and labels needs.
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// let g = reid_index::Gallery::from_labels(array![[1.0f32, 0.0], [0.0, 1.0]].view(), &["a", "b"])?;
+    /// assert_eq!(g.records()[1].identity.as_deref(), Some("b"));
+    /// # Ok::<(), reid_index::IndexError>(())
+    /// ```
+    pub fn from_labels<S: AsRef<str>>(
+        embeddings: ArrayView2<'_, f32>,
+        labels: &[S],
+    ) -> Result<Self> {
+        let records = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Record::new(i.to_string(), "").with_identity(l.as_ref()))
+            .collect();
+        Self::from_parts("", embeddings, records)
     }
 
     /// The checks [`Gallery::search`] makes on its arguments.
@@ -358,9 +387,10 @@ impl Gallery {
             let complete = m >= self.len();
             for (qi, hs) in pending.into_iter().zip(hits) {
                 let mut seen = HashSet::new();
+                // An unlabelled record stands for itself.
                 let best: Vec<Hit<'_>> = hs
                     .into_iter()
-                    .filter(|h| seen.insert(h.identity))
+                    .filter(|h| seen.insert(h.identity.unwrap_or(h.id)))
                     .take(k)
                     .collect();
                 if best.len() == k || complete {

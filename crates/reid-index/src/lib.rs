@@ -1,20 +1,26 @@
 //! # reid-index
 //!
 //! The gallery index of open-set re-identification: L2-normalised embeddings
-//! (`ndarray::Array2<f32>`, one row per gallery image) with their record ids,
-//! identity labels and attributes, searched by cosine similarity for the
-//! top-k matches of each query.
+//! (`ndarray::Array2<f32>`, one row per gallery image) with their
+//! [`Record`]s (the workspace's one record type: image id, identity,
+//! dataset, species, attributes), searched by cosine similarity for the
+//! top-k matches of each query. It is the one gallery of the workspace:
+//! open-set decisions, self-calibration, fusion and training all search it.
 //!
 //! - [`exact_topk`]: exact top-k of a query batch against an embedding
 //!   matrix, as a blocked GEMM (the `gemm` crate's AVX2/FMA kernels) with the
 //!   top-k selection fused per cache-sized score tile, on all rayon threads;
 //!   deterministic (ties go to the lower gallery row).
-//! - [`Gallery`]: embeddings + [`Record`]s (id, identity, attributes) + model
-//!   id; incremental [`Gallery::add`] / [`Gallery::remove_ids`] /
-//!   [`Gallery::remove_identity`] without a rebuild; [`Gallery::search`]
-//!   returns [`Hit`]s naming records and identities, optionally restricted by
-//!   a [`Filter`] (`species=lion,location=kruger`);
+//! - [`Gallery`]: embeddings + [`Record`]s + model id; incremental
+//!   [`Gallery::add`] / [`Gallery::remove_ids`] / [`Gallery::remove_identity`]
+//!   without a rebuild; [`Gallery::search`] returns [`Hit`]s naming records
+//!   and identities, [`Gallery::search_topk`] the same as arrays, both
+//!   optionally restricted by a [`Filter`] (`dataset=SiteA`,
+//!   `species=lion,location=kruger`, or [`Filter::scope`] of a query's
+//!   [`Scope`]); [`Gallery::select`] makes the sub-gallery of a filter;
 //!   [`Gallery::search_identities`] ranks individuals by their best image.
+//! - [`matmul`]: the workspace's one wrapper of the `gemm` kernel (inner
+//!   products of two sets of rows).
 //! - Persistence to one checksummed file ([`Gallery::save`],
 //!   [`Gallery::load`]), written atomically.
 //! - With the `hnsw` feature: approximate search (`Gallery::build_hnsw`,
@@ -25,17 +31,20 @@
 //! use reid_index::{Filter, Gallery, Record};
 //!
 //! let emb = array![[1.0f32, 0.0], [0.0, 1.0], [0.6, 0.8]];
+//! let rec = |id: &str, who: &str, species: &str| {
+//!     Record::new(id, format!("{id}.jpg")).with_identity(who).with_species(species)
+//! };
 //! let records = vec![
-//!     Record::new("img1", "lion-A").with("species", "lion"),
-//!     Record::new("img2", "lynx-B").with("species", "lynx"),
-//!     Record::new("img3", "lion-C").with("species", "lion"),
+//!     rec("img1", "lion-A", "lion"),
+//!     rec("img2", "lynx-B", "lynx"),
+//!     rec("img3", "lion-C", "lion"),
 //! ];
 //! let mut g = Gallery::from_parts("mobilenetv2-224", emb.view(), records).unwrap();
 //!
 //! let q = array![[0.0f32, 1.0]];
 //! let hits = g.search(q.view(), 2, None).unwrap();
 //! assert_eq!(hits[0][0].id, "img2"); // cosine 1.0
-//! assert_eq!(hits[0][1].identity, "lion-C"); // cosine 0.8
+//! assert_eq!(hits[0][1].identity, Some("lion-C")); // cosine 0.8
 //!
 //! // Only among lions:
 //! let lions: Filter = "species=lion".parse().unwrap();
@@ -44,7 +53,7 @@
 //!
 //! // Enrol and remove without rebuilding; save and load one file.
 //! g.remove_identity("lynx-B");
-//! g.add(array![[0.0f32, -1.0]].view(), vec![Record::new("img4", "lion-D")]).unwrap();
+//! g.add(array![[0.0f32, -1.0]].view(), vec![rec("img4", "lion-D", "lion")]).unwrap();
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("gallery.reidx");
 //! g.save(&path).unwrap();
@@ -61,12 +70,14 @@ pub mod filter;
 pub mod gallery;
 #[cfg(feature = "hnsw")]
 mod hnsw;
-pub mod kernel;
+pub mod matmul;
 pub mod persist;
 
 #[cfg(feature = "hnsw")]
-pub use ann::HnswParams;
+pub use ann::{HnswParams, ValidHnswParams};
 pub use error::{IndexError, Result};
-pub use exact::{ExactConfig, TopK, exact_topk, exact_topk_with};
+pub use exact::{ExactParams, TopK, ValidExactParams, exact_topk, exact_topk_with};
 pub use filter::Filter;
-pub use gallery::{Gallery, Hit, Record};
+pub use gallery::{Gallery, Hit};
+pub use reid_core::ParamGuard;
+pub use reid_core::{Record, Scope, SplitRole};

@@ -17,10 +17,11 @@
 //! header's dimensions before building anything. The approximate (HNSW)
 //! index is not stored: rebuild it after loading.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
 
+use reid_core::SplitRole;
 use sha2::{Digest, Sha256};
 
 use crate::gallery::{Gallery, Record};
@@ -28,17 +29,44 @@ use crate::{IndexError, Result};
 
 /// Magic bytes opening every gallery file.
 pub const MAGIC: [u8; 8] = *b"REIDGAL\0";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. Version 2 stores the workspace's
+/// one record type (`reid_core::Record`); version 1 files (records as id,
+/// identity and a string map) are still read.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the payload.
 pub const PREAMBLE_LEN: usize = 8 + 4 + 4 + 8 + 32;
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Header {
+struct Header<R> {
     model_id: String,
     dim: usize,
     rows: usize,
-    records: Vec<Record>,
+    records: Vec<R>,
+}
+
+/// A record as format version 1 stored it.
+#[derive(serde::Deserialize)]
+struct RecordV1 {
+    id: String,
+    identity: String,
+    #[serde(default)]
+    meta: BTreeMap<String, String>,
+}
+
+impl From<RecordV1> for Record {
+    /// The `path`, `split`, `dataset` and `species` attributes that version 1
+    /// files written by the `embed` example carry become those fields; an
+    /// empty identity becomes none.
+    fn from(v1: RecordV1) -> Self {
+        let mut meta = v1.meta;
+        let mut r = Record::new(v1.id, meta.remove("path").unwrap_or_default());
+        r.identity = Some(v1.identity).filter(|i| !i.is_empty());
+        r.split = meta.remove("split").map(|s| SplitRole::parse(&s));
+        r.dataset = meta.remove("dataset");
+        r.species = meta.remove("species");
+        r.attributes = meta;
+        r
+    }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> IndexError {
@@ -89,7 +117,7 @@ impl Gallery {
         })
         .map_err(|e| io_err(path, e))?;
         let digest = h.finalize();
-        write_atomic(path, |w| {
+        reid_core::fs::write_atomic_with(path, |w| {
             w.write_all(&MAGIC)?;
             w.write_all(&FORMAT_VERSION.to_le_bytes())?;
             w.write_all(&0u32.to_le_bytes())?;
@@ -98,7 +126,8 @@ impl Gallery {
             w.write_all(&(json.len() as u64).to_le_bytes())?;
             w.write_all(&json)?;
             for_each_le_block(&self.data, |b| w.write_all(b))
-        })
+        })?;
+        Ok(())
     }
 
     /// Loads a gallery saved by [`Gallery::save`], checking magic, version,
@@ -132,7 +161,7 @@ impl Gallery {
             u32::from_le_bytes(b)
         };
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(IndexError::UnsupportedVersion {
                 path: pb(),
                 found: version,
@@ -162,8 +191,18 @@ impl Gallery {
             return Err(malformed(format!("header length {hl} exceeds the payload")));
         }
         let (json, emb) = rest.split_at(hl);
-        let header: Header =
-            serde_json::from_slice(json).map_err(|e| malformed(format!("bad header JSON: {e}")))?;
+        let bad_json = |e: serde_json::Error| malformed(format!("bad header JSON: {e}"));
+        let header: Header<Record> = if version == 1 {
+            let v1: Header<RecordV1> = serde_json::from_slice(json).map_err(bad_json)?;
+            Header {
+                model_id: v1.model_id,
+                dim: v1.dim,
+                rows: v1.rows,
+                records: v1.records.into_iter().map(Record::from).collect(),
+            }
+        } else {
+            serde_json::from_slice(json).map_err(bad_json)?
+        };
         if header.records.len() != header.rows {
             return Err(malformed(format!(
                 "header says {} rows but lists {} records",
@@ -195,68 +234,5 @@ impl Gallery {
         g.add(view, header.records)
             .map_err(|e| malformed(e.to_string()))?;
         Ok(g)
-    }
-}
-
-/// Writes through `fill` into a temporary file beside `path`, syncs it and
-/// renames it over `path`; on any error the temporary file is removed and
-/// `path` is untouched.
-pub(crate) fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
-where
-    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
-{
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| IndexError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename durable where the platform allows syncing a folder.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(path, e));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn interrupted_write_leaves_old_file_and_no_temp() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f.bin");
-        write_atomic(&p, |w| w.write_all(b"old content")).unwrap();
-        let e = write_atomic(&p, |w| {
-            w.write_all(b"half of the new")?;
-            Err(std::io::Error::other("disk full"))
-        })
-        .unwrap_err();
-        assert!(matches!(e, IndexError::Io { .. }));
-        assert_eq!(std::fs::read(&p).unwrap(), b"old content");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

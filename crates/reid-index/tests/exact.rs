@@ -6,7 +6,9 @@ mod common;
 
 use common::{brute, int_rows, unit_rows};
 use ndarray::{Array2, array, s};
-use reid_index::{ExactConfig, IndexError, exact_topk, exact_topk_with};
+use reid_index::{
+    ExactParams, IndexError, ParamGuard, ValidExactParams, exact_topk, exact_topk_with,
+};
 
 #[test]
 fn hand_worked_three_by_two() {
@@ -39,7 +41,14 @@ fn k_beyond_gallery_returns_all_rows() {
 fn all_equal_scores_keep_lowest_indices() {
     let g = Array2::<f32>::ones((50, 4));
     let q = Array2::<f32>::ones((3, 4));
-    for cfg in [ExactConfig::default(), ExactConfig::new(2, 3).unwrap()] {
+    for cfg in [
+        ValidExactParams::default(),
+        ExactParams::default()
+            .query_tile(2)
+            .gallery_tile(3)
+            .check()
+            .unwrap(),
+    ] {
         let top = exact_topk_with(q.view(), g.view(), 7, &cfg).unwrap();
         for r in top.indices.rows() {
             assert_eq!(r.to_vec(), (0..7).collect::<Vec<_>>());
@@ -69,7 +78,11 @@ fn integer_data_equals_brute_force_exactly_with_ties() {
                 .build()
                 .unwrap();
             for (qt, gt) in tilings {
-                let cfg = ExactConfig::new(qt, gt).unwrap();
+                let cfg = ExactParams::default()
+                    .query_tile(qt)
+                    .gallery_tile(gt)
+                    .check()
+                    .unwrap();
                 let top = pool
                     .install(|| exact_topk_with(q.view(), g.view(), k, &cfg))
                     .unwrap();
@@ -95,7 +108,17 @@ fn unit_data_matches_f64_brute_force() {
     let g = unit_rows(2500, 64, 8);
     let k = 10;
     let want = brute(q.view(), g.view(), k);
-    let top = exact_topk_with(q.view(), g.view(), k, &ExactConfig::new(16, 300).unwrap()).unwrap();
+    let top = exact_topk_with(
+        q.view(),
+        g.view(),
+        k,
+        &ExactParams::default()
+            .query_tile(16)
+            .gallery_tile(300)
+            .check()
+            .unwrap(),
+    )
+    .unwrap();
     for (i, w) in want.iter().enumerate() {
         for (j, &(idx, sc)) in w.iter().enumerate() {
             assert!((top.scores[[i, j]] as f64 - sc).abs() < 1e-5);
@@ -171,14 +194,36 @@ fn typed_errors() {
         let mut gb = big.clone();
         gb[[row, 0]] = bad;
         gb[[2999.min(row + 7), 2]] = f32::NAN; // a later bad row too: the first is named
-        let cfg = ExactConfig::new(2, 100).unwrap();
+        let cfg = ExactParams::default()
+            .query_tile(2)
+            .gallery_tile(100)
+            .check()
+            .unwrap();
         let e = exact_topk_with(q.view(), gb.view(), 3, &cfg).unwrap_err();
         assert!(
             matches!(e, IndexError::NonFinite { what: "gallery", row: r } if r == row),
             "{e}"
         );
     }
-    assert!(ExactConfig::new(0, 1).is_err());
-    assert!(ExactConfig::new(1, 0).is_err());
-    assert!(ExactConfig::new(1 << 14, 1 << 14).is_err());
+    assert!(
+        ExactParams::default()
+            .query_tile(0)
+            .gallery_tile(1)
+            .check()
+            .is_err()
+    );
+    assert!(
+        ExactParams::default()
+            .query_tile(1)
+            .gallery_tile(0)
+            .check()
+            .is_err()
+    );
+    assert!(
+        ExactParams::default()
+            .query_tile(1 << 14)
+            .gallery_tile(1 << 14)
+            .check()
+            .is_err()
+    );
 }

@@ -13,9 +13,14 @@ use reid_index::{Filter, Gallery, IndexError, Record};
 const SPECIES: [&str; 3] = ["lion", "lynx", "turtle"];
 const PLACES: [&str; 2] = ["north", "south"];
 
+/// A record `id` of identity `who`, path unset.
+fn rec(id: impl Into<String>, who: impl Into<String>) -> Record {
+    Record::new(id, "").with_identity(who)
+}
+
 fn record(i: usize, rng: &mut ChaCha8Rng) -> Record {
-    Record::new(format!("img{i}"), format!("id{}", rng.gen_range(0..12)))
-        .with("species", SPECIES[rng.gen_range(0..3)])
+    rec(format!("img{i}"), format!("id{}", rng.gen_range(0..12)))
+        .with_species(SPECIES[rng.gen_range(0..3)])
         .with("location", PLACES[rng.gen_range(0..2)])
 }
 
@@ -32,20 +37,23 @@ fn as_tuples(hits: &[reid_index::Hit<'_>]) -> Vec<(String, f32)> {
 #[test]
 fn hits_name_records_and_identities() {
     let emb = array![[1.0f32, 0.0], [0.0, 1.0], [0.6, 0.8]];
-    let recs = vec![
-        Record::new("a", "A"),
-        Record::new("b", "B"),
-        Record::new("c", "A"),
-    ];
+    let recs = vec![rec("a", "A"), rec("b", "B"), rec("c", "A")];
     let g = Gallery::from_parts("m", emb.view(), recs).unwrap();
     let q = array![[0.0f32, 1.0]];
     let hits = g.search(q.view(), 3, None).unwrap();
     let ids: Vec<_> = hits[0].iter().map(|h| (h.id, h.identity, h.row)).collect();
-    assert_eq!(ids, vec![("b", "B", 1), ("c", "A", 2), ("a", "A", 0)]);
+    assert_eq!(
+        ids,
+        vec![
+            ("b", Some("B"), 1),
+            ("c", Some("A"), 2),
+            ("a", Some("A"), 0)
+        ]
+    );
     // Identity ranking: B (1.0), then A by its best image c (0.8).
     let ids = g.search_identities(q.view(), 5, None).unwrap();
     let names: Vec<_> = ids[0].iter().map(|h| (h.identity, h.id)).collect();
-    assert_eq!(names, vec![("B", "b"), ("A", "c")]);
+    assert_eq!(names, vec![(Some("B"), "b"), (Some("A"), "c")]);
 }
 
 #[test]
@@ -60,9 +68,7 @@ fn filters_equal_brute_force_on_the_subset() {
         "species=whale",
     ] {
         let f: Filter = expr.parse().unwrap();
-        let rows: Vec<usize> = (0..recs.len())
-            .filter(|&i| f.matches(&recs[i].meta))
-            .collect();
+        let rows: Vec<usize> = (0..recs.len()).filter(|&i| f.matches(&recs[i])).collect();
         let got = g.search(q.view(), 8, Some(&f)).unwrap();
         if rows.is_empty() {
             assert!(got.iter().all(Vec::is_empty), "{expr}");
@@ -73,10 +79,10 @@ fn filters_equal_brute_force_on_the_subset() {
         for (gq, wq) in got.iter().zip(&want) {
             let w: Vec<(String, f32)> = wq
                 .iter()
-                .map(|&(i, s)| (recs[rows[i]].id.clone(), s as f32))
+                .map(|&(i, s)| (recs[rows[i]].image_id.clone(), s as f32))
                 .collect();
             assert_eq!(as_tuples(gq), w, "{expr}");
-            assert!(gq.iter().all(|h| f.matches(&recs[h.row].meta)));
+            assert!(gq.iter().all(|h| f.matches(&recs[h.row])));
         }
     }
 }
@@ -92,7 +98,7 @@ fn identity_search_equals_brute_force_max_per_identity() {
     for (qi, hits) in got.iter().enumerate() {
         let mut best: Vec<(String, f64, usize)> = Vec::new();
         for (i, r) in recs.iter().enumerate() {
-            if r.meta["species"] != "lion" {
+            if r.species.as_deref() != Some("lion") {
                 continue;
             }
             let s: f64 = q
@@ -102,20 +108,21 @@ fn identity_search_equals_brute_force_max_per_identity() {
                 .map(|(&a, &b)| (a * b) as f64)
                 .sum::<f64>()
                 + 0.0;
-            match best.iter_mut().find(|b| b.0 == r.identity) {
+            let who = r.identity.clone().unwrap();
+            match best.iter_mut().find(|b| b.0 == who) {
                 Some(b) if s > b.1 => {
                     b.1 = s;
                     b.2 = i;
                 }
                 Some(_) => {}
-                None => best.push((r.identity.clone(), s, i)),
+                None => best.push((who, s, i)),
             }
         }
         best.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.2.cmp(&b.2)));
         let want: Vec<(String, usize)> = best.iter().take(4).map(|b| (b.0.clone(), b.2)).collect();
         let have: Vec<(String, usize)> = hits
             .iter()
-            .map(|h| (h.identity.to_string(), h.row))
+            .map(|h| (h.identity.unwrap().to_string(), h.row))
             .collect();
         assert_eq!(have, want, "query {qi}");
     }
@@ -146,17 +153,21 @@ fn add_and_remove_equal_a_fresh_build() {
             _ if !model.is_empty() => {
                 if rng.gen_bool(0.5) {
                     let ids: Vec<String> = (0..rng.gen_range(1..4))
-                        .map(|_| model[rng.gen_range(0..model.len())].0.id.clone())
+                        .map(|_| model[rng.gen_range(0..model.len())].0.image_id.clone())
                         .collect();
                     let mut uniq = ids.clone();
                     uniq.sort();
                     uniq.dedup();
                     assert_eq!(g.remove_ids(&ids).unwrap(), uniq.len());
-                    model.retain(|(r, _)| !uniq.contains(&r.id));
+                    model.retain(|(r, _)| !uniq.contains(&r.image_id));
                 } else {
-                    let who = model[rng.gen_range(0..model.len())].0.identity.clone();
+                    let who = model[rng.gen_range(0..model.len())]
+                        .0
+                        .identity
+                        .clone()
+                        .unwrap();
                     let before = model.len();
-                    model.retain(|(r, _)| r.identity != who);
+                    model.retain(|(r, _)| r.identity.as_deref() != Some(who.as_str()));
                     assert_eq!(g.remove_identity(&who), before - model.len());
                 }
             }
@@ -185,7 +196,10 @@ fn add_and_remove_equal_a_fresh_build() {
             assert_eq!(a, b, "step {step}");
         }
         for (r, _) in &model {
-            assert_eq!(g.records()[g.row_of(&r.id).unwrap()].id, r.id);
+            assert_eq!(
+                g.records()[g.row_of(&r.image_id).unwrap()].image_id,
+                r.image_id
+            );
         }
     }
 }
@@ -199,7 +213,7 @@ fn bad_adds_and_removes_change_nothing() {
     let e = g
         .add(
             int_rows(2, 4, 1).view(),
-            vec![Record::new("new", "x"), Record::new("img3", "y")],
+            vec![rec("new", "x"), rec("img3", "y")],
         )
         .unwrap_err();
     assert!(
@@ -209,28 +223,24 @@ fn bad_adds_and_removes_change_nothing() {
     let e = g
         .add(
             int_rows(2, 4, 1).view(),
-            vec![Record::new("n1", "x"), Record::new("n1", "y")],
+            vec![rec("n1", "x"), rec("n1", "y")],
         )
         .unwrap_err();
     assert!(matches!(e, IndexError::DuplicateId(_)), "{e}");
     let e = g
         .add(
             int_rows(2, 3, 1).view(),
-            vec![Record::new("n1", "x"), Record::new("n2", "y")],
+            vec![rec("n1", "x"), rec("n2", "y")],
         )
         .unwrap_err();
     assert!(matches!(e, IndexError::Shape { .. }), "{e}");
     let e = g
-        .add(int_rows(3, 4, 1).view(), vec![Record::new("n1", "x")])
+        .add(int_rows(3, 4, 1).view(), vec![rec("n1", "x")])
         .unwrap_err();
     assert!(matches!(e, IndexError::Shape { .. }), "{e}");
     let mut bad = int_rows(3, 4, 1);
     bad[[1, 2]] = f32::NAN;
-    let recs3 = vec![
-        Record::new("n1", "x"),
-        Record::new("n2", "x"),
-        Record::new("n3", "x"),
-    ];
+    let recs3 = vec![rec("n1", "x"), rec("n2", "x"), rec("n3", "x")];
     let e = g.add(bad.view(), recs3).unwrap_err();
     assert!(
         matches!(
@@ -299,12 +309,17 @@ fn filter_parsing() {
     }
     // Empty value is allowed and matches an empty attribute only.
     let e = Filter::parse("location=").unwrap();
+    assert!(e.matches(&Record::new("1", "").with("location", "")));
+    assert!(!e.matches(&Record::new("1", "")));
+    // Fields are tested by name, attributes by key.
+    let r = Record::new("1", "")
+        .with_dataset("D")
+        .with_split(reid_index::SplitRole::Query)
+        .with("dataset_note", "x");
     assert!(
-        e.matches(
-            &[("location".to_string(), String::new())]
-                .into_iter()
-                .collect()
-        )
+        Filter::parse("dataset=D,split=query,dataset_note=x")
+            .unwrap()
+            .matches(&r)
     );
-    assert!(!e.matches(&Default::default()));
+    assert!(!Filter::parse("dataset=E").unwrap().matches(&r));
 }

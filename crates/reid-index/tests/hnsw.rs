@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use common::unit_rows;
 use ndarray::{Array2, Axis};
+use reid_index::ParamGuard;
 use reid_index::{Filter, Gallery, HnswParams, IndexError, Record};
 
 fn clustered(n: usize, d: usize, seed: u64) -> Array2<f32> {
@@ -26,7 +27,8 @@ fn gallery(n: usize) -> Gallery {
     let emb = clustered(n, 32, 1);
     let recs = (0..n)
         .map(|i| {
-            Record::new(format!("r{i}"), format!("id{}", i % 50))
+            Record::new(format!("r{i}"), "")
+                .with_identity(format!("id{}", i % 50))
                 .with("site", if i % 3 == 0 { "a" } else { "b" })
         })
         .collect();
@@ -61,8 +63,15 @@ fn recall_filters_and_updates() {
         g.search_approx(q.view(), 10, 50, None),
         Err(IndexError::InvalidParam { .. })
     ));
-    g.build_hnsw(HnswParams::new(16, 100, false).unwrap())
-        .unwrap();
+    g.build_hnsw(
+        HnswParams::default()
+            .m(16)
+            .ef_construction(100)
+            .parallel(false)
+            .check()
+            .unwrap(),
+    )
+    .unwrap();
 
     let exact = g.search(q.view(), 10, None).unwrap();
     let approx = g.search_approx(q.view(), 10, 200, None).unwrap();
@@ -96,7 +105,11 @@ fn recall_filters_and_updates() {
     g.remove_ids(&removed).unwrap();
     let extra = clustered(5, 32, 3);
     let recs: Vec<Record> = (0..5)
-        .map(|i| Record::new(format!("new{i}"), "fresh").with("site", "a"))
+        .map(|i| {
+            Record::new(format!("new{i}"), "")
+                .with_identity("fresh")
+                .with("site", "a")
+        })
         .collect();
     g.add(extra.view(), recs).unwrap();
     let after = g.search_approx(q.view(), 10, 200, None).unwrap();
@@ -111,7 +124,15 @@ fn recall_filters_and_updates() {
     }
 
     // Rebuilding after the updates gives the same quality.
-    g.build_hnsw(HnswParams::new(8, 64, true).unwrap()).unwrap();
+    g.build_hnsw(
+        HnswParams::default()
+            .m(8)
+            .ef_construction(64)
+            .parallel(true)
+            .check()
+            .unwrap(),
+    )
+    .unwrap();
     let rebuilt = g.search_approx(q.view(), 10, 200, None).unwrap();
     assert!(recall_ids(&rebuilt, &exact_after) > 0.9);
     let sub = q.select(Axis(0), &[0, 1]);
@@ -120,10 +141,36 @@ fn recall_filters_and_updates() {
 
 #[test]
 fn params_are_checked() {
-    assert!(HnswParams::new(1, 10, true).is_err());
-    assert!(HnswParams::new(300, 400, true).is_err());
-    assert!(HnswParams::new(16, 8, true).is_err());
-    let p = HnswParams::new(16, 16, false).unwrap();
+    assert!(
+        HnswParams::default()
+            .m(1)
+            .ef_construction(10)
+            .parallel(true)
+            .check()
+            .is_err()
+    );
+    assert!(
+        HnswParams::default()
+            .m(300)
+            .ef_construction(400)
+            .parallel(true)
+            .check()
+            .is_err()
+    );
+    assert!(
+        HnswParams::default()
+            .m(16)
+            .ef_construction(8)
+            .parallel(true)
+            .check()
+            .is_err()
+    );
+    let p = HnswParams::default()
+        .m(16)
+        .ef_construction(16)
+        .parallel(false)
+        .check()
+        .unwrap();
     assert_eq!((p.m(), p.ef_construction()), (16, 16));
 }
 
@@ -133,8 +180,15 @@ fn serial_build_is_deterministic_and_exact_on_small_galleries() {
     // beam as wide as the gallery must return the exact ranking.
     let mut g = gallery(40);
     let q = clustered(7, 32, 5);
-    g.build_hnsw(HnswParams::new(16, 40, false).unwrap())
-        .unwrap();
+    g.build_hnsw(
+        HnswParams::default()
+            .m(16)
+            .ef_construction(40)
+            .parallel(false)
+            .check()
+            .unwrap(),
+    )
+    .unwrap();
     let exact = g.search(q.view(), 5, None).unwrap();
     let approx = g.search_approx(q.view(), 5, 40, None).unwrap();
     for (a, e) in approx.iter().zip(&exact) {
@@ -146,16 +200,30 @@ fn serial_build_is_deterministic_and_exact_on_small_galleries() {
     // Two serial builds of the same gallery answer identically.
     let mut big = gallery(2000);
     let q = clustered(50, 32, 6);
-    big.build_hnsw(HnswParams::new(8, 32, false).unwrap())
-        .unwrap();
+    big.build_hnsw(
+        HnswParams::default()
+            .m(8)
+            .ef_construction(32)
+            .parallel(false)
+            .check()
+            .unwrap(),
+    )
+    .unwrap();
     let first: Vec<Vec<usize>> = big
         .search_approx(q.view(), 10, 20, None)
         .unwrap()
         .iter()
         .map(|h| h.iter().map(|x| x.row).collect())
         .collect();
-    big.build_hnsw(HnswParams::new(8, 32, false).unwrap())
-        .unwrap();
+    big.build_hnsw(
+        HnswParams::default()
+            .m(8)
+            .ef_construction(32)
+            .parallel(false)
+            .check()
+            .unwrap(),
+    )
+    .unwrap();
     let second: Vec<Vec<usize>> = big
         .search_approx(q.view(), 10, 20, None)
         .unwrap()

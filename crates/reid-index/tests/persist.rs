@@ -17,9 +17,27 @@ fn sample(n: usize, d: usize, seed: u64) -> Gallery {
     }
     let recs = (0..n)
         .map(|i| {
-            Record::new(format!("img-{i}-ü\"quoted\""), format!("ind{}", i % 7))
-                .with("species", if i % 2 == 0 { "lion" } else { "lynx" })
-                .with("note", "comma, equals= and \n newline")
+            let mut r = Record::new(format!("img-{i}-ü\"quoted\""), format!("photos/{i}.jpg"))
+                .with_identity(format!("ind{}", i % 7))
+                .with_species(if i % 2 == 0 { "lion" } else { "lynx" })
+                .with_dataset("Kruger")
+                .with_split(reid_index::SplitRole::Database)
+                .with("note", "comma, equals= and \n newline");
+            if i % 3 == 0 {
+                r.identity = None;
+                r.bbox = Some(reid_core::BBox {
+                    x: 1.5,
+                    y: 2.0,
+                    w: 30.0,
+                    h: 40.25,
+                });
+                r.date = Some(reid_core::Date {
+                    year: 2024,
+                    month: 2,
+                    day: 29,
+                });
+            }
+            r
         })
         .collect();
     Gallery::from_parts("megadescriptor-L-384@v1", emb.view(), recs).unwrap()
@@ -178,7 +196,10 @@ fn failed_save_keeps_the_previous_file() {
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
     let e = sample(6, 4, 2).save(blocker.join("g.reidx")).unwrap_err();
-    assert!(matches!(e, IndexError::Io { .. }), "{e}");
+    assert!(
+        matches!(e, IndexError::Write(_)) && e.to_string().contains("is not a folder"),
+        "{e}"
+    );
     // Overwriting an existing directory fails at the rename; the folder keeps no temp file.
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
@@ -186,4 +207,40 @@ fn failed_save_keeps_the_previous_file() {
     assert!(sample(6, 4, 2).save(sub.join("g.reidx")).is_err());
     assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 1);
     assert_eq!(std::fs::read(&p).unwrap(), before);
+}
+
+/// A file in format version 1 (records as id, identity and a string map),
+/// as the `embed` example wrote before version 2: still read, its `path`,
+/// `split`, `dataset` and `species` attributes become those fields.
+#[test]
+fn version_1_files_are_still_read() {
+    use sha2::{Digest, Sha256};
+    let header = br#"{"model_id":"m@224","dim":2,"rows":2,"records":[{"id":"a","identity":"lion-1","meta":{"path":"x/a.jpg","split":"query","dataset":"D","species":"lion","camera":"3"}},{"id":"b","identity":"","meta":{}}]}"#;
+    let mut payload = (header.len() as u64).to_le_bytes().to_vec();
+    payload.extend_from_slice(header);
+    for v in [1.0f32, 0.0, 0.0, 1.0] {
+        payload.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut file = b"REIDGAL\0".to_vec();
+    file.extend_from_slice(&1u32.to_le_bytes());
+    file.extend_from_slice(&0u32.to_le_bytes());
+    file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    file.extend_from_slice(&Sha256::digest(&payload));
+    file.extend_from_slice(&payload);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v1.reidx");
+    std::fs::write(&p, &file).unwrap();
+    let g = Gallery::load(&p).unwrap();
+    let a = &g.records()[0];
+    assert_eq!(a.image_id, "a");
+    assert_eq!(a.identity.as_deref(), Some("lion-1"));
+    assert_eq!(a.path, std::path::PathBuf::from("x/a.jpg"));
+    assert_eq!(a.split, Some(reid_index::SplitRole::Query));
+    assert_eq!(
+        (a.dataset.as_deref(), a.species.as_deref()),
+        (Some("D"), Some("lion"))
+    );
+    assert_eq!(a.attributes.get("camera").map(String::as_str), Some("3"));
+    assert_eq!(g.records()[1].identity, None);
+    assert_eq!(g.embeddings()[[1, 1]], 1.0);
 }

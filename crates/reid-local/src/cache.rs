@@ -29,10 +29,8 @@
 //! | 4 n d | descriptors (`f32`) |
 //! | 32 | SHA-256 of everything before |
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -268,39 +266,8 @@ pub fn read_features_file(path: &Path, expected: Option<&CacheKey>) -> Result<Fe
     decode_features(&bytes, path, expected)
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes a cache file atomically: to a temporary file in the same folder,
-/// `fsync`, `rename` over `path`, then `fsync` of the folder (best effort).
+/// Writes a cache file atomically and durably (`reid_core::fs`).
 pub fn write_features_file(path: &Path, key: &CacheKey, features: &Features) -> Result<()> {
-    let bytes = encode_features(key, features);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stem = path
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "features".into());
-    let tmp = dir.join(format!(
-        ".{stem}.{}.{}.tmp",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = File::options().write(true).create_new(true).open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(LocalError::io(path, e));
-    }
-    // Persist the rename itself; not every platform can open a folder.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    reid_core::fs::write_atomic(path, &encode_features(key, features))?;
     Ok(())
 }

@@ -87,6 +87,9 @@ pub enum LocalError {
         /// The valid length.
         len: usize,
     },
+    /// A file could not be written atomically (the old one is intact).
+    #[error(transparent)]
+    Write(#[from] reid_core::CoreError),
 }
 
 impl LocalError {

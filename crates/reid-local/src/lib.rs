@@ -62,7 +62,6 @@ pub mod error;
 pub mod extract;
 pub mod features;
 pub mod geometry;
-mod kernel;
 pub mod matching;
 pub mod pairs;
 pub mod params;

@@ -3,8 +3,8 @@
 
 use crate::error::{LocalError, Result};
 use crate::features::Features;
-use crate::kernel::dots_into;
 use crate::params::ValidMatchParams;
+use reid_index::matmul::inner_products_of_rows;
 
 /// Rows of the first descriptor set per GEMM tile (a 128 × 1000 tile of
 /// scores is 512 KiB).
@@ -140,7 +140,7 @@ pub(crate) fn match_unchecked(
         let rows = tile.len() / dim;
         s.dots.clear();
         s.dots.resize(rows * nb, 0.0);
-        if !dots_into(tile, b, dim, &mut s.dots) {
+        if !inner_products_of_rows(tile, b, dim, &mut s.dots) {
             return Vec::new();
         }
         for (r, (row, arow)) in s

@@ -64,6 +64,9 @@ pub enum TrainError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A file could not be written atomically (the old one is intact).
+    #[error(transparent)]
+    Write(#[from] reid_core::CoreError),
     /// From libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

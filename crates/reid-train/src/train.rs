@@ -21,6 +21,7 @@ use ndarray::{Array2, Array4, Axis};
 use rayon::prelude::*;
 use reid_backbone::backbone::Backbone;
 use reid_backbone::backbone::Precision;
+use reid_core::fs::{AtomicWrite, TempFile};
 use reid_data::augment::{AugmentContext, ColorJitter, Compose, HorizontalFlip, RandomResizedCrop};
 use reid_data::preprocess::{Preprocess, PreprocessConfig};
 use reid_data::{Dataset, DecodeOptions, PkParams, Record, decode_image};
@@ -377,19 +378,10 @@ fn io_err(path: &Path, e: std::io::Error) -> TrainError {
     }
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| io_err(to, e))
-}
-
 /// Writes every variable of `vs` (sorted by name, contiguous, f32 on the
-/// CPU) as safetensors to `path.tmp`; [`save_var_store`] renames it.
-fn write_var_store_tmp(vs: &nn::VarStore, path: &Path) -> Result<PathBuf> {
+/// CPU) as safetensors to a temporary file beside `path`; committing it
+/// renames it over `path`.
+fn write_var_store_tmp(vs: &nn::VarStore, path: &Path) -> Result<TempFile> {
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let vars: Vec<(String, Tensor)> = tch::no_grad(|| {
@@ -397,8 +389,8 @@ fn write_var_store_tmp(vs: &nn::VarStore, path: &Path) -> Result<PathBuf> {
             .map(|(k, t)| (k, t.to_device(Device::Cpu).contiguous()))
             .collect()
     });
-    let tmp = tmp_path(path);
-    Tensor::write_safetensors(&vars, &tmp).map_err(|e| TrainError::Checkpoint {
+    let tmp = AtomicWrite::new().create_dirs(true).temp_file(path)?;
+    Tensor::write_safetensors(&vars, tmp.path()).map_err(|e| TrainError::Checkpoint {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -409,8 +401,7 @@ fn write_var_store_tmp(vs: &nn::VarStore, path: &Path) -> Result<PathBuf> {
 /// original key names: `BackboneBuilder::weights_file` loads it back),
 /// atomically (temporary file, then rename).
 pub fn save_var_store(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    let tmp = write_var_store_tmp(vs, path)?;
-    rename(&tmp, path)
+    Ok(write_var_store_tmp(vs, path)?.commit()?)
 }
 
 /// Copies the tensors of a safetensors file into the variables of `vs` of
@@ -442,13 +433,14 @@ pub fn load_var_store(vs: &nn::VarStore, path: &Path) -> Result<()> {
     })
 }
 
-fn write_json_atomic<T: Serialize>(value: &T, path: &Path) -> Result<PathBuf> {
-    let tmp = tmp_path(path);
+/// `value` as pretty JSON in a temporary file beside `path`, to commit.
+fn write_json_tmp<T: Serialize>(value: &T, path: &Path) -> Result<TempFile> {
     let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::Checkpoint {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    std::fs::write(&tmp, text).map_err(|e| io_err(&tmp, e))?;
+    let tmp = AtomicWrite::new().create_dirs(true).temp_file(path)?;
+    std::fs::write(tmp.path(), text).map_err(|e| io_err(path, e))?;
     Ok(tmp)
 }
 
@@ -963,17 +955,18 @@ impl Trainer {
         let lg = dir.join(files::LOG);
         let t_bb = write_var_store_tmp(backbone.var_store(), &bb)?;
         let t_hd = write_var_store_tmp(&self.head_vs, &hd)?;
-        let t_lg = write_json_atomic(&state.log, &lg)?;
-        let t_st = write_json_atomic(state, &st)?;
+        let t_lg = write_json_tmp(&state.log, &lg)?;
+        let t_st = write_json_tmp(state, &st)?;
         if best {
-            std::fs::copy(&t_bb, tmp_path(&dir.join(files::BEST)))
-                .map_err(|e| io_err(&dir.join(files::BEST), e))?;
-            rename(&tmp_path(&dir.join(files::BEST)), &dir.join(files::BEST))?;
+            let best_path = dir.join(files::BEST);
+            let t_best = AtomicWrite::new().temp_file(&best_path)?;
+            std::fs::copy(t_bb.path(), t_best.path()).map_err(|e| io_err(&best_path, e))?;
+            t_best.commit()?;
         }
-        rename(&t_bb, &bb)?;
-        rename(&t_hd, &hd)?;
-        rename(&t_lg, &lg)?;
-        rename(&t_st, &st)
+        t_bb.commit()?;
+        t_hd.commit()?;
+        t_lg.commit()?;
+        Ok(t_st.commit()?)
     }
 }
 

@@ -1,7 +1,8 @@
-//! The one place in the workspace that calls the `gemm` crate's raw-pointer
-//! kernel (runtime AVX2 / AVX-512 dispatch), behind a safe, shape-checked
-//! wrapper; exact search here and descriptor matching in `reid-local` use
-//! it.
+//! Inner products of two sets of rows (`a · bᵀ`) into a buffer: the one
+//! place in the workspace that calls the `gemm` crate's raw-pointer kernel
+//! (runtime AVX2 / AVX-512 dispatch), behind a safe, shape-checked wrapper.
+//! Exact search here, descriptor matching in `reid-local` and the t-SNE
+//! neighbours in `reid-eval` use it.
 #![allow(unsafe_code)]
 
 use ndarray::ArrayView2;
@@ -17,11 +18,15 @@ use ndarray::ArrayView2;
 /// let a = array![[1.0f32, 2.0], [0.0, 1.0]];
 /// let b = array![[3.0f32, 4.0]];
 /// let mut out = [0.0f32; 2];
-/// assert!(reid_index::kernel::scores_into(a.view(), b.view(), &mut out));
+/// assert!(reid_index::matmul::inner_products_into(a.view(), b.view(), &mut out));
 /// assert_eq!(out, [11.0, 4.0]);
-/// assert!(!reid_index::kernel::scores_into(a.view(), b.view(), &mut [0.0; 3]));
+/// assert!(!reid_index::matmul::inner_products_into(a.view(), b.view(), &mut [0.0; 3]));
 /// ```
-pub fn scores_into(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, dst: &mut [f32]) -> bool {
+pub fn inner_products_into(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    dst: &mut [f32],
+) -> bool {
     let (m, d) = a.dim();
     let (n, d2) = b.dim();
     if d != d2 || m.checked_mul(n) != Some(dst.len()) {
@@ -68,4 +73,28 @@ pub fn scores_into(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, dst: &mut [f3
         );
     }
     true
+}
+
+/// [`inner_products_into`] for row-major slices: `a` holds rows of `d`
+/// values, as does `b`. Returns `false` (and writes nothing) when a length
+/// is not a multiple of `d`, `d` is 0, or `dst` is not `rows(a) × rows(b)`.
+///
+/// ```
+/// let a = [1.0f32, 2.0, 0.0, 1.0];
+/// let b = [3.0f32, 4.0];
+/// let mut out = [0.0f32; 2];
+/// assert!(reid_index::matmul::inner_products_of_rows(&a, &b, 2, &mut out));
+/// assert_eq!(out, [11.0, 4.0]);
+/// ```
+pub fn inner_products_of_rows(a: &[f32], b: &[f32], d: usize, dst: &mut [f32]) -> bool {
+    if d == 0 || a.len() % d != 0 || b.len() % d != 0 {
+        return false;
+    }
+    match (
+        ArrayView2::from_shape((a.len() / d, d), a),
+        ArrayView2::from_shape((b.len() / d, d), b),
+    ) {
+        (Ok(a), Ok(b)) => inner_products_into(a, b, dst),
+        _ => false,
+    }
 }
