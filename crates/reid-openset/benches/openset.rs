@@ -6,8 +6,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reid_index::Gallery;
 use reid_openset::{
-    ClusterParams, Gallery, Linkage, Rule, SelfCalibrationParams, cluster, self_calibrate,
+    ClusterParams, Linkage, ParamGuard, Rule, ValidSelfCalibrationParams, cluster, self_calibrate,
 };
 
 /// `n` unit rows of `d` dims around `ids` random centres.
@@ -30,13 +31,16 @@ fn data(n: usize, d: usize, ids: usize, seed: u64) -> (Array2<f32>, Vec<String>)
 
 fn benches(c: &mut Criterion) {
     let (x, labels) = data(2000, 256, 400, 1);
-    let g = Gallery::new(x, labels).unwrap();
-    let params = SelfCalibrationParams::default(); // 10 episodes, 201 thresholds
+    let g = Gallery::from_labels(x.view(), &labels).unwrap();
+    let params = ValidSelfCalibrationParams::default(); // 10 episodes, 201 thresholds
     c.bench_function("self_calibrate top1 2000x256 10 episodes", |b| {
         b.iter(|| self_calibrate(&g, &Rule::Top1, &params).unwrap())
     });
     let (q, _) = data(500, 256, 100, 2);
-    let p = ClusterParams::new(Linkage::Average, 0.5).unwrap();
+    let p = ClusterParams::new(0.5)
+        .linkage(Linkage::Average)
+        .check()
+        .unwrap();
     c.bench_function("cluster average 500x256", |b| {
         b.iter(|| cluster(q.view(), &p).unwrap())
     });

@@ -45,3 +45,19 @@ pub(crate) fn queries(q: ArrayView2<'_, f32>, dim: usize) -> Result<()> {
     }
     finite_2d(q, "queries")
 }
+
+/// The identity of every gallery row; a record without one is an
+/// [`OpensetError::Unlabelled`] naming it.
+pub(crate) fn labels(gallery: &reid_index::Gallery) -> Result<Vec<&str>> {
+    gallery
+        .records()
+        .iter()
+        .map(|r| {
+            r.identity
+                .as_deref()
+                .ok_or_else(|| OpensetError::Unlabelled {
+                    image_id: r.image_id.clone(),
+                })
+        })
+        .collect()
+}

@@ -12,6 +12,8 @@
 
 use ndarray::ArrayView2;
 
+use reid_core::ParamGuard;
+
 use crate::decision::{Decision, Prediction};
 use crate::{OpensetError, Result, check};
 
@@ -26,42 +28,80 @@ pub enum Linkage {
     Complete,
 }
 
-/// Validated clustering parameters.
+/// Clustering parameters; [`ParamGuard::check`] gives the
+/// [`ValidClusterParams`] that [`cluster`] takes.
+///
+/// ```
+/// use reid_openset::{ClusterParams, Linkage, ParamGuard};
+/// let p = ClusterParams::new(0.3).linkage(Linkage::Single).check()?;
+/// assert_eq!((p.linkage(), p.distance_threshold()), (Linkage::Single, 0.3));
+/// assert!(ClusterParams::new(0.0).check().is_err());
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClusterParams {
     linkage: Linkage,
     distance_threshold: f32,
 }
 
+/// Checked [`ClusterParams`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValidClusterParams(ClusterParams);
+
 impl ClusterParams {
-    /// `distance_threshold` is a cosine distance in `(0, 2]`.
-    pub fn new(linkage: Linkage, distance_threshold: f32) -> Result<Self> {
-        if !(distance_threshold > 0.0 && distance_threshold <= 2.0) {
-            return Err(OpensetError::InvalidParam {
-                name: "distance_threshold",
-                reason: format!("must be in (0, 2], got {distance_threshold}"),
-            });
-        }
-        Ok(Self {
-            linkage,
+    /// Average linkage, joining clusters closer than `distance_threshold`
+    /// (a cosine distance in `(0, 2]`).
+    pub fn new(distance_threshold: f32) -> Self {
+        Self {
+            linkage: Linkage::Average,
             distance_threshold,
-        })
+        }
     }
 
+    /// The linkage (default average).
+    #[must_use]
+    pub fn linkage(mut self, linkage: Linkage) -> Self {
+        self.linkage = linkage;
+        self
+    }
+}
+
+impl ParamGuard for ClusterParams {
+    type Checked = ValidClusterParams;
+    type Error = OpensetError;
+
+    fn check_ref(&self) -> Result<()> {
+        let d = self.distance_threshold;
+        if !(d > 0.0 && d <= 2.0) {
+            return Err(OpensetError::InvalidParam {
+                name: "distance_threshold",
+                reason: format!("must be in (0, 2], got {d}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidClusterParams> {
+        self.check_ref()?;
+        Ok(ValidClusterParams(self))
+    }
+}
+
+impl ValidClusterParams {
     /// The linkage.
     pub fn linkage(&self) -> Linkage {
-        self.linkage
+        self.0.linkage
     }
 
     /// The distance threshold.
     pub fn distance_threshold(&self) -> f32 {
-        self.distance_threshold
+        self.0.distance_threshold
     }
 }
 
 /// Cluster label of each row of `embeddings` (`[n, dim]`), numbered from 0
 /// by first appearance. No rows gives no labels.
-pub fn cluster(embeddings: ArrayView2<'_, f32>, params: &ClusterParams) -> Result<Vec<usize>> {
+pub fn cluster(embeddings: ArrayView2<'_, f32>, params: &ValidClusterParams) -> Result<Vec<usize>> {
     check::finite_2d(embeddings, "embeddings")?;
     let n = embeddings.nrows();
     if n == 0 {
@@ -78,7 +118,7 @@ pub fn cluster(embeddings: ArrayView2<'_, f32>, params: &ClusterParams) -> Resul
     let mut size = vec![1usize; n];
     let mut active = vec![true; n];
     let mut parent: Vec<usize> = (0..n).collect();
-    let t = f64::from(params.distance_threshold);
+    let t = f64::from(params.distance_threshold());
     loop {
         let mut best: Option<(f64, usize, usize)> = None;
         for i in 0..n {
@@ -109,7 +149,7 @@ pub fn cluster(embeddings: ArrayView2<'_, f32>, params: &ClusterParams) -> Resul
                 continue;
             }
             let (dik, djk) = (at(&d, i, k), at(&d, j, k));
-            let new = match params.linkage {
+            let new = match params.linkage() {
                 Linkage::Single => dik.min(djk),
                 Linkage::Complete => dik.max(djk),
                 Linkage::Average => (ni * dik + nj * djk) / (ni + nj),
@@ -160,7 +200,7 @@ pub fn cluster(embeddings: ArrayView2<'_, f32>, params: &ClusterParams) -> Resul
 pub fn assign_new_ids(
     predictions: &[Prediction],
     queries: ArrayView2<'_, f32>,
-    params: &ClusterParams,
+    params: &ValidClusterParams,
     prefix: &str,
 ) -> Result<Vec<String>> {
     check::same_len("predictions", queries.nrows(), predictions.len())?;

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{Array2, ArrayView2};
-use reid_index::{TopK, exact_topk};
+use ndarray::ArrayView2;
+use reid_core::ParamGuard;
+use reid_index::{Gallery, TopK};
 
 use crate::{OpensetError, Result, check};
 
@@ -127,11 +128,11 @@ impl Rule {
     /// `scores` best first): the winning identity's label index into
     /// `labels` (a gallery row of that identity) and its score. `None` when
     /// there are no matches.
-    pub(crate) fn candidate(
+    pub(crate) fn candidate<S: AsRef<str>>(
         &self,
         indices: &[usize],
         scores: &[f32],
-        labels: &[String],
+        labels: &[S],
     ) -> Result<Option<(usize, f32)>> {
         for &g in indices {
             if g >= labels.len() {
@@ -155,10 +156,10 @@ impl Rule {
         // Identities in order of first appearance: (first row, sims).
         let mut seen: Vec<(usize, Vec<f32>)> = Vec::new();
         for (&g, &s) in indices.iter().zip(scores).take(k) {
-            let label = labels.get(g).map(String::as_str).unwrap_or_default();
+            let label = labels.get(g).map(AsRef::as_ref).unwrap_or_default();
             match seen
                 .iter_mut()
-                .find(|(first, _)| labels.get(*first).map(String::as_str) == Some(label))
+                .find(|(first, _)| labels.get(*first).map(AsRef::as_ref) == Some(label))
             {
                 Some((_, sims)) => sims.push(s),
                 None => seen.push((g, vec![s])),
@@ -182,6 +183,88 @@ impl Rule {
             }
         }
         Ok(best)
+    }
+}
+
+impl std::str::FromStr for Rule {
+    type Err = OpensetError;
+
+    /// `top1`; `knn:K` (the identity with the best similarity among the
+    /// `K` nearest, [`Aggregate::Max`] over up to `K` per identity); or
+    /// `knn:K:mean:P` / `knn:K:max:P` (each identity scored by the mean /
+    /// max of its best `P` similarities among the `K` nearest). The numbers
+    /// are checked; [`std::fmt::Display`] writes the same forms.
+    ///
+    /// ```
+    /// use reid_openset::{Aggregate, Rule};
+    /// assert_eq!("top1".parse::<Rule>()?, Rule::Top1);
+    /// assert_eq!(
+    ///     "knn:5".parse::<Rule>()?,
+    ///     Rule::Knn { k: 5, per_identity: 5, aggregate: Aggregate::Max }
+    /// );
+    /// assert_eq!(
+    ///     "knn:10:mean:3".parse::<Rule>()?,
+    ///     Rule::Knn { k: 10, per_identity: 3, aggregate: Aggregate::Mean }
+    /// );
+    /// assert!("knn:0".parse::<Rule>().is_err() && "best".parse::<Rule>().is_err());
+    /// # Ok::<(), reid_openset::OpensetError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| OpensetError::InvalidParam {
+            name: "rule",
+            reason: format!("`{s}`: {why} (use top1, knn:K or knn:K:mean:P, knn:K:max:P)"),
+        };
+        let number = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| bad(&format!("`{v}` is not a count")))
+        };
+        let parts: Vec<&str> = s.trim().split(':').collect();
+        let rule = match parts.as_slice() {
+            ["top1"] => Rule::Top1,
+            ["knn", k] => {
+                let k = number(k)?;
+                Rule::Knn {
+                    k,
+                    per_identity: k,
+                    aggregate: Aggregate::Max,
+                }
+            }
+            ["knn", k, agg @ ("mean" | "max"), p] => Rule::Knn {
+                k: number(k)?,
+                per_identity: number(p)?,
+                aggregate: if *agg == "mean" {
+                    Aggregate::Mean
+                } else {
+                    Aggregate::Max
+                },
+            },
+            _ => return Err(bad("unknown rule")),
+        };
+        rule.validate()?;
+        Ok(rule)
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rule::Top1 => f.write_str("top1"),
+            Rule::Knn {
+                k,
+                per_identity,
+                aggregate: Aggregate::Max,
+            } if per_identity == k => write!(f, "knn:{k}"),
+            Rule::Knn {
+                k,
+                per_identity,
+                aggregate: Aggregate::Max,
+            } => write!(f, "knn:{k}:max:{per_identity}"),
+            Rule::Knn {
+                k,
+                per_identity,
+                aggregate: Aggregate::Mean,
+            } => write!(f, "knn:{k}:mean:{per_identity}"),
+        }
     }
 }
 
@@ -239,96 +322,70 @@ impl Thresholds {
     }
 }
 
-/// A validated decision rule with its thresholds.
+/// A decision rule with its thresholds; [`ParamGuard::check`] gives the
+/// [`ValidDecisionParams`] the decision functions take.
+///
+/// ```
+/// use reid_openset::{DecisionParams, ParamGuard, Rule, Thresholds};
+/// let p = DecisionParams::new(Thresholds::new(0.7)?).rule(Rule::Top1).check()?;
+/// assert_eq!(p.thresholds().get(None), 0.7);
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionParams {
     rule: Rule,
     thresholds: Thresholds,
 }
 
+/// Checked [`DecisionParams`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidDecisionParams(DecisionParams);
+
 impl DecisionParams {
-    /// Checks `rule` (see [`Rule::validate`]).
-    pub fn new(rule: Rule, thresholds: Thresholds) -> Result<Self> {
-        rule.validate()?;
-        Ok(Self { rule, thresholds })
+    /// Top-1 with these thresholds.
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self {
+            rule: Rule::Top1,
+            thresholds,
+        }
     }
 
-    /// Top-1 with one threshold.
+    /// The rule (default top-1).
+    #[must_use]
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rule = rule;
+        self
+    }
+}
+
+impl ParamGuard for DecisionParams {
+    type Checked = ValidDecisionParams;
+    type Error = OpensetError;
+
+    fn check_ref(&self) -> Result<()> {
+        self.rule.validate()
+    }
+
+    fn check(self) -> Result<ValidDecisionParams> {
+        self.check_ref()?;
+        Ok(ValidDecisionParams(self))
+    }
+}
+
+impl ValidDecisionParams {
+    /// Top-1 with one threshold (checked finite).
     pub fn top1(threshold: f32) -> Result<Self> {
-        Self::new(Rule::Top1, Thresholds::new(threshold)?)
+        DecisionParams::new(Thresholds::new(threshold)?).check()
     }
 
     /// The rule.
     pub fn rule(&self) -> &Rule {
-        &self.rule
+        &self.0.rule
     }
 
     /// The thresholds.
     pub fn thresholds(&self) -> &Thresholds {
-        &self.thresholds
-    }
-}
-
-/// The database: L2-normalised embeddings (one row per image) and the
-/// identity of each row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Gallery {
-    embeddings: Array2<f32>,
-    labels: Vec<String>,
-}
-
-impl Gallery {
-    /// Checks that there is at least one row, at least one column, one
-    /// label per row and no NaN or infinity. Rows are taken as
-    /// L2-normalised (similarity is the inner product); this is not checked.
-    pub fn new(embeddings: Array2<f32>, labels: Vec<String>) -> Result<Self> {
-        if embeddings.nrows() == 0 {
-            return Err(OpensetError::EmptyGallery);
-        }
-        if embeddings.ncols() == 0 {
-            return Err(OpensetError::Shape {
-                expected: "[rows, dim >= 1]".into(),
-                got: format!("[{}, 0]", embeddings.nrows()),
-            });
-        }
-        check::same_len("gallery labels", embeddings.nrows(), labels.len())?;
-        check::finite_2d(embeddings.view(), "gallery embeddings")?;
-        Ok(Self { embeddings, labels })
-    }
-
-    /// The embeddings, `[rows, dim]`.
-    pub fn embeddings(&self) -> ArrayView2<'_, f32> {
-        self.embeddings.view()
-    }
-
-    /// The identity of each row.
-    pub fn labels(&self) -> &[String] {
-        &self.labels
-    }
-
-    /// Embedding dimension.
-    pub fn dim(&self) -> usize {
-        self.embeddings.ncols()
-    }
-
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Always `false` (a gallery has at least one row).
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// The ranked matches of `queries` that `rule` needs.
-    pub fn search(&self, queries: ArrayView2<'_, f32>, rule: &Rule) -> Result<TopK> {
-        check::queries(queries, self.dim())?;
-        Ok(exact_topk(
-            queries,
-            self.embeddings.view(),
-            rule.neighbours(),
-        )?)
+        &self.0.thresholds
     }
 }
 
@@ -336,11 +393,11 @@ impl Gallery {
 /// [`reid_index::exact_topk`] or fused by [`crate::fusion`]); `labels` are
 /// the gallery identities, `groups` the group of each query (species or
 /// dataset) for per-group thresholds, or `None` for the default threshold.
-pub fn decide_topk<S: AsRef<str>>(
+pub fn decide_topk<L: AsRef<str>, S: AsRef<str>>(
     topk: &TopK,
-    labels: &[String],
+    labels: &[L],
     groups: Option<&[S]>,
-    params: &DecisionParams,
+    params: &ValidDecisionParams,
 ) -> Result<Vec<Prediction>> {
     let q = topk.indices.nrows();
     if topk.scores.dim() != topk.indices.dim() {
@@ -363,10 +420,13 @@ pub fn decide_topk<S: AsRef<str>>(
         let idx = idx.to_vec();
         let sc = sc.to_vec();
         let group = groups.and_then(|g| g.get(row)).map(AsRef::as_ref);
-        let threshold = params.thresholds.get(group);
-        let pred = match params.rule.candidate(&idx, &sc, labels)? {
+        let threshold = params.thresholds().get(group);
+        let pred = match params.rule().candidate(&idx, &sc, labels)? {
             Some((g, s)) => {
-                let id = labels.get(g).cloned().unwrap_or_default();
+                let id = labels
+                    .get(g)
+                    .map(|l| l.as_ref().to_owned())
+                    .unwrap_or_default();
                 Prediction {
                     decision: if s >= threshold {
                         Decision::Known(id.clone())
@@ -389,20 +449,25 @@ pub fn decide_topk<S: AsRef<str>>(
 }
 
 /// Searches `gallery` for `queries` (`[q, dim]`, L2-normalised rows) and
-/// decides each one (see [`decide_topk`]).
+/// decides each one (see [`decide_topk`]). Every gallery record needs an
+/// identity.
 pub fn decide<S: AsRef<str>>(
     gallery: &Gallery,
     queries: ArrayView2<'_, f32>,
     groups: Option<&[S]>,
-    params: &DecisionParams,
+    params: &ValidDecisionParams,
 ) -> Result<Vec<Prediction>> {
     if let Some(g) = groups {
         check::same_len("query groups", queries.nrows(), g.len())?;
     }
+    let labels = check::labels(gallery)?;
+    check::queries(queries, gallery.dim())?;
     if queries.nrows() == 0 {
-        check::queries(queries, gallery.dim())?;
         return Ok(Vec::new());
     }
-    let topk = gallery.search(queries, &params.rule)?;
-    decide_topk(&topk, gallery.labels(), groups, params)
+    if gallery.is_empty() {
+        return Err(OpensetError::EmptyGallery);
+    }
+    let topk = gallery.search_topk(queries, params.rule().neighbours(), None)?;
+    decide_topk(&topk, &labels, groups, params)
 }

@@ -23,6 +23,12 @@ pub enum OpensetError {
     /// The gallery (database) has no rows.
     #[error("the gallery is empty")]
     EmptyGallery,
+    /// A gallery record has no identity, so it cannot answer "this is X".
+    #[error("gallery record `{image_id}` has no identity")]
+    Unlabelled {
+        /// The record's image id.
+        image_id: String,
+    },
     /// An input that must not be empty is empty.
     #[error("{what} is empty")]
     Empty {

@@ -12,18 +12,22 @@
 //!
 //! [`self_calibrate_fusion`] fits each source's calibrator and the
 //! threshold on the fused score from the database alone, through the same
-//! open-set episodes as [`crate::selfcal`].
+//! open-set episodes as [`crate::threshold`], inside each group (dataset).
 
 use std::collections::BTreeMap;
 
 use ndarray::{Array2, ArrayView2, Axis};
-use reid_index::{TopK, exact_topk};
+use reid_core::ParamGuard;
+use reid_index::{Gallery, TopK, exact_topk};
 
-use crate::calibrate::{CalibrationMethod, Calibrator};
-use crate::decision::Gallery;
-use crate::selfcal::{
-    EpisodeQuery, SelfCalibration, SelfCalibrationParams, identity_numbers, simulate_episodes,
-    summarise_episodes,
+use crate::decision::Thresholds;
+use crate::episodes::{
+    EpisodeQuery, ValidSelfCalibrationParams, identity_numbers, labels, simulate_episodes,
+};
+use crate::probability::{CalibrationMethod, Calibrator};
+use crate::threshold::{
+    EpisodeCurve, SelfCalibration, episode_curves, no_group_calibrates, pool_curves, rows_by_group,
+    summarise,
 };
 use crate::{OpensetError, Result, check};
 
@@ -230,6 +234,117 @@ fn checked_scores(scorer: &dyn PairScorer, pairs: &[(usize, usize)]) -> Result<V
     Ok(raw)
 }
 
+/// The settings of a fusion: the cosine shortlist each query keeps, the
+/// weight of each source in the mean, and the calibration of each source;
+/// [`ParamGuard::check`] gives [`ValidFusionParams`].
+///
+/// ```
+/// use reid_openset::{CalibrationMethod, FusionParams, ParamGuard};
+/// let p = FusionParams::default().shortlist(50).weights(vec![1.0, 0.5]).check()?;
+/// assert_eq!((p.shortlist(), p.weights()), (50, &[1.0, 0.5][..]));
+/// assert_eq!(p.method(), CalibrationMethod::Isotonic);
+/// assert!(FusionParams::default().weights(vec![0.0, 0.0]).check().is_err());
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionParams {
+    shortlist: usize,
+    weights: Vec<f32>,
+    method: CalibrationMethod,
+}
+
+/// Checked [`FusionParams`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidFusionParams(FusionParams);
+
+impl Default for FusionParams {
+    /// Shortlist 10, two sources of weight 1 (cosine and one more),
+    /// isotonic calibration.
+    fn default() -> Self {
+        Self {
+            shortlist: 10,
+            weights: vec![1.0, 1.0],
+            method: CalibrationMethod::Isotonic,
+        }
+    }
+}
+
+impl FusionParams {
+    /// The cosine shortlist `B` of each query that the sources re-score
+    /// (at least 1).
+    #[must_use]
+    pub fn shortlist(mut self, b: usize) -> Self {
+        self.shortlist = b;
+        self
+    }
+    /// One weight per source, in the order the sources are given (finite,
+    /// `>= 0`, not all 0).
+    #[must_use]
+    pub fn weights(mut self, w: Vec<f32>) -> Self {
+        self.weights = w;
+        self
+    }
+    /// How each source's scores become probabilities.
+    #[must_use]
+    pub fn method(mut self, m: CalibrationMethod) -> Self {
+        self.method = m;
+        self
+    }
+}
+
+impl ParamGuard for FusionParams {
+    type Checked = ValidFusionParams;
+    type Error = OpensetError;
+
+    fn check_ref(&self) -> Result<()> {
+        if self.shortlist == 0 {
+            return Err(OpensetError::InvalidParam {
+                name: "shortlist",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.weights.is_empty() {
+            return Err(OpensetError::InvalidParam {
+                name: "weights",
+                reason: "needs one weight per similarity source".into(),
+            });
+        }
+        if let Some(w) = self.weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+            return Err(OpensetError::InvalidParam {
+                name: "weights",
+                reason: format!("must be finite and >= 0, got {w}"),
+            });
+        }
+        if self.weights.iter().all(|&w| w == 0.0) {
+            return Err(OpensetError::InvalidParam {
+                name: "weights",
+                reason: "all weights are 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidFusionParams> {
+        self.check_ref()?;
+        Ok(ValidFusionParams(self))
+    }
+}
+
+impl ValidFusionParams {
+    /// The shortlist `B`.
+    pub fn shortlist(&self) -> usize {
+        self.0.shortlist
+    }
+    /// The weight of each source.
+    pub fn weights(&self) -> &[f32] {
+        &self.0.weights
+    }
+    /// The calibration method.
+    pub fn method(&self) -> CalibrationMethod {
+        self.0.method
+    }
+}
+
 /// A fusion calibrated from the database alone
 /// ([`self_calibrate_fusion`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -239,127 +354,235 @@ pub struct FusionCalibration {
     pub calibrators: Vec<Calibrator>,
     /// The threshold on the fused probability (known iff the re-ranked top
     /// candidate's fused score is at least this), with its episode report.
-    pub selfcal: SelfCalibration,
+    pub self_calibration: SelfCalibration,
     /// Distinct database pairs each source scored.
     pub pairs: usize,
     /// How many of them show the same individual.
     pub positives: usize,
 }
 
-/// Calibrates a fusion from the database alone, as [`crate::selfcal`]
-/// calibrates a cosine threshold: the open-set episodes of `params` split
-/// the database (`gallery`) into pseudo-galleries and pseudo-queries; each
-/// pseudo-query shortlists its top `shortlist` pseudo-gallery rows by
-/// cosine; every source (`scorers[s]`, scoring **database row × database
-/// row**, with weight `weights[s]`) scores each distinct shortlisted pair
-/// once; each source's `method` calibrator is fitted on those pairs
-/// (positive = same identity); each pseudo-query's shortlist is re-ranked by
-/// the weighted mean of the calibrated probabilities, and the threshold on
-/// the top fused score that maximises the mean episode `sqrt(BAKS · BAUS)`
-/// is chosen from `params`' grid (give it a grid over `[0, 1]`).
+/// Fusions calibrated per group ([`self_calibrate_fusion_groups`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionGroupCalibration {
+    /// Each group's threshold on the fused probability, and the default
+    /// ([`FusionGroupCalibration::all`]'s).
+    pub thresholds: Thresholds,
+    /// The default, for groups that cannot form episodes: calibrators
+    /// fitted on the pairs of every group together, and the threshold that
+    /// maximises the mean over groups of each group's episode score.
+    pub all: FusionCalibration,
+    /// Each calibrated group's own fusion.
+    pub per_group: BTreeMap<String, FusionCalibration>,
+    /// Groups that could not form episodes, with the reason.
+    pub skipped: BTreeMap<String, String>,
+}
+
+impl FusionGroupCalibration {
+    /// The fusion of `group`: its own, else the default.
+    pub fn get(&self, group: &str) -> &FusionCalibration {
+        self.per_group.get(group).unwrap_or(&self.all)
+    }
+}
+
+/// One group's episodes with each pseudo-query's shortlist, as gallery rows.
+struct GroupEpisodes {
+    name: String,
+    is_new: Vec<Vec<bool>>,
+    /// Per episode: (pseudo-query row, shortlisted gallery rows).
+    lists: Vec<Vec<(usize, Vec<usize>)>>,
+    /// Identity number of each gallery row (numbering within the group).
+    identity_of: BTreeMap<usize, usize>,
+}
+
+/// Calibrates a fusion from the database alone, as [`crate::threshold`]
+/// calibrates a cosine threshold, with every episode drawn inside one group
+/// (`groups[i]` for gallery row `i`): the open-set episodes of `episodes`
+/// split each group into pseudo-galleries and pseudo-queries; each
+/// pseudo-query shortlists its top `params.shortlist()` pseudo-gallery rows
+/// by cosine; every source (`scorers[s]`, scoring **gallery row × gallery
+/// row**, with weight `params.weights()[s]`) scores each distinct
+/// shortlisted pair once; each source's calibrator is fitted on those pairs
+/// (positive = same identity), per group and on all groups together; each
+/// pseudo-query's shortlist is re-ranked by the weighted mean of the
+/// calibrated probabilities, and the threshold on the top fused score that
+/// maximises the mean episode `sqrt(BAKS · BAUS)` is chosen from the grid
+/// of `episodes` (give it a grid over `[0, 1]`): per group, and for the
+/// default the mean over groups (as in [`crate::self_calibrate_groups`]).
 ///
 /// Use the result with [`fuse`] (sources with these calibrators, scoring
-/// query × database rows) and [`crate::decide_topk`] with [`crate::Rule::Top1`]
-/// at [`FusionCalibration::selfcal`]'s threshold.
+/// query × gallery rows) and [`crate::decide_topk`] with
+/// [`crate::Rule::Top1`] at the group's threshold.
+pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
+    gallery: &Gallery,
+    groups: &[S],
+    scorers: &[&dyn PairScorer],
+    params: &ValidFusionParams,
+    episodes: &ValidSelfCalibrationParams,
+) -> Result<FusionGroupCalibration> {
+    check::same_len("fusion weights", scorers.len(), params.weights().len())?;
+    let weights = params.weights();
+    let labels = labels(gallery)?;
+    let mut unique: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    let mut prepared: Vec<GroupEpisodes> = Vec::new();
+    let mut skipped = BTreeMap::new();
+    for (name, idx) in rows_by_group(gallery, groups)? {
+        let sub_labels: Vec<&str> = idx.iter().map(|&r| labels[r]).collect();
+        let eps = match simulate_episodes(&sub_labels, episodes) {
+            Ok(e) => e,
+            Err(OpensetError::Episodes(reason)) => {
+                skipped.insert(name, reason);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let sub = gallery.select_rows(&idx)?;
+        let mut lists = Vec::with_capacity(eps.len());
+        for ep in &eps {
+            let pseudo = sub.select_rows(&ep.gallery)?;
+            let q = sub.embeddings().select(Axis(0), &ep.queries);
+            let top = pseudo.search_topk(q.view(), params.shortlist(), None)?;
+            let mut one = Vec::with_capacity(ep.queries.len());
+            for (row, cand) in top.indices.outer_iter().enumerate() {
+                let q = idx[ep.queries[row]];
+                let cands: Vec<usize> = cand.iter().map(|&g| idx[ep.gallery[g]]).collect();
+                for &g in &cands {
+                    unique.entry((q, g)).or_insert_with(|| {
+                        order.push((q, g));
+                        order.len() - 1
+                    });
+                }
+                one.push((q, cands));
+            }
+            lists.push(one);
+        }
+        let numbers = identity_numbers(&sub_labels);
+        prepared.push(GroupEpisodes {
+            name,
+            is_new: eps.into_iter().map(|e| e.is_new).collect(),
+            lists,
+            identity_of: idx.iter().copied().zip(numbers).collect(),
+        });
+    }
+    if prepared.is_empty() {
+        return Err(no_group_calibrates(&skipped));
+    }
+    let pairs = order;
+    let same: Vec<bool> = pairs.iter().map(|&(q, g)| labels[q] == labels[g]).collect();
+    let raw: Vec<Vec<f32>> = scorers
+        .iter()
+        .map(|&s| checked_scores(s, &pairs))
+        .collect::<Result<_>>()?;
+    let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    // Calibrators fitted on the pairs `keep` selects, and the fused score of
+    // every pair under them.
+    let fit = |keep: &dyn Fn(usize) -> bool| -> Result<(Vec<Calibrator>, Vec<f64>)> {
+        let sel: Vec<usize> = (0..pairs.len()).filter(|&e| keep(e)).collect();
+        let y: Vec<bool> = sel.iter().map(|&e| same[e]).collect();
+        let mut cals = Vec::with_capacity(raw.len());
+        let mut fused = vec![0.0f64; pairs.len()];
+        for (r, &w) in raw.iter().zip(weights) {
+            let x: Vec<f32> = sel.iter().map(|&e| r[e]).collect();
+            let cal = Calibrator::fit(params.method(), &x, &y)?;
+            for (acc, &v) in fused.iter_mut().zip(r) {
+                *acc += f64::from(w) * f64::from(cal.probability(v));
+            }
+            cals.push(cal);
+        }
+        fused.iter_mut().for_each(|f| *f /= total);
+        Ok((cals, fused))
+    };
+    // A group's episode curves under the fused scores `fused`.
+    let curves_of = |g: &GroupEpisodes, fused: &[f64]| -> Vec<EpisodeCurve> {
+        let runs: Vec<Vec<EpisodeQuery>> = g
+            .lists
+            .iter()
+            .zip(&g.is_new)
+            .map(|(one, is_new)| {
+                one.iter()
+                    .zip(is_new)
+                    .map(|((q, cands), &is_new)| {
+                        // Best fused score; ties keep the cosine order.
+                        let mut best: Option<(usize, f64)> = None;
+                        for &c in cands {
+                            let f = unique.get(&(*q, c)).map_or(0.0, |&e| fused[e]);
+                            if best.is_none_or(|(_, b)| f > b) {
+                                best = Some((c, f));
+                            }
+                        }
+                        let (correct, score) = match best {
+                            Some((c, f)) => (labels[c] == labels[*q], f as f32),
+                            None => (false, f32::NEG_INFINITY),
+                        };
+                        EpisodeQuery {
+                            identity: g.identity_of.get(q).copied().unwrap_or_default(),
+                            is_new,
+                            correct,
+                            score,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        episode_curves(&runs, episodes.grid())
+    };
+    let group_of_pair: Vec<usize> = pairs
+        .iter()
+        .map(|(q, _)| {
+            prepared
+                .iter()
+                .position(|g| g.identity_of.contains_key(q))
+                .unwrap_or_default()
+        })
+        .collect();
+    let counts = |keep: &dyn Fn(usize) -> bool| {
+        let sel: Vec<usize> = (0..pairs.len()).filter(|&e| keep(e)).collect();
+        (sel.len(), sel.iter().filter(|&&e| same[e]).count())
+    };
+    let mut per_group = BTreeMap::new();
+    for (gi, g) in prepared.iter().enumerate() {
+        let keep = |e: usize| group_of_pair[e] == gi;
+        let (calibrators, fused) = fit(&keep)?;
+        let (n, positives) = counts(&keep);
+        per_group.insert(
+            g.name.clone(),
+            FusionCalibration {
+                calibrators,
+                self_calibration: summarise(&curves_of(g, &fused), episodes.grid()),
+                pairs: n,
+                positives,
+            },
+        );
+    }
+    let (calibrators, fused) = fit(&|_| true)?;
+    let pooled: Vec<Vec<EpisodeCurve>> = prepared.iter().map(|g| curves_of(g, &fused)).collect();
+    let all = FusionCalibration {
+        calibrators,
+        self_calibration: summarise(&pool_curves(&pooled), episodes.grid()),
+        pairs: pairs.len(),
+        positives: same.iter().filter(|&&s| s).count(),
+    };
+    let mut thresholds = Thresholds::new(all.self_calibration.threshold)?;
+    for (g, c) in &per_group {
+        thresholds = thresholds.with_group(g, c.self_calibration.threshold)?;
+    }
+    Ok(FusionGroupCalibration {
+        thresholds,
+        all,
+        per_group,
+        skipped,
+    })
+}
+
+/// [`self_calibrate_fusion_groups`] with the whole gallery as one group.
 pub fn self_calibrate_fusion(
     gallery: &Gallery,
     scorers: &[&dyn PairScorer],
-    weights: &[f32],
-    shortlist: usize,
-    method: CalibrationMethod,
-    params: &SelfCalibrationParams,
+    params: &ValidFusionParams,
+    episodes: &ValidSelfCalibrationParams,
 ) -> Result<FusionCalibration> {
-    check::same_len("fusion weights", scorers.len(), weights.len())?;
-    if shortlist == 0 {
-        return Err(OpensetError::InvalidParam {
-            name: "shortlist",
-            reason: "must be at least 1".into(),
-        });
-    }
-    let probe: Vec<FusionSource<'_>> = scorers
-        .iter()
-        .zip(weights)
-        .map(|(&scorer, &weight)| FusionSource {
-            scorer,
-            calibrator: None,
-            weight,
-        })
-        .collect();
-    check_sources(&probe)?;
-    let labels = gallery.labels();
-    let episodes = simulate_episodes(labels, params)?;
-    let identity_of = identity_numbers(labels);
-    let emb = gallery.embeddings();
-    // Each pseudo-query's shortlist, as database rows.
-    let mut lists: Vec<Vec<(usize, Vec<usize>)>> = Vec::with_capacity(episodes.len());
-    let mut unique: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-    for ep in &episodes {
-        let g_rows = emb.select(Axis(0), &ep.gallery);
-        let q_rows = emb.select(Axis(0), &ep.queries);
-        let top = exact_topk(q_rows.view(), g_rows.view(), shortlist)?;
-        let mut one = Vec::with_capacity(ep.queries.len());
-        for (row, idx) in top.indices.outer_iter().enumerate() {
-            let q = ep.queries[row];
-            let cands: Vec<usize> = idx.iter().map(|&g| ep.gallery[g]).collect();
-            for &g in &cands {
-                let next = unique.len();
-                unique.entry((q, g)).or_insert(next);
-            }
-            one.push((q, cands));
-        }
-        lists.push(one);
-    }
-    let mut pairs = vec![(0, 0); unique.len()];
-    for (&pair, &e) in &unique {
-        pairs[e] = pair;
-    }
-    let same: Vec<bool> = pairs.iter().map(|&(q, g)| labels[q] == labels[g]).collect();
-    let mut calibrators = Vec::with_capacity(scorers.len());
-    let mut fused = vec![0.0f64; pairs.len()];
-    let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
-    for (&scorer, &w) in scorers.iter().zip(weights) {
-        let raw = checked_scores(scorer, &pairs)?;
-        let cal = Calibrator::fit(method, &raw, &same)?;
-        for (acc, &r) in fused.iter_mut().zip(&raw) {
-            *acc += f64::from(w) * f64::from(cal.probability(r));
-        }
-        calibrators.push(cal);
-    }
-    let runs: Vec<Vec<EpisodeQuery>> = episodes
-        .iter()
-        .zip(&lists)
-        .map(|(ep, one)| {
-            one.iter()
-                .zip(&ep.is_new)
-                .map(|((q, cands), &is_new)| {
-                    // Best fused score; ties keep the cosine order.
-                    let mut best: Option<(usize, f64)> = None;
-                    for &g in cands {
-                        let f = unique.get(&(*q, g)).map_or(0.0, |&e| fused[e] / total);
-                        if best.is_none_or(|(_, b)| f > b) {
-                            best = Some((g, f));
-                        }
-                    }
-                    let (correct, score) = match best {
-                        Some((g, f)) => (labels[g] == labels[*q], f as f32),
-                        None => (false, f32::NEG_INFINITY),
-                    };
-                    EpisodeQuery {
-                        identity: identity_of[*q],
-                        is_new,
-                        correct,
-                        score,
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Ok(FusionCalibration {
-        calibrators,
-        selfcal: summarise_episodes(runs, params.grid()),
-        positives: same.iter().filter(|&&s| s).count(),
-        pairs: pairs.len(),
-    })
+    let groups = vec![""; gallery.len()];
+    Ok(self_calibrate_fusion_groups(gallery, &groups, scorers, params, episodes)?.all)
 }
 
 /// Shortlists the top `shortlist` gallery rows of each query by cosine on

@@ -7,8 +7,13 @@ mod common;
 use ndarray::{Array2, array};
 use reid_openset::score::adjusted_rand_index;
 use reid_openset::{
-    ClusterParams, Decision, Linkage, OpensetError, Prediction, assign_new_ids, cluster,
+    ClusterParams, Decision, Linkage, OpensetError, ParamGuard, Prediction, ValidClusterParams,
+    assign_new_ids, cluster,
 };
+
+fn params(linkage: Linkage, t: f32) -> ValidClusterParams {
+    ClusterParams::new(t).linkage(linkage).check().unwrap()
+}
 
 /// scikit-learn's labels renumbered by first appearance.
 fn canonical(labels: &[i64]) -> Vec<usize> {
@@ -39,7 +44,7 @@ fn matches_sklearn_agglomerative() {
         };
         let t = c["threshold"].as_f64().unwrap() as f32;
         let want = canonical(&common::i64s(&c["labels"]));
-        let got = cluster(x.view(), &ClusterParams::new(linkage, t).unwrap()).unwrap();
+        let got = cluster(x.view(), &params(linkage, t)).unwrap();
         assert_eq!(got, want, "case {i} ({linkage:?}, t = {t})");
         assert_eq!(adjusted_rand_index(&got, &want).unwrap(), 1.0);
     }
@@ -58,7 +63,7 @@ fn linkages_by_hand() {
     };
     let rows = [p(0.0), p(10.0), p(30.0), p(90.0)];
     let x = Array2::from_shape_fn((4, 2), |(i, j)| rows[i][j]);
-    let run = |l| cluster(x.view(), &ClusterParams::new(l, 0.1).unwrap()).unwrap();
+    let run = |l| cluster(x.view(), &params(l, 0.1)).unwrap();
     assert_eq!(run(Linkage::Single), vec![0, 0, 0, 1]);
     assert_eq!(run(Linkage::Average), vec![0, 0, 0, 1]);
     assert_eq!(run(Linkage::Complete), vec![0, 0, 1, 2]);
@@ -85,13 +90,7 @@ fn new_queries_get_consistent_ids() {
         [0.99, 0.141],
         [1.0, 0.0]
     ];
-    let ids = assign_new_ids(
-        &preds,
-        q.view(),
-        &ClusterParams::new(Linkage::Average, 0.2).unwrap(),
-        "new_",
-    )
-    .unwrap();
+    let ids = assign_new_ids(&preds, q.view(), &params(Linkage::Average, 0.2), "new_").unwrap();
     assert_eq!(ids, vec!["new_0001", "a", "new_0002", "new_0001", "b"]);
     // Scored by ARI against the truth of the new queries.
     let truth = ["n7", "n9", "n7"];
@@ -101,7 +100,15 @@ fn new_queries_get_consistent_ids() {
 
 #[test]
 fn cluster_edge_cases_and_errors() {
-    let p = ClusterParams::new(Linkage::Average, 0.3).unwrap();
+    let p = params(Linkage::Average, 0.3);
+    // Average linkage unless told otherwise; the settings read back.
+    assert_eq!(ClusterParams::new(0.3).check().unwrap(), p);
+    assert_eq!(
+        (p.linkage(), p.distance_threshold()),
+        (Linkage::Average, 0.3)
+    );
+    // The largest cosine distance, 2, is allowed.
+    assert!(ClusterParams::new(2.0).check().is_ok());
     assert!(
         cluster(Array2::<f32>::zeros((0, 3)).view(), &p)
             .unwrap()
@@ -112,10 +119,21 @@ fn cluster_edge_cases_and_errors() {
         cluster(array![[1.0f32, f32::NAN]].view(), &p),
         Err(OpensetError::NonFinite { row: 0, col: 1, .. })
     ));
-    for t in [0.0, -0.1, 2.5, f32::NAN] {
+    for t in [0.0, -0.1, 2.5, f32::NAN, f32::INFINITY] {
+        let p = ClusterParams::new(t).linkage(Linkage::Single);
         assert!(matches!(
-            ClusterParams::new(Linkage::Single, t),
-            Err(OpensetError::InvalidParam { .. })
+            p.check_ref(),
+            Err(OpensetError::InvalidParam {
+                name: "distance_threshold",
+                ..
+            })
+        ));
+        assert!(matches!(
+            p.check(),
+            Err(OpensetError::InvalidParam {
+                name: "distance_threshold",
+                ..
+            })
         ));
     }
     assert!(matches!(

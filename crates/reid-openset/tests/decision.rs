@@ -1,10 +1,13 @@
-//! Decision rules worked by hand, and typed errors for bad input.
+//! Decision rules worked by hand, rules written as text, and typed errors
+//! for bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::{Array2, array};
+use reid_core::Record;
+use reid_index::{Gallery, IndexError};
 use reid_openset::{
-    Aggregate, Decision, DecisionParams, Gallery, OpensetError, Rule, Thresholds, TopK, decide,
-    decide_topk,
+    Aggregate, Decision, DecisionParams, OpensetError, ParamGuard, Rule, Thresholds, TopK,
+    ValidDecisionParams, decide, decide_topk,
 };
 
 fn labels(v: &[&str]) -> Vec<String> {
@@ -13,18 +16,25 @@ fn labels(v: &[&str]) -> Vec<String> {
 
 fn gallery() -> Gallery {
     // cos with q = (0.96, 0.28): a0 0.96, a1 0.936, b0 0.28, b1 -0.352.
-    Gallery::new(
-        array![[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]],
-        labels(&["a", "a", "b", "b"]),
+    Gallery::from_labels(
+        array![[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]].view(),
+        &["a", "a", "b", "b"],
     )
     .unwrap()
+}
+
+fn rule_params(rule: Rule, t: f32) -> ValidDecisionParams {
+    DecisionParams::new(Thresholds::new(t).unwrap())
+        .rule(rule)
+        .check()
+        .unwrap()
 }
 
 #[test]
 fn top1_threshold_by_hand() {
     let g = gallery();
     let q = array![[0.96, 0.28], [0.0, 1.0], [-0.8, -0.6]];
-    let p = decide::<&str>(&g, q.view(), None, &DecisionParams::top1(0.5).unwrap()).unwrap();
+    let p = decide::<&str>(&g, q.view(), None, &ValidDecisionParams::top1(0.5).unwrap()).unwrap();
     assert_eq!(p[0].decision, Decision::Known("a".into()));
     assert!((p[0].similarity - 0.96).abs() < 1e-6);
     assert_eq!(p[1].decision, Decision::Known("b".into()));
@@ -33,7 +43,7 @@ fn top1_threshold_by_hand() {
     assert!(p[2].similarity.abs() < 1e-6);
     assert_eq!(p[2].candidate, "b");
     // The threshold is inclusive: score 1.0 >= 1.0 is known.
-    let p = decide::<&str>(&g, q.view(), None, &DecisionParams::top1(1.0).unwrap()).unwrap();
+    let p = decide::<&str>(&g, q.view(), None, &ValidDecisionParams::top1(1.0).unwrap()).unwrap();
     assert_eq!(p[1].decision, Decision::Known("b".into()));
     assert_eq!(p[0].decision, Decision::New);
 }
@@ -51,8 +61,10 @@ fn knn_vote_by_hand() {
     let lab = labels(&["a", "b", "b", "a"]);
     let top = one_row(&[0, 1, 2, 3], &[0.9, 0.85, 0.84, 0.5]);
     let run = |rule: Rule, t: f32| {
-        let p = DecisionParams::new(rule, Thresholds::new(t).unwrap()).unwrap();
-        decide_topk::<&str>(&top, &lab, None, &p).unwrap().remove(0)
+        let p = rule_params(rule, t);
+        decide_topk::<_, &str>(&top, &lab, None, &p)
+            .unwrap()
+            .remove(0)
     };
     let knn = |k, per_identity, aggregate| Rule::Knn {
         k,
@@ -86,17 +98,16 @@ fn knn_vote_by_hand() {
 fn knn_ties_go_to_the_first_ranked() {
     let lab = labels(&["a", "b"]);
     let top = one_row(&[1, 0], &[0.8, 0.8]);
-    let p = DecisionParams::new(
+    let p = rule_params(
         Rule::Knn {
             k: 2,
             per_identity: 1,
             aggregate: Aggregate::Mean,
         },
-        Thresholds::new(0.0).unwrap(),
-    )
-    .unwrap();
+        0.0,
+    );
     assert_eq!(
-        decide_topk::<&str>(&top, &lab, None, &p).unwrap()[0].candidate,
+        decide_topk::<_, &str>(&top, &lab, None, &p).unwrap()[0].candidate,
         "b"
     );
 }
@@ -114,7 +125,9 @@ fn thresholds_per_group() {
     assert_eq!(t.get(None), 0.5);
     let g = gallery();
     let q = array![[0.96, 0.28], [0.96, 0.28], [-0.8, -0.6]];
-    let p = DecisionParams::new(Rule::Top1, t).unwrap();
+    let p = DecisionParams::new(t).rule(Rule::Top1).check().unwrap();
+    assert_eq!(p.rule(), &Rule::Top1);
+    assert_eq!(p.thresholds().get(Some("LynxID2025")), 0.97);
     let groups = ["LynxID2025", "SeaTurtleID2022", "SalamanderID2025"];
     let out = decide(&g, q.view(), Some(&groups[..]), &p).unwrap();
     assert_eq!(out[0].decision, Decision::New); // 0.96 < 0.97
@@ -124,30 +137,46 @@ fn thresholds_per_group() {
 
 #[test]
 fn errors_for_bad_input() {
-    let empty = Gallery::new(Array2::zeros((0, 4)), vec![]);
-    assert!(matches!(empty, Err(OpensetError::EmptyGallery)));
-
-    let nan = Gallery::new(array![[1.0, 0.0], [f32::NAN, 1.0]], labels(&["a", "b"]));
+    let p = ValidDecisionParams::top1(0.5).unwrap();
+    // The gallery itself (reid-index) rejects non-finite rows and labels
+    // that do not pair up with the rows; an empty gallery is allowed, but
+    // deciding a query against it is an error.
+    let empty = Gallery::from_labels(Array2::zeros((0, 2)).view(), &[] as &[&str]).unwrap();
     assert!(matches!(
-        nan,
-        Err(OpensetError::NonFinite { row: 1, col: 0, .. })
+        decide::<&str>(&empty, array![[1.0, 0.0]].view(), None, &p),
+        Err(OpensetError::EmptyGallery)
     ));
+    let none = decide::<&str>(&empty, Array2::<f32>::zeros((0, 2)).view(), None, &p);
+    assert!(none.unwrap().is_empty());
 
-    let short = Gallery::new(array![[1.0, 0.0]], labels(&["a", "b"]));
-    assert!(matches!(short, Err(OpensetError::Length { .. })));
+    let nan = Gallery::from_labels(array![[1.0, 0.0], [f32::NAN, 1.0]].view(), &["a", "b"]);
+    assert!(matches!(nan, Err(IndexError::NonFinite { row: 1, .. })));
+
+    let short = Gallery::from_labels(array![[1.0, 0.0]].view(), &["a", "b"]);
+    assert!(matches!(short, Err(IndexError::Shape { .. })));
 
     let g = gallery();
-    let p = DecisionParams::top1(0.5).unwrap();
     let wrong_dim = decide::<&str>(&g, array![[1.0, 0.0, 0.0]].view(), None, &p);
     assert!(
         matches!(wrong_dim, Err(OpensetError::Shape { .. })),
         "{wrong_dim:?}"
     );
-    let inf = decide::<&str>(&g, array![[1.0, f32::INFINITY]].view(), None, &p);
-    assert!(matches!(
-        inf,
-        Err(OpensetError::NonFinite { row: 0, col: 1, .. })
-    ));
+    // The same error with no query rows at all.
+    let wrong_dim = decide::<&str>(&g, Array2::<f32>::zeros((0, 3)).view(), None, &p);
+    assert!(
+        matches!(wrong_dim, Err(OpensetError::Shape { .. })),
+        "{wrong_dim:?}"
+    );
+    let inf = decide::<&str>(
+        &g,
+        array![[0.0, 1.0], [1.0, f32::INFINITY]].view(),
+        None,
+        &p,
+    );
+    assert!(
+        matches!(inf, Err(OpensetError::NonFinite { row: 1, col: 1, .. })),
+        "{inf:?}"
+    );
     let groups = ["x", "y"];
     let bad_groups = decide(&g, array![[1.0, 0.0]].view(), Some(&groups[..]), &p);
     assert!(matches!(bad_groups, Err(OpensetError::Length { .. })));
@@ -168,15 +197,20 @@ fn errors_for_bad_input() {
             aggregate: Aggregate::Mean,
         },
     ] {
+        let params = DecisionParams::new(Thresholds::new(0.5).unwrap()).rule(rule);
         assert!(matches!(
-            DecisionParams::new(rule, Thresholds::new(0.5).unwrap()),
+            params.check_ref(),
+            Err(OpensetError::InvalidParam { .. })
+        ));
+        assert!(matches!(
+            params.check(),
             Err(OpensetError::InvalidParam { .. })
         ));
     }
     // A ranked list that points outside the labels.
     let top = one_row(&[5], &[0.9]);
     assert!(matches!(
-        decide_topk::<&str>(&top, &labels(&["a"]), None, &p),
+        decide_topk::<_, &str>(&top, &labels(&["a"]), None, &p),
         Err(OpensetError::OutOfRange { index: 5, .. })
     ));
 }
@@ -184,7 +218,122 @@ fn errors_for_bad_input() {
 #[test]
 fn no_queries_no_predictions() {
     let g = gallery();
-    let p = DecisionParams::top1(0.5).unwrap();
+    let p = ValidDecisionParams::top1(0.5).unwrap();
     let out = decide::<&str>(&g, Array2::<f32>::zeros((0, 2)).view(), None, &p).unwrap();
     assert!(out.is_empty());
+}
+
+#[test]
+fn top1_params_check_the_threshold() {
+    for t in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        assert!(matches!(
+            ValidDecisionParams::top1(t),
+            Err(OpensetError::InvalidParam { .. })
+        ));
+    }
+    let p = ValidDecisionParams::top1(0.25).unwrap();
+    assert_eq!(p.rule(), &Rule::Top1);
+    assert_eq!(p.thresholds().get(None), 0.25);
+    assert!(p.thresholds().groups().is_empty());
+    // DecisionParams defaults to top-1.
+    let q = DecisionParams::new(Thresholds::new(0.25).unwrap())
+        .check()
+        .unwrap();
+    assert_eq!(p, q);
+}
+
+/// A gallery record without identity cannot answer "this is X": deciding
+/// against it is an `Unlabelled` error naming the record, even when the
+/// query's best match is another record.
+#[test]
+fn unlabelled_gallery_record_is_an_error() {
+    let records = vec![
+        Record::new("lynx_001.jpg", "").with_identity("a"),
+        Record::new("lynx_002.jpg", ""),
+        Record::new("lynx_003.jpg", "").with_identity("b"),
+    ];
+    let g = Gallery::from_parts(
+        "m",
+        array![[1.0f32, 0.0], [0.0, 1.0], [0.6, 0.8]].view(),
+        records,
+    )
+    .unwrap();
+    let p = ValidDecisionParams::top1(0.5).unwrap();
+    match decide::<&str>(&g, array![[1.0, 0.0]].view(), None, &p) {
+        Err(OpensetError::Unlabelled { image_id }) => assert_eq!(image_id, "lynx_002.jpg"),
+        other => panic!("{other:?}"),
+    }
+    let err = decide::<&str>(&g, array![[1.0, 0.0]].view(), None, &p).unwrap_err();
+    assert!(err.to_string().contains("lynx_002.jpg"), "{err}");
+}
+
+fn knn(k: usize, per_identity: usize, aggregate: Aggregate) -> Rule {
+    Rule::Knn {
+        k,
+        per_identity,
+        aggregate,
+    }
+}
+
+/// The text forms: `top1`, `knn:K` (max over up to K per identity),
+/// `knn:K:max:P`, `knn:K:mean:P`; `Display` writes the shortest form and
+/// parsing it gives the rule back.
+#[test]
+fn rules_parse_and_display() {
+    let cases = [
+        ("top1", Rule::Top1),
+        ("knn:1", knn(1, 1, Aggregate::Max)),
+        ("knn:5", knn(5, 5, Aggregate::Max)),
+        ("knn:5:max:2", knn(5, 2, Aggregate::Max)),
+        ("knn:3:max:7", knn(3, 7, Aggregate::Max)),
+        ("knn:10:mean:3", knn(10, 3, Aggregate::Mean)),
+        ("knn:4:mean:4", knn(4, 4, Aggregate::Mean)),
+    ];
+    for (text, rule) in cases {
+        assert_eq!(text.parse::<Rule>().unwrap(), rule, "{text}");
+        assert_eq!(rule.to_string(), text);
+        assert_eq!(rule.to_string().parse::<Rule>().unwrap(), rule);
+    }
+    // knn:K:max:K is knn:K, written short.
+    let r: Rule = "knn:6:max:6".parse().unwrap();
+    assert_eq!(r, knn(6, 6, Aggregate::Max));
+    assert_eq!(r.to_string(), "knn:6");
+    // Surrounding spaces are ignored.
+    assert_eq!(
+        " knn:2 ".parse::<Rule>().unwrap(),
+        knn(2, 2, Aggregate::Max)
+    );
+}
+
+#[test]
+fn bad_rule_texts_are_errors() {
+    let name_of = |text: &str| match text.parse::<Rule>() {
+        Err(OpensetError::InvalidParam { name, reason }) => (name, reason),
+        other => panic!("{text}: {other:?}"),
+    };
+    // Counts of 0 are rejected by the rule's own check.
+    assert_eq!(name_of("knn:0").0, "k");
+    assert_eq!(name_of("knn:0:mean:2").0, "k");
+    assert_eq!(name_of("knn:3:mean:0").0, "per_identity");
+    assert_eq!(name_of("knn:3:max:0").0, "per_identity");
+    // Anything else is a bad rule, and the message quotes the text.
+    for text in [
+        "knn:x",
+        "knn:-1",
+        "knn:",
+        "knn",
+        "best",
+        "Top1",
+        "top1:1",
+        "",
+        "knn:3:median:2",
+        "knn:3:mean",
+        "knn:3:mean:2:1",
+        "knn:3:mean:y",
+    ] {
+        let (name, reason) = name_of(text);
+        assert_eq!(name, "rule", "{text}");
+        assert!(reason.contains(&format!("`{text}`")), "{text}: {reason}");
+    }
+    assert!(name_of("knn:x").1.contains("`x` is not a count"));
 }

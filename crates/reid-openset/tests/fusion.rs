@@ -1,10 +1,20 @@
-//! Fusion of similarity sources, worked by hand.
+//! Fusion of similarity sources, worked by hand; self-calibrated from the
+//! database, per group (dataset) with pairs never crossing groups.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use common::episodes;
 use ndarray::{Array2, array};
+use rand::{Rng, SeedableRng};
+use reid_index::Gallery;
 use reid_openset::{
-    CalibrationMethod, Calibrator, DecisionParams, EmbeddingScorer, FnScorer, FusionSource,
-    OpensetError, PairScorer, TopK, decide_topk, fuse, fuse_embeddings,
+    CalibrationMethod, Calibrator, EmbeddingScorer, FnScorer, FusionParams, FusionSource,
+    OpensetError, PairScorer, ParamGuard, TopK, ValidDecisionParams, decide_topk, fuse,
+    fuse_embeddings, linear_grid, self_calibrate_fusion, self_calibrate_fusion_groups,
 };
 
 /// Query q = (1, 0); gallery g0 = (1, 0), g1 = (0.8, 0.6), g2 = (0, 1):
@@ -36,7 +46,13 @@ fn weighted_mean_over_the_shortlist() {
     assert!((top.scores[[0, 1]] - 0.325).abs() < 1e-6);
     // The decision rules apply to the fused ranking.
     let labels: Vec<String> = ["x", "y", "z"].iter().map(|s| s.to_string()).collect();
-    let p = decide_topk::<&str>(&top, &labels, None, &DecisionParams::top1(0.5).unwrap()).unwrap();
+    let p = decide_topk::<_, &str>(
+        &top,
+        &labels,
+        None,
+        &ValidDecisionParams::top1(0.5).unwrap(),
+    )
+    .unwrap();
     assert_eq!(p[0].decision, reid_openset::Decision::Known("y".into()));
 }
 
@@ -164,8 +180,6 @@ fn fusion_errors() {
 /// every episode perfectly; cosine alone cannot.
 #[test]
 fn fusion_self_calibrates_from_the_database() {
-    use rand::{Rng, SeedableRng};
-    use reid_openset::{Gallery, SelfCalibrationParams, self_calibrate_fusion};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     let n = 32;
     let mut emb = Array2::from_shape_fn((n, 16), |_| rng.gen_range(-1.0f32..1.0));
@@ -174,7 +188,7 @@ fn fusion_self_calibrates_from_the_database() {
         r /= norm;
     }
     let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
-    let gallery = Gallery::new(emb.clone(), labels.clone()).unwrap();
+    let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
     let noise: Vec<f32> = (0..n * n).map(|_| rng.gen_range(0.0..3.0)).collect();
     let truth = FnScorer::new("truth", |q, g| {
@@ -184,22 +198,27 @@ fn fusion_self_calibrates_from_the_database() {
             noise[q * n + g]
         })
     });
-    let grid = SelfCalibrationParams::linear_grid(0.0, 1.0, 100);
-    let params = SelfCalibrationParams::new(0.3, 0.5, 10, 1, grid).unwrap();
+    let params = episodes(0.3, 0.5, 10, 1, linear_grid(0.0..=1.0, 100));
+    let fusion = |w: Vec<f32>, shortlist: usize| {
+        FusionParams::default()
+            .shortlist(shortlist)
+            .weights(w)
+            .method(CalibrationMethod::Isotonic)
+            .check()
+            .unwrap()
+    };
     let fused = self_calibrate_fusion(
         &gallery,
         &[&cosine, &truth],
-        &[1.0, 1.0],
-        n,
-        CalibrationMethod::Isotonic,
+        &fusion(vec![1.0, 1.0], n),
         &params,
     )
     .unwrap();
     assert_eq!(fused.calibrators.len(), 2);
     assert!(
-        (fused.selfcal.score_mean - 1.0).abs() < 1e-12,
+        (fused.self_calibration.score_mean - 1.0).abs() < 1e-12,
         "{}",
-        fused.selfcal.score_mean
+        fused.self_calibration.score_mean
     );
     // Every pseudo-query shortlists the whole pseudo-gallery; a pair is
     // scored once however many episodes list it.
@@ -212,40 +231,24 @@ fn fusion_self_calibrates_from_the_database() {
     let alone = self_calibrate_fusion(
         &gallery,
         &[&cosine, &truth],
-        &[1.0, 0.0],
-        n,
-        CalibrationMethod::Isotonic,
+        &fusion(vec![1.0, 0.0], n),
         &params,
     )
     .unwrap();
     assert!(
-        alone.selfcal.score_mean < 0.9,
+        alone.self_calibration.score_mean < 0.9,
         "{}",
-        alone.selfcal.score_mean
+        alone.self_calibration.score_mean
     );
 
     // Errors: weights that do not pair up, an empty shortlist, a source
     // giving NaN (named with its pair).
-    assert!(
-        self_calibrate_fusion(
-            &gallery,
-            &[&cosine, &truth],
-            &[1.0],
-            n,
-            CalibrationMethod::Isotonic,
-            &params
-        )
-        .is_err()
-    );
     assert!(matches!(
-        self_calibrate_fusion(
-            &gallery,
-            &[&cosine],
-            &[1.0],
-            0,
-            CalibrationMethod::Isotonic,
-            &params
-        ),
+        self_calibrate_fusion(&gallery, &[&cosine, &truth], &fusion(vec![1.0], n), &params),
+        Err(OpensetError::Length { .. })
+    ));
+    assert!(matches!(
+        FusionParams::default().shortlist(0).check(),
         Err(OpensetError::InvalidParam {
             name: "shortlist",
             ..
@@ -257,9 +260,7 @@ fn fusion_self_calibrates_from_the_database() {
     match self_calibrate_fusion(
         &gallery,
         &[&cosine, &nan],
-        &[1.0, 1.0],
-        4,
-        CalibrationMethod::Isotonic,
+        &fusion(vec![1.0, 1.0], 4),
         &params,
     ) {
         Err(OpensetError::Scorer {
@@ -267,6 +268,284 @@ fn fusion_self_calibrates_from_the_database() {
         }) => assert_eq!((source_name.as_str(), query), ("broken", 5)),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn fusion_params_are_checked() {
+    let p = FusionParams::default().check().unwrap();
+    assert_eq!(
+        (p.shortlist(), p.weights(), p.method()),
+        (10, &[1.0f32, 1.0][..], CalibrationMethod::Isotonic)
+    );
+    let p = FusionParams::default()
+        .shortlist(3)
+        .weights(vec![0.0, 2.0, 1.0])
+        .method(CalibrationMethod::Platt)
+        .check()
+        .unwrap();
+    assert_eq!(
+        (p.shortlist(), p.weights(), p.method()),
+        (3, &[0.0f32, 2.0, 1.0][..], CalibrationMethod::Platt)
+    );
+    for (w, why) in [
+        (vec![], "one weight per"),
+        (vec![1.0, -0.5], "-0.5"),
+        (vec![f32::NAN], "NaN"),
+        (vec![f32::INFINITY, 1.0], "inf"),
+        (vec![0.0, 0.0], "all weights are 0"),
+    ] {
+        let b = FusionParams::default().weights(w.clone());
+        assert!(b.check_ref().is_err(), "{w:?}");
+        match b.check() {
+            Err(OpensetError::InvalidParam { name, reason }) => {
+                assert_eq!(name, "weights");
+                assert!(reason.contains(why), "{w:?}: {reason}");
+            }
+            other => panic!("{w:?}: {other:?}"),
+        }
+    }
+}
+
+/// Two groups (datasets): group B's rows are near-duplicates (cosine ≈
+/// 0.9998) of group A's rows under other identity names, interleaved with
+/// them, and a third group has one identity. The sources see gallery rows;
+/// the recording source fails on any pair across groups.
+struct TwoGroups {
+    x: Array2<f32>,
+    labels: Vec<String>,
+    groups: Vec<&'static str>,
+    /// Same identity → 10, else a fixed noise in [0, 3).
+    noise: Vec<f32>,
+}
+
+impl TwoGroups {
+    fn new() -> Self {
+        let mut sizes = vec![3; 8];
+        sizes.extend(vec![1; 3]);
+        let (xa, la) = common::planted(&sizes, 0.2, 0.3, 40, 81);
+        let xb = common::near_duplicates(&xa, 0.02, 82);
+        // Same dimension as A (1 + 11 + 40): 1 + 1 + 50.
+        let (xc, _) = common::planted(&[3], 0.2, 0.3, 50, 83);
+        let n = xa.nrows();
+        let mut x = Array2::<f32>::zeros((2 * n + 3, xa.ncols()));
+        let mut labels = Vec::new();
+        let mut groups = Vec::new();
+        for (i, l) in la.iter().enumerate() {
+            x.row_mut(2 * i).assign(&xa.row(i));
+            x.row_mut(2 * i + 1).assign(&xb.row(i));
+            labels.push(format!("A_{l}"));
+            labels.push(format!("B_{l}"));
+            groups.push("A");
+            groups.push("B");
+        }
+        for i in 0..3 {
+            x.row_mut(2 * n + i).assign(&xc.row(i));
+            labels.push("C_solo".to_string());
+            groups.push("C");
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(84);
+        let m = x.nrows();
+        let noise = (0..m * m).map(|_| rng.gen_range(0.0..3.0)).collect();
+        Self {
+            x,
+            labels,
+            groups,
+            noise,
+        }
+    }
+
+    /// The truth-like score of gallery rows `q`, `g`.
+    fn truth(&self, q: usize, g: usize) -> f32 {
+        if self.labels[q] == self.labels[g] {
+            10.0
+        } else {
+            self.noise[q * self.x.nrows() + g]
+        }
+    }
+
+    fn rows(&self, name: &str) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|&i| self.groups[i] == name)
+            .collect()
+    }
+}
+
+/// Per group: pairs never cross groups (every pair asked for is recorded,
+/// and a pair across groups is an error), each group's fusion is exactly
+/// that of the group's own sub-gallery, a group that cannot form episodes
+/// is skipped and `get` falls back to the default, whose calibrators are
+/// fitted on every group's pairs together.
+#[test]
+fn fusion_per_group_never_crosses_groups() {
+    let d = TwoGroups::new();
+    let gallery = Gallery::from_labels(d.x.view(), &d.labels).unwrap();
+    let asked: RefCell<Vec<(usize, usize)>> = RefCell::new(Vec::new());
+    let recording = FnScorer::new("truth", |q, g| {
+        asked.borrow_mut().push((q, g));
+        if d.groups[q] != d.groups[g] {
+            return Err(format!(
+                "pair across groups: {q} ({}), {g} ({})",
+                d.groups[q], d.groups[g]
+            ));
+        }
+        Ok(d.truth(q, g))
+    });
+    let cosine = EmbeddingScorer::new("cosine", d.x.view(), d.x.view()).unwrap();
+    let params = FusionParams::default()
+        .shortlist(5)
+        .weights(vec![1.0, 2.0])
+        .check()
+        .unwrap();
+    let eps = episodes(0.3, 0.5, 5, 9, linear_grid(0.0..=1.0, 100));
+    let cal =
+        self_calibrate_fusion_groups(&gallery, &d.groups, &[&cosine, &recording], &params, &eps)
+            .unwrap();
+
+    // Every pair inside one group, each asked once, never a row with itself.
+    let asked = asked.into_inner();
+    assert!(!asked.is_empty());
+    for &(q, g) in &asked {
+        assert_eq!(d.groups[q], d.groups[g], "pair ({q}, {g})");
+        assert_ne!(q, g);
+    }
+    let distinct: BTreeSet<(usize, usize)> = asked.iter().copied().collect();
+    assert_eq!(distinct.len(), asked.len(), "a pair was scored twice");
+    assert_eq!(asked.len(), cal.all.pairs);
+    let in_group = |name: &str| asked.iter().filter(|&&(q, _)| d.groups[q] == name).count();
+    assert!(in_group("A") > 0 && in_group("B") > 0);
+    assert_eq!(in_group("C"), 0, "the skipped group is never scored");
+
+    // Skipped group and fallback.
+    assert_eq!(
+        cal.skipped.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["C"]
+    );
+    assert_eq!(
+        cal.per_group.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["A", "B"]
+    );
+    assert!(std::ptr::eq(cal.get("C"), &cal.all));
+    assert!(std::ptr::eq(cal.get("not a group"), &cal.all));
+    assert!(std::ptr::eq(cal.get("A"), &cal.per_group["A"]));
+    assert_eq!(
+        cal.thresholds.get(Some("C")),
+        cal.all.self_calibration.threshold
+    );
+    assert_eq!(
+        cal.thresholds.default_threshold(),
+        cal.all.self_calibration.threshold
+    );
+
+    // Each group's fusion is the fusion of its own sub-gallery (sources
+    // scoring the sub-gallery's rows), bit for bit.
+    for name in ["A", "B"] {
+        let rows = d.rows(name);
+        let sub = gallery.select_rows(&rows).unwrap();
+        let sub_x = common::rows_of(&d.x, &rows);
+        let sub_cos = EmbeddingScorer::new("cosine", sub_x.view(), sub_x.view()).unwrap();
+        let sub_truth = FnScorer::new("truth", |q, g| Ok(d.truth(rows[q], rows[g])));
+        let alone = self_calibrate_fusion(&sub, &[&sub_cos, &sub_truth], &params, &eps).unwrap();
+        assert_eq!(cal.per_group[name], alone, "group {name}");
+        assert_eq!(
+            cal.thresholds.get(Some(name)).to_bits(),
+            alone.self_calibration.threshold.to_bits()
+        );
+        assert_eq!(alone.pairs, in_group(name));
+        // The near-duplicates of the other group never disturb a group.
+        assert_eq!(alone.self_calibration.score_mean, 1.0, "group {name}");
+    }
+    // The default: pairs and positives of all groups together.
+    let (a, b) = (&cal.per_group["A"], &cal.per_group["B"]);
+    assert_eq!(cal.all.pairs, a.pairs + b.pairs);
+    assert_eq!(cal.all.positives, a.positives + b.positives);
+    assert_eq!(cal.all.calibrators.len(), 2);
+    // Its calibrators are fitted on every group's pairs together, each
+    // group's on its own pairs (positive = same identity).
+    let refit = |keep: &dyn Fn(usize) -> bool| -> Vec<Calibrator> {
+        let sel: Vec<(usize, usize)> = asked.iter().copied().filter(|&(q, _)| keep(q)).collect();
+        let same: Vec<bool> = sel
+            .iter()
+            .map(|&(q, g)| d.labels[q] == d.labels[g])
+            .collect();
+        let cos: Vec<f32> = sel
+            .iter()
+            .map(|&(q, g)| cosine.score(q, g).unwrap())
+            .collect();
+        let tru: Vec<f32> = sel.iter().map(|&(q, g)| d.truth(q, g)).collect();
+        [cos, tru]
+            .iter()
+            .map(|x| Calibrator::fit(CalibrationMethod::Isotonic, x, &same).unwrap())
+            .collect()
+    };
+    assert_eq!(cal.all.calibrators, refit(&|_| true));
+    assert_eq!(a.calibrators, refit(&|q| d.groups[q] == "A"));
+    assert_eq!(b.calibrators, refit(&|q| d.groups[q] == "B"));
+    assert_ne!(cal.all.calibrators, a.calibrators);
+    assert_eq!(cal.all.self_calibration.episodes.len(), 5);
+    for (e, p) in cal.all.self_calibration.episodes.iter().enumerate() {
+        let (ea, eb) = (
+            &a.self_calibration.episodes[e],
+            &b.self_calibration.episodes[e],
+        );
+        assert_eq!(p.known_queries, ea.known_queries + eb.known_queries);
+        assert_eq!(p.new_queries, ea.new_queries + eb.new_queries);
+    }
+
+    // A scorer that fails on a cross-group pair would fail on the whole
+    // gallery taken as one group (the near-duplicates shortlist each other).
+    let again = FnScorer::new("truth", |q, g| {
+        if d.groups[q] != d.groups[g] {
+            return Err("across".to_string());
+        }
+        Ok(d.truth(q, g))
+    });
+    assert!(matches!(
+        self_calibrate_fusion(&gallery, &[&cosine, &again], &params, &eps),
+        Err(OpensetError::Scorer { .. })
+    ));
+}
+
+/// With one group, the per-group fusion, the default and
+/// `self_calibrate_fusion` are one and the same; with no usable group the
+/// error lists them.
+#[test]
+fn fusion_one_group_and_no_group() {
+    let d = TwoGroups::new();
+    let rows = d.rows("A");
+    let x = common::rows_of(&d.x, &rows);
+    let labels: Vec<&str> = rows.iter().map(|&r| d.labels[r].as_str()).collect();
+    let gallery = Gallery::from_labels(x.view(), &labels).unwrap();
+    let cosine = EmbeddingScorer::new("cosine", x.view(), x.view()).unwrap();
+    let truth = FnScorer::new("truth", |q, g| Ok(d.truth(rows[q], rows[g])));
+    let params = FusionParams::default()
+        .shortlist(4)
+        .weights(vec![1.0, 1.0])
+        .method(CalibrationMethod::Platt)
+        .check()
+        .unwrap();
+    let eps = episodes(0.3, 0.5, 4, 2, linear_grid(0.0..=1.0, 50));
+    let one = vec!["A"; rows.len()];
+    let cal =
+        self_calibrate_fusion_groups(&gallery, &one, &[&cosine, &truth], &params, &eps).unwrap();
+    let plain = self_calibrate_fusion(&gallery, &[&cosine, &truth], &params, &eps).unwrap();
+    assert_eq!(cal.all, plain);
+    assert_eq!(cal.per_group["A"], plain);
+    assert!(cal.skipped.is_empty());
+
+    // No group can form episodes.
+    let rows_c = d.rows("C");
+    let xc = common::rows_of(&d.x, &rows_c);
+    let gc = Gallery::from_labels(xc.view(), &["C_solo"; 3]).unwrap();
+    let cos_c = EmbeddingScorer::new("cosine", xc.view(), xc.view()).unwrap();
+    match self_calibrate_fusion_groups(&gc, &["OnlyOne"; 3], &[&cos_c, &cos_c], &params, &eps) {
+        Err(OpensetError::Episodes(msg)) => assert!(msg.contains("OnlyOne"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    // Groups that do not pair up with the rows.
+    assert!(matches!(
+        self_calibrate_fusion_groups(&gallery, &one[1..], &[&cosine, &truth], &params, &eps),
+        Err(OpensetError::Length { .. })
+    ));
 }
 
 /// `fuse` scores each source once, through `score_many` (so a scorer can

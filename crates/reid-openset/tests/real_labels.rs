@@ -11,7 +11,7 @@ mod data_common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use reid_openset::{Gallery, Rule, SelfCalibrationParams, self_calibrate, simulate_episodes};
+use reid_openset::{Rule, linear_grid, self_calibrate, simulate_episodes};
 
 /// Database identity labels per dataset of the AnimalCLEF 2025 metadata.
 fn database_labels(shared: &Path) -> BTreeMap<String, Vec<String>> {
@@ -39,7 +39,7 @@ fn episodes_on_animalclef_label_distribution() {
     };
     let by_ds = database_labels(&shared);
     assert_eq!(by_ds.len(), 3, "{:?}", by_ds.keys());
-    let params = SelfCalibrationParams::new(0.3, 0.5, 5, 0, vec![0.5]).unwrap();
+    let params = common::episodes(0.3, 0.5, 5, 0, vec![0.5]);
     for (name, labels) in &by_ds {
         let mut count: BTreeMap<&str, usize> = BTreeMap::new();
         for l in labels {
@@ -85,15 +85,8 @@ fn self_calibration_with_many_singletons() {
     // More than half of the salamanders are singletons.
     assert!(sizes.iter().filter(|&&m| m == 1).count() * 2 > sizes.len());
     let (x, planted_labels) = common::planted(&sizes, 0.2, 0.4, 256, 5);
-    let g = Gallery::new(x, planted_labels).unwrap();
-    let params = SelfCalibrationParams::new(
-        0.3,
-        0.5,
-        3,
-        0,
-        SelfCalibrationParams::linear_grid(-1.0, 1.0, 200),
-    )
-    .unwrap();
+    let g = common::gallery(&x, &planted_labels);
+    let params = common::episodes(0.3, 0.5, 3, 0, linear_grid(-1.0..=1.0, 200));
     let cal = self_calibrate(&g, &Rule::Top1, &params).unwrap();
     assert!((cal.threshold - 0.4).abs() < 0.08, "{}", cal.threshold);
     assert!((cal.score_mean - 1.0).abs() < 1e-12, "{}", cal.score_mean);

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
-use ndarray::Array2;
+use ndarray::{Array2, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reid_index::Gallery;
+use reid_openset::{ParamGuard, SelfCalibrationParams, ValidSelfCalibrationParams};
 
 /// The folder of fixtures made by `scripts/fixtures/<stem>.py` (run by
 /// `scripts/setup.sh`). Missing fixtures fail the test with the command to run.
@@ -116,4 +118,74 @@ pub fn random_rows(n: usize, d: usize, seed: u64) -> Array2<f32> {
         }
     }
     x
+}
+
+/// The workspace gallery of bare rows `x` with identity `labels[i]` for
+/// row `i`.
+pub fn gallery<S: AsRef<str>>(x: &Array2<f32>, labels: &[S]) -> Gallery {
+    Gallery::from_labels(x.view(), labels).unwrap()
+}
+
+/// Checked episode settings.
+pub fn episodes(
+    new_fraction: f64,
+    query_fraction: f64,
+    episodes: usize,
+    seed: u64,
+    grid: Vec<f32>,
+) -> ValidSelfCalibrationParams {
+    SelfCalibrationParams::default()
+        .new_fraction(new_fraction)
+        .query_fraction(query_fraction)
+        .episodes(episodes)
+        .seed(seed)
+        .grid(grid)
+        .check()
+        .unwrap()
+}
+
+/// Labels `{prefix}{i:02}` repeated `sizes[i]` times.
+pub fn labels_of_sizes(sizes: &[usize], prefix: &str) -> Vec<String> {
+    sizes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &m)| std::iter::repeat_n(format!("{prefix}{i:02}"), m))
+        .collect()
+}
+
+/// The blocks stacked on the diagonal (rows of different blocks are
+/// orthogonal: cosine exactly 0).
+pub fn block_diag(blocks: &[&Array2<f32>]) -> Array2<f32> {
+    let n = blocks.iter().map(|b| b.nrows()).sum();
+    let d = blocks.iter().map(|b| b.ncols()).sum();
+    let mut x = Array2::<f32>::zeros((n, d));
+    let (mut r, mut c) = (0, 0);
+    for b in blocks {
+        x.slice_mut(s![r..r + b.nrows(), c..c + b.ncols()])
+            .assign(b);
+        r += b.nrows();
+        c += b.ncols();
+    }
+    x
+}
+
+/// Each row of `x` moved by `eps` times a random unit vector, renormalised:
+/// cosine with the original row about `1 - eps^2 / 2`.
+pub fn near_duplicates(x: &Array2<f32>, eps: f64, seed: u64) -> Array2<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut y = x.clone();
+    for mut row in y.rows_mut() {
+        let u = unit(&mut rng, row.len());
+        for (v, du) in row.iter_mut().zip(&u) {
+            *v += (eps * du) as f32;
+        }
+        let norm = row.dot(&row).sqrt();
+        row /= norm;
+    }
+    y
+}
+
+/// Rows `rows` of `x` stacked.
+pub fn rows_of(x: &Array2<f32>, rows: &[usize]) -> Array2<f32> {
+    x.select(ndarray::Axis(0), rows)
 }

@@ -1,4 +1,6 @@
-//! Score calibration: similarity → probability that the match is right.
+//! Probability calibration: a similarity mapped to the probability that
+//! the match is right (not to be confused with the self-calibrated
+//! thresholds of [`crate::threshold`]).
 //!
 //! Two monotone maps, fitted on 0/1 outcomes:
 //!
@@ -12,7 +14,7 @@
 //!   `sklearn.calibration._sigmoid_calibration`.
 //!
 //! # Samples from the database
-//! [`database_samples`] draws the open-set episodes of [`crate::selfcal`]
+//! [`database_samples`] draws the open-set episodes of [`crate::episodes`]
 //! and, for **every** pseudo-query of every episode, records the rule's score
 //! (for [`Rule::Top1`] the top-1 similarity) and the outcome **positive =
 //! the rule's candidate identity is the query's true identity** (so a
@@ -21,8 +23,12 @@
 //! the episode's gallery, so no candidate can be right). The calibrated
 //! probability is thus `P(candidate is right | score)`.
 
-use crate::decision::{Gallery, Rule};
-use crate::selfcal::{SelfCalibrationParams, identity_numbers, run_episode, simulate_episodes};
+use reid_index::Gallery;
+
+use crate::decision::Rule;
+use crate::episodes::{
+    ValidSelfCalibrationParams, identity_numbers, labels, run_episode, simulate_episodes,
+};
 use crate::{OpensetError, Result, check};
 
 fn check_samples(scores: &[f32], labels: &[bool]) -> Result<()> {
@@ -311,18 +317,19 @@ pub struct CalibrationSamples {
 pub fn database_samples(
     gallery: &Gallery,
     rule: &Rule,
-    params: &SelfCalibrationParams,
+    params: &ValidSelfCalibrationParams,
 ) -> Result<CalibrationSamples> {
     rule.validate()?;
-    let episodes = simulate_episodes(gallery.labels(), params)?;
-    let ids = identity_numbers(gallery.labels());
+    let labels = labels(gallery)?;
+    let episodes = simulate_episodes(&labels, params)?;
+    let ids = identity_numbers(&labels);
     let mut out = CalibrationSamples {
         scores: Vec::new(),
         correct: Vec::new(),
         is_new: Vec::new(),
     };
     for ep in &episodes {
-        for q in run_episode(gallery, &ids, rule, ep)? {
+        for q in run_episode(gallery, &labels, &ids, rule, ep)? {
             out.scores.push(q.score);
             out.correct.push(q.correct);
             out.is_new.push(q.is_new);
@@ -353,7 +360,7 @@ pub struct CalibrationFit {
 pub fn calibrate_from_database(
     gallery: &Gallery,
     rule: &Rule,
-    params: &SelfCalibrationParams,
+    params: &ValidSelfCalibrationParams,
     method: CalibrationMethod,
 ) -> Result<CalibrationFit> {
     let s = database_samples(gallery, rule, params)?;

@@ -1,15 +1,15 @@
-//! Score calibration: parity with scikit-learn, monotonicity, ECE by hand,
-//! fitting on database episodes.
+//! Probability calibration (similarity -> match probability): parity with
+//! scikit-learn, monotonicity, ECE by hand, fitting on database episodes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reid_openset::calibrate::database_samples;
+use reid_openset::probability::database_samples;
 use reid_openset::{
-    CalibrationMethod, Calibrator, Gallery, IsotonicModel, OpensetError, PlattModel, Rule,
-    SelfCalibrationParams, calibrate_from_database, expected_calibration_error,
+    CalibrationMethod, Calibrator, IsotonicModel, OpensetError, PlattModel, Rule,
+    calibrate_from_database, expected_calibration_error,
 };
 
 fn bools(v: &[f64]) -> Vec<bool> {
@@ -173,8 +173,8 @@ fn fitted_on_database_episodes() {
     let mut sizes = vec![3; 15];
     sizes.extend(vec![1; 10]);
     let (x, labels) = common::planted(&sizes, 0.2, 0.4, 300, 9);
-    let g = Gallery::new(x, labels).unwrap();
-    let params = SelfCalibrationParams::new(0.3, 0.5, 5, 3, vec![0.0]).unwrap();
+    let g = common::gallery(&x, &labels);
+    let params = common::episodes(0.3, 0.5, 5, 3, vec![0.0]);
     let s = database_samples(&g, &Rule::Top1, &params).unwrap();
     for ((&score, &ok), &new) in s.scores.iter().zip(&s.correct).zip(&s.is_new) {
         // Definition: positive iff the candidate is right; pseudo-new never.

@@ -1,0 +1,389 @@
+//! Open-set episodes simulated inside the database: how every choice of
+//! this crate is made from the database alone.
+//!
+//! In AnimalCLEF there are no labelled queries to tune anything on. An
+//! *episode* splits the database into a pseudo-gallery and pseudo-queries:
+//!
+//! 1. identities are shuffled (seeded); a fraction `new_fraction` of them
+//!    (at least one, and never all) become *pseudo-new*: all their images
+//!    are queries and none stays in the gallery. One identity with two or
+//!    more images is always kept known, so every episode has known queries;
+//! 2. of every other identity with `m >= 2` images, `round(query_fraction *
+//!    m)` images (clamped to `1..=m-1`, so one always stays in the gallery)
+//!    become *pseudo-queries*; identities with one image (singletons) stay
+//!    whole in the gallery: a singleton is therefore either pseudo-new or
+//!    gallery, never a known query.
+//!
+//! Episode `e` draws from the ChaCha8 stream `e` of the seed. The thresholds
+//! ([`crate::threshold`]), probability calibrators ([`crate::probability`])
+//! and fusions ([`crate::fusion`]) are all fitted on these episodes.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use reid_core::ParamGuard;
+use reid_index::Gallery;
+
+use crate::decision::Rule;
+use crate::{OpensetError, Result, check};
+
+/// Settings of the episodes and of the thresholds tried on them; checked by
+/// [`ParamGuard::check`] into [`ValidSelfCalibrationParams`].
+///
+/// ```
+/// use reid_openset::{ParamGuard, SelfCalibrationParams};
+/// let p = SelfCalibrationParams::default()
+///     .new_fraction(0.3)
+///     .query_fraction(0.3)
+///     .episodes(20)
+///     .seed(2025)
+///     .grid_steps(-0.2..=1.0, 240)
+///     .check()?;
+/// assert_eq!(p.grid().len(), 241);
+/// assert!(SelfCalibrationParams::default().new_fraction(1.0).check().is_err());
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelfCalibrationParams {
+    new_fraction: f64,
+    query_fraction: f64,
+    episodes: usize,
+    seed: u64,
+    grid: Vec<f32>,
+}
+
+/// Checked [`SelfCalibrationParams`] (grid sorted and deduplicated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSelfCalibrationParams(SelfCalibrationParams);
+
+impl Default for SelfCalibrationParams {
+    /// `new_fraction` 0.3, `query_fraction` 0.5, 10 episodes, seed 0, grid
+    /// -1.0 to 1.0 in steps of 0.01.
+    fn default() -> Self {
+        Self {
+            new_fraction: 0.3,
+            query_fraction: 0.5,
+            episodes: 10,
+            seed: 0,
+            grid: linear_grid(-1.0..=1.0, 200),
+        }
+    }
+}
+
+impl Default for ValidSelfCalibrationParams {
+    fn default() -> Self {
+        let mut p = SelfCalibrationParams::default();
+        p.grid.dedup();
+        Self(p)
+    }
+}
+
+/// `steps + 1` evenly spaced values from the start of `range` to its end,
+/// inclusive (`steps` 0 counts as 1: both ends).
+pub fn linear_grid(range: RangeInclusive<f32>, steps: usize) -> Vec<f32> {
+    let (lo, hi) = (*range.start(), *range.end());
+    let steps = steps.max(1);
+    (0..=steps)
+        .map(|i| lo + (hi - lo) * i as f32 / steps as f32)
+        .collect()
+}
+
+impl SelfCalibrationParams {
+    /// Fraction of identities held out as pseudo-new, in `(0, 1)`.
+    #[must_use]
+    pub fn new_fraction(mut self, f: f64) -> Self {
+        self.new_fraction = f;
+        self
+    }
+    /// Fraction of a known identity's images used as pseudo-queries, in
+    /// `(0, 1)`.
+    #[must_use]
+    pub fn query_fraction(mut self, f: f64) -> Self {
+        self.query_fraction = f;
+        self
+    }
+    /// Number of episodes (at least 1).
+    #[must_use]
+    pub fn episodes(mut self, n: usize) -> Self {
+        self.episodes = n;
+        self
+    }
+    /// Seed of the episodes.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// The thresholds tried (finite, at least one; sorted and deduplicated
+    /// by the check).
+    #[must_use]
+    pub fn grid(mut self, grid: Vec<f32>) -> Self {
+        self.grid = grid;
+        self
+    }
+    /// The thresholds tried: `steps + 1` evenly spaced values over `range`.
+    #[must_use]
+    pub fn grid_steps(self, range: RangeInclusive<f32>, steps: usize) -> Self {
+        self.grid(linear_grid(range, steps))
+    }
+}
+
+impl ParamGuard for SelfCalibrationParams {
+    type Checked = ValidSelfCalibrationParams;
+    type Error = OpensetError;
+
+    fn check_ref(&self) -> Result<()> {
+        for (name, v) in [
+            ("new_fraction", self.new_fraction),
+            ("query_fraction", self.query_fraction),
+        ] {
+            if !(v > 0.0 && v < 1.0) {
+                return Err(OpensetError::InvalidParam {
+                    name,
+                    reason: format!("must be in (0, 1), got {v}"),
+                });
+            }
+        }
+        if self.episodes == 0 {
+            return Err(OpensetError::InvalidParam {
+                name: "episodes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.grid.is_empty() {
+            return Err(OpensetError::InvalidParam {
+                name: "grid",
+                reason: "needs at least one threshold".into(),
+            });
+        }
+        if let Some(bad) = self.grid.iter().find(|v| !v.is_finite()) {
+            return Err(OpensetError::InvalidParam {
+                name: "grid",
+                reason: format!("thresholds must be finite, got {bad}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(mut self) -> Result<ValidSelfCalibrationParams> {
+        self.check_ref()?;
+        self.grid.sort_by(f32::total_cmp);
+        self.grid.dedup();
+        Ok(ValidSelfCalibrationParams(self))
+    }
+}
+
+impl ValidSelfCalibrationParams {
+    /// Fraction of identities held out as pseudo-new.
+    pub fn new_fraction(&self) -> f64 {
+        self.0.new_fraction
+    }
+    /// Fraction of a known identity's images used as pseudo-queries.
+    pub fn query_fraction(&self) -> f64 {
+        self.0.query_fraction
+    }
+    /// Number of episodes.
+    pub fn episodes(&self) -> usize {
+        self.0.episodes
+    }
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.0.seed
+    }
+    /// The thresholds tried, ascending.
+    pub fn grid(&self) -> &[f32] {
+        &self.0.grid
+    }
+    /// The same episodes with another grid (checked: finite, non-empty).
+    pub fn with_grid(&self, grid: Vec<f32>) -> Result<Self> {
+        self.0.clone().grid(grid).check()
+    }
+    /// Back to the builder, to change a setting.
+    pub fn into_params(self) -> SelfCalibrationParams {
+        self.0
+    }
+}
+
+/// One simulated open-set episode: rows of the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    /// Rows kept as the gallery, ascending.
+    pub gallery: Vec<usize>,
+    /// Rows used as queries, ascending.
+    pub queries: Vec<usize>,
+    /// For each query, whether its identity is pseudo-new (absent from the
+    /// gallery).
+    pub is_new: Vec<bool>,
+}
+
+/// Draws the episodes of `params` over database rows labelled `labels`.
+///
+/// Errors when fewer than two identities exist or no identity has two
+/// images (then no known query can be formed).
+pub fn simulate_episodes<S: AsRef<str>>(
+    labels: &[S],
+    params: &ValidSelfCalibrationParams,
+) -> Result<Vec<Episode>> {
+    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, l) in labels.iter().enumerate() {
+        by_id.entry(l.as_ref()).or_default().push(i);
+    }
+    let ids: Vec<&Vec<usize>> = by_id.values().collect();
+    if ids.len() < 2 {
+        return Err(OpensetError::Episodes(format!(
+            "needs at least 2 identities, found {}",
+            ids.len()
+        )));
+    }
+    if !ids.iter().any(|rows| rows.len() >= 2) {
+        return Err(OpensetError::Episodes(
+            "no identity has two images, so no known pseudo-query can be formed".into(),
+        ));
+    }
+    let n_ids = ids.len();
+    let n_new = ((params.new_fraction() * n_ids as f64).round() as usize).clamp(1, n_ids - 1);
+    let mut out = Vec::with_capacity(params.episodes());
+    for e in 0..params.episodes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed());
+        rng.set_stream(e as u64);
+        let mut order: Vec<usize> = (0..n_ids).collect();
+        order.shuffle(&mut rng);
+        // The first identity (in shuffled order) with two images stays known.
+        let reserved = order
+            .iter()
+            .copied()
+            .find(|&i| ids.get(i).is_some_and(|r| r.len() >= 2));
+        let new_ids: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| Some(i) != reserved)
+            .take(n_new)
+            .collect();
+        let mut gallery = Vec::new();
+        let mut queries: Vec<(usize, bool)> = Vec::new();
+        for (i, rows) in ids.iter().enumerate() {
+            if new_ids.contains(&i) {
+                queries.extend(rows.iter().map(|&r| (r, true)));
+            } else if rows.len() >= 2 {
+                let m = rows.len();
+                let nq = ((params.query_fraction() * m as f64).round() as usize).clamp(1, m - 1);
+                let mut shuffled = (*rows).clone();
+                shuffled.shuffle(&mut rng);
+                let (q, g) = shuffled.split_at(nq);
+                queries.extend(q.iter().map(|&r| (r, false)));
+                gallery.extend_from_slice(g);
+            } else {
+                gallery.extend_from_slice(rows);
+            }
+        }
+        gallery.sort_unstable();
+        queries.sort_unstable();
+        out.push(Episode {
+            gallery,
+            queries: queries.iter().map(|&(r, _)| r).collect(),
+            is_new: queries.iter().map(|&(_, n)| n).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// A query of an episode, reduced to what threshold scoring needs.
+#[derive(Debug, Clone)]
+pub(crate) struct EpisodeQuery {
+    /// Index of the true identity (shared numbering within the database).
+    pub identity: usize,
+    /// Pseudo-new?
+    pub is_new: bool,
+    /// The rule's candidate is the true identity.
+    pub correct: bool,
+    /// The rule's score.
+    pub score: f32,
+}
+
+/// The gallery's identity labels, one per row; every record must have one.
+pub(crate) fn labels(gallery: &Gallery) -> Result<Vec<&str>> {
+    check::labels(gallery)
+}
+
+/// Runs `rule` on one episode of `gallery` (whose row labels are `labels`).
+pub(crate) fn run_episode(
+    gallery: &Gallery,
+    labels: &[&str],
+    identity_of: &[usize],
+    rule: &Rule,
+    episode: &Episode,
+) -> Result<Vec<EpisodeQuery>> {
+    let sub = gallery.select_rows(&episode.gallery)?;
+    let q_rows = gallery
+        .embeddings()
+        .select(ndarray::Axis(0), &episode.queries);
+    let g_labels: Vec<&str> = episode
+        .gallery
+        .iter()
+        .filter_map(|&r| labels.get(r).copied())
+        .collect();
+    let topk = sub.search_topk(q_rows.view(), rule.neighbours(), None)?;
+    let mut out = Vec::with_capacity(episode.queries.len());
+    for (row, (idx, sc)) in topk
+        .indices
+        .outer_iter()
+        .zip(topk.scores.outer_iter())
+        .enumerate()
+    {
+        let q = episode.queries.get(row).copied().unwrap_or_default();
+        let truth = labels.get(q).copied();
+        let (correct, score) = match rule.candidate(&idx.to_vec(), &sc.to_vec(), &g_labels)? {
+            Some((g, s)) => (g_labels.get(g).copied() == truth, s),
+            None => (false, f32::NEG_INFINITY),
+        };
+        out.push(EpisodeQuery {
+            identity: identity_of.get(q).copied().unwrap_or_default(),
+            is_new: episode.is_new.get(row).copied().unwrap_or_default(),
+            correct,
+            score,
+        });
+    }
+    Ok(out)
+}
+
+/// Numbers the identities of `labels` (for fast per-identity counting).
+pub(crate) fn identity_numbers<S: AsRef<str>>(labels: &[S]) -> Vec<usize> {
+    let mut map: BTreeMap<&str, usize> = BTreeMap::new();
+    labels
+        .iter()
+        .map(|l| {
+            let next = map.len();
+            *map.entry(l.as_ref()).or_insert(next)
+        })
+        .collect()
+}
+
+/// BAKS and BAUS of an episode at threshold `t` (known iff `score >= t`).
+pub(crate) fn episode_score(queries: &[EpisodeQuery], t: f32) -> (Option<f64>, Option<f64>) {
+    let mut known: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let mut new: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for q in queries {
+        let accept = q.score >= t;
+        if q.is_new {
+            let e = new.entry(q.identity).or_default();
+            e.1 += 1;
+            if !accept {
+                e.0 += 1;
+            }
+        } else {
+            let e = known.entry(q.identity).or_default();
+            e.1 += 1;
+            if accept && q.correct {
+                e.0 += 1;
+            }
+        }
+    }
+    let avg = |m: &BTreeMap<usize, (usize, usize)>| {
+        (!m.is_empty())
+            .then(|| m.values().map(|&(h, n)| h as f64 / n as f64).sum::<f64>() / m.len() as f64)
+    };
+    (avg(&known), avg(&new))
+}

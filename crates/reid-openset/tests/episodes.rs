@@ -1,0 +1,200 @@
+//! Open-set episodes simulated inside the database: their documented
+//! structure, seeding, the checked parameters, databases that cannot form
+//! episodes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reid_openset::{
+    OpensetError, ParamGuard, SelfCalibrationParams, ValidSelfCalibrationParams, linear_grid,
+    simulate_episodes,
+};
+
+fn sizes_with_singletons() -> Vec<usize> {
+    // 12 identities with several images, 12 singletons, interleaved.
+    (0..24)
+        .map(|i| if i % 2 == 0 { 1 } else { 2 + i % 5 })
+        .collect()
+}
+
+#[test]
+fn episodes_have_the_documented_structure() {
+    let sizes = sizes_with_singletons();
+    let labels = common::labels_of_sizes(&sizes, "id");
+    let params = common::episodes(0.25, 0.5, 8, 7, vec![0.5]);
+    let eps = simulate_episodes(&labels, &params).unwrap();
+    assert_eq!(eps.len(), 8);
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in &labels {
+        *count.entry(l).or_default() += 1;
+    }
+    for ep in &eps {
+        let g: BTreeSet<usize> = ep.gallery.iter().copied().collect();
+        let q: BTreeSet<usize> = ep.queries.iter().copied().collect();
+        assert!(g.is_disjoint(&q));
+        assert_eq!(g.len() + q.len(), labels.len(), "every row is used once");
+        assert!(ep.gallery.windows(2).all(|w| w[0] < w[1]), "ascending");
+        assert!(ep.queries.windows(2).all(|w| w[0] < w[1]), "ascending");
+        assert_eq!(ep.is_new.len(), ep.queries.len());
+        let g_ids: BTreeSet<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+        let mut new_ids = BTreeSet::new();
+        for (&r, &is_new) in ep.queries.iter().zip(&ep.is_new) {
+            let id = labels[r].as_str();
+            assert_eq!(is_new, !g_ids.contains(id), "row {r}");
+            if is_new {
+                new_ids.insert(id);
+            } else {
+                assert!(count[id] >= 2, "a singleton became a known query");
+            }
+        }
+        // round(0.25 * 24) = 6 pseudo-new identities, all their images queries.
+        assert_eq!(new_ids.len(), 6);
+        for id in &new_ids {
+            let n_q = ep.queries.iter().filter(|&&r| labels[r] == *id).count();
+            assert_eq!(n_q, count[id]);
+        }
+        // Known identities with m >= 2 images: round(m / 2) queries, clamped to 1..=m-1.
+        for (id, &m) in &count {
+            if m >= 2 && !new_ids.contains(id) {
+                let n_q = ep.queries.iter().filter(|&&r| labels[r] == *id).count();
+                let want = ((m as f64 * 0.5).round() as usize).clamp(1, m - 1);
+                assert_eq!(n_q, want, "{id}");
+            }
+        }
+        assert!(
+            ep.is_new.iter().any(|&n| !n),
+            "every episode has known queries"
+        );
+    }
+    // Seeded: same seed same episodes, other seed others, episodes differ.
+    assert_eq!(eps, simulate_episodes(&labels, &params).unwrap());
+    let other = common::episodes(0.25, 0.5, 8, 8, vec![0.5]);
+    assert_ne!(eps, simulate_episodes(&labels, &other).unwrap());
+    assert_ne!(eps[0], eps[1]);
+    // Episode e is stream e of the seed: the first 3 of 8 are the 3 of 3.
+    let three = common::episodes(0.25, 0.5, 3, 7, vec![0.5]);
+    assert_eq!(simulate_episodes(&labels, &three).unwrap(), eps[..3]);
+    // The grid plays no part in the episodes.
+    let regrid = params.with_grid(vec![0.1, 0.9]).unwrap();
+    assert_eq!(simulate_episodes(&labels, &regrid).unwrap(), eps);
+}
+
+#[test]
+fn bad_params_are_rejected() {
+    let grid = || vec![0.1, 0.2];
+    for (nf, qf, e, g) in [
+        (0.0, 0.5, 3, grid()),
+        (1.0, 0.5, 3, grid()),
+        (f64::NAN, 0.5, 3, grid()),
+        (0.3, 1.5, 3, grid()),
+        (0.3, 0.0, 3, grid()),
+        (0.3, f64::NAN, 3, grid()),
+        (0.3, 0.5, 0, grid()),
+        (0.3, 0.5, 3, vec![]),
+        (0.3, 0.5, 3, vec![0.1, f32::NAN]),
+        (0.3, 0.5, 3, vec![f32::INFINITY]),
+    ] {
+        let p = SelfCalibrationParams::default()
+            .new_fraction(nf)
+            .query_fraction(qf)
+            .episodes(e)
+            .grid(g);
+        assert!(
+            matches!(p.check_ref(), Err(OpensetError::InvalidParam { .. })),
+            "{nf} {qf} {e}"
+        );
+        assert!(
+            matches!(p.check(), Err(OpensetError::InvalidParam { .. })),
+            "{nf} {qf} {e}"
+        );
+    }
+    // Each error names its parameter.
+    let name = |p: SelfCalibrationParams| match p.check() {
+        Err(OpensetError::InvalidParam { name, .. }) => name,
+        other => panic!("{other:?}"),
+    };
+    let d = SelfCalibrationParams::default;
+    assert_eq!(name(d().new_fraction(1.0)), "new_fraction");
+    assert_eq!(name(d().query_fraction(0.0)), "query_fraction");
+    assert_eq!(name(d().episodes(0)), "episodes");
+    assert_eq!(name(d().grid(vec![])), "grid");
+    // The grid is sorted and deduplicated.
+    let p = d().grid(vec![0.5, 0.1, 0.5]).check().unwrap();
+    assert_eq!(p.grid(), &[0.1, 0.5]);
+    // The settings read back.
+    let p = d()
+        .new_fraction(0.2)
+        .query_fraction(0.4)
+        .episodes(7)
+        .seed(99)
+        .check()
+        .unwrap();
+    assert_eq!(
+        (p.new_fraction(), p.query_fraction(), p.episodes(), p.seed()),
+        (0.2, 0.4, 7, 99)
+    );
+    // with_grid checks its grid; into_params goes back to the builder.
+    assert!(matches!(
+        p.with_grid(vec![]),
+        Err(OpensetError::InvalidParam { name: "grid", .. })
+    ));
+    assert_eq!(p.clone().into_params().check().unwrap(), p);
+}
+
+/// Defaults: 0.3 new, 0.5 queries, 10 episodes, seed 0, grid -1 to 1 in
+/// steps of 0.01 (201 values).
+#[test]
+fn defaults_and_linear_grid() {
+    let p = ValidSelfCalibrationParams::default();
+    assert_eq!(p, SelfCalibrationParams::default().check().unwrap());
+    assert_eq!(
+        (p.new_fraction(), p.query_fraction(), p.episodes(), p.seed()),
+        (0.3, 0.5, 10, 0)
+    );
+    assert_eq!(p.grid().len(), 201);
+    assert_eq!((p.grid()[0], p.grid()[200]), (-1.0, 1.0));
+    assert!((p.grid()[150] - 0.5).abs() < 1e-6);
+
+    // steps + 1 values, both ends included.
+    assert_eq!(linear_grid(0.0..=1.0, 4), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+    assert_eq!(linear_grid(-0.2..=1.0, 240).len(), 241);
+    // 0 steps is read as 1: both ends.
+    assert_eq!(linear_grid(0.0..=1.0, 0), vec![0.0, 1.0]);
+    let p = SelfCalibrationParams::default()
+        .grid_steps(0.0..=1.0, 4)
+        .check()
+        .unwrap();
+    assert_eq!(p.grid(), &[0.0, 0.25, 0.5, 0.75, 1.0]);
+}
+
+#[test]
+fn databases_that_cannot_form_episodes() {
+    let p = ValidSelfCalibrationParams::default();
+    let one_id = vec!["a".to_string(); 4];
+    assert!(matches!(
+        simulate_episodes(&one_id, &p),
+        Err(OpensetError::Episodes(_))
+    ));
+    let all_singletons: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    assert!(matches!(
+        simulate_episodes(&all_singletons, &p),
+        Err(OpensetError::Episodes(_))
+    ));
+    let none: Vec<String> = Vec::new();
+    assert!(matches!(
+        simulate_episodes(&none, &p),
+        Err(OpensetError::Episodes(_))
+    ));
+    // Two identities, one of them a singleton: the singleton is the new one.
+    let tiny: Vec<String> = ["a", "a", "b"].iter().map(|s| s.to_string()).collect();
+    for ep in simulate_episodes(&tiny, &p).unwrap() {
+        assert_eq!(ep.gallery.len(), 1);
+        assert!(ep.gallery[0] < 2, "the gallery keeps one image of a");
+        assert_eq!(ep.queries.len(), 2);
+        assert!(ep.queries.contains(&2));
+        let new_row = ep.queries.iter().position(|&r| r == 2).unwrap();
+        assert!(ep.is_new[new_row]);
+    }
+}
