@@ -7,6 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reid_eval::ParamGuard;
 use reid_eval::tsne::{TsneEngine, TsneParams, kl_divergence};
 
 fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
@@ -38,7 +39,7 @@ fn clustered(n: usize, d: usize, clusters: usize, spread: f64, seed: u64) -> Arr
 fn bench(c: &mut Criterion) {
     let x = clustered(1000, 128, 20, 0.5, 1);
     let params = TsneParams::new(2).perplexity(30.0).max_iter(500).seed(0);
-    let valid = params.check().unwrap();
+    let valid = params.clone().check().unwrap();
     let linfa = params.clone().engine(TsneEngine::Linfa).check().unwrap();
     let mut group = c.benchmark_group("tsne_1000x128");
     group.sample_size(10);

@@ -29,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reid_eval::ParamGuard;
 use reid_eval::tsne::{Affinities, TsneEngine, TsneInit, TsneParams};
 
 /// Writes a 2-D little-endian f32 (`<f4`) or f64 (`<f8`) C-order `.npy`.

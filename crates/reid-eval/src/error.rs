@@ -1,4 +1,10 @@
 //! The one error type of `reid-eval`.
+//!
+//! Variants that only the code of an optional feature can produce exist only
+//! with that feature (their payload may need that feature's dependency:
+//! `image`, `serde_json`, `linfa-tsne`, `reid-index`); each says which. The
+//! enum is `#[non_exhaustive]`, so a match written against one feature set
+//! still compiles against another.
 
 /// Errors of `reid-eval`.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +55,8 @@ pub enum EvalError {
         #[source]
         source: std::io::Error,
     },
-    /// Drawing a picture failed.
+    /// Drawing a picture failed (feature `plot`).
+    #[cfg(feature = "plot")]
     #[error("drawing {what} failed: {reason}")]
     Draw {
         /// What was drawn (a file name or a part of the picture).
@@ -57,7 +64,8 @@ pub enum EvalError {
         /// Why it failed.
         reason: String,
     },
-    /// Encoding an image for a file failed.
+    /// Encoding an image for a file failed (feature `plot`).
+    #[cfg(feature = "plot")]
     #[error("encoding image {}: {source}", path.display())]
     ImageEncode {
         /// The file it was for.
@@ -66,7 +74,8 @@ pub enum EvalError {
         #[source]
         source: image::ImageError,
     },
-    /// Serialising or parsing JSON failed.
+    /// Serialising or parsing JSON failed (feature `report`).
+    #[cfg(feature = "report")]
     #[error("JSON for {}: {source}", path.display())]
     Json {
         /// The file it was for.
@@ -162,7 +171,6 @@ pub enum EvalError {
     /// Loading AnimalCLEF metadata failed.
     #[error(transparent)]
     Data(#[from] reid_data::DataError),
-
     /// An open-set score of `reid-openset` failed.
     #[error(transparent)]
     Openset(#[from] reid_openset::OpensetError),
@@ -177,7 +185,9 @@ pub enum EvalError {
         samples: usize,
     },
     /// The t-SNE perplexity is too large for the number of samples
-    /// (linfa-tsne / bhtsne need `samples - 1 >= 3 * perplexity`).
+    /// (linfa-tsne / bhtsne need `samples - 1 >= 3 * perplexity`; feature
+    /// `tsne`).
+    #[cfg(feature = "tsne")]
     #[error(
         "perplexity {perplexity} too large for {samples} samples: need samples - 1 >= 3 * perplexity, \
          i.e. perplexity <= {}",
@@ -189,7 +199,9 @@ pub enum EvalError {
         /// The samples given.
         samples: usize,
     },
-    /// Every row of the input is the same point, so distances carry nothing.
+    /// Every row of the input is the same point, so distances carry nothing
+    /// (t-SNE; feature `tsne`).
+    #[cfg(feature = "tsne")]
     #[error("all {samples} rows of `{name}` are the same point")]
     ConstantInput {
         /// The input.
@@ -197,9 +209,16 @@ pub enum EvalError {
         /// Its rows.
         samples: usize,
     },
-    /// linfa-tsne rejected its input (not expected: inputs are checked first).
+    /// linfa-tsne rejected its input (not expected: inputs are checked
+    /// first; feature `tsne`).
+    #[cfg(feature = "tsne")]
     #[error("linfa-tsne: {0}")]
     Tsne(#[source] linfa_tsne::TSneError),
+    /// The exact k-NN search of the native t-SNE engine failed (not
+    /// expected: its input is checked first; feature `tsne`).
+    #[cfg(feature = "tsne")]
+    #[error("t-SNE nearest neighbours: {0}")]
+    Index(#[from] reid_index::IndexError),
 }
 
 /// Result alias for this crate.

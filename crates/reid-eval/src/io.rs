@@ -1,6 +1,7 @@
-//! File output shared by the plot, match-sheet and report writers: atomic
-//! writes through `reid_core::fs` (a reader never sees half a file; an
-//! interrupted write leaves the old file untouched) and PNG encoding.
+//! File output shared by the submission, plot, match-sheet and report
+//! writers: atomic writes through `reid_core::fs` (a reader never sees half a
+//! file; an interrupted write leaves the old file untouched) and, with the
+//! `plot` feature, PNG encoding.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,11 +29,13 @@ where
 }
 
 /// [`write_atomic`] of a byte buffer.
+#[cfg(feature = "plot")]
 pub(crate) fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes))
 }
 
 /// Encodes an RGB image as PNG in memory; errors name `path`.
+#[cfg(feature = "plot")]
 pub(crate) fn encode_png(img: &image::RgbImage, path: &Path) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
@@ -44,6 +47,7 @@ pub(crate) fn encode_png(img: &image::RgbImage, path: &Path) -> Result<Vec<u8>> 
 }
 
 /// Encodes `img` as PNG and writes it atomically to `path`.
+#[cfg(feature = "plot")]
 pub(crate) fn write_png_atomic(img: &image::RgbImage, path: &Path) -> Result<()> {
     let bytes = encode_png(img, path)?;
     write_bytes_atomic(path, &bytes)
@@ -58,7 +62,7 @@ mod tests {
     fn failed_fill_leaves_old_file_and_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.txt");
-        write_bytes_atomic(&p, b"old").unwrap();
+        write_atomic(&p, |w| w.write_all(b"old")).unwrap();
         let err = write_atomic(&p, |w| {
             w.write_all(b"new, half")?;
             Err(std::io::Error::other("interrupted"))
@@ -74,7 +78,7 @@ mod tests {
     fn missing_folder_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("no/such/dir/x.png");
-        let err = write_bytes_atomic(&p, b"x").unwrap_err();
+        let err = write_atomic(&p, |w| w.write_all(b"x")).unwrap_err();
         assert!(matches!(err, EvalError::Io { .. }));
         assert!(err.to_string().contains("x.png"));
     }

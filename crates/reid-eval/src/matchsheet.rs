@@ -14,13 +14,17 @@
 //! atomically as `<prefix>-0001.png`, `<prefix>-0002.png`, ...
 //!
 //! ```no_run
-//! use reid_eval::matchsheet::{Candidate, Decision, MatchSheetParams, QueryMatches, Truth, write_match_sheets};
+//! use reid_eval::ParamGuard;
+//! use reid_eval::matchsheet::{
+//!     Candidate, Decision, MatchSheetParams, QueryMatches, SheetImage, Truth, write_match_sheets,
+//! };
 //!
-//! let q = QueryMatches::new("q17", "photos/q17.jpg", Decision::Known("Amber".into()))
+//! let q = QueryMatches::new("q17", SheetImage::new("photos/q17.jpg"), Decision::Known("Amber".into()))
 //!     .truth(Truth::known("Amber"))
-//!     .candidate(Candidate::new("photos/a1.jpg", "Amber", 0.91))
-//!     .candidate(Candidate::new("photos/b4.jpg", "Blackie", 0.72));
-//! let sheets = write_match_sheets(&[q], "out/matches", &MatchSheetParams::new())?;
+//!     .candidate(Candidate::new(SheetImage::new("photos/a1.jpg"), "Amber", 0.91))
+//!     .candidate(Candidate::new(SheetImage::new("photos/b4.jpg"), "Blackie", 0.72));
+//! let params = MatchSheetParams::new().top_k(2).check()?;
+//! let sheets = write_match_sheets(&[q], "out/matches", &params)?;
 //! for f in &sheets.failures {
 //!     eprintln!("{}: {}", f.image.display(), f.error);
 //! }
@@ -34,6 +38,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use rayon::prelude::*;
+use reid_core::ParamGuard;
 use reid_data::BBox;
 use reid_data::decode::{DecodeOptions, SizeHint, decode_image};
 use serde::{Deserialize, Serialize};
@@ -85,10 +90,12 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// A match showing `image`, of `identity`, with `score`.
-    pub fn new(image: impl Into<SheetImage>, identity: impl Into<String>, score: f64) -> Self {
+    /// A match showing `image`, of `identity`, with `score`. The image is a
+    /// [`SheetImage`] (not any string) so that it cannot swap silently with
+    /// the identity.
+    pub fn new(image: SheetImage, identity: impl Into<String>, score: f64) -> Self {
         Candidate {
-            image: image.into(),
+            image,
             identity: identity.into(),
             score,
         }
@@ -149,11 +156,13 @@ pub struct QueryMatches {
 }
 
 impl QueryMatches {
-    /// A query named `id` showing `image`, with `decision` and no matches yet.
-    pub fn new(id: impl Into<String>, image: impl Into<SheetImage>, decision: Decision) -> Self {
+    /// A query named `id` showing `image`, with `decision` and no matches
+    /// yet. The image is a [`SheetImage`] (not any string) so that it cannot
+    /// swap silently with the name.
+    pub fn new(id: impl Into<String>, image: SheetImage, decision: Decision) -> Self {
         QueryMatches {
             id: id.into(),
-            image: image.into(),
+            image,
             candidates: Vec::new(),
             decision,
             truth: None,
@@ -175,7 +184,9 @@ impl QueryMatches {
     }
 }
 
-/// Settings of the match sheets; checked by [`write_match_sheets`].
+/// Settings of the match sheets: a builder, checked once by
+/// [`ParamGuard::check`] into the [`ValidMatchSheetParams`] that
+/// [`write_match_sheets`] takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchSheetParams {
     thumb: u32,
@@ -204,32 +215,42 @@ impl MatchSheetParams {
         Self::default()
     }
     /// Thumbnail side in pixels, 96 to 1024.
+    #[must_use]
     pub fn thumb(mut self, px: u32) -> Self {
         self.thumb = px;
         self
     }
     /// How many matches to show per query, 1 to 20.
+    #[must_use]
     pub fn top_k(mut self, k: usize) -> Self {
         self.top_k = k;
         self
     }
     /// Queries on one page, 1 to 50.
+    #[must_use]
     pub fn queries_per_page(mut self, n: usize) -> Self {
         self.queries_per_page = n;
         self
     }
     /// File name prefix of the pages (letters, digits, `-`, `_`, `.`).
+    #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
     /// A title printed at the top of every page (empty: none).
+    #[must_use]
     pub fn title(mut self, title: impl Into<String>) -> Self {
         self.title = title.into();
         self
     }
+}
 
-    fn check(&self) -> Result<()> {
+impl ParamGuard for MatchSheetParams {
+    type Checked = ValidMatchSheetParams;
+    type Error = EvalError;
+
+    fn check_ref(&self) -> Result<()> {
         let bad = |name, reason: String| Err(EvalError::InvalidParam { name, reason });
         if !(96..=1024).contains(&self.thumb) {
             return bad(
@@ -263,6 +284,39 @@ impl MatchSheetParams {
         }
         Ok(())
     }
+
+    fn check(self) -> Result<ValidMatchSheetParams> {
+        self.check_ref()?;
+        Ok(ValidMatchSheetParams(self))
+    }
+}
+
+/// [`MatchSheetParams`] that passed [`ParamGuard::check`]. Its `Default` is
+/// the default [`MatchSheetParams`], checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidMatchSheetParams(MatchSheetParams);
+
+impl ValidMatchSheetParams {
+    /// Thumbnail side in pixels.
+    pub fn thumb(&self) -> u32 {
+        self.0.thumb
+    }
+    /// Matches shown per query.
+    pub fn top_k(&self) -> usize {
+        self.0.top_k
+    }
+    /// Queries on one page.
+    pub fn queries_per_page(&self) -> usize {
+        self.0.queries_per_page
+    }
+    /// File name prefix of the pages.
+    pub fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    /// The title printed on every page (empty: none).
+    pub fn title(&self) -> &str {
+        &self.0.title
+    }
 }
 
 /// An image that could not be shown (drawn as a placeholder tile).
@@ -290,14 +344,14 @@ pub struct MatchSheets {
 /// Writes the match sheets of `queries` into `out_dir` (created if absent)
 /// and returns the pages written and the images that could not be shown.
 ///
-/// Fails only on bad settings or when a page cannot be written; unreadable
-/// images become placeholder tiles.
+/// Fails only when a page cannot be written (the settings were checked by
+/// [`ParamGuard::check`]); unreadable images become placeholder tiles.
 pub fn write_match_sheets(
     queries: &[QueryMatches],
     out_dir: impl AsRef<Path>,
-    params: &MatchSheetParams,
+    params: &ValidMatchSheetParams,
 ) -> Result<MatchSheets> {
-    params.check()?;
+    let params = &params.0;
     ensure_font()?;
     let out_dir = out_dir.as_ref();
     std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, e))?;

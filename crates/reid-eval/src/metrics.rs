@@ -60,6 +60,8 @@ use std::hash::Hash;
 use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
+use reid_core::ParamGuard;
+
 use crate::error::{EvalError, Result};
 
 pub use reid_openset::score::{
@@ -71,8 +73,23 @@ pub use reid_openset::{Decision, NEW_INDIVIDUAL};
 // ---------------------------------------------------------------------------
 // Ranking
 
-/// Which ranks the ranking metrics report (checked once by
-/// [`RankingParams::new`]).
+/// Which ranks the ranking metrics report: a builder, checked once by
+/// [`ParamGuard::check`] into the [`ValidRankingParams`] that
+/// [`ranking_metrics`] and [`ranking_metrics_from_lists`] take.
+///
+/// Defaults: top-1, top-5 and top-10 accuracy and a CMC curve of 20 ranks.
+///
+/// ```
+/// use reid_eval::ParamGuard;
+/// use reid_eval::metrics::RankingParams;
+///
+/// let p = RankingParams::default().ks(&[5, 1, 5]).cmc_len(10).check()?;
+/// assert_eq!(p.ks(), &[1, 5]); // sorted and deduplicated
+/// assert_eq!(p.cmc_len(), 10);
+/// let e = RankingParams::default().ks(&[0, 1]).check().unwrap_err();
+/// assert!(e.to_string().contains("`ks`") && e.to_string().contains("[0, 1]"));
+/// # Ok::<(), reid_eval::EvalError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RankingParams {
     ks: Vec<usize>,
@@ -90,34 +107,76 @@ impl Default for RankingParams {
 }
 
 impl RankingParams {
-    /// The ranks `ks` of the top-k accuracies (at least one, each `≥ 1`;
-    /// sorted and deduplicated here) and the length of the CMC curve
-    /// (`≥ 1`).
-    pub fn new(ks: &[usize], cmc_len: usize) -> Result<Self> {
-        if ks.is_empty() {
-            return Err(EvalError::InvalidParam {
-                name: "ks",
-                reason: "give at least one k".into(),
-            });
-        }
-        if ks.contains(&0) {
-            return Err(EvalError::InvalidParam {
-                name: "ks",
-                reason: format!("ranks start at 1, got {ks:?}"),
-            });
-        }
-        if cmc_len == 0 {
-            return Err(EvalError::InvalidParam {
-                name: "cmc_len",
-                reason: "the CMC curve needs at least one rank".into(),
-            });
-        }
-        let mut ks = ks.to_vec();
-        ks.sort_unstable();
-        ks.dedup();
-        Ok(RankingParams { ks, cmc_len })
+    /// The ranks of the top-k accuracies: at least one, each `>= 1`, in any
+    /// order (sorted and deduplicated by the check). Default `[1, 5, 10]`.
+    #[must_use]
+    pub fn ks(mut self, ks: &[usize]) -> Self {
+        self.ks = ks.to_vec();
+        self
     }
 
+    /// The length of the CMC curve (`>= 1`). Default 20.
+    #[must_use]
+    pub fn cmc_len(mut self, ranks: usize) -> Self {
+        self.cmc_len = ranks;
+        self
+    }
+}
+
+impl ParamGuard for RankingParams {
+    type Checked = ValidRankingParams;
+    type Error = EvalError;
+
+    fn check_ref(&self) -> Result<()> {
+        if self.ks.is_empty() {
+            return Err(EvalError::InvalidParam {
+                name: "ks",
+                reason: "give at least one k, got []".into(),
+            });
+        }
+        if self.ks.contains(&0) {
+            return Err(EvalError::InvalidParam {
+                name: "ks",
+                reason: format!("ranks start at 1, got {:?}", self.ks),
+            });
+        }
+        if self.cmc_len == 0 {
+            return Err(EvalError::InvalidParam {
+                name: "cmc_len",
+                reason: "the CMC curve needs at least one rank, got 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidRankingParams> {
+        self.check_ref()?;
+        let mut ks = self.ks;
+        ks.sort_unstable();
+        ks.dedup();
+        Ok(ValidRankingParams {
+            ks,
+            cmc_len: self.cmc_len,
+        })
+    }
+}
+
+/// [`RankingParams`] that passed [`ParamGuard::check`]: the ranks ascending
+/// and distinct. Its `Default` is the default [`RankingParams`], checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidRankingParams {
+    ks: Vec<usize>,
+    cmc_len: usize,
+}
+
+impl Default for ValidRankingParams {
+    fn default() -> Self {
+        let RankingParams { ks, cmc_len } = RankingParams::default();
+        ValidRankingParams { ks, cmc_len }
+    }
+}
+
+impl ValidRankingParams {
     /// The ranks of the top-k accuracies, ascending.
     pub fn ks(&self) -> &[usize] {
         &self.ks
@@ -154,7 +213,7 @@ pub struct RankingMetrics {
     /// `(k, accuracy)` for each `k` of the parameters, ascending in `k`.
     pub top_k: Vec<(usize, f64)>,
     /// `cmc[r]`: fraction of evaluated queries whose first correct item is
-    /// at rank `≤ r + 1`; length [`RankingParams::cmc_len`].
+    /// at rank `≤ r + 1`; length [`ValidRankingParams::cmc_len`].
     pub cmc: Vec<f64>,
     /// Mean average precision over the evaluated queries.
     pub mean_ap: f64,
@@ -274,7 +333,7 @@ fn average_precision(ranks: &[usize], relevant: usize) -> f64 {
     sum / relevant as f64
 }
 
-fn summarise(per_query: Vec<QueryRanking>, params: &RankingParams) -> Result<RankingMetrics> {
+fn summarise(per_query: Vec<QueryRanking>, params: &ValidRankingParams) -> Result<RankingMetrics> {
     let evaluated = per_query.iter().filter(|q| q.relevant > 0).count();
     if evaluated == 0 {
         return Err(EvalError::NoMatchableQuery {
@@ -312,11 +371,13 @@ fn summarise(per_query: Vec<QueryRanking>, params: &RankingParams) -> Result<Ran
 ///
 /// ```
 /// use ndarray::array;
+/// use reid_eval::ParamGuard;
 /// use reid_eval::metrics::{RankingParams, ranking_metrics};
 ///
 /// // Query "a": its only correct item (column 1) is ranked 2nd.
 /// let scores = array![[0.9f32, 0.8, 0.1]];
-/// let m = ranking_metrics(scores.view(), &["a"], &["b", "a", "c"], &RankingParams::new(&[1, 2], 3)?)?;
+/// let params = RankingParams::default().ks(&[1, 2]).cmc_len(3).check()?;
+/// let m = ranking_metrics(scores.view(), &["a"], &["b", "a", "c"], &params)?;
 /// assert_eq!(m.top_k, vec![(1, 0.0), (2, 1.0)]);
 /// assert_eq!(m.mean_ap, 0.5);
 /// # Ok::<(), reid_eval::EvalError>(())
@@ -325,7 +386,7 @@ pub fn ranking_metrics<S: AsRef<str>, T: AsRef<str>>(
     scores: ArrayView2<'_, f32>,
     query_labels: &[S],
     gallery_labels: &[T],
-    params: &RankingParams,
+    params: &ValidRankingParams,
 ) -> Result<RankingMetrics> {
     let (nq, ng) = (query_labels.len(), gallery_labels.len());
     if scores.dim() != (nq, ng) {
@@ -380,7 +441,7 @@ pub fn ranking_metrics_from_lists<S: AsRef<str>, T: AsRef<str>>(
     indices: ArrayView2<'_, usize>,
     query_labels: &[S],
     gallery_labels: &[T],
-    params: &RankingParams,
+    params: &ValidRankingParams,
 ) -> Result<RankingMetrics> {
     let (nq, ng) = (query_labels.len(), gallery_labels.len());
     check_labels(nq, ng)?;

@@ -13,10 +13,12 @@
 //!
 //! ```
 //! use ndarray::array;
+//! use reid_eval::ParamGuard;
 //! use reid_eval::plot::{ScatterParams, ScatterPlot};
 //!
 //! let points = array![[0.0, 0.0], [1.0, 1.0], [2.0, 0.5]];
-//! let plot = ScatterPlot::new(points.view(), &["a", "a", "b"], ScatterParams::new().title("t-SNE"))?
+//! let params = ScatterParams::new().title("t-SNE").width(600).height(400).check()?;
+//! let plot = ScatterPlot::new(points.view(), &["a", "a", "b"], params)?
 //!     .known(&[true, true, false])?;
 //! let svg = plot.render_svg()?;
 //! assert!(svg.contains("<svg"));
@@ -41,6 +43,7 @@ use plotters_backend::text_anchor::{HPos, VPos};
 use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, FontTransform,
 };
+use reid_core::ParamGuard;
 
 use crate::error::{EvalError, Result};
 use crate::io::{write_bytes_atomic, write_png_atomic};
@@ -292,7 +295,9 @@ pub fn identity_colour(rank: usize) -> [u8; 3] {
     [q(r), q(g), q(b)]
 }
 
-/// Settings of a scatter plot; checked by [`ScatterPlot::new`].
+/// Settings of a scatter plot: a builder, checked once by
+/// [`ParamGuard::check`] into the [`ValidScatterParams`] that
+/// [`ScatterPlot::new`] takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScatterParams {
     title: String,
@@ -321,29 +326,43 @@ impl ScatterParams {
         Self::default()
     }
     /// The title above the plot (empty: none).
+    #[must_use]
     pub fn title(mut self, title: impl Into<String>) -> Self {
         self.title = title.into();
         self
     }
-    /// Image size in pixels (SVG user units), each side 200 to 10000.
-    pub fn size(mut self, width: u32, height: u32) -> Self {
-        self.width = width;
-        self.height = height;
+    /// Image width in pixels (SVG user units), 200 to 10000; default 1000.
+    #[must_use]
+    pub fn width(mut self, px: u32) -> Self {
+        self.width = px;
+        self
+    }
+    /// Image height in pixels (SVG user units), 200 to 10000; default 750.
+    #[must_use]
+    pub fn height(mut self, px: u32) -> Self {
+        self.height = px;
         self
     }
     /// How many of the largest identities get their own colour (0 to 1000);
     /// the rest are grey.
+    #[must_use]
     pub fn top_identities(mut self, n: usize) -> Self {
         self.top_identities = n;
         self
     }
     /// Marker radius in pixels, 1 to 50.
+    #[must_use]
     pub fn point_radius(mut self, r: u32) -> Self {
         self.point_radius = r;
         self
     }
+}
 
-    fn check(&self) -> Result<()> {
+impl ParamGuard for ScatterParams {
+    type Checked = ValidScatterParams;
+    type Error = EvalError;
+
+    fn check_ref(&self) -> Result<()> {
         for (name, v) in [("width", self.width), ("height", self.height)] {
             if !(200..=10_000).contains(&v) {
                 return Err(EvalError::InvalidParam {
@@ -365,6 +384,39 @@ impl ScatterParams {
             });
         }
         Ok(())
+    }
+
+    fn check(self) -> Result<ValidScatterParams> {
+        self.check_ref()?;
+        Ok(ValidScatterParams(self))
+    }
+}
+
+/// [`ScatterParams`] that passed [`ParamGuard::check`]. Its `Default` is the
+/// default [`ScatterParams`], checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidScatterParams(ScatterParams);
+
+impl ValidScatterParams {
+    /// The title (empty: none).
+    pub fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Image width in pixels.
+    pub fn width(&self) -> u32 {
+        self.0.width
+    }
+    /// Image height in pixels.
+    pub fn height(&self) -> u32 {
+        self.0.height
+    }
+    /// How many of the largest identities get their own colour.
+    pub fn top_identities(&self) -> usize {
+        self.0.top_identities
+    }
+    /// Marker radius in pixels.
+    pub fn point_radius(&self) -> u32 {
+        self.0.point_radius
     }
 }
 
@@ -412,14 +464,14 @@ pub struct ScatterPlot {
 }
 
 impl ScatterPlot {
-    /// Checks the points (`n x 2`, finite), one identity label per point and
-    /// the settings.
+    /// Checks the points (`n x 2`, finite) and that there is one identity
+    /// label per point; the settings were checked by [`ParamGuard::check`].
     pub fn new<S: ToString>(
         points: ArrayView2<'_, f64>,
         labels: &[S],
-        params: ScatterParams,
+        params: ValidScatterParams,
     ) -> Result<Self> {
-        params.check()?;
+        let ValidScatterParams(params) = params;
         if points.ncols() != 2 {
             return Err(EvalError::Shape {
                 expected: "n x 2 points".into(),

@@ -11,7 +11,7 @@
 //!   (octree in 3-D) for the repulsive forces, every point's forces in
 //!   parallel. Reproducible bit for bit under [`TsneParams::seed`], whatever
 //!   the thread count, and it reports progress
-//!   ([`TsneValidParams::embed_with_progress`]).
+//!   ([`ValidTsneParams::embed_with_progress`]).
 //! * [`TsneEngine::Linfa`]: [linfa-tsne] 0.8 (the `bhtsne` 0.4 crate), kept
 //!   for comparison. What it fixes: learning rate 200 in its own units (a
 //!   gradient without the factor 4, so 800 in scikit-learn's), momentum 0.5
@@ -28,9 +28,10 @@
 //! an unvectorised vantage-point-tree k-NN, a tree reallocated each
 //! iteration); see `scripts/compare/tsne_compare.py` for the side-by-side.
 //!
-//! [`TsneParams::check`] validates what can be validated without the data,
-//! and [`tsne`] / [`TsneValidParams::embed`] validate the rest (sample
-//! count, perplexity against it, finite values) before any work starts.
+//! [`ParamGuard::check`] turns [`TsneParams`] into [`ValidTsneParams`],
+//! validating what can be validated without the data; [`tsne`] /
+//! [`ValidTsneParams::embed`] validate the rest (sample count, perplexity
+//! against it, finite values) before any work starts.
 //! [`tsne`] returns the embedding and its exact KL divergence
 //! ([`TsneOutput`]).
 //!
@@ -46,6 +47,7 @@
 //!
 //! ```
 //! use ndarray::Array2;
+//! use reid_eval::ParamGuard;
 //! use reid_eval::tsne::{tsne, TsneParams};
 //!
 //! // Two tight groups of 10 points in 8 dims.
@@ -53,7 +55,7 @@
 //!     let centre = if i < 10 { 0.0 } else { 5.0 };
 //!     centre + 0.01 * ((i * 8 + j) as f64).sin()
 //! });
-//! let params = TsneParams::new(2).perplexity(3.0).max_iter(300).seed(7);
+//! let params = TsneParams::new(2).perplexity(3.0).max_iter(300).seed(7).check()?;
 //! let out = tsne(x.view(), &params)?;
 //! assert_eq!(out.embedding.dim(), (20, 2));
 //! assert!(out.kl_divergence.is_finite() && out.kl_divergence >= 0.0);
@@ -70,6 +72,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rayon::prelude::*;
+
+use reid_core::ParamGuard;
 
 use crate::error::{EvalError, Result};
 
@@ -111,7 +115,8 @@ pub enum TsneInit {
     Random,
 }
 
-/// t-SNE parameters, built fluently and checked once ([`TsneParams::check`]).
+/// t-SNE parameters, built fluently and checked once by
+/// [`ParamGuard::check`] into [`ValidTsneParams`].
 ///
 /// Defaults: the native engine, 2 output dims, perplexity 30, θ = 0.5, 1000
 /// iterations, early exaggeration 12 for `min(max_iter / 2, 250)`
@@ -139,7 +144,7 @@ impl Default for TsneParams {
 
 impl TsneParams {
     /// Parameters for an embedding of `dims` dimensions (2 or 3), the other
-    /// values at their defaults.
+    /// values at their defaults (the same as `TsneParams::default().dims(dims)`).
     pub fn new(dims: usize) -> Self {
         Self {
             dims,
@@ -155,8 +160,16 @@ impl TsneParams {
         }
     }
 
+    /// Output dimensions: 2 or 3 (default 2).
+    #[must_use]
+    pub fn dims(mut self, dims: usize) -> Self {
+        self.dims = dims;
+        self
+    }
+
     /// Perplexity of the input affinities (the effective number of
     /// neighbours): at least 1, and at most `(samples - 1) / 3`.
+    #[must_use]
     pub fn perplexity(mut self, perplexity: f64) -> Self {
         self.perplexity = perplexity;
         self
@@ -166,12 +179,14 @@ impl TsneParams {
     /// linfa's `approx_threshold`): a cell is summarised by its centre of
     /// mass when `width / distance < θ`. 0 runs the exact
     /// O(n²)-per-iteration t-SNE (small inputs only).
+    #[must_use]
     pub fn theta(mut self, theta: f64) -> Self {
         self.theta = theta;
         self
     }
 
     /// Total gradient-descent iterations, early exaggeration included.
+    #[must_use]
     pub fn max_iter(mut self, max_iter: usize) -> Self {
         self.max_iter = max_iter;
         self
@@ -180,6 +195,7 @@ impl TsneParams {
     /// Iterations with early exaggeration (P × the factor, momentum 0.5)
     /// before the true P and momentum 0.8 take over; must be below
     /// `max_iter`.
+    #[must_use]
     pub fn exaggeration_iter(mut self, iterations: usize) -> Self {
         self.exaggeration_iter = Some(iterations);
         self
@@ -187,6 +203,7 @@ impl TsneParams {
 
     /// The early-exaggeration factor (native engine; finite, at least 1;
     /// default 12).
+    #[must_use]
     pub fn early_exaggeration(mut self, factor: f64) -> Self {
         self.exaggeration = Some(factor);
         self
@@ -196,35 +213,51 @@ impl TsneParams {
     /// positive). Unset: `max(n / early_exaggeration / 4, 50)`,
     /// scikit-learn's `"auto"` (Belkina et al. 2019). openTSNE's and
     /// bhtsne's rates are 4× these numbers for the same step.
+    #[must_use]
     pub fn learning_rate(mut self, rate: f64) -> Self {
         self.learning_rate = Some(rate);
         self
     }
 
     /// The initial embedding (native engine; linfa is always random).
+    #[must_use]
     pub fn init(mut self, init: TsneInit) -> Self {
         self.init = Some(init);
         self
     }
 
     /// Which implementation runs (default [`TsneEngine::Native`]).
+    #[must_use]
     pub fn engine(mut self, engine: TsneEngine) -> Self {
         self.engine = engine;
         self
     }
 
     /// Seed of the initial embedding.
+    #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
 
+    /// The early-exaggeration iterations: as set, else `min(max_iter / 2,
+    /// 250)`.
+    fn resolved_exaggeration_iter(&self) -> usize {
+        self.exaggeration_iter
+            .unwrap_or(usize::min(self.max_iter / 2, 250))
+    }
+}
+
+impl ParamGuard for TsneParams {
+    type Checked = ValidTsneParams;
+    type Error = EvalError;
+
     /// Checks everything that does not depend on the data.
-    pub fn check(&self) -> Result<TsneValidParams> {
+    fn check_ref(&self) -> Result<()> {
         if !(self.dims == 2 || self.dims == 3) {
             return Err(EvalError::InvalidParam {
                 name: "dims",
-                reason: format!("t-SNE embeds into 2 or 3 dimensions, not {}", self.dims),
+                reason: format!("t-SNE embeds into 2 or 3 dimensions, got {}", self.dims),
             });
         }
         if !(self.perplexity.is_finite() && self.perplexity >= 1.0) {
@@ -245,9 +278,7 @@ impl TsneParams {
                 reason: format!("must be at least 2, got {}", self.max_iter),
             });
         }
-        let exaggeration_iter = self
-            .exaggeration_iter
-            .unwrap_or(usize::min(self.max_iter / 2, 250));
+        let exaggeration_iter = self.resolved_exaggeration_iter();
         if exaggeration_iter >= self.max_iter {
             return Err(EvalError::InvalidParam {
                 name: "exaggeration_iter",
@@ -275,32 +306,48 @@ impl TsneParams {
         }
         if self.engine == TsneEngine::Linfa {
             let fixed = [
-                ("learning_rate", self.learning_rate.is_some()),
+                ("learning_rate", self.learning_rate.map(|r| r.to_string())),
                 (
                     "early_exaggeration",
-                    self.exaggeration.is_some_and(|f| f != DEFAULT_EXAGGERATION),
+                    self.exaggeration
+                        .filter(|&f| f != DEFAULT_EXAGGERATION)
+                        .map(|f| f.to_string()),
                 ),
-                ("init", self.init.is_some_and(|i| i != TsneInit::Random)),
+                (
+                    "init",
+                    self.init
+                        .filter(|&i| i != TsneInit::Random)
+                        .map(|i| format!("{i:?}")),
+                ),
             ];
-            if let Some((name, _)) = fixed.iter().find(|(_, set)| *set) {
+            if let Some((name, Some(value))) = fixed.into_iter().find(|(_, set)| set.is_some()) {
                 return Err(EvalError::InvalidParam {
                     name,
-                    reason: "linfa-tsne fixes it (learning rate 200 in its units, early \
-                             exaggeration 12, random initialisation); use the native engine"
-                        .into(),
+                    reason: format!(
+                        "linfa-tsne fixes it (learning rate 200 in its units, early \
+                         exaggeration 12, random initialisation), got {value}; use the native \
+                         engine"
+                    ),
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Checks everything that does not depend on the data and resolves the
+    /// defaults that depend on other settings.
+    fn check(self) -> Result<ValidTsneParams> {
+        self.check_ref()?;
         let default_init = match self.engine {
             TsneEngine::Native => TsneInit::Pca,
             TsneEngine::Linfa => TsneInit::Random,
         };
-        Ok(TsneValidParams {
+        Ok(ValidTsneParams {
             dims: self.dims,
             perplexity: self.perplexity,
             theta: self.theta,
             max_iter: self.max_iter,
-            exaggeration_iter,
+            exaggeration_iter: self.resolved_exaggeration_iter(),
             exaggeration: self.exaggeration.unwrap_or(DEFAULT_EXAGGERATION),
             learning_rate: self.learning_rate,
             init: self.init.unwrap_or(default_init),
@@ -310,10 +357,10 @@ impl TsneParams {
     }
 }
 
-/// [`TsneParams`] that passed [`TsneParams::check`]; the data-dependent
-/// checks run in [`TsneValidParams::embed`].
+/// [`TsneParams`] that passed [`ParamGuard::check`]; the data-dependent
+/// checks run in [`ValidTsneParams::embed`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct TsneValidParams {
+pub struct ValidTsneParams {
     dims: usize,
     perplexity: f64,
     theta: f64,
@@ -336,7 +383,7 @@ pub struct TsneOutput {
     pub kl_divergence: f64,
 }
 
-impl TsneValidParams {
+impl ValidTsneParams {
     /// Output dimensions.
     pub fn dims(&self) -> usize {
         self.dims
@@ -428,8 +475,8 @@ impl TsneValidParams {
         self.embed_with_progress(x, &mut |_| {})
     }
 
-    /// As [`TsneValidParams::embed`], calling `progress(done)` after each of
-    /// the [`TsneValidParams::max_iter`] iterations (the native engine; the
+    /// As [`ValidTsneParams::embed`], calling `progress(done)` after each of
+    /// the [`ValidTsneParams::max_iter`] iterations (the native engine; the
     /// linfa engine calls it once, at the end).
     pub fn embed_with_progress<A: Copy + Into<f64>>(
         &self,
@@ -483,10 +530,15 @@ impl TsneValidParams {
     }
 }
 
-/// t-SNE of the rows of `x` (f32 or f64, any memory layout) with `params`,
-/// checked first; returns the embedding and its exact KL divergence.
-pub fn tsne<A: Copy + Into<f64>>(x: ArrayView2<'_, A>, params: &TsneParams) -> Result<TsneOutput> {
-    params.check()?.run(x)
+/// t-SNE of the rows of `x` (f32 or f64, any memory layout) with the
+/// checked `params` (the data is checked against them first); returns the
+/// embedding and its exact KL divergence. The same as
+/// [`ValidTsneParams::run`].
+pub fn tsne<A: Copy + Into<f64>>(
+    x: ArrayView2<'_, A>,
+    params: &ValidTsneParams,
+) -> Result<TsneOutput> {
+    params.run(x)
 }
 
 /// The sparse joint affinities the native engine optimises, scikit-learn's

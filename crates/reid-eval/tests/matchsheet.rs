@@ -2,17 +2,17 @@
 //! and on missing and corrupt files (placeholder tiles, reported).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../reid-data/tests/common/mod.rs"]
-mod data_common;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
-use reid_eval::EvalError;
 use reid_eval::matchsheet::{
-    Candidate, Decision, MatchSheetParams, QueryMatches, Truth, write_match_sheets,
+    Candidate, Decision, MatchSheetParams, QueryMatches, SheetImage, Truth, ValidMatchSheetParams,
+    write_match_sheets,
 };
+use reid_eval::{EvalError, ParamGuard};
 
 fn samples(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -44,7 +44,7 @@ fn lion_rows(shared: &Path) -> Vec<(String, PathBuf, String)> {
 
 #[test]
 fn sheets_of_real_lion_photos() {
-    let Some(shared) = data_common::shared() else {
+    let Some(shared) = common::shared() else {
         return;
     };
     let rows = lion_rows(&shared);
@@ -71,35 +71,52 @@ fn sheets_of_real_lion_photos() {
             .filter(|&&id| id != skip)
             .take(k)
             .enumerate()
-            .map(|(i, id)| Candidate::new(gallery[id][0], *id, 0.8 - 0.05 * i as f64))
+            .map(|(i, id)| {
+                Candidate::new(SheetImage::new(gallery[id][0]), *id, 0.8 - 0.05 * i as f64)
+            })
             .collect()
     };
     let mut queries = Vec::new();
     // Right: the true identity ranks first and is chosen.
     let (id, p, _) = known_q[0];
-    let mut q = QueryMatches::new("q-right", p.clone(), Decision::Known(id.clone()))
-        .truth(Truth::known(id.clone()))
-        .candidate(Candidate::new(gallery[id.as_str()][0], id.clone(), 0.93));
+    let mut q = QueryMatches::new(
+        "q-right",
+        SheetImage::new(p.clone()),
+        Decision::Known(id.clone()),
+    )
+    .truth(Truth::known(id.clone()))
+    .candidate(Candidate::new(
+        SheetImage::new(gallery[id.as_str()][0]),
+        id.clone(),
+        0.93,
+    ));
     q.candidates.extend(others(id, 4));
     queries.push(q);
     // Wrong: another identity ranks first and is chosen; the true one is third.
     let (id, p, _) = known_q[1];
     let mut c = others(id, 4);
-    c.insert(2, Candidate::new(gallery[id.as_str()][0], id.clone(), 0.77));
+    c.insert(
+        2,
+        Candidate::new(SheetImage::new(gallery[id.as_str()][0]), id.clone(), 0.77),
+    );
     let wrong_id = c[0].identity.clone();
-    let mut q = QueryMatches::new("q-wrong", p.clone(), Decision::Known(wrong_id))
-        .truth(Truth::known(id.clone()));
+    let mut q = QueryMatches::new(
+        "q-wrong",
+        SheetImage::new(p.clone()),
+        Decision::Known(wrong_id),
+    )
+    .truth(Truth::known(id.clone()));
     q.candidates = c;
     queries.push(q);
     // New individual, rightly called new.
     let (id, p, _) = new_q;
-    let mut q = QueryMatches::new("q-new", p.clone(), Decision::New)
+    let mut q = QueryMatches::new("q-new", SheetImage::new(p.clone()), Decision::New)
         .truth(Truth::new_individual(id.clone()));
     q.candidates = others(id, 5);
     queries.push(q);
     // Truth unknown, only two matches.
     let (_, p, _) = known_q[2];
-    let mut q = QueryMatches::new("q-unlabelled", p.clone(), Decision::New);
+    let mut q = QueryMatches::new("q-unlabelled", SheetImage::new(p.clone()), Decision::New);
     q.candidates = others("", 2);
     queries.push(q);
     assert_eq!(queries[0].is_correct(), Some(true));
@@ -108,7 +125,10 @@ fn sheets_of_real_lion_photos() {
     assert_eq!(queries[3].is_correct(), None);
 
     let out = samples("lion-sheets");
-    let params = MatchSheetParams::new().title("lion, open set");
+    let params = MatchSheetParams::new()
+        .title("lion, open set")
+        .check()
+        .unwrap();
     let sheets = write_match_sheets(&queries, &out, &params).unwrap();
     assert!(sheets.failures.is_empty(), "{:?}", sheets.failures);
     assert_eq!(sheets.pages.len(), 4);
@@ -148,7 +168,9 @@ fn sheets_of_real_lion_photos() {
     let params = MatchSheetParams::new()
         .queries_per_page(3)
         .thumb(160)
-        .prefix("lions");
+        .prefix("lions")
+        .check()
+        .unwrap();
     let sheets = write_match_sheets(&queries, &out2, &params).unwrap();
     assert_eq!(
         sheets.pages,
@@ -174,13 +196,17 @@ fn missing_and_corrupt_images_become_reported_placeholders() {
     std::fs::write(&corrupt, b"\xFF\xD8\xFF\xE0 definitely not a jpeg").unwrap();
     let missing = dir.path().join("no such photo.jpg");
 
-    let q = QueryMatches::new("q1", missing.clone(), Decision::Known("B".into()))
-        .truth(Truth::known("A"))
-        .candidate(Candidate::new(good.clone(), "B", 0.8))
-        .candidate(Candidate::new(corrupt.clone(), "A", 0.7))
-        .candidate(Candidate::new(good.clone(), "C", f64::NAN));
+    let q = QueryMatches::new(
+        "q1",
+        SheetImage::new(missing.clone()),
+        Decision::Known("B".into()),
+    )
+    .truth(Truth::known("A"))
+    .candidate(Candidate::new(SheetImage::new(good.clone()), "B", 0.8))
+    .candidate(Candidate::new(SheetImage::new(corrupt.clone()), "A", 0.7))
+    .candidate(Candidate::new(SheetImage::new(good.clone()), "C", f64::NAN));
     let out = samples("placeholders");
-    let sheets = write_match_sheets(&[q], &out, &MatchSheetParams::new()).unwrap();
+    let sheets = write_match_sheets(&[q], &out, &ValidMatchSheetParams::default()).unwrap();
     assert_eq!(sheets.pages.len(), 1);
     assert_eq!(sheets.failures.len(), 2, "{:?}", sheets.failures);
     let f0 = &sheets.failures[0];
@@ -211,30 +237,58 @@ fn missing_and_corrupt_images_become_reported_placeholders() {
 #[test]
 fn settings_are_checked_and_no_queries_write_nothing() {
     let out = tempfile::tempdir().unwrap();
-    for p in [
-        MatchSheetParams::new().thumb(10),
-        MatchSheetParams::new().top_k(0),
-        MatchSheetParams::new().queries_per_page(0),
-        MatchSheetParams::new().prefix("../escape"),
-        MatchSheetParams::new().prefix(""),
+    for (p, name, value) in [
+        (MatchSheetParams::new().thumb(10), "thumb", "10"),
+        (MatchSheetParams::new().top_k(0), "top_k", "0"),
+        (
+            MatchSheetParams::new().queries_per_page(0),
+            "queries_per_page",
+            "0",
+        ),
+        (
+            MatchSheetParams::new().prefix("../escape"),
+            "prefix",
+            "\"../escape\"",
+        ),
+        (MatchSheetParams::new().prefix(""), "prefix", "\"\""),
     ] {
-        let err = write_match_sheets(&[], out.path(), &p).unwrap_err();
-        assert!(matches!(err, EvalError::InvalidParam { .. }), "{err:?}");
+        assert!(p.check_ref().is_err());
+        let err = p.check().unwrap_err();
+        assert!(err.to_string().contains(&format!("got {value}")), "{err}");
+        assert!(
+            matches!(err, EvalError::InvalidParam { name: n, .. } if n == name),
+            "{err:?}"
+        );
     }
-    let sheets = write_match_sheets(&[], out.path(), &MatchSheetParams::new()).unwrap();
+    let v = MatchSheetParams::new()
+        .top_k(3)
+        .prefix("p")
+        .check()
+        .unwrap();
+    assert_eq!((v.top_k(), v.prefix(), v.thumb()), (3, "p", 224));
+    assert_eq!(
+        MatchSheetParams::new().check().unwrap(),
+        ValidMatchSheetParams::default()
+    );
+    let sheets = write_match_sheets(&[], out.path(), &ValidMatchSheetParams::default()).unwrap();
     assert!(sheets.pages.is_empty() && sheets.failures.is_empty());
     // An output folder that cannot be created is named.
     let blocker = out.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
-    let q = QueryMatches::new("q", "x.jpg", Decision::New);
-    let err = write_match_sheets(&[q], blocker.join("sub"), &MatchSheetParams::new()).unwrap_err();
+    let q = QueryMatches::new("q", SheetImage::new("x.jpg"), Decision::New);
+    let err = write_match_sheets(&[q], blocker.join("sub"), &ValidMatchSheetParams::default())
+        .unwrap_err();
     assert!(matches!(err, EvalError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("sub"), "{err}");
 }
 
 #[test]
 fn truth_decides_right_and_wrong() {
-    let q = |d: Decision, t: Truth| QueryMatches::new("q", "x", d).truth(t).is_correct();
+    let q = |d: Decision, t: Truth| {
+        QueryMatches::new("q", SheetImage::new("x"), d)
+            .truth(t)
+            .is_correct()
+    };
     assert_eq!(q(Decision::New, Truth::new_individual("Z")), Some(true));
     assert_eq!(
         q(Decision::Known("Z".into()), Truth::new_individual("Z")),
@@ -250,7 +304,7 @@ fn truth_decides_right_and_wrong() {
     );
     assert_eq!(q(Decision::New, Truth::known("A")), Some(false));
     assert_eq!(
-        QueryMatches::new("q", "x", Decision::New).is_correct(),
+        QueryMatches::new("q", SheetImage::new("x"), Decision::New).is_correct(),
         None
     );
 }

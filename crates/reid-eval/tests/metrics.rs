@@ -3,13 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::{Array2, array};
-use reid_eval::EvalError;
 use reid_eval::metrics::{
     Decision, RankingParams, SilhouetteMetric, adjusted_mutual_info, adjusted_rand_index,
     animalclef_score, baks, baus, homogeneity_completeness_v_measure, mutual_info_score, new_flags,
     normalized_mutual_info, ranking_metrics, ranking_metrics_from_lists, silhouette_samples,
     silhouette_score,
 };
+use reid_eval::{EvalError, ParamGuard};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
@@ -43,7 +43,11 @@ fn hand_scores() -> Array2<f32> {
 
 #[test]
 fn ranking_by_hand() {
-    let params = RankingParams::new(&[2, 1, 2], 5).unwrap();
+    let params = RankingParams::default()
+        .ks(&[2, 1, 2])
+        .cmc_len(5)
+        .check()
+        .unwrap();
     assert_eq!(params.ks(), &[1, 2]);
     let m = ranking_metrics(hand_scores().view(), &QUERIES, &GALLERY, &params).unwrap();
     assert_eq!((m.evaluated, m.excluded), (4, 1));
@@ -66,7 +70,11 @@ fn ranking_by_hand() {
 /// is 1 too (every evaluated query has its correct item somewhere).
 #[test]
 fn ranks_past_the_gallery() {
-    let params = RankingParams::new(&[1, 10], 8).unwrap();
+    let params = RankingParams::default()
+        .ks(&[1, 10])
+        .cmc_len(8)
+        .check()
+        .unwrap();
     let m = ranking_metrics(hand_scores().view(), &QUERIES, &GALLERY, &params).unwrap();
     assert_eq!(m.cmc, vec![0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
     assert_eq!(m.top_k(10), Some(1.0));
@@ -83,7 +91,7 @@ fn infinite_scores_rank_at_the_ends() {
         s.view(),
         &["a"],
         &["a", "b", "a"],
-        &RankingParams::default(),
+        &RankingParams::default().check().unwrap(),
     )
     .unwrap();
     assert!(close(m.mean_ap, 5.0 / 6.0));
@@ -98,7 +106,11 @@ fn infinite_scores_rank_at_the_ends() {
 #[test]
 fn ranked_lists_by_hand() {
     let lists: Array2<usize> = array![[1, 2, 4], [0, 1, 2], [3, 4, 0], [0, 1, 2], [0, 2, 4]];
-    let params = RankingParams::new(&[1, 2, 3], 3).unwrap();
+    let params = RankingParams::default()
+        .ks(&[1, 2, 3])
+        .cmc_len(3)
+        .check()
+        .unwrap();
     let m = ranking_metrics_from_lists(lists.view(), &QUERIES, &GALLERY, &params).unwrap();
     assert_eq!((m.evaluated, m.excluded), (4, 1));
     assert_eq!(m.cmc, vec![0.5, 1.0, 1.0]);
@@ -112,7 +124,11 @@ fn ranked_lists_by_hand() {
         lists.view(),
         &["a"],
         &GALLERY,
-        &RankingParams::new(&[1, 2], 2).unwrap(),
+        &RankingParams::default()
+            .ks(&[1, 2])
+            .cmc_len(2)
+            .check()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(m.per_query[0].first_hit, None);
@@ -130,7 +146,11 @@ fn full_lists_equal_the_matrix() {
         [0, 1, 2, 3, 4],
         [0, 2, 4, 1, 3]
     ];
-    let params = RankingParams::new(&[1, 5, 7], 9).unwrap();
+    let params = RankingParams::default()
+        .ks(&[1, 5, 7])
+        .cmc_len(9)
+        .check()
+        .unwrap();
     let a = ranking_metrics(hand_scores().view(), &QUERIES, &GALLERY, &params).unwrap();
     let b = ranking_metrics_from_lists(lists.view(), &QUERIES, &GALLERY, &params).unwrap();
     assert_eq!(a, b);
@@ -139,7 +159,7 @@ fn full_lists_equal_the_matrix() {
 #[test]
 fn ranking_errors() {
     let s = hand_scores();
-    let p = RankingParams::default();
+    let p = RankingParams::default().check().unwrap();
     let e = ranking_metrics(s.view(), &QUERIES[..4], &GALLERY, &p).unwrap_err();
     assert!(
         matches!(&e, EvalError::Shape { expected, got } if expected.starts_with("[4, 5]") && got == "[5, 5]"),
@@ -166,27 +186,33 @@ fn ranking_errors() {
         "{e}"
     );
 
-    // Parameters.
-    assert!(matches!(
-        RankingParams::new(&[], 5),
-        Err(EvalError::InvalidParam { name: "ks", .. })
-    ));
-    assert!(matches!(
-        RankingParams::new(&[0, 1], 5),
-        Err(EvalError::InvalidParam { name: "ks", .. })
-    ));
-    assert!(matches!(
-        RankingParams::new(&[1], 0),
-        Err(EvalError::InvalidParam {
-            name: "cmc_len",
-            ..
-        })
-    ));
+    // Parameters: each message names the setting and its value.
+    for (params, name, value) in [
+        (RankingParams::default().ks(&[]), "ks", "[]"),
+        (RankingParams::default().ks(&[0, 1]), "ks", "[0, 1]"),
+        (RankingParams::default().ks(&[1]).cmc_len(0), "cmc_len", "0"),
+    ] {
+        assert!(params.check_ref().is_err());
+        let e = params.check().unwrap_err();
+        assert!(e.to_string().contains(&format!("got {value}")), "{e}");
+        assert!(
+            matches!(e, EvalError::InvalidParam { name: n, .. } if n == name),
+            "{e:?}"
+        );
+    }
+    // The defaults are valid, and equal the checked `Default`.
+    let v = RankingParams::default().check().unwrap();
+    assert_eq!(v, reid_eval::metrics::ValidRankingParams::default());
+    assert_eq!((v.ks(), v.cmc_len()), (&[1, 5, 10][..], 20));
 }
 
 #[test]
 fn ranked_list_errors() {
-    let p = RankingParams::new(&[1, 2], 2).unwrap();
+    let p = RankingParams::default()
+        .ks(&[1, 2])
+        .cmc_len(2)
+        .check()
+        .unwrap();
     let q = ["a", "b"];
     let lists: Array2<usize> = array![[0, 5], [1, 2]];
     let e = ranking_metrics_from_lists(lists.view(), &q, &GALLERY, &p).unwrap_err();
@@ -223,13 +249,21 @@ fn ranked_list_errors() {
     assert!(matches!(e, EvalError::Empty { .. }), "{e}");
     // Ranks past the lists while they do not cover the gallery are unknown.
     let lists: Array2<usize> = array![[0, 1], [1, 2]];
-    let deep = RankingParams::new(&[1, 5], 2).unwrap();
+    let deep = RankingParams::default()
+        .ks(&[1, 5])
+        .cmc_len(2)
+        .check()
+        .unwrap();
     let e = ranking_metrics_from_lists(lists.view(), &q, &GALLERY, &deep).unwrap_err();
     assert!(
         matches!(e, EvalError::InvalidParam { name: "params", .. }),
         "{e}"
     );
-    let deep = RankingParams::new(&[1], 3).unwrap();
+    let deep = RankingParams::default()
+        .ks(&[1])
+        .cmc_len(3)
+        .check()
+        .unwrap();
     assert!(ranking_metrics_from_lists(lists.view(), &q, &GALLERY, &deep).is_err());
 }
 

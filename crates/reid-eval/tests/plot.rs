@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use ndarray::Array2;
-use reid_eval::EvalError;
-use reid_eval::plot::{OTHER_COLOUR, ScatterParams, ScatterPlot};
+use reid_eval::plot::{OTHER_COLOUR, ScatterParams, ScatterPlot, ValidScatterParams};
+use reid_eval::{EvalError, ParamGuard};
 
 /// Where sample pictures are kept for a person to look at.
 fn samples() -> PathBuf {
@@ -43,7 +43,10 @@ fn png_has_size_and_identity_colours_at_points() {
     let (pts, labels) = grid_points();
     let params = ScatterParams::new()
         .title("t-SNE of lion embeddings")
-        .size(900, 640);
+        .width(900)
+        .height(640)
+        .check()
+        .unwrap();
     let plot = ScatterPlot::new(pts.view(), &labels, params).unwrap();
     // 10 coloured identities and the grey rest (2 identities, 3 points).
     let legend = plot.legend();
@@ -115,7 +118,11 @@ fn markers_for_new_and_wrong() {
     let plot = ScatterPlot::new(
         pts.view(),
         &labels,
-        ScatterParams::new().title("open set").point_radius(6),
+        ScatterParams::new()
+            .title("open set")
+            .point_radius(6)
+            .check()
+            .unwrap(),
     )
     .unwrap()
     .known(&known)
@@ -176,7 +183,11 @@ fn markers_for_new_and_wrong() {
 fn svg_is_well_formed_with_legend_and_one_circle_per_point() {
     let (pts, mut labels) = grid_points();
     labels[77] = "a<b & \"c\"".into(); // must be escaped
-    let params = ScatterParams::new().title("t-SNE & co").top_identities(12);
+    let params = ScatterParams::new()
+        .title("t-SNE & co")
+        .top_identities(12)
+        .check()
+        .unwrap();
     let plot = ScatterPlot::new(pts.view(), &labels, params).unwrap();
     let svg = plot.render_svg().unwrap();
     assert!(svg.trim_start().starts_with("<svg"), "{}", &svg[..80]);
@@ -236,7 +247,9 @@ fn many_identities_and_top_n() {
         &labels,
         ScatterParams::new()
             .top_identities(30)
-            .title("30 identities"),
+            .title("30 identities")
+            .check()
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(plot.legend().len(), 30);
@@ -244,8 +257,8 @@ fn many_identities_and_top_n() {
     assert_eq!(distinct.len(), 30);
     plot.write_png(samples().join("scatter-30.png")).unwrap();
     // top 0: everything grey, one legend line.
-    let grey =
-        ScatterPlot::new(pts.view(), &labels, ScatterParams::new().top_identities(0)).unwrap();
+    let top0 = ScatterParams::new().top_identities(0).check().unwrap();
+    let grey = ScatterPlot::new(pts.view(), &labels, top0).unwrap();
     assert_eq!(grey.legend().len(), 1);
     assert!((0..n).all(|i| grey.colour_of(i) == Some(OTHER_COLOUR)));
 }
@@ -253,11 +266,11 @@ fn many_identities_and_top_n() {
 #[test]
 fn single_point_and_empty_plot_render() {
     let one = Array2::from_elem((1, 2), 5.0);
-    let p = ScatterPlot::new(one.view(), &["x"], ScatterParams::new()).unwrap();
+    let p = ScatterPlot::new(one.view(), &["x"], ValidScatterParams::default()).unwrap();
     let r = p.render_rgb().unwrap();
     assert_eq!(px(&r.image, r.positions[0]), p.colour_of(0).unwrap());
     let empty = Array2::<f64>::zeros((0, 2));
-    let e = ScatterPlot::new(empty.view(), &[] as &[&str], ScatterParams::new()).unwrap();
+    let e = ScatterPlot::new(empty.view(), &[] as &[&str], ValidScatterParams::default()).unwrap();
     assert!(e.is_empty());
     assert!(e.render_svg().unwrap().contains("<svg"));
 }
@@ -266,7 +279,7 @@ fn single_point_and_empty_plot_render() {
 fn bad_input_is_a_typed_error() {
     let (pts, labels) = grid_points();
     let n = labels.len();
-    match ScatterPlot::new(pts.view(), &labels[..n - 1], ScatterParams::new()) {
+    match ScatterPlot::new(pts.view(), &labels[..n - 1], ValidScatterParams::default()) {
         Err(EvalError::LengthMismatch {
             name: "labels",
             expected,
@@ -276,7 +289,7 @@ fn bad_input_is_a_typed_error() {
         }
         other => panic!("{other:?}"),
     }
-    let plot = ScatterPlot::new(pts.view(), &labels, ScatterParams::new()).unwrap();
+    let plot = ScatterPlot::new(pts.view(), &labels, ValidScatterParams::default()).unwrap();
     assert!(matches!(
         plot.clone().known(&vec![true; n + 2]),
         Err(EvalError::LengthMismatch { name: "known", .. })
@@ -290,7 +303,7 @@ fn bad_input_is_a_typed_error() {
     ));
     let mut bad = pts.clone();
     bad[[3, 1]] = f64::NAN;
-    let err = ScatterPlot::new(bad.view(), &labels, ScatterParams::new()).unwrap_err();
+    let err = ScatterPlot::new(bad.view(), &labels, ValidScatterParams::default()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -306,24 +319,38 @@ fn bad_input_is_a_typed_error() {
     bad[[3, 1]] = 0.0;
     bad[[7, 0]] = f64::INFINITY;
     assert!(matches!(
-        ScatterPlot::new(bad.view(), &labels, ScatterParams::new()),
+        ScatterPlot::new(bad.view(), &labels, ValidScatterParams::default()),
         Err(EvalError::NonFinite { row: 7, .. })
     ));
     let three = Array2::<f64>::zeros((4, 3));
     assert!(matches!(
-        ScatterPlot::new(three.view(), &["a"; 4], ScatterParams::new()),
+        ScatterPlot::new(three.view(), &["a"; 4], ValidScatterParams::default()),
         Err(EvalError::Shape { .. })
     ));
-    for params in [
-        ScatterParams::new().size(10, 500),
-        ScatterParams::new().point_radius(0),
-        ScatterParams::new().top_identities(5000),
+    for (params, name, value) in [
+        (ScatterParams::new().width(10), "width", "10"),
+        (ScatterParams::new().height(20_000), "height", "20000"),
+        (ScatterParams::new().point_radius(0), "point_radius", "0"),
+        (
+            ScatterParams::new().top_identities(5000),
+            "top_identities",
+            "5000",
+        ),
     ] {
-        assert!(matches!(
-            ScatterPlot::new(pts.view(), &labels, params),
-            Err(EvalError::InvalidParam { .. })
-        ));
+        assert!(params.check_ref().is_err());
+        let e = params.check().unwrap_err();
+        assert!(e.to_string().contains(&format!("got {value}")), "{e}");
+        assert!(
+            matches!(e, EvalError::InvalidParam { name: n, .. } if n == name),
+            "{e:?}"
+        );
     }
+    let v = ScatterParams::new().width(640).check().unwrap();
+    assert_eq!((v.width(), v.height(), v.point_radius()), (640, 750, 4));
+    assert_eq!(
+        ScatterParams::new().check().unwrap(),
+        ValidScatterParams::default()
+    );
     // A write into a missing folder names the file and leaves nothing behind.
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("missing").join("plot.png");

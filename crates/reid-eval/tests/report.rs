@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
 use ndarray::Array2;
-use reid_eval::EvalError;
 use reid_eval::matchsheet::{
-    Candidate, Decision, MatchSheetParams, QueryMatches, Truth, write_match_sheets,
+    Candidate, Decision, MatchSheetParams, QueryMatches, SheetImage, Truth, write_match_sheets,
 };
 use reid_eval::plot::{ScatterParams, ScatterPlot};
 use reid_eval::report::{Cell, Item, Report, Table};
+use reid_eval::{EvalError, ParamGuard};
 
 /// A fresh sample folder per test (tests run in parallel).
 fn samples(name: &str) -> PathBuf {
@@ -69,25 +69,22 @@ fn pictures(
         (i as f64 * if j == 0 { 0.7 } else { 1.3 }).sin()
     });
     let labels: Vec<String> = (0..40).map(|i| format!("id{}", i % 4)).collect();
-    let plot =
-        ScatterPlot::new(pts.view(), &labels, ScatterParams::new().title("embedding")).unwrap();
+    let params = ScatterParams::new().title("embedding").check().unwrap();
+    let plot = ScatterPlot::new(pts.view(), &labels, params).unwrap();
     let files = plot.write(dir.join("tsne")).unwrap();
     let photo = dir.join("photo.png");
     RgbImage::from_fn(100, 80, |x, y| Rgb([x as u8 * 2, y as u8 * 3, 90]))
         .save(&photo)
         .unwrap();
     let qs = [
-        QueryMatches::new("q1", photo.clone(), Decision::Known("A".into()))
+        QueryMatches::new("q1", SheetImage::new(&photo), Decision::Known("A".into()))
             .truth(Truth::known("A"))
-            .candidate(Candidate::new(photo.clone(), "A", 0.9)),
-        QueryMatches::new("q2", dir.join("gone.jpg"), Decision::New).candidate(Candidate::new(
-            photo.clone(),
-            "B",
-            0.4,
-        )),
+            .candidate(Candidate::new(SheetImage::new(&photo), "A", 0.9)),
+        QueryMatches::new("q2", SheetImage::new(dir.join("gone.jpg")), Decision::New)
+            .candidate(Candidate::new(SheetImage::new(&photo), "B", 0.4)),
     ];
-    let sheets =
-        write_match_sheets(&qs, dir.join("sheets"), &MatchSheetParams::new().top_k(3)).unwrap();
+    let params = MatchSheetParams::new().top_k(3).check().unwrap();
+    let sheets = write_match_sheets(&qs, dir.join("sheets"), &params).unwrap();
     assert_eq!(sheets.pages.len(), 2);
     assert_eq!(sheets.failures.len(), 1);
     (files, sheets)

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::Array2;
+use reid_eval::ParamGuard;
 use reid_eval::metrics::{
     RankingParams, SilhouetteMetric, adjusted_mutual_info, homogeneity_completeness_v_measure,
     mutual_info_score, normalized_mutual_info, ranking_metrics, ranking_metrics_from_lists,
@@ -11,10 +12,8 @@ use reid_eval::metrics::{
 };
 use serde_json::Value;
 
-// The fixture folder helper of reid-openset's tests (same cache layout).
-#[path = "../../reid-openset/tests/common/mod.rs"]
-mod openset_common;
-use openset_common::fixture_dir;
+mod common;
+use common::fixture_dir;
 
 fn fixture() -> Value {
     let path = fixture_dir("eval_sklearn").join("eval_sklearn.json");
@@ -173,7 +172,11 @@ fn ranking_with_ties_matches_lexsort() {
         let lists = matrix_usize(&c["lists"]);
         let w = lists.ncols();
         let (q, g) = (strings(&c["queries"]), strings(&c["gallery"]));
-        let params = RankingParams::new(&[1, w], w).unwrap();
+        let params = RankingParams::default()
+            .ks(&[1, w])
+            .cmc_len(w)
+            .check()
+            .unwrap();
         let m = ranking_metrics_from_lists(lists.view(), &q, &g, &params).unwrap();
         let want_ap = opt_f64s(&c["ap_w"]);
         let want_first = opt_usizes(&c["first_hit_w"]);
@@ -195,7 +198,11 @@ fn check_ranking(i: usize, c: &Value, tol: f64) {
     let want_ap = opt_f64s(&c["ap"]);
     let want_first = opt_usizes(&c["first_hit"]);
     let ks = [1, 3, 5, 10];
-    let params = RankingParams::new(&ks, g.len()).unwrap();
+    let params = RankingParams::default()
+        .ks(&ks)
+        .cmc_len(g.len())
+        .check()
+        .unwrap();
     let m = ranking_metrics(s.view(), &q, &g, &params).unwrap();
     let evaluated: Vec<usize> = want_first.iter().filter_map(|f| *f).collect();
     assert_eq!(m.evaluated, evaluated.len(), "case {i}");

@@ -9,8 +9,7 @@
 )]
 
 // The shared-data lookup of the reid-data tests, which skips when absent.
-#[path = "../../reid-data/tests/common/mod.rs"]
-mod data_common;
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -325,7 +324,7 @@ fn malformed_metadata_names_the_line() {
 /// duplicate and an identity of another dataset are rejected.
 #[test]
 fn real_animalclef_metadata() {
-    let Some(shared) = data_common::shared() else {
+    let Some(shared) = common::shared() else {
         return;
     };
     let meta = shared.join("datasets/animalclef2025/metadata.csv");

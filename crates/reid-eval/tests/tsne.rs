@@ -5,16 +5,22 @@
 use ndarray::{Array2, ArrayView2, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reid_eval::EvalError;
 use reid_eval::tsne::{
-    Affinities, MIN_SAMPLES, TsneEngine, TsneInit, TsneParams, kl_divergence, pca_initialisation,
-    sparse_joint_probabilities, tsne,
+    Affinities, MIN_SAMPLES, TsneEngine, TsneInit, TsneOutput, TsneParams, kl_divergence,
+    pca_initialisation, sparse_joint_probabilities, tsne,
 };
+use reid_eval::{EvalError, ParamGuard};
 
-// The fixture folder helper of reid-openset's tests (same cache layout).
-#[path = "../../reid-openset/tests/common/mod.rs"]
-mod openset_common;
-use openset_common::fixture_dir;
+/// Checks `params`, then runs [`tsne`] (the data checks included).
+fn run<A: Copy + Into<f64>>(
+    x: ArrayView2<'_, A>,
+    params: &TsneParams,
+) -> reid_eval::Result<TsneOutput> {
+    tsne(x, &params.clone().check()?)
+}
+
+mod common;
+use common::fixture_dir;
 
 fn matrix(v: &serde_json::Value) -> Array2<f64> {
     let rows: Vec<Vec<f64>> = v
@@ -128,7 +134,7 @@ fn kl_matches_sklearn_exact_objective() {
 fn kl_scores_structure() {
     let (x, _) = blobs(4, 25, 16, 0.2, 3);
     let params = TsneParams::new(2).perplexity(10.0).max_iter(500).seed(1);
-    let out = tsne(x.view(), &params).unwrap();
+    let out = run(x.view(), &params).unwrap();
     assert!(
         out.kl_divergence > 0.0 && out.kl_divergence < 1.0,
         "{}",
@@ -165,10 +171,10 @@ fn same_seed_same_embedding() {
         base.clone().theta(0.0).init(TsneInit::Random),
         base.clone().init(TsneInit::Random),
     ] {
-        let a = tsne(x.view(), &params).unwrap();
-        let b = tsne(x.view(), &params).unwrap();
+        let a = run(x.view(), &params).unwrap();
+        let b = run(x.view(), &params).unwrap();
         assert_eq!(a, b, "{params:?}");
-        let c = tsne(x.view(), &params.clone().seed(43)).unwrap();
+        let c = run(x.view(), &params.clone().seed(43)).unwrap();
         assert_ne!(a.embedding, c.embedding, "{params:?}");
     }
 }
@@ -187,7 +193,7 @@ fn native_is_reproducible_across_thread_counts() {
                     .num_threads(threads)
                     .build()
                     .unwrap()
-                    .install(|| params.check().unwrap().embed(x.view()).unwrap())
+                    .install(|| params.clone().check().unwrap().embed(x.view()).unwrap())
             })
             .collect();
         assert_eq!(runs[0], runs[1], "{dims}-D: 1 vs 2 threads");
@@ -249,8 +255,8 @@ fn native_affinities_and_init_match_sklearn() {
 fn barnes_hut_tracks_the_exact_gradient() {
     let (x, _) = blobs(6, 50, 20, 0.5, 13);
     let params = TsneParams::new(2).perplexity(15.0).max_iter(500).seed(2);
-    let exact = tsne(x.view(), &params.clone().theta(0.0)).unwrap();
-    let bh = tsne(x.view(), &params).unwrap();
+    let exact = run(x.view(), &params.clone().theta(0.0)).unwrap();
+    let bh = run(x.view(), &params).unwrap();
     assert!(
         (bh.kl_divergence - exact.kl_divergence).abs() < 0.05 * exact.kl_divergence,
         "θ 0.5: KL {} vs exact {}",
@@ -272,7 +278,7 @@ fn barnes_hut_repeats_agree_in_quality() {
         .max_iter(400)
         .seed(42)
         .engine(TsneEngine::Linfa);
-    let runs: Vec<_> = (0..3).map(|_| tsne(x.view(), &params).unwrap()).collect();
+    let runs: Vec<_> = (0..3).map(|_| run(x.view(), &params).unwrap()).collect();
     let kls: Vec<f64> = runs.iter().map(|r| r.kl_divergence).collect();
     let (lo, hi) = kls
         .iter()
@@ -307,19 +313,19 @@ fn any_layout_gives_the_contiguous_result() {
         params.clone().theta(0.5),
         params.clone().engine(TsneEngine::Linfa),
     ] {
-        let want = tsne(x.view(), &p).unwrap();
+        let want = run(x.view(), &p).unwrap();
         // Transposed storage (column-major view).
-        assert_eq!(tsne(view, &p).unwrap(), want, "{p:?}");
+        assert_eq!(run(view, &p).unwrap(), want, "{p:?}");
         // Every other row of a bigger matrix, and every other column.
-        assert_eq!(tsne(strided, &p).unwrap(), want, "{p:?}");
+        assert_eq!(run(strided, &p).unwrap(), want, "{p:?}");
         // f64 input holding the same values.
-        assert_eq!(tsne(x64.view(), &p).unwrap(), want, "{p:?}");
+        assert_eq!(run(x64.view(), &p).unwrap(), want, "{p:?}");
     }
     // linfa's Barnes-Hut path accepts the same views (its output is not bit-stable).
     let bh = params.clone().theta(0.5).engine(TsneEngine::Linfa);
-    assert_eq!(tsne(view, &bh).unwrap().embedding.dim(), (60, 2));
-    assert_eq!(tsne(strided, &bh).unwrap().embedding.dim(), (60, 2));
-    let want = tsne(x.view(), &params).unwrap();
+    assert_eq!(run(view, &bh).unwrap().embedding.dim(), (60, 2));
+    assert_eq!(run(strided, &bh).unwrap().embedding.dim(), (60, 2));
+    let want = run(x.view(), &params).unwrap();
     // KL of a transposed embedding view equals that of the embedding.
     let yt = want.embedding.t().as_standard_layout().into_owned();
     assert_eq!(
@@ -342,7 +348,7 @@ fn tight_clusters_stay_separated() {
             .max_iter(500)
             .seed(0)
             .engine(engine);
-        let out = tsne(x.view(), &params).unwrap();
+        let out = run(x.view(), &params).unwrap();
         assert_eq!(out.embedding.dim(), (200, dims));
         let agree = nn_agreement(out.embedding.view(), &labels);
         assert!(
@@ -388,7 +394,7 @@ fn typed_errors() {
     let ok = TsneParams::new(2).perplexity(5.0).max_iter(50);
 
     // Perplexity against the sample count: 30 samples allow up to 29 / 3.
-    let e = tsne(x.view(), &ok.clone().perplexity(10.0)).unwrap_err();
+    let e = run(x.view(), &ok.clone().perplexity(10.0)).unwrap_err();
     match &e {
         EvalError::PerplexityTooLarge {
             perplexity,
@@ -399,18 +405,18 @@ fn typed_errors() {
         other => panic!("{other:?}"),
     }
     assert!(e.to_string().contains("30 samples"), "{e}");
-    assert!(tsne(x.view(), &ok.clone().perplexity(29.0 / 3.0)).is_ok());
+    assert!(run(x.view(), &ok.clone().perplexity(29.0 / 3.0)).is_ok());
 
     // NaN / infinity name the row.
     let mut bad = x.clone();
     bad[[7, 3]] = f32::NAN;
-    match tsne(bad.view(), &ok).unwrap_err() {
+    match run(bad.view(), &ok).unwrap_err() {
         EvalError::NonFinite { name, row, .. } => assert_eq!((name, row), ("x", 7)),
         other => panic!("{other:?}"),
     }
     bad[[7, 3]] = 0.0;
     bad[[12, 0]] = f32::INFINITY;
-    let e = tsne(bad.view(), &ok).unwrap_err();
+    let e = run(bad.view(), &ok).unwrap_err();
     assert!(matches!(e, EvalError::NonFinite { row: 12, .. }), "{e:?}");
     assert!(e.to_string().contains("row 12"), "{e}");
     assert!(matches!(
@@ -420,30 +426,37 @@ fn typed_errors() {
 
     // Too few samples.
     let tiny = x.slice(s![..MIN_SAMPLES - 1, ..]);
-    match tsne(tiny, &TsneParams::new(2).perplexity(1.0)).unwrap_err() {
+    match run(tiny, &TsneParams::new(2).perplexity(1.0)).unwrap_err() {
         EvalError::TooFewSamples { samples, min, .. } => {
             assert_eq!((samples, min), (MIN_SAMPLES - 1, MIN_SAMPLES));
         }
         other => panic!("{other:?}"),
     }
 
-    // Parameters checked without data.
-    for (params, name) in [
-        (TsneParams::new(4), "dims"),
-        (TsneParams::new(1), "dims"),
-        (TsneParams::new(2).perplexity(0.5), "perplexity"),
-        (TsneParams::new(2).perplexity(f64::NAN), "perplexity"),
-        (TsneParams::new(2).theta(-0.1), "theta"),
-        (TsneParams::new(2).max_iter(1), "max_iter"),
+    // Parameters checked without data; the message names the value.
+    for (params, name, value) in [
+        (TsneParams::new(4), "dims", "4"),
+        (TsneParams::new(1), "dims", "1"),
+        (TsneParams::default().dims(0), "dims", "0"),
+        (TsneParams::new(2).perplexity(0.5), "perplexity", "0.5"),
+        (TsneParams::new(2).perplexity(f64::NAN), "perplexity", "NaN"),
+        (TsneParams::new(2).theta(-0.1), "theta", "-0.1"),
+        (TsneParams::new(2).max_iter(1), "max_iter", "1"),
         (
             TsneParams::new(2).max_iter(100).exaggeration_iter(100),
             "exaggeration_iter",
+            "100",
         ),
-        (TsneParams::new(2).learning_rate(0.0), "learning_rate"),
-        (TsneParams::new(2).learning_rate(f64::NAN), "learning_rate"),
+        (TsneParams::new(2).learning_rate(0.0), "learning_rate", "0"),
+        (
+            TsneParams::new(2).learning_rate(f64::NAN),
+            "learning_rate",
+            "NaN",
+        ),
         (
             TsneParams::new(2).early_exaggeration(0.5),
             "early_exaggeration",
+            "0.5",
         ),
         // What linfa-tsne fixes cannot be set for it.
         (
@@ -451,39 +464,58 @@ fn typed_errors() {
                 .engine(TsneEngine::Linfa)
                 .learning_rate(100.0),
             "learning_rate",
+            "100",
         ),
         (
             TsneParams::new(2)
                 .engine(TsneEngine::Linfa)
                 .init(TsneInit::Pca),
             "init",
+            "Pca",
         ),
         (
             TsneParams::new(2)
                 .engine(TsneEngine::Linfa)
                 .early_exaggeration(4.0),
             "early_exaggeration",
+            "4",
         ),
     ] {
-        match params.check().unwrap_err() {
+        assert!(params.check_ref().is_err(), "{params:?}");
+        let e = params.clone().check().unwrap_err();
+        assert!(e.to_string().contains(&format!("`{name}`")), "{e}");
+        assert!(e.to_string().contains(&format!("got {value}")), "{e}");
+        match e {
             EvalError::InvalidParam { name: got, .. } => assert_eq!(got, name),
             other => panic!("{other:?}"),
         }
     }
+    // The checked parameters resolve the defaults that depend on others.
+    let v = TsneParams::default().max_iter(100).check().unwrap();
+    assert_eq!((v.dims(), v.exaggeration_iter()), (2, 50));
+    assert_eq!(v.init(), TsneInit::Pca);
+    let v = TsneParams::new(3)
+        .engine(TsneEngine::Linfa)
+        .check()
+        .unwrap();
+    assert_eq!(
+        (v.dims(), v.init(), v.exaggeration_iter()),
+        (3, TsneInit::Random, 250)
+    );
 
     // Fewer features than output dims; every row the same point.
     let narrow = x.slice(s![.., ..2]);
     assert!(matches!(
-        tsne(narrow, &ok.clone().max_iter(50)).map(|_| ()),
+        run(narrow, &ok.clone().max_iter(50)).map(|_| ()),
         Ok(())
     ));
     assert!(matches!(
-        tsne(narrow, &TsneParams::new(3).perplexity(5.0)),
+        run(narrow, &TsneParams::new(3).perplexity(5.0)),
         Err(EvalError::Shape { .. })
     ));
     let constant = Array2::<f32>::ones((20, 4));
     assert!(matches!(
-        tsne(constant.view(), &ok),
+        run(constant.view(), &ok),
         Err(EvalError::ConstantInput { samples: 20, .. })
     ));
 

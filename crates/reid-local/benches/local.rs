@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::{Rgb, RgbImage};
+use reid_local::ParamGuard;
 use reid_local::{FeatureStore, LocalParams, extract_image, match_pair};
 
 fn shared_dir() -> PathBuf {

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use reid_local::ParamGuard;
 use reid_local::{FeatureStore, LocalParams, ModelKind};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -256,7 +256,10 @@ pub fn decode_features(bytes: &[u8], path: &Path, expected: Option<&CacheKey>) -
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    Features::new((sw, sh), (ow, oh), dim, keypoints, descriptors)
+    Features::builder((sw, sh), keypoints, descriptors)
+        .dim(dim)
+        .original_size((ow, oh))
+        .build()
         .map_err(|e| corrupt(format!("invalid contents: {e}")))
 }
 

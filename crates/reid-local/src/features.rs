@@ -41,23 +41,60 @@ pub struct Features {
     descriptors: Vec<f32>,
 }
 
-impl Features {
-    /// Assembles features, checking that there are `dim` descriptor values
-    /// per keypoint and that every number is finite.
-    ///
-    /// `scaled_size` is the frame the keypoints live in (the downscaled
-    /// image), `original_size` the decoded image's size.
-    pub fn new(
-        scaled_size: (u32, u32),
-        original_size: (u32, u32),
-        dim: usize,
-        keypoints: Vec<Keypoint>,
-        descriptors: Vec<f32>,
-    ) -> Result<Self> {
+/// Features assembled from their parts by [`Features::builder`] and
+/// checked by [`FeaturesBuilder::build`].
+///
+/// ```
+/// use reid_local::{Features, Keypoint};
+///
+/// let kp = Keypoint { x: 3.0, y: 4.0, sigma: 1.6, angle: 0.0, response: 0.1, octave: 0 };
+/// let f = Features::builder((320, 240), vec![kp], vec![0.5; 4])
+///     .dim(4)
+///     .original_size((640, 480))
+///     .build()?;
+/// assert_eq!((f.len(), f.scale()), (1, (0.5, 0.5)));
+/// // Three values are not one descriptor of length 4.
+/// assert!(Features::builder((320, 240), vec![kp], vec![0.5; 3]).dim(4).build().is_err());
+/// # Ok::<(), reid_local::LocalError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct FeaturesBuilder {
+    scaled_size: (u32, u32),
+    original_size: Option<(u32, u32)>,
+    dim: usize,
+    keypoints: Vec<Keypoint>,
+    descriptors: Vec<f32>,
+}
+
+impl FeaturesBuilder {
+    /// Descriptor length; default [`DESCRIPTOR_LEN`] (128).
+    pub fn dim(mut self, dim: usize) -> Self {
+        self.dim = dim;
+        self
+    }
+
+    /// `(width, height)` of the decoded image before downscaling; default
+    /// the scaled size (not downscaled).
+    pub fn original_size(mut self, size: (u32, u32)) -> Self {
+        self.original_size = Some(size);
+        self
+    }
+
+    /// Checks that there are `dim` descriptor values per keypoint and that
+    /// every number is finite, and assembles the features.
+    pub fn build(self) -> Result<Features> {
+        let FeaturesBuilder {
+            scaled_size,
+            original_size,
+            dim,
+            keypoints,
+            descriptors,
+        } = self;
         if dim == 0 {
             return Err(LocalError::param(
                 "dim",
-                "descriptor length must be at least 1",
+                "descriptor length must be at least 1, got 0",
             ));
         }
         if keypoints.len().checked_mul(dim) != Some(descriptors.len()) {
@@ -85,13 +122,34 @@ impl Features {
                 index: i,
             });
         }
-        Ok(Self::from_checked(
+        Ok(Features::from_checked(
             scaled_size,
-            original_size,
+            original_size.unwrap_or(scaled_size),
             dim,
             keypoints,
             descriptors,
         ))
+    }
+}
+
+impl Features {
+    /// Starts assembling features from `keypoints`, in the frame of
+    /// `scaled_size` (`(width, height)` of the downscaled image), and their
+    /// `descriptors` (row-major, one row of [`FeaturesBuilder::dim`] values
+    /// per keypoint); the original size and the descriptor length are set on
+    /// the builder, and [`FeaturesBuilder::build`] checks everything.
+    pub fn builder(
+        scaled_size: (u32, u32),
+        keypoints: Vec<Keypoint>,
+        descriptors: Vec<f32>,
+    ) -> FeaturesBuilder {
+        FeaturesBuilder {
+            scaled_size,
+            original_size: None,
+            dim: DESCRIPTOR_LEN,
+            keypoints,
+            descriptors,
+        }
     }
 
     /// Trusted constructor for values produced by this crate.

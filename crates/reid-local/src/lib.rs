@@ -23,13 +23,15 @@
 //!   is a source of [`reid_openset::fuse`]; [`LocalScorer::precompute`]
 //!   scores a whole shortlist in parallel first.
 //!
-//! Parameters are checked once ([`LocalParams::check`]) and every function
-//! on user input returns a [`LocalError`] naming the file, parameter or
-//! index; nothing here panics on bad input.
+//! Parameters follow the workspace's one convention ([`ParamGuard`],
+//! re-exported from `reid-core`): `FooParams` builders, checked once by
+//! [`ParamGuard::check`] into the `ValidFooParams` the work takes (see
+//! [`params`]). Every function on user input returns a [`LocalError`] naming
+//! the file, parameter or index; nothing here panics on bad input.
 //!
 //! ```
 //! use image::{Rgb, RgbImage};
-//! use reid_local::{LocalParams, Model, extract_image, match_pair};
+//! use reid_local::{LocalParams, Model, ParamGuard, extract_image, match_pair};
 //!
 //! // A random pattern of grey squares, and the same scene moved by (-7, -4).
 //! let mut state = 12345u32;
@@ -77,7 +79,7 @@ pub use cache::{
 };
 pub use error::{LocalError, Result};
 pub use extract::{extract_file, extract_image};
-pub use features::{DESCRIPTOR_LEN, Features, Keypoint};
+pub use features::{DESCRIPTOR_LEN, Features, FeaturesBuilder, Keypoint};
 pub use geometry::{Affine, Homography, Model, Point};
 pub use matching::{Match, match_descriptors, match_features};
 pub use pairs::{PairMatch, match_pair, score_pairs};
@@ -86,5 +88,6 @@ pub use params::{
     ValidExtractParams, ValidLocalParams, ValidMatchParams, ValidRansacParams,
 };
 pub use ransac::{RansacResult, ransac};
+pub use reid_core::ParamGuard;
 pub use scorer::LocalScorer;
 pub use store::FeatureStore;

@@ -35,7 +35,7 @@ pub struct Match {
 /// Errors when a length is not a multiple of `dim` or a value is not finite.
 ///
 /// ```
-/// use reid_local::{MatchParams, match_descriptors};
+/// use reid_local::{MatchParams, ParamGuard, match_descriptors};
 /// let a = [1.0f32, 0.0, 0.0, 1.0];
 /// let b = [0.0f32, 1.0, 0.9, 0.1, -1.0, 0.0];
 /// let m = match_descriptors(&a, &b, 2, &MatchParams::default().check()?)?;

@@ -1,7 +1,28 @@
-//! Parameters, checked once: build a [`LocalParams`] (or one of its parts),
-//! call `check()`, and pass the `Valid*` result to the hot code, which then
-//! does no validation of its own (the linfa pattern).
+//! Parameters, checked once, with the workspace's one convention
+//! ([`ParamGuard`]): build a [`LocalParams`] (or one of its parts) from its
+//! `Default` with one setter per setting, call [`ParamGuard::check`], and
+//! pass the `Valid*` result to the hot code, which then does no validation
+//! of its own (the linfa pattern). A rejected setting is a
+//! [`LocalError::InvalidParam`] naming it and its value.
+//!
+//! The settings are also public fields, for reading and for struct-update
+//! syntax (`ExtractParams { max_side: 640, ..Default::default() }`); either
+//! way nothing is used before it is checked.
+//!
+//! ```
+//! use reid_local::{ExtractParams, LocalParams, ModelKind, ParamGuard, RansacParams};
+//!
+//! let params = LocalParams::default()
+//!     .extract(ExtractParams::default().max_side(640).max_keypoints(500))
+//!     .ransac(RansacParams::default().model(ModelKind::Homography).seed(7))
+//!     .check()?;
+//! assert_eq!(params.extract().get().max_side, 640);
+//! let e = ExtractParams::default().sigma(0.1).check().unwrap_err();
+//! assert!(e.to_string().contains("`sigma`") && e.to_string().contains("got 0.1"));
+//! # Ok::<(), reid_local::LocalError>(())
+//! ```
 
+use reid_core::ParamGuard;
 use reid_data::DecodeOptions;
 
 use crate::error::{LocalError, Result};
@@ -64,14 +85,69 @@ impl Default for ExtractParams {
     }
 }
 
-/// Checked [`ExtractParams`]; made by [`ExtractParams::check`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Checked [`ExtractParams`]; made by [`ParamGuard::check`]. Its `Default`
+/// is the default [`ExtractParams`], checked.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ValidExtractParams(ExtractParams);
 
 impl ExtractParams {
+    /// Sets [`max_side`](#structfield.max_side).
+    #[must_use]
+    pub fn max_side(mut self, px: u32) -> Self {
+        self.max_side = px;
+        self
+    }
+    /// Sets [`max_keypoints`](#structfield.max_keypoints).
+    #[must_use]
+    pub fn max_keypoints(mut self, n: usize) -> Self {
+        self.max_keypoints = n;
+        self
+    }
+    /// Sets [`double_image`](#structfield.double_image).
+    #[must_use]
+    pub fn double_image(mut self, double: bool) -> Self {
+        self.double_image = double;
+        self
+    }
+    /// Sets [`octave_layers`](#structfield.octave_layers).
+    #[must_use]
+    pub fn octave_layers(mut self, layers: u32) -> Self {
+        self.octave_layers = layers;
+        self
+    }
+    /// Sets [`sigma`](#structfield.sigma).
+    #[must_use]
+    pub fn sigma(mut self, sigma: f32) -> Self {
+        self.sigma = sigma;
+        self
+    }
+    /// Sets [`contrast_threshold`](#structfield.contrast_threshold).
+    #[must_use]
+    pub fn contrast_threshold(mut self, threshold: f32) -> Self {
+        self.contrast_threshold = threshold;
+        self
+    }
+    /// Sets [`edge_threshold`](#structfield.edge_threshold).
+    #[must_use]
+    pub fn edge_threshold(mut self, ratio: f32) -> Self {
+        self.edge_threshold = ratio;
+        self
+    }
+    /// Sets [`descriptor`](#structfield.descriptor).
+    #[must_use]
+    pub fn descriptor(mut self, kind: DescriptorKind) -> Self {
+        self.descriptor = kind;
+        self
+    }
+}
+
+impl ParamGuard for ExtractParams {
+    type Checked = ValidExtractParams;
+    type Error = LocalError;
+
     /// Validates every field; errors with [`LocalError::InvalidParam`]
-    /// naming the first bad one.
-    pub fn check(&self) -> Result<ValidExtractParams> {
+    /// naming the first bad one and its value.
+    fn check_ref(&self) -> Result<()> {
         let p = *self;
         if !(16..=8192).contains(&p.max_side) {
             return Err(LocalError::param(
@@ -109,7 +185,12 @@ impl ExtractParams {
                 format!("must be finite and > 1, got {}", p.edge_threshold),
             ));
         }
-        Ok(ValidExtractParams(p))
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidExtractParams> {
+        self.check_ref()?;
+        Ok(ValidExtractParams(self))
     }
 }
 
@@ -159,20 +240,44 @@ impl Default for MatchParams {
     }
 }
 
-/// Checked [`MatchParams`]; made by [`MatchParams::check`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Checked [`MatchParams`]; made by [`ParamGuard::check`]. Its `Default` is
+/// the default [`MatchParams`], checked.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ValidMatchParams(MatchParams);
 
 impl MatchParams {
+    /// Sets [`ratio`](#structfield.ratio).
+    #[must_use]
+    pub fn ratio(mut self, ratio: f32) -> Self {
+        self.ratio = ratio;
+        self
+    }
+    /// Sets [`mutual`](#structfield.mutual).
+    #[must_use]
+    pub fn mutual(mut self, mutual: bool) -> Self {
+        self.mutual = mutual;
+        self
+    }
+}
+
+impl ParamGuard for MatchParams {
+    type Checked = ValidMatchParams;
+    type Error = LocalError;
+
     /// Validates every field.
-    pub fn check(&self) -> Result<ValidMatchParams> {
+    fn check_ref(&self) -> Result<()> {
         if !(self.ratio.is_finite() && self.ratio > 0.0 && self.ratio <= 1.0) {
             return Err(LocalError::param(
                 "ratio",
                 format!("must be finite and in (0, 1], got {}", self.ratio),
             ));
         }
-        Ok(ValidMatchParams(*self))
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidMatchParams> {
+        self.check_ref()?;
+        Ok(ValidMatchParams(self))
     }
 }
 
@@ -240,13 +345,56 @@ impl Default for RansacParams {
     }
 }
 
-/// Checked [`RansacParams`]; made by [`RansacParams::check`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Checked [`RansacParams`]; made by [`ParamGuard::check`]. Its `Default`
+/// is the default [`RansacParams`], checked.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ValidRansacParams(RansacParams);
 
 impl RansacParams {
+    /// Sets [`model`](#structfield.model).
+    #[must_use]
+    pub fn model(mut self, model: ModelKind) -> Self {
+        self.model = model;
+        self
+    }
+    /// Sets [`max_iterations`](#structfield.max_iterations).
+    #[must_use]
+    pub fn max_iterations(mut self, n: u32) -> Self {
+        self.max_iterations = n;
+        self
+    }
+    /// Sets [`inlier_threshold`](#structfield.inlier_threshold).
+    #[must_use]
+    pub fn inlier_threshold(mut self, px: f32) -> Self {
+        self.inlier_threshold = px;
+        self
+    }
+    /// Sets [`confidence`](#structfield.confidence).
+    #[must_use]
+    pub fn confidence(mut self, p: f64) -> Self {
+        self.confidence = p;
+        self
+    }
+    /// Sets [`seed`](#structfield.seed).
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Sets [`refine`](#structfield.refine).
+    #[must_use]
+    pub fn refine(mut self, refine: bool) -> Self {
+        self.refine = refine;
+        self
+    }
+}
+
+impl ParamGuard for RansacParams {
+    type Checked = ValidRansacParams;
+    type Error = LocalError;
+
     /// Validates every field.
-    pub fn check(&self) -> Result<ValidRansacParams> {
+    fn check_ref(&self) -> Result<()> {
         let p = *self;
         if !(1..=1_000_000).contains(&p.max_iterations) {
             return Err(LocalError::param(
@@ -266,7 +414,12 @@ impl RansacParams {
                 format!("must be in (0, 1), got {}", p.confidence),
             ));
         }
-        Ok(ValidRansacParams(p))
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidRansacParams> {
+        self.check_ref()?;
+        Ok(ValidRansacParams(self))
     }
 }
 
@@ -291,8 +444,9 @@ pub struct LocalParams {
     pub ransac: RansacParams,
 }
 
-/// Checked [`LocalParams`]; made by [`LocalParams::check`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Checked [`LocalParams`]; made by [`ParamGuard::check`]. Its `Default` is
+/// the default [`LocalParams`], checked.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ValidLocalParams {
     decode: DecodeOptions,
     extract: ValidExtractParams,
@@ -301,8 +455,45 @@ pub struct ValidLocalParams {
 }
 
 impl LocalParams {
-    /// Validates every part.
-    pub fn check(&self) -> Result<ValidLocalParams> {
+    /// Sets [`decode`](#structfield.decode).
+    #[must_use]
+    pub fn decode(mut self, options: DecodeOptions) -> Self {
+        self.decode = options;
+        self
+    }
+    /// Sets [`extract`](#structfield.extract).
+    #[must_use]
+    pub fn extract(mut self, params: ExtractParams) -> Self {
+        self.extract = params;
+        self
+    }
+    /// Sets [`matching`](#structfield.matching).
+    #[must_use]
+    pub fn matching(mut self, params: MatchParams) -> Self {
+        self.matching = params;
+        self
+    }
+    /// Sets [`ransac`](#structfield.ransac).
+    #[must_use]
+    pub fn ransac(mut self, params: RansacParams) -> Self {
+        self.ransac = params;
+        self
+    }
+}
+
+impl ParamGuard for LocalParams {
+    type Checked = ValidLocalParams;
+    type Error = LocalError;
+
+    /// Validates every part (the decoding options are valid by
+    /// construction).
+    fn check_ref(&self) -> Result<()> {
+        self.extract.check_ref()?;
+        self.matching.check_ref()?;
+        self.ransac.check_ref()
+    }
+
+    fn check(self) -> Result<ValidLocalParams> {
         Ok(ValidLocalParams {
             decode: self.decode,
             extract: self.extract.check()?,

@@ -37,7 +37,7 @@ pub struct RansacResult {
 /// Errors when the lengths differ or a coordinate is not finite.
 ///
 /// ```
-/// use reid_local::{RansacParams, ransac};
+/// use reid_local::{ParamGuard, RansacParams, ransac};
 /// let src: Vec<[f64; 2]> = (0..20).map(|i| [i as f64, (i * i % 7) as f64]).collect();
 /// let dst: Vec<[f64; 2]> = src.iter().map(|p| [p[0] + 5.0, p[1] - 2.0]).collect();
 /// let r = ransac(&src, &dst, &RansacParams::default().check()?)?;

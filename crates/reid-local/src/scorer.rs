@@ -27,20 +27,56 @@ pub struct LocalScorer<'a> {
 }
 
 impl<'a> LocalScorer<'a> {
-    /// A scorer of `queries[q]` against `gallery[g]`.
-    pub fn new(
-        name: impl Into<String>,
-        queries: &'a [Features],
-        gallery: &'a [Features],
-        params: &ValidLocalParams,
-    ) -> Self {
+    /// A scorer named `"local"` with `params`, of no queries and no gallery
+    /// yet: set them with [`LocalScorer::queries`] and
+    /// [`LocalScorer::gallery`] (a builder, so that the two lists of the
+    /// same type cannot swap silently).
+    ///
+    /// ```
+    /// use reid_local::{LocalParams, LocalScorer, ParamGuard};
+    /// use reid_openset::PairScorer;
+    ///
+    /// let (queries, gallery) = (Vec::new(), Vec::new());
+    /// let params = LocalParams::default().check()?;
+    /// let scorer = LocalScorer::new(&params).named("keypoints").queries(&queries).gallery(&gallery);
+    /// assert_eq!(scorer.name(), "keypoints");
+    /// assert!(scorer.pair(0, 0).is_err()); // no query 0
+    /// # Ok::<(), reid_local::LocalError>(())
+    /// ```
+    pub fn new(params: &ValidLocalParams) -> Self {
         LocalScorer {
-            name: name.into(),
-            queries,
-            gallery,
+            name: "local".to_string(),
+            queries: &[],
+            gallery: &[],
             params: *params,
             memo: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The name the scorer reports ([`PairScorer::name`], hence this
+    /// setter's own name); default `"local"`.
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The query features: `query` indices index this list. Forgets the
+    /// pairs scored so far.
+    #[must_use]
+    pub fn queries(mut self, queries: &'a [Features]) -> Self {
+        self.queries = queries;
+        self.memo = RwLock::new(HashMap::new());
+        self
+    }
+
+    /// The gallery features: `gallery` indices index this list. Forgets the
+    /// pairs scored so far.
+    #[must_use]
+    pub fn gallery(mut self, gallery: &'a [Features]) -> Self {
+        self.gallery = gallery;
+        self.memo = RwLock::new(HashMap::new());
+        self
     }
 
     /// Scores, in parallel, every (query row, shortlisted gallery item) pair

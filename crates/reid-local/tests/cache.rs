@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 
+use reid_local::ParamGuard;
 use reid_local::cache::{CacheKey, FeatureCache, decode_features, encode_features};
 use reid_local::{
     CacheStatus, Features, LocalError, LocalParams, extract_file, extract_image, read_features_file,
@@ -220,4 +221,89 @@ fn missing_and_corrupt_images_are_typed_errors_naming_the_file() {
     }
     // Nothing was cached for them.
     assert_eq!(std::fs::read_dir(cache.dir()).unwrap().count(), 0);
+}
+
+/// Features assembled from parts (what a cache or another extractor holds):
+/// the builder checks the descriptor shape and every number, by name.
+#[test]
+fn features_builder_checks_its_parts() {
+    let kp = reid_local::Keypoint {
+        x: 10.0,
+        y: 20.0,
+        sigma: 2.0,
+        angle: 1.0,
+        response: 0.05,
+        octave: 0,
+    };
+    let f = Features::builder((100, 80), vec![kp, kp], vec![0.25; 256])
+        .build()
+        .unwrap();
+    assert_eq!((f.len(), f.dim()), (2, reid_local::DESCRIPTOR_LEN));
+    assert_eq!((f.scaled_size(), f.original_size()), ((100, 80), (100, 80)));
+    let f = Features::builder((100, 80), vec![kp], vec![1.0; 8])
+        .dim(8)
+        .original_size((400, 320))
+        .build()
+        .unwrap();
+    assert_eq!(
+        (f.scale(), f.descriptor(0)),
+        ((0.25, 0.25), Some(&[1.0; 8][..]))
+    );
+
+    let e = Features::builder((100, 80), vec![kp], vec![1.0; 8])
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            LocalError::Shape {
+                what: "descriptors",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = Features::builder((100, 80), vec![], vec![])
+        .dim(0)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&e, LocalError::InvalidParam { name: "dim", .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("got 0"), "{e}");
+    let bad = reid_local::Keypoint {
+        sigma: f32::NAN,
+        ..kp
+    };
+    let e = Features::builder((100, 80), vec![kp, bad], vec![0.0; 8])
+        .dim(4)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LocalError::NonFinite {
+                what: "keypoints",
+                index: 1
+            }
+        ),
+        "{e}"
+    );
+    let mut d = vec![0.0; 8];
+    d[5] = f32::INFINITY;
+    let e = Features::builder((100, 80), vec![kp, kp], d)
+        .dim(4)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            LocalError::NonFinite {
+                what: "descriptors",
+                index: 5
+            }
+        ),
+        "{e}"
+    );
 }

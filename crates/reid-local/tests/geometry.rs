@@ -4,6 +4,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reid_local::ParamGuard;
 use reid_local::{Affine, Homography, LocalError, Model, ModelKind, Point, RansacParams, ransac};
 
 fn h_apply(h: &[[f64; 3]; 3], p: Point) -> Point {

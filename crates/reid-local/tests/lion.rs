@@ -18,6 +18,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use reid_local::ParamGuard;
 use reid_local::{FeatureCache, FeatureStore, LocalParams};
 
 /// `(query, same lion, other lion)`; the identities are checked in lion.csv.

@@ -5,6 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reid_local::ParamGuard;
 use reid_local::{LocalError, MatchParams, match_descriptors};
 
 // a0 is clearly b0; a1 is between b1 (0.10 away) and b2 (0.11 away), which

@@ -7,8 +7,8 @@ mod common;
 
 use ndarray::array;
 use reid_local::{
-    ExtractParams, FeatureStore, LocalError, LocalParams, LocalScorer, MatchParams, RansacParams,
-    score_pairs,
+    DescriptorKind, ExtractParams, FeatureStore, LocalError, LocalParams, LocalScorer, MatchParams,
+    ModelKind, ParamGuard, RansacParams, ValidLocalParams, score_pairs,
 };
 use reid_openset::{FusionSource, PairScorer, TopK, fuse};
 
@@ -103,7 +103,9 @@ fn local_scorer_precomputes_a_shortlist_and_feeds_fusion() {
     // Queries: the warped copies; gallery: the originals.
     let queries = vec![f[1].clone(), f[3].clone(), f[5].clone()];
     let gallery = vec![f[0].clone(), f[2].clone(), f[4].clone()];
-    let scorer = LocalScorer::new("local", &queries, &gallery, s.params());
+    let scorer = LocalScorer::new(s.params())
+        .queries(&queries)
+        .gallery(&gallery);
     // A shortlist that ranks the true match last for every query.
     let shortlist = TopK {
         indices: array![[1usize, 2, 0], [0, 2, 1], [0, 1, 2]],
@@ -129,7 +131,9 @@ fn local_scorer_precomputes_a_shortlist_and_feeds_fusion() {
     .unwrap();
     assert_eq!(fused.indices.column(0).to_vec(), vec![0, 1, 2]);
     // Pairs outside the shortlist are computed on demand; bad ones error.
-    let other = LocalScorer::new("local", &queries, &gallery, s.params());
+    let other = LocalScorer::new(s.params())
+        .queries(&queries)
+        .gallery(&gallery);
     assert_eq!(other.known_pairs(), 0);
     assert!(other.score(0, 0).unwrap() >= 30.0);
     assert_eq!(other.known_pairs(), 1);
@@ -140,10 +144,22 @@ fn local_scorer_precomputes_a_shortlist_and_feeds_fusion() {
             .contains("gallery item index 3")
     );
     assert_eq!(other.name(), "local");
+    let named = LocalScorer::new(s.params()).named("keypoints");
+    assert_eq!(named.name(), "keypoints");
+    // A scorer built without its lists scores nothing, by name.
+    assert!(
+        named
+            .pair(0, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("query index 0")
+    );
 
     // In bulk: the same scores as one by one, the unknown pairs computed
     // together; a bad pair is located by its index.
-    let bulk = LocalScorer::new("local", &queries, &gallery, s.params());
+    let bulk = LocalScorer::new(s.params())
+        .queries(&queries)
+        .gallery(&gallery);
     let pairs = [(0, 0), (2, 1), (1, 1), (0, 0)];
     let got = bulk.score_many(&pairs).unwrap();
     assert_eq!(bulk.known_pairs(), 3);
@@ -156,118 +172,102 @@ fn local_scorer_precomputes_a_shortlist_and_feeds_fusion() {
 }
 
 #[test]
-fn bad_parameters_are_rejected_by_name() {
-    let cases: Vec<(LocalParams, &str)> = vec![
+fn bad_parameters_are_rejected_by_name_and_value() {
+    let e = ExtractParams::default();
+    let r = RansacParams::default();
+    let cases: Vec<(LocalParams, &str, &str)> = vec![
         (
-            LocalParams {
-                extract: ExtractParams {
-                    max_side: 8,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().extract(e.max_side(8)),
             "max_side",
+            "8",
         ),
         (
-            LocalParams {
-                extract: ExtractParams {
-                    max_keypoints: 0,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().extract(e.max_keypoints(0)),
             "max_keypoints",
+            "0",
         ),
         (
-            LocalParams {
-                extract: ExtractParams {
-                    sigma: f32::NAN,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().extract(e.sigma(f32::NAN)),
             "sigma",
+            "NaN",
         ),
         (
-            LocalParams {
-                extract: ExtractParams {
-                    octave_layers: 0,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().extract(e.octave_layers(0)),
             "octave_layers",
+            "0",
         ),
         (
-            LocalParams {
-                extract: ExtractParams {
-                    contrast_threshold: -1.0,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().extract(e.contrast_threshold(-1.0)),
             "contrast_threshold",
+            "-1",
         ),
         (
-            LocalParams {
-                extract: ExtractParams {
-                    edge_threshold: 1.0,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().extract(e.edge_threshold(1.0)),
             "edge_threshold",
+            "1",
         ),
         (
-            LocalParams {
-                matching: MatchParams {
-                    ratio: 1.2,
-                    mutual: true,
-                },
-                ..Default::default()
-            },
+            LocalParams::default().matching(MatchParams::default().ratio(1.5)),
             "ratio",
+            "1.5",
         ),
         (
-            LocalParams {
-                ransac: RansacParams {
-                    max_iterations: 0,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().ransac(r.max_iterations(0)),
             "max_iterations",
+            "0",
         ),
         (
-            LocalParams {
-                ransac: RansacParams {
-                    inlier_threshold: f32::INFINITY,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
+            LocalParams::default().ransac(r.inlier_threshold(0.0)),
             "inlier_threshold",
+            "0",
         ),
+        (
+            LocalParams::default().ransac(r.confidence(1.0)),
+            "confidence",
+            "1",
+        ),
+        // The public fields and struct-update syntax reach the same check.
         (
             LocalParams {
                 ransac: RansacParams {
-                    confidence: 1.0,
+                    confidence: 0.0,
                     ..Default::default()
                 },
                 ..Default::default()
             },
             "confidence",
+            "0",
         ),
     ];
-    for (p, name) in cases {
+    for (p, name, value) in cases {
+        assert!(p.check_ref().is_err(), "{name}");
         match p.check() {
-            Err(LocalError::InvalidParam { name: n, reason }) => {
-                assert_eq!(n, name, "{reason}");
+            Err(e @ LocalError::InvalidParam { name: n, .. }) => {
+                assert_eq!(n, name, "{e}");
+                assert!(e.to_string().contains(&format!("got {value}")), "{e}");
             }
             other => panic!("{name}: {other:?}"),
         }
     }
-    assert!(LocalParams::default().check().is_ok());
+    // The parts check on their own, and the defaults are valid.
+    assert!(MatchParams::default().ratio(0.0).check_ref().is_err());
+    assert!(e.sigma(0.5).check().is_err());
+    let v = LocalParams::default().check().unwrap();
+    assert_eq!(v, ValidLocalParams::default());
+    let v = LocalParams::default()
+        .extract(e.max_side(640).descriptor(DescriptorKind::Sift))
+        .matching(MatchParams::default().mutual(false))
+        .ransac(r.model(ModelKind::Homography).seed(3).refine(false))
+        .check()
+        .unwrap();
+    assert_eq!(v.extract().get().max_side, 640);
+    assert_eq!(v.extract().get().descriptor, DescriptorKind::Sift);
+    assert!(!v.matching().get().mutual);
+    let rp = v.ransac().get();
+    assert_eq!(
+        (rp.model, rp.seed, rp.refine),
+        (ModelKind::Homography, 3, false)
+    );
 }
 
 #[test]

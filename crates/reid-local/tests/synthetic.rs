@@ -6,6 +6,7 @@
 mod common;
 
 use common::{apply, similarity, texture, warp};
+use reid_local::ParamGuard;
 use reid_local::{Features, LocalParams, Model, ModelKind, PairMatch, extract_image, match_pair};
 
 fn features(img: &image::RgbImage, params: &LocalParams) -> Features {

@@ -31,10 +31,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 use rayon::prelude::*;
 
-use reid_openset::OpensetError;
-
 use super::{calibrate_row, standard_normal};
-use crate::error::{EvalError, Result};
+use crate::error::Result;
 
 /// Rows per block of the brute-force k-NN reference (tests).
 #[cfg(test)]
@@ -82,7 +80,7 @@ pub(super) struct SparseP {
 /// rows. `k + 1` are kept (row `i` itself is among them unless it has
 /// duplicates), their distances recomputed in f64, and the nearest `k`
 /// other rows kept. The search's own errors (none for the checked, finite
-/// input) pass through.
+/// input) pass through as [`crate::EvalError::Index`].
 fn knn(x: &Array2<f64>, k: usize) -> Result<(Vec<u32>, Vec<f64>)> {
     let (n, d) = x.dim();
     let mut xc = x.clone();
@@ -105,9 +103,7 @@ fn knn(x: &Array2<f64>, k: usize) -> Result<(Vec<u32>, Vec<f64>)> {
         }
     });
     let want = usize::min(k + 1, n);
-    let candidates = reid_index::exact_topk(queries.view(), gallery.view(), want)
-        .map_err(|e| EvalError::Openset(OpensetError::from(e)))?
-        .indices;
+    let candidates = reid_index::exact_topk(queries.view(), gallery.view(), want)?.indices;
     let order = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
     let rows: Vec<Vec<(f64, u32)>> = candidates
         .outer_iter()
