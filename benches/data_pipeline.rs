@@ -9,14 +9,15 @@
 use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use reid_data::ParamGuard;
 use reid_data::decode::DecodeOptions;
-use reid_data::preprocess::{Preprocess, PreprocessConfig};
+use reid_data::preprocess::{Preprocess, PreprocessParams};
 
 mod support;
 use support::{large_jpegs, lion_files};
 
 fn preprocess(reduced: bool) -> Preprocess {
-    PreprocessConfig::timm_eval(224, 0.875)
+    PreprocessParams::timm_eval(224, 0.875)
         .decode(DecodeOptions::new().with_reduced_scale(reduced))
         .check()
         .unwrap()

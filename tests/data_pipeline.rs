@@ -8,7 +8,8 @@ use std::collections::BTreeSet;
 use animal_reid::data::loaders::{LoadOptions, load_animalclef, write_metadata_csv};
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::data::{
-    BatchIter, PkParams, PkSampler, PrefetchOptions, PreprocessConfig, SplitParams, SplitRole,
+    BatchIter, ParamGuard, PkParams, PkSampler, PrefetchParams, PreprocessParams, SplitParams,
+    SplitRole,
 };
 
 #[test]
@@ -17,7 +18,8 @@ fn synthetic_set_flows_through_load_split_sample_and_preprocess() {
     let generated = SyntheticParams::default()
         .n_individuals(12)
         .images_per_individual(5)
-        .size(96, 96)
+        .width(96)
+        .height(96)
         .seed(11)
         .check()
         .unwrap()
@@ -35,7 +37,12 @@ fn synthetic_set_flows_through_load_split_sample_and_preprocess() {
     assert_eq!(ds.records, generated.records);
 
     // An open-set re-split: 3 of 12 identities (25%) only in the query.
-    let split = SplitParams::open_set(0.25, 0.2, 5).split(&ds).unwrap();
+    let split = SplitParams::open_set()
+        .new_identity_fraction(0.25)
+        .query_fraction(0.2)
+        .seed(5)
+        .split(&ds)
+        .unwrap();
     let ids_in = |role: SplitRole| -> BTreeSet<String> {
         split
             .by_split(&role)
@@ -56,7 +63,7 @@ fn synthetic_set_flows_through_load_split_sample_and_preprocess() {
 
     // Class-balanced P×K batches over the database part.
     let database = split.by_split(&SplitRole::Database);
-    let mut sampler = PkSampler::new(&database, PkParams::new(4, 2, 9)).unwrap();
+    let mut sampler = PkSampler::new(&database, PkParams::default().p(4).k(2).seed(9)).unwrap();
     let batch = sampler.next().unwrap();
     assert_eq!(batch.len(), 8);
     let identities: BTreeSet<_> = batch
@@ -66,9 +73,10 @@ fn synthetic_set_flows_through_load_split_sample_and_preprocess() {
     assert_eq!(identities.len(), 4);
 
     // Preprocessing every image, prefetched, in input order.
-    let pre = PreprocessConfig::new(64, 64).check().unwrap();
+    let pre = PreprocessParams::new(64).check().unwrap();
     let mut seen = Vec::new();
-    for b in BatchIter::new(ds.records.clone(), pre, PrefetchOptions::new(16).unwrap()) {
+    let prefetch = PrefetchParams::default().batch_size(16).check().unwrap();
+    for b in BatchIter::new(ds.records.clone(), pre, prefetch) {
         let b = b.unwrap();
         assert_eq!(&b.images.shape()[1..], &[3, 64, 64]);
         assert!(b.images.iter().all(|v| v.is_finite()));

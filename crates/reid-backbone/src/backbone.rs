@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView4};
-use reid_data::preprocess::{Interpolation, PreprocessConfig};
+use reid_data::preprocess::{Interpolation, PreprocessParams};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor, nn};
 
@@ -525,11 +525,12 @@ impl Backbone {
 
     /// The preprocessing this backbone expects (timm's eval transform:
     /// shorter side to `size / crop_pct`, centre crop, its mean/std and filter).
-    pub fn preprocess_config(&self) -> PreprocessConfig {
+    pub fn preprocess_params(&self) -> PreprocessParams {
         let size = u32::try_from(self.info.input_size).unwrap_or(224);
-        PreprocessConfig::timm_eval(size, self.info.crop_pct)
+        PreprocessParams::timm_eval(size, self.info.crop_pct)
             .interpolation(self.interpolation)
-            .normalize(self.info.mean, self.info.std)
+            .mean(self.info.mean)
+            .std(self.info.std)
     }
 
     /// Checks `x` is `[B, 3, S, S]` with `S` the input size.

@@ -31,11 +31,12 @@
 //!
 //! ```no_run
 //! use reid_backbone::backbone::BackboneBuilder;
+//! use reid_backbone::ParamGuard;
 //! use reid_backbone::pipeline::{ExtractParams, extract};
 //!
 //! let (ds, _) = reid_data::loaders::load_folders("photos".as_ref(), &Default::default())?;
 //! let bb = BackboneBuilder::new("efficientnet_lite2").build()?;
-//! let emb = extract(&bb, &ds.records, &ExtractParams::new(32).check()?, |_| {})?;
+//! let emb = extract(&bb, &ds.records, &ExtractParams::default().check()?, |_| {})?;
 //! assert_eq!(emb.matrix.ncols() as i64, bb.info().dim);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -52,3 +53,5 @@ pub mod torchscript;
 pub mod weights;
 
 pub use error::{BackboneError, Result};
+/// The workspace convention for checked parameters (see `reid_core::params`).
+pub use reid_core::ParamGuard;

@@ -4,10 +4,11 @@
 //! ```no_run
 //! use reid_backbone::backbone::BackboneBuilder;
 //! use reid_backbone::pipeline::{ExtractParams, extract};
+//! use reid_core::ParamGuard;
 //!
 //! let (ds, _) = reid_data::loaders::load_folders("photos".as_ref(), &Default::default())?;
 //! let bb = BackboneBuilder::new("efficientnet_lite2").build()?;
-//! let params = ExtractParams::new(32).flip(true).cache_dir("emb-cache").check()?;
+//! let params = ExtractParams::default().batch_size(32).flip(true).cache_dir("emb-cache").check()?;
 //! let emb = extract(&bb, &ds.records, &params, |p| eprintln!("{}/{}", p.done, p.total))?;
 //! println!("{} embeddings of width {}", emb.ids.len(), emb.matrix.ncols());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -17,7 +18,8 @@ use std::path::PathBuf;
 
 use ndarray::Array2;
 use rayon::prelude::*;
-use reid_data::{BatchIter, PrefetchOptions, Record};
+use reid_core::ParamGuard;
+use reid_data::{BatchIter, PrefetchParams, Record};
 use serde::Serialize;
 use tch::Tensor;
 
@@ -45,7 +47,10 @@ pub struct Tta {
     pub five_crop: bool,
 }
 
-/// Unchecked extraction parameters.
+/// Extraction parameters, unchecked: a builder with [`Default`] (batches of
+/// 32, two prefetched, no TTA, no cache) and one setter per setting;
+/// [`ParamGuard::check`] gives the [`ValidExtractParams`] that [`extract`]
+/// takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtractParams {
     batch_size: usize,
@@ -54,47 +59,64 @@ pub struct ExtractParams {
     cache_dir: Option<PathBuf>,
 }
 
-/// Checked extraction parameters (from [`ExtractParams::check`]).
+/// Checked extraction parameters (from [`ParamGuard::check`] on
+/// [`ExtractParams`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidExtractParams(ExtractParams);
 
-impl ExtractParams {
-    /// Batches of `batch_size`, two batches prefetched, no TTA, no cache.
-    pub fn new(batch_size: usize) -> Self {
+impl Default for ExtractParams {
+    fn default() -> Self {
         ExtractParams {
-            batch_size,
+            batch_size: 32,
             prefetch: 2,
             tta: Tta::default(),
             cache_dir: None,
         }
     }
+}
 
-    /// Batches prepared ahead of the model (at least 1).
+impl ExtractParams {
+    /// Images per forward pass (1 to 65536).
+    #[must_use]
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// Batches prepared ahead of the model (1 to 64).
+    #[must_use]
     pub fn prefetch(mut self, depth: usize) -> Self {
         self.prefetch = depth;
         self
     }
 
     /// Flip averaging.
+    #[must_use]
     pub fn flip(mut self, on: bool) -> Self {
         self.tta.flip = on;
         self
     }
 
     /// Five-crop averaging.
+    #[must_use]
     pub fn five_crop(mut self, on: bool) -> Self {
         self.tta.five_crop = on;
         self
     }
 
     /// Keeps embeddings in `dir` and reuses them on later runs.
+    #[must_use]
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
         self
     }
+}
 
-    /// Validates.
-    pub fn check(self) -> Result<ValidExtractParams> {
+impl ParamGuard for ExtractParams {
+    type Checked = ValidExtractParams;
+    type Error = BackboneError;
+
+    fn check_ref(&self) -> Result<()> {
         if !(1..=65_536).contains(&self.batch_size) {
             return Err(BackboneError::InvalidParam {
                 name: "batch_size",
@@ -107,7 +129,34 @@ impl ExtractParams {
                 reason: format!("{}; use 1 to 64", self.prefetch),
             });
         }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidExtractParams> {
+        self.check_ref()?;
         Ok(ValidExtractParams(self))
+    }
+}
+
+impl ValidExtractParams {
+    /// Images per forward pass.
+    pub fn batch_size(&self) -> usize {
+        self.0.batch_size
+    }
+
+    /// Batches prepared ahead of the model.
+    pub fn prefetch(&self) -> usize {
+        self.0.prefetch
+    }
+
+    /// The test-time augmentation.
+    pub fn tta(&self) -> Tta {
+        self.0.tta
+    }
+
+    /// The embedding cache folder, if any.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.0.cache_dir.as_deref()
     }
 }
 
@@ -205,7 +254,7 @@ pub fn extract(
     // 2. The rest, batch by batch.
     let five = p.tta.five_crop;
     let size = bb.info().input_size;
-    let mut pre_cfg = bb.preprocess_config();
+    let mut pre_cfg = bb.preprocess_params();
     if five {
         let big = u32::try_from((size * 8 + 6) / 7).unwrap_or(u32::MAX);
         pre_cfg.height = big;
@@ -215,7 +264,10 @@ pub fn extract(
         }
     }
     let pre = pre_cfg.check()?;
-    let opts = PrefetchOptions::new(p.batch_size)?.with_depth(p.prefetch)?;
+    let opts = PrefetchParams::default()
+        .batch_size(p.batch_size)
+        .depth(p.prefetch)
+        .check()?;
     let todo_records: Vec<Record> = todo.iter().map(|&i| records[i].clone()).collect();
     let mut next = 0usize;
     for batch in BatchIter::new(todo_records, pre, opts) {

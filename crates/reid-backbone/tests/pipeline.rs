@@ -7,6 +7,7 @@
 mod common;
 
 use reid_backbone::BackboneError;
+use reid_backbone::ParamGuard;
 use reid_backbone::backbone::{
     Backbone, BackboneBuilder, Precision, array4_to_tensor, tensor_to_array2,
 };
@@ -29,7 +30,7 @@ fn max_abs(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> f32 {
 fn extract_equals_the_model_by_hand_and_the_cache_returns_it() {
     let bb = lite0();
     let records = common::lion_records(10);
-    let pre = bb.preprocess_config().check().unwrap();
+    let pre = bb.preprocess_params().check().unwrap();
     let batch = pre.batch(&records).unwrap();
     let by_hand = bb.embed(batch.images.view()).unwrap();
     // Rows are unit vectors.
@@ -40,7 +41,11 @@ fn extract_equals_the_model_by_hand_and_the_cache_returns_it() {
     assert_eq!(by_hand.ncols() as i64, bb.info().dim);
 
     let dir = tempfile::tempdir().unwrap();
-    let params = ExtractParams::new(4).cache_dir(dir.path()).check().unwrap();
+    let params = ExtractParams::default()
+        .batch_size(4)
+        .cache_dir(dir.path())
+        .check()
+        .unwrap();
     let mut last = None;
     let first = extract(&bb, &records, &params, |p| last = Some(p)).unwrap();
     let p = last.unwrap();
@@ -70,7 +75,8 @@ fn extract_equals_the_model_by_hand_and_the_cache_returns_it() {
     assert!(max_abs(&third.matrix, &first.matrix) < 1e-5);
 
     // Flip TTA is another configuration: nothing cached for it yet.
-    let flip = ExtractParams::new(4)
+    let flip = ExtractParams::default()
+        .batch_size(4)
         .flip(true)
         .cache_dir(dir.path())
         .check()

@@ -18,9 +18,10 @@ mod common;
 
 use std::path::PathBuf;
 
+use reid_backbone::ParamGuard;
 use reid_backbone::arch::{self, BuildOptions, FeatureLayout};
 use reid_backbone::weights::Pretrained;
-use reid_data::preprocess::PreprocessConfig;
+use reid_data::preprocess::PreprocessParams;
 use tch::{Device, Kind, Tensor, nn};
 
 use common::{assert_abs, diff, fixture_dir, read_tensors};
@@ -137,9 +138,10 @@ fn check(name: &str) {
         .collect();
     assert!(photos.len() >= 2, "{name}: fixture lists too few photos");
     let size = u32::try_from(spec.input_size).unwrap();
-    let pre = PreprocessConfig::timm_eval(size, spec.crop_pct)
+    let pre = PreprocessParams::timm_eval(size, spec.crop_pct)
         .interpolation(spec.interpolation)
-        .normalize(spec.mean, spec.std)
+        .mean(spec.mean)
+        .std(spec.std)
         .check()
         .unwrap();
     let batch = pre.files(&photos).unwrap();

@@ -2,19 +2,25 @@
 //!
 //! Each [`Transform`] draws its randomness from the generator it is given, so
 //! a [`Compose`] run with the same seed on the same image gives the same
-//! result. Parameters are validated by the constructors.
+//! result.
+//!
+//! Each transform's settings are a `FooParams` builder, checked once by
+//! [`ParamGuard::check`] into the transform itself (the checked form is the
+//! operator, as for [`crate::preprocess::Preprocess`]).
 //!
 //! ```
-//! use reid_data::augment::{AugmentContext, Compose, HorizontalFlip, RandomResizedCrop};
+//! use reid_data::ParamGuard;
+//! use reid_data::augment::{AugmentContext, Compose, HorizontalFlipParams, RandomResizedCropParams};
 //! let aug = Compose::new()
-//!     .then(RandomResizedCrop::new(64, 64).unwrap())
-//!     .then(HorizontalFlip::new(0.5).unwrap().disable_for_species(["zebra"]));
+//!     .then(RandomResizedCropParams::new(64).check()?)
+//!     .then(HorizontalFlipParams::default().disable_for_species(["zebra"]).check()?);
 //! let img = image::RgbImage::from_pixel(100, 80, image::Rgb([10, 20, 30]));
 //! let ctx = AugmentContext { species: Some("lion") };
 //! let a = aug.apply_seeded(img.clone(), &ctx, 7);
 //! let b = aug.apply_seeded(img, &ctx, 7);
 //! assert_eq!(a, b);
 //! assert_eq!(a.dimensions(), (64, 64));
+//! # Ok::<(), reid_data::DataError>(())
 //! ```
 
 use std::collections::BTreeSet;
@@ -24,6 +30,8 @@ use fast_image_resize as fr;
 use image::{Rgb, RgbImage};
 use rand::{Rng, RngCore, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
+
+use reid_core::ParamGuard;
 
 use crate::error::{DataError, Result};
 
@@ -91,9 +99,96 @@ fn check_range(name: &'static str, (lo, hi): (f32, f32), min: f32, max: f32) -> 
     Ok(())
 }
 
+/// Settings of [`RandomResizedCrop`]: the output size, the range of the
+/// crop's share of the image area and of its aspect ratio. A builder;
+/// [`ParamGuard::check`] gives the transform.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomResizedCropParams {
+    /// Output width (at least 1).
+    pub width: u32,
+    /// Output height (at least 1).
+    pub height: u32,
+    /// Range of the crop's area as a fraction of the image, within `(0, 1]`
+    /// (default `(0.08, 1.0)`).
+    pub scale: (f32, f32),
+    /// Range of the crop's aspect ratio (width / height), positive (default
+    /// `(3/4, 4/3)`).
+    pub ratio: (f32, f32),
+}
+
+impl RandomResizedCropParams {
+    /// A square `side x side` output, scale `(0.08, 1.0)`, ratio `(3/4, 4/3)`.
+    pub fn new(side: u32) -> Self {
+        RandomResizedCropParams {
+            width: side,
+            height: side,
+            scale: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+        }
+    }
+
+    /// Sets the output width.
+    #[must_use]
+    pub fn width(mut self, width: u32) -> Self {
+        self.width = width;
+        self
+    }
+
+    /// Sets the output height.
+    #[must_use]
+    pub fn height(mut self, height: u32) -> Self {
+        self.height = height;
+        self
+    }
+
+    /// Sets the range of the crop's area fraction `(min, max)`.
+    #[must_use]
+    pub fn scale(mut self, scale: (f32, f32)) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Sets the range of the crop's aspect ratio `(min, max)`.
+    #[must_use]
+    pub fn ratio(mut self, ratio: (f32, f32)) -> Self {
+        self.ratio = ratio;
+        self
+    }
+}
+
+impl ParamGuard for RandomResizedCropParams {
+    type Checked = RandomResizedCrop;
+    type Error = DataError;
+
+    fn check_ref(&self) -> Result<()> {
+        if self.width == 0 || self.height == 0 {
+            return Err(DataError::param(
+                "size",
+                format!(
+                    "output size {}x{} must be positive",
+                    self.width, self.height
+                ),
+            ));
+        }
+        check_range("scale", self.scale, f32::MIN_POSITIVE, 1.0)?;
+        check_range("ratio", self.ratio, f32::MIN_POSITIVE, f32::MAX)
+    }
+
+    fn check(self) -> Result<RandomResizedCrop> {
+        self.check_ref()?;
+        Ok(RandomResizedCrop {
+            width: self.width,
+            height: self.height,
+            scale: self.scale,
+            ratio: self.ratio,
+        })
+    }
+}
+
 /// Crops a random region of random area and aspect ratio and resizes it to a
 /// fixed size (torchvision `RandomResizedCrop`, bilinear, 10 attempts then a
-/// centre crop fallback).
+/// centre crop fallback). Made by [`ParamGuard::check`] on
+/// [`RandomResizedCropParams`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RandomResizedCrop {
     width: u32,
@@ -103,31 +198,6 @@ pub struct RandomResizedCrop {
 }
 
 impl RandomResizedCrop {
-    /// Output `width x height`, scale `(0.08, 1.0)`, ratio `(3/4, 4/3)`.
-    pub fn new(width: u32, height: u32) -> Result<Self> {
-        Self::with_ranges(width, height, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0))
-    }
-
-    /// Output size with explicit area-fraction and aspect-ratio ranges.
-    pub fn with_ranges(
-        width: u32,
-        height: u32,
-        scale: (f32, f32),
-        ratio: (f32, f32),
-    ) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(DataError::param("size", "output size must be positive"));
-        }
-        check_range("scale", scale, f32::MIN_POSITIVE, 1.0)?;
-        check_range("ratio", ratio, f32::MIN_POSITIVE, f32::MAX)?;
-        Ok(RandomResizedCrop {
-            width,
-            height,
-            scale,
-            ratio,
-        })
-    }
-
     /// The crop `(left, top, width, height)` for an image of `w x h`.
     fn params(&self, w: u32, h: u32, rng: &mut dyn RngCore) -> (u32, u32, u32, u32) {
         let area = f64::from(w) * f64::from(h);
@@ -203,30 +273,36 @@ fn resize_region(img: &RgbImage, crop: (u32, u32, u32, u32), ow: u32, oh: u32) -
     })
 }
 
-/// Mirrors the image left-right with probability `p`, except for species
-/// listed with [`HorizontalFlip::disable_for_species`] (for animals whose
-/// left and right flanks carry different identity marks, a mirrored flank is
-/// a different-looking individual).
+/// Settings of [`HorizontalFlip`]: a builder with [`Default`] (`p = 0.5`,
+/// no species excluded); [`ParamGuard::check`] gives the transform.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HorizontalFlip {
-    p: f64,
-    disabled: BTreeSet<String>,
+pub struct HorizontalFlipParams {
+    /// Probability of a flip, in `[0, 1]`.
+    pub p: f64,
+    /// Species never flipped (lower-case, trimmed).
+    pub disabled: BTreeSet<String>,
 }
 
-impl HorizontalFlip {
-    /// Flip with probability `p` in `[0, 1]`.
-    pub fn new(p: f64) -> Result<Self> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(DataError::param("p", format!("{p} is not a probability")));
-        }
-        Ok(HorizontalFlip {
-            p,
+impl Default for HorizontalFlipParams {
+    fn default() -> Self {
+        HorizontalFlipParams {
+            p: 0.5,
             disabled: BTreeSet::new(),
-        })
+        }
+    }
+}
+
+impl HorizontalFlipParams {
+    /// Sets the probability of a flip.
+    #[must_use]
+    pub fn p(mut self, p: f64) -> Self {
+        self.p = p;
+        self
     }
 
     /// Never flips images of these species (compared case-insensitively,
     /// surrounding whitespace ignored).
+    #[must_use]
     pub fn disable_for_species<I, S>(mut self, species: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -239,7 +315,43 @@ impl HorizontalFlip {
         );
         self
     }
+}
 
+impl ParamGuard for HorizontalFlipParams {
+    type Checked = HorizontalFlip;
+    type Error = DataError;
+
+    fn check_ref(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.p) {
+            return Err(DataError::param(
+                "p",
+                format!("{} is not a probability", self.p),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check(self) -> Result<HorizontalFlip> {
+        self.check_ref()?;
+        Ok(HorizontalFlip {
+            p: self.p,
+            disabled: self.disabled,
+        })
+    }
+}
+
+/// Mirrors the image left-right with probability `p`, except for species
+/// listed with [`HorizontalFlipParams::disable_for_species`] (for animals
+/// whose left and right flanks carry different identity marks, a mirrored
+/// flank is a different-looking individual). Made by [`ParamGuard::check`]
+/// on [`HorizontalFlipParams`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HorizontalFlip {
+    p: f64,
+    disabled: BTreeSet<String>,
+}
+
+impl HorizontalFlip {
     /// Whether flipping is allowed for `species`.
     pub fn allowed_for(&self, species: Option<&str>) -> bool {
         species.is_none_or(|s| !self.disabled.contains(&s.trim().to_lowercase()))
@@ -258,44 +370,89 @@ impl Transform for HorizontalFlip {
     }
 }
 
-/// Random brightness, contrast, saturation and hue changes applied in a
-/// random order (torchvision `ColorJitter` semantics, computed in `f32` and
-/// rounded once at the end).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ColorJitter {
-    brightness: f32,
-    contrast: f32,
-    saturation: f32,
-    hue: f32,
+/// Settings of [`ColorJitter`]: a builder with [`Default`] (all 0: no
+/// change) and one setter per setting; [`ParamGuard::check`] gives the
+/// transform. Factors are drawn from `[max(0, 1 - x), 1 + x]` for
+/// brightness, contrast and saturation (each `>= 0`); the hue shift from
+/// `[-hue, hue]` as a fraction of the colour circle (`0 <= hue <= 0.5`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ColorJitterParams {
+    /// Brightness jitter (`>= 0`).
+    pub brightness: f32,
+    /// Contrast jitter (`>= 0`).
+    pub contrast: f32,
+    /// Saturation jitter (`>= 0`).
+    pub saturation: f32,
+    /// Hue jitter, in `[0, 0.5]`.
+    pub hue: f32,
 }
 
-impl ColorJitter {
-    /// Factors are drawn from `[max(0, 1 - x), 1 + x]` for brightness,
-    /// contrast and saturation (each `>= 0`); the hue shift from `[-hue, hue]`
-    /// as a fraction of the colour circle (`0 <= hue <= 0.5`).
-    pub fn new(brightness: f32, contrast: f32, saturation: f32, hue: f32) -> Result<Self> {
+impl ColorJitterParams {
+    /// Sets the brightness jitter.
+    #[must_use]
+    pub fn brightness(mut self, x: f32) -> Self {
+        self.brightness = x;
+        self
+    }
+
+    /// Sets the contrast jitter.
+    #[must_use]
+    pub fn contrast(mut self, x: f32) -> Self {
+        self.contrast = x;
+        self
+    }
+
+    /// Sets the saturation jitter.
+    #[must_use]
+    pub fn saturation(mut self, x: f32) -> Self {
+        self.saturation = x;
+        self
+    }
+
+    /// Sets the hue jitter.
+    #[must_use]
+    pub fn hue(mut self, x: f32) -> Self {
+        self.hue = x;
+        self
+    }
+}
+
+impl ParamGuard for ColorJitterParams {
+    type Checked = ColorJitter;
+    type Error = DataError;
+
+    fn check_ref(&self) -> Result<()> {
         for (name, v) in [
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(DataError::param(name, format!("{v} must be >= 0")));
             }
         }
-        if !(0.0..=0.5).contains(&hue) {
+        if !(0.0..=0.5).contains(&self.hue) {
             return Err(DataError::param(
                 "hue",
-                format!("{hue} must be in [0, 0.5]"),
+                format!("{} must be in [0, 0.5]", self.hue),
             ));
         }
-        Ok(ColorJitter {
-            brightness,
-            contrast,
-            saturation,
-            hue,
-        })
+        Ok(())
     }
+
+    fn check(self) -> Result<ColorJitter> {
+        self.check_ref()?;
+        Ok(ColorJitter { p: self })
+    }
+}
+
+/// Random brightness, contrast, saturation and hue changes applied in a
+/// random order (torchvision `ColorJitter` semantics, computed in `f32` and
+/// rounded once at the end). Made by [`ParamGuard::check`] on
+/// [`ColorJitterParams`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorJitter {
+    p: ColorJitterParams,
 }
 
 fn gray(p: [f32; 3]) -> f32 {
@@ -343,10 +500,10 @@ impl Transform for ColorJitter {
         };
         let mut order = [0usize, 1, 2, 3];
         order.shuffle(rng);
-        let b = factor(self.brightness, rng);
-        let c = factor(self.contrast, rng);
-        let s = factor(self.saturation, rng);
-        let h = (self.hue > 0.0).then(|| rng.gen_range(-self.hue..=self.hue));
+        let b = factor(self.p.brightness, rng);
+        let c = factor(self.p.contrast, rng);
+        let s = factor(self.p.saturation, rng);
+        let h = (self.p.hue > 0.0).then(|| rng.gen_range(-self.p.hue..=self.p.hue));
         let (w, hgt) = img.dimensions();
         let mut px: Vec<[f32; 3]> = img
             .pixels()
@@ -398,8 +555,62 @@ impl Transform for ColorJitter {
     }
 }
 
+/// Settings of [`Rotation`]: a builder with [`Default`] (angles in
+/// `[-10, 10]` degrees, black fill); [`ParamGuard::check`] gives the
+/// transform.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotationParams {
+    /// Range `(min, max)` of the angle in degrees, within `[-360, 360]`.
+    pub degrees: (f32, f32),
+    /// Colour of the pixels the rotated image does not cover.
+    pub fill: [u8; 3],
+}
+
+impl Default for RotationParams {
+    fn default() -> Self {
+        RotationParams {
+            degrees: (-10.0, 10.0),
+            fill: [0, 0, 0],
+        }
+    }
+}
+
+impl RotationParams {
+    /// Sets the angle range `(min, max)` in degrees (drawn uniformly).
+    #[must_use]
+    pub fn degrees(mut self, degrees: (f32, f32)) -> Self {
+        self.degrees = degrees;
+        self
+    }
+
+    /// Sets the fill colour.
+    #[must_use]
+    pub fn fill(mut self, fill: [u8; 3]) -> Self {
+        self.fill = fill;
+        self
+    }
+}
+
+impl ParamGuard for RotationParams {
+    type Checked = Rotation;
+    type Error = DataError;
+
+    fn check_ref(&self) -> Result<()> {
+        check_range("degrees", self.degrees, -360.0, 360.0)
+    }
+
+    fn check(self) -> Result<Rotation> {
+        self.check_ref()?;
+        Ok(Rotation {
+            degrees: self.degrees,
+            fill: self.fill,
+        })
+    }
+}
+
 /// Rotates by a random angle (degrees, counter-clockwise positive) about the
-/// image centre, keeping the size; uncovered pixels take `fill`. Bilinear sampling.
+/// image centre, keeping the size; uncovered pixels take `fill`. Bilinear
+/// sampling. Made by [`ParamGuard::check`] on [`RotationParams`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rotation {
     degrees: (f32, f32),
@@ -407,12 +618,6 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// Angle drawn uniformly from `[min, max]` degrees.
-    pub fn new(degrees: (f32, f32), fill: [u8; 3]) -> Result<Self> {
-        check_range("degrees", degrees, -360.0, 360.0)?;
-        Ok(Rotation { degrees, fill })
-    }
-
     /// Rotates `img` by exactly `deg` degrees counter-clockwise.
     pub fn rotate(&self, img: &RgbImage, deg: f32) -> RgbImage {
         let (w, h) = img.dimensions();

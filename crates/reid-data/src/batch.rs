@@ -2,11 +2,13 @@
 //! batches while the caller runs the model on the current one.
 //!
 //! ```no_run
-//! use reid_data::{batch::{BatchIter, PrefetchOptions}, preprocess::PreprocessConfig, Record};
+//! use reid_data::batch::{BatchIter, PrefetchParams};
+//! use reid_data::{ParamGuard, Record, preprocess::PreprocessParams};
 //! # fn main() -> reid_data::Result<()> {
 //! let records = vec![Record::new("a", "a.jpg"), Record::new("b", "b.jpg")];
-//! let pre = PreprocessConfig::new(224, 224).check()?;
-//! for batch in BatchIter::new(records, pre, PrefetchOptions::new(64)?) {
+//! let pre = PreprocessParams::new(224).check()?;
+//! let opts = PrefetchParams::default().batch_size(64).check()?;
+//! for batch in BatchIter::new(records, pre, opts) {
 //!     let batch = batch?; // [B, 3, 224, 224]
 //!     # let _ = batch;
 //! }
@@ -18,47 +20,84 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
+use reid_core::ParamGuard;
+
 use crate::error::{DataError, Result};
 use crate::preprocess::{Batch, Preprocess};
 use crate::record::Record;
 
-/// Batch size and prefetch depth, validated.
+/// Batch size and prefetch depth, unchecked: a builder with [`Default`]
+/// (batches of 32, two prefetched) and one setter per setting;
+/// [`ParamGuard::check`] gives the [`ValidPrefetchParams`] that
+/// [`BatchIter::new`] takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PrefetchOptions {
-    batch_size: usize,
-    depth: usize,
-}
-
-impl PrefetchOptions {
-    /// Batches of `batch_size` (at least 1), prefetch depth 2.
-    pub fn new(batch_size: usize) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(DataError::param("batch_size", "must be at least 1"));
-        }
-        Ok(PrefetchOptions {
-            batch_size,
-            depth: 2,
-        })
-    }
-
+pub struct PrefetchParams {
+    /// Images per batch (at least 1).
+    pub batch_size: usize,
     /// How many finished batches may wait in the queue (at least 1). The
     /// worker may be preparing one more while the queue is full.
-    pub fn with_depth(mut self, depth: usize) -> Result<Self> {
-        if depth == 0 {
-            return Err(DataError::param("depth", "must be at least 1"));
+    pub depth: usize,
+}
+
+impl Default for PrefetchParams {
+    fn default() -> Self {
+        PrefetchParams {
+            batch_size: 32,
+            depth: 2,
         }
-        self.depth = depth;
-        Ok(self)
+    }
+}
+
+impl PrefetchParams {
+    /// Sets [`PrefetchParams::batch_size`].
+    #[must_use]
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
     }
 
+    /// Sets [`PrefetchParams::depth`].
+    #[must_use]
+    pub fn depth(mut self, n: usize) -> Self {
+        self.depth = n;
+        self
+    }
+}
+
+impl ParamGuard for PrefetchParams {
+    type Checked = ValidPrefetchParams;
+    type Error = DataError;
+
+    /// Both at least 1.
+    fn check_ref(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(DataError::param("batch_size", "0; must be at least 1"));
+        }
+        if self.depth == 0 {
+            return Err(DataError::param("depth", "0; must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidPrefetchParams> {
+        self.check_ref()?;
+        Ok(ValidPrefetchParams(self))
+    }
+}
+
+/// Checked [`PrefetchParams`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidPrefetchParams(PrefetchParams);
+
+impl ValidPrefetchParams {
     /// The batch size.
     pub fn batch_size(&self) -> usize {
-        self.batch_size
+        self.0.batch_size
     }
 
     /// The prefetch depth.
     pub fn depth(&self) -> usize {
-        self.depth
+        self.0.depth
     }
 }
 
@@ -78,12 +117,12 @@ pub struct BatchIter {
 impl BatchIter {
     /// Starts the background worker. Decoding inside a batch runs on the
     /// global rayon pool.
-    pub fn new(records: Vec<Record>, pre: Preprocess, opts: PrefetchOptions) -> Self {
-        let remaining = records.len().div_ceil(opts.batch_size);
-        let (tx, rx) = sync_channel::<Result<Batch>>(opts.depth);
+    pub fn new(records: Vec<Record>, pre: Preprocess, opts: ValidPrefetchParams) -> Self {
+        let remaining = records.len().div_ceil(opts.batch_size());
+        let (tx, rx) = sync_channel::<Result<Batch>>(opts.depth());
         let stop = Arc::new(AtomicBool::new(false));
         let stop_w = Arc::clone(&stop);
-        let bs = opts.batch_size;
+        let bs = opts.batch_size();
         let worker = std::thread::Builder::new()
             .name("reid-data-prefetch".into())
             .spawn(move || {

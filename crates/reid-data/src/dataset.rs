@@ -21,6 +21,29 @@ pub struct Dataset {
     pub records: Vec<Record>,
 }
 
+/// An individual within its source dataset: identity names are only unique
+/// within a dataset (AnimalCLEF's sea turtles and lynxes both have numbered
+/// individuals), so grouping by name alone would merge animals of different
+/// datasets. Records without a dataset have `dataset: None`. Ordered by
+/// dataset (`None` first), then identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdentityKey {
+    /// The record's dataset, if it has one.
+    pub dataset: Option<String>,
+    /// The identity name.
+    pub identity: String,
+}
+
+impl fmt::Display for IdentityKey {
+    /// `dataset/identity`, or `identity` without a dataset.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.dataset {
+            Some(d) => write!(f, "{d}/{}", self.identity),
+            None => f.write_str(&self.identity),
+        }
+    }
+}
+
 /// Images-per-identity figures of a [`DatasetStats`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerIdentity {
@@ -110,8 +133,9 @@ impl Dataset {
         self.records.is_empty()
     }
 
-    /// The distinct identities, sorted by name, with their image counts.
-    /// Unlabelled records are not counted.
+    /// The distinct identity names, sorted, with their image counts.
+    /// Unlabelled records are not counted. Names are counted across
+    /// datasets; [`Dataset::identity_indices`] keeps datasets apart.
     pub fn identities(&self) -> Vec<(String, usize)> {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for id in self.records.iter().filter_map(|r| r.identity.as_deref()) {
@@ -123,13 +147,19 @@ impl Dataset {
             .collect()
     }
 
-    /// Record indices grouped by identity (sorted by identity; indices in
-    /// record order). Unlabelled records are left out.
-    pub fn identity_indices(&self) -> BTreeMap<String, Vec<usize>> {
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    /// Record indices grouped by identity, keyed by [`IdentityKey`]
+    /// `(dataset, identity)` so that two datasets' identities of the same
+    /// name stay apart (sorted by key; indices in record order). Unlabelled
+    /// records are left out. Splits and the P×K sampler group by this.
+    pub fn identity_indices(&self) -> BTreeMap<IdentityKey, Vec<usize>> {
+        let mut groups: BTreeMap<IdentityKey, Vec<usize>> = BTreeMap::new();
         for (i, r) in self.records.iter().enumerate() {
             if let Some(id) = &r.identity {
-                groups.entry(id.clone()).or_default().push(i);
+                let key = IdentityKey {
+                    dataset: r.dataset.clone(),
+                    identity: id.clone(),
+                };
+                groups.entry(key).or_default().push(i);
             }
         }
         groups
@@ -270,5 +300,35 @@ mod tests {
         let text = s.to_string();
         assert!(text.contains("identities: 3 (2 singletons)"), "{text}");
         assert!(text.contains("per split: database: 4, query: 2"), "{text}");
+    }
+
+    #[test]
+    fn identity_indices_keep_datasets_apart() {
+        let mut a = rec("0", Some("7"), "database");
+        a.dataset = Some("turtles".into());
+        let mut b = rec("1", Some("7"), "database");
+        b.dataset = Some("lynx".into());
+        let mut c = rec("2", Some("7"), "database");
+        c.dataset = None;
+        let mut d = rec("3", Some("7"), "query");
+        d.dataset = Some("lynx".into());
+        let ds = Dataset::new("", vec![a, b, c, d]);
+        let key = |d: Option<&str>| IdentityKey {
+            dataset: d.map(String::from),
+            identity: "7".into(),
+        };
+        let groups: Vec<(IdentityKey, Vec<usize>)> = ds.identity_indices().into_iter().collect();
+        assert_eq!(
+            groups,
+            vec![
+                (key(None), vec![2]),
+                (key(Some("lynx")), vec![1, 3]),
+                (key(Some("turtles")), vec![0]),
+            ]
+        );
+        assert_eq!(key(Some("lynx")).to_string(), "lynx/7");
+        assert_eq!(key(None).to_string(), "7");
+        // Names alone are counted across datasets.
+        assert_eq!(ds.identities(), vec![("7".into(), 4)]);
     }
 }

@@ -36,6 +36,7 @@
 //!   print the panic message to stderr).
 
 use std::io::Cursor;
+use std::num::NonZeroU64;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
@@ -157,7 +158,11 @@ impl SizeHint {
 }
 
 /// Decoding options; build with [`DecodeOptions::new`] and the `with_*`
-/// methods, which validate their arguments.
+/// setters.
+///
+/// Options, not params: no combination of settings can be invalid (the
+/// pixel limit is a [`NonZeroU64`]), so there is no checked form and no
+/// [`reid_core::ParamGuard`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {
     max_pixels: u64,
@@ -181,22 +186,22 @@ impl DecodeOptions {
         Self::default()
     }
 
-    /// Sets the pixel-count limit (width × height); must be at least 1.
-    pub fn with_max_pixels(mut self, max_pixels: u64) -> Result<Self> {
-        if max_pixels == 0 {
-            return Err(DataError::param("max_pixels", "must be at least 1"));
-        }
-        self.max_pixels = max_pixels;
-        Ok(self)
+    /// Sets the pixel-count limit (width × height).
+    #[must_use]
+    pub fn with_max_pixels(mut self, max_pixels: NonZeroU64) -> Self {
+        self.max_pixels = max_pixels.get();
+        self
     }
 
     /// Sets the alpha handling.
+    #[must_use]
     pub fn with_alpha(mut self, alpha: AlphaMode) -> Self {
         self.alpha = alpha;
         self
     }
 
     /// Enables or disables reduced-scale (DCT) JPEG decoding.
+    #[must_use]
     pub fn with_reduced_scale(mut self, on: bool) -> Self {
         self.reduced_scale = on;
         self

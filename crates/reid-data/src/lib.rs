@@ -10,6 +10,16 @@
 //!
 //! This crate does not link libtorch: batches are `ndarray` arrays.
 //!
+//! Parameters follow the workspace convention ([`ParamGuard`]): a
+//! `FooParams` builder is checked once into a `ValidFooParams`
+//! ([`SplitParams`] → [`ValidSplitParams`], [`PkParams`] →
+//! [`ValidPkParams`], [`PrefetchParams`] → [`ValidPrefetchParams`],
+//! [`SyntheticParams`] → [`ValidSyntheticParams`]), or into the operator
+//! that does the work ([`PreprocessParams`] → [`Preprocess`]; the
+//! augmentations' params → [`RandomResizedCrop`], [`ColorJitter`], …).
+//! [`LoadOptions`] and [`DecodeOptions`] cannot be invalid and have no
+//! checked form.
+//!
 //! ```
 //! use reid_data::{Record, SplitRole};
 //!
@@ -31,10 +41,10 @@ pub mod dataset;
 pub mod loaders;
 pub mod sampler;
 pub mod split;
-pub use dataset::{Dataset, DatasetStats};
+pub use dataset::{Dataset, DatasetStats, IdentityKey};
 pub use loaders::{LoadOptions, LoadReport, OnError};
-pub use sampler::{PkParams, PkSampler};
-pub use split::{SplitKind, SplitParams};
+pub use sampler::{PkParams, PkSampler, ValidPkParams};
+pub use split::{SplitKind, SplitParams, ValidSplitParams};
 
 // --- decoding, preprocessing, batching, augmentation (section B) ---
 pub mod augment;
@@ -43,12 +53,13 @@ pub mod decode;
 pub mod preprocess;
 
 pub use augment::{
-    AugmentContext, ColorJitter, Compose, HorizontalFlip, RandomResizedCrop, Rotation, Transform,
+    AugmentContext, ColorJitter, ColorJitterParams, Compose, HorizontalFlip, HorizontalFlipParams,
+    RandomResizedCrop, RandomResizedCropParams, Rotation, RotationParams, Transform,
 };
-pub use batch::{BatchIter, PrefetchOptions};
+pub use batch::{BatchIter, PrefetchParams, ValidPrefetchParams};
 pub use decode::{AlphaMode, DecodeOptions, Decoded, SizeHint, decode_file, decode_image};
 pub use preprocess::{
-    Batch, IMAGENET_MEAN, IMAGENET_STD, Interpolation, Preprocess, PreprocessConfig, ResizeMode,
+    Batch, IMAGENET_MEAN, IMAGENET_STD, Interpolation, Preprocess, PreprocessParams, ResizeMode,
 };
 
 // --- synthetic dataset (section C) ---

@@ -1,14 +1,15 @@
 //! Resize, crop and normalise images into `[B, 3, H, W]` `f32` batches.
 //!
-//! A [`PreprocessConfig`] is validated once into a [`Preprocess`]; the hot
+//! A [`PreprocessParams`] is validated once into a [`Preprocess`]; the hot
 //! path never re-checks parameters. Decoding and resizing of a batch are
 //! spread over all cores with rayon; every item's computation is independent
 //! of the thread count, so a batch is bit-identical whether built on one
 //! thread or many.
 //!
 //! ```
-//! use reid_data::preprocess::{PreprocessConfig, ResizeMode};
-//! let pre = PreprocessConfig::new(224, 224)
+//! use reid_data::ParamGuard;
+//! use reid_data::preprocess::{PreprocessParams, ResizeMode};
+//! let pre = PreprocessParams::new(224)
 //!     .resize(ResizeMode::ShorterSideCrop { shorter: 256 })
 //!     .check()
 //!     .unwrap();
@@ -24,6 +25,8 @@ use fast_image_resize as fr;
 use image::RgbImage;
 use ndarray::{Array3, Array4, ArrayViewMut3, Axis};
 use rayon::prelude::*;
+
+use reid_core::ParamGuard;
 
 use crate::decode::{DecodeOptions, SizeHint, decode_image};
 use crate::error::{DataError, Result};
@@ -85,10 +88,11 @@ impl Interpolation {
     }
 }
 
-/// Unchecked preprocessing parameters; turn into a [`Preprocess`] with
-/// [`PreprocessConfig::check`].
+/// Preprocessing parameters, unchecked: a builder (the output side, then
+/// one setter per setting); [`ParamGuard::check`] turns them into the
+/// [`Preprocess`] operator.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PreprocessConfig {
+pub struct PreprocessParams {
     /// Output height.
     pub height: u32,
     /// Output width.
@@ -105,12 +109,14 @@ pub struct PreprocessConfig {
     pub decode: DecodeOptions,
 }
 
-impl PreprocessConfig {
-    /// `height x width` output, exact resize, bilinear, ImageNet normalisation.
-    pub fn new(height: u32, width: u32) -> Self {
-        PreprocessConfig {
-            height,
-            width,
+impl PreprocessParams {
+    /// A square `side x side` output, exact resize, bilinear, ImageNet
+    /// normalisation, default decoding; set [`PreprocessParams::height`] or
+    /// [`PreprocessParams::width`] for other shapes.
+    pub fn new(side: u32) -> Self {
+        PreprocessParams {
+            height: side,
+            width: side,
             resize: ResizeMode::Exact,
             interpolation: Interpolation::Bilinear,
             mean: IMAGENET_MEAN,
@@ -127,40 +133,71 @@ impl PreprocessConfig {
         } else {
             0
         };
-        PreprocessConfig {
+        PreprocessParams {
             resize: ResizeMode::ShorterSideCrop { shorter },
             interpolation: Interpolation::Bicubic,
-            ..Self::new(size, size)
+            ..Self::new(size)
         }
     }
 
+    /// Sets the output height.
+    #[must_use]
+    pub fn height(mut self, height: u32) -> Self {
+        self.height = height;
+        self
+    }
+
+    /// Sets the output width.
+    #[must_use]
+    pub fn width(mut self, width: u32) -> Self {
+        self.width = width;
+        self
+    }
+
     /// Sets the resize mode.
+    #[must_use]
     pub fn resize(mut self, resize: ResizeMode) -> Self {
         self.resize = resize;
         self
     }
 
     /// Sets the interpolation.
+    #[must_use]
     pub fn interpolation(mut self, interpolation: Interpolation) -> Self {
         self.interpolation = interpolation;
         self
     }
 
-    /// Sets the normalisation statistics.
-    pub fn normalize(mut self, mean: [f32; 3], std: [f32; 3]) -> Self {
+    /// Sets the per-channel normalisation mean.
+    #[must_use]
+    pub fn mean(mut self, mean: [f32; 3]) -> Self {
         self.mean = mean;
+        self
+    }
+
+    /// Sets the per-channel normalisation standard deviation.
+    #[must_use]
+    pub fn std(mut self, std: [f32; 3]) -> Self {
         self.std = std;
         self
     }
 
     /// Sets the decoding options.
+    #[must_use]
     pub fn decode(mut self, decode: DecodeOptions) -> Self {
         self.decode = decode;
         self
     }
+}
 
-    /// Validates the parameters.
-    pub fn check(self) -> Result<Preprocess> {
+impl ParamGuard for PreprocessParams {
+    type Checked = Preprocess;
+    type Error = DataError;
+
+    /// Output size positive and at most 2^26 pixels, the shorter side of a
+    /// centre crop at least the crop, finite means, positive finite
+    /// standard deviations.
+    fn check_ref(&self) -> Result<()> {
         if self.width == 0 || self.height == 0 {
             return Err(DataError::param(
                 "size",
@@ -204,6 +241,11 @@ impl PreprocessConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn check(self) -> Result<Preprocess> {
+        self.check_ref()?;
         let mut lut = [[0f32; 256]; 3];
         for (c, table) in lut.iter_mut().enumerate() {
             for (v, slot) in table.iter_mut().enumerate() {
@@ -218,9 +260,15 @@ impl PreprocessConfig {
 }
 
 /// Validated preprocessing: decode, crop, resize, normalise to CHW `f32`.
+///
+/// The checked form of [`PreprocessParams`]. It is named for what it does
+/// rather than `ValidPreprocessParams`, an exception to the workspace's
+/// `FooParams` → `ValidFooParams` convention (made for checked forms that
+/// are operators, like the losses of `reid-train`): it does the work, with
+/// a normalisation table built once by the check.
 #[derive(Debug, Clone)]
 pub struct Preprocess {
-    cfg: PreprocessConfig,
+    cfg: PreprocessParams,
     lut: Box<[[f32; 256]; 3]>,
 }
 
@@ -254,8 +302,8 @@ struct Plan {
 }
 
 impl Preprocess {
-    /// The validated configuration.
-    pub fn config(&self) -> &PreprocessConfig {
+    /// The validated parameters.
+    pub fn params(&self) -> &PreprocessParams {
         &self.cfg
     }
 

@@ -7,7 +7,8 @@
 //! once plus `K - n` drawn at random with replacement.
 //!
 //! **Epochs.** An epoch is one pass over all identities: at its start the
-//! identities are shuffled, then taken `P` at a time, so every identity is
+//! identities (one per `(dataset, identity)`, see
+//! [`Dataset::identity_indices`]) are shuffled, then taken `P` at a time, so every identity is
 //! the anchor group of exactly one batch per epoch. When the number of
 //! identities is not a multiple of `P`, the last group of the epoch is
 //! handled by [`LastGroup`]: `Fill` (default) completes it with identities
@@ -24,7 +25,7 @@
 //! `ChaCha8Rng` seeded with [`PkParams::seed`].
 //!
 //! ```
-//! use reid_data::{Dataset, Record};
+//! use reid_data::{Dataset, ParamGuard, Record};
 //! use reid_data::sampler::PkParams;
 //!
 //! let records = (0..30)
@@ -35,7 +36,7 @@
 //!     })
 //!     .collect();
 //! let ds = Dataset::new("", records);
-//! let mut sampler = PkParams::new(4, 2, 42).check()?.sampler(&ds)?;
+//! let mut sampler = PkParams::default().p(4).k(2).seed(42).check()?.sampler(&ds)?;
 //! let epoch = sampler.next_epoch();
 //! assert_eq!(epoch.len(), 2); // ceil(6 / 4)
 //! assert!(epoch.iter().all(|b| b.len() == 8));
@@ -45,6 +46,8 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use reid_core::ParamGuard;
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
@@ -59,7 +62,9 @@ pub enum LastGroup {
     Drop,
 }
 
-/// Unchecked sampler parameters; see [`PkParams::check`].
+/// Sampler parameters, unchecked: a builder with [`Default`] (`P = 8`,
+/// `K = 4`, seed 0, [`LastGroup::Fill`]) and one setter per setting;
+/// [`ParamGuard::check`] gives the [`ValidPkParams`] that builds samplers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PkParams {
     /// Identities per batch (≥ 1, ≤ number of identities).
@@ -72,59 +77,97 @@ pub struct PkParams {
     pub last: LastGroup,
 }
 
-impl PkParams {
-    /// `P` identities × `K` images, with [`LastGroup::Fill`].
-    pub fn new(p: usize, k: usize, seed: u64) -> Self {
+impl Default for PkParams {
+    fn default() -> Self {
         PkParams {
-            p,
-            k,
-            seed,
+            p: 8,
+            k: 4,
+            seed: 0,
             last: LastGroup::Fill,
         }
     }
+}
 
-    /// Sets the last-group rule.
-    pub fn with_last(mut self, last: LastGroup) -> Self {
-        self.last = last;
+impl PkParams {
+    /// Sets `P`, the identities per batch.
+    #[must_use]
+    pub fn p(mut self, p: usize) -> Self {
+        self.p = p;
         self
     }
 
+    /// Sets `K`, the images per identity in a batch.
+    #[must_use]
+    pub fn k(mut self, k: usize) -> Self {
+        self.k = k;
+        self
+    }
+
+    /// Sets the seed.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets the last-group rule.
+    #[must_use]
+    pub fn last(mut self, last: LastGroup) -> Self {
+        self.last = last;
+        self
+    }
+}
+
+impl ParamGuard for PkParams {
+    type Checked = ValidPkParams;
+    type Error = DataError;
+
     /// Validates `P ≥ 1` and `K ≥ 1` (`P` against the number of identities
     /// is checked when the sampler is built).
-    pub fn check(&self) -> Result<CheckedPk> {
+    fn check_ref(&self) -> Result<()> {
         if self.p == 0 {
             return Err(DataError::param(
                 "p",
-                "P (identities per batch) must be >= 1",
+                "P (identities per batch) must be >= 1, got 0",
             ));
         }
         if self.k == 0 {
             return Err(DataError::param(
                 "k",
-                "K (images per identity) must be >= 1",
+                "K (images per identity) must be >= 1, got 0",
             ));
         }
         if self.p.checked_mul(self.k).is_none() {
-            return Err(DataError::param("k", "P × K overflows"));
+            return Err(DataError::param(
+                "k",
+                format!("P × K = {} × {} overflows", self.p, self.k),
+            ));
         }
-        Ok(CheckedPk { params: *self })
+        Ok(())
+    }
+
+    fn check(self) -> Result<ValidPkParams> {
+        self.check_ref()?;
+        Ok(ValidPkParams { params: self })
     }
 }
 
-/// Validated sampler parameters; built by [`PkParams::check`].
+/// Validated sampler parameters; made by [`ParamGuard::check`] on
+/// [`PkParams`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckedPk {
+pub struct ValidPkParams {
     params: PkParams,
 }
 
-impl CheckedPk {
+impl ValidPkParams {
     /// The parameters.
     pub fn params(&self) -> &PkParams {
         &self.params
     }
 
     /// A sampler over the labelled records of `ds` (indices into
-    /// `ds.records`; unlabelled records are never drawn).
+    /// `ds.records`; unlabelled records are never drawn), one group per
+    /// `(dataset, identity)` ([`Dataset::identity_indices`]).
     pub fn sampler(&self, ds: &Dataset) -> Result<PkSampler> {
         self.sampler_from_groups(ds.identity_indices().into_values().collect())
     }
@@ -195,7 +238,7 @@ impl PkSampler {
     }
 
     /// The record indices of identity group `g` (groups are in sorted
-    /// identity order when built from a [`Dataset`]).
+    /// `(dataset, identity)` order when built from a [`Dataset`]).
     pub fn group(&self, g: usize) -> Option<&[usize]> {
         self.groups.get(g).map(Vec::as_slice)
     }

@@ -3,26 +3,39 @@
 //! Four kinds (see [`SplitKind`]):
 //! - **closed-set**: every query identity also has images in the database;
 //! - **open-set**: a fraction of identities appear only as queries (new
-//!   individuals), plus a fraction of the images of the others;
+//!   individuals), plus some images of each of the others;
 //! - **disjoint-set**: identities are partitioned between database and query;
 //! - **time-aware**: earlier dates go to the database, later ones to query.
 //!
-//! Parameters are validated once: build [`SplitParams`], call
-//! [`SplitParams::check`] to get a [`CheckedSplit`], then
-//! [`CheckedSplit::split`]. The result is a new [`Dataset`] (same root) with
-//! the labelled records of the input, in input order, each carrying
+//! Parameters are validated once: build [`SplitParams`] (one setter per
+//! setting), call [`ParamGuard::check`] to get a [`ValidSplitParams`], then
+//! [`ValidSplitParams::split`]. The result is a new [`Dataset`] (same root)
+//! with the labelled records of the input, in input order, each carrying
 //! `split = Database` or `Query` (or the roles set with
-//! [`SplitParams::with_roles`], e.g. `train`/`valid`). Unlabelled records are
-//! left out. The result can be saved with
-//! [`crate::loaders::write_metadata_csv`].
+//! [`SplitParams::database_role`] and [`SplitParams::query_role`], e.g.
+//! `train`/`valid`). Unlabelled records are left out. The result can be
+//! saved with [`crate::loaders::write_metadata_csv`].
+//!
+//! How many images of an identity that stays in the database become queries
+//! (closed- and open-set) is either a share of its images
+//! ([`SplitParams::query_fraction`]) or a fixed count
+//! ([`SplitParams::query_per_identity`]); in both cases each such identity
+//! keeps at least [`SplitParams::min_database_per_identity`] images in the
+//! database, and an identity with no more images than that stays whole in
+//! the database.
+//!
+//! **Identities are keyed by `(dataset, identity)`** (see
+//! [`Dataset::identity_indices`]): records from two datasets that happen to
+//! use the same identity name (AnimalCLEF's turtles and lynxes both number
+//! their individuals) are two identities, split independently.
 //!
 //! Determinism: given the same dataset (same identities and record order) and
 //! the same seed, the split is the same; identities are visited in sorted
-//! order and all random choices come from one `ChaCha8Rng` seeded with
-//! `seed`.
+//! `(dataset, identity)` order and all random choices come from one
+//! `ChaCha8Rng` seeded with `seed`.
 //!
 //! ```
-//! use reid_data::{Dataset, Record, SplitRole};
+//! use reid_data::{Dataset, ParamGuard, Record, SplitRole};
 //! use reid_data::split::SplitParams;
 //!
 //! let records = (0..20)
@@ -33,7 +46,14 @@
 //!     })
 //!     .collect();
 //! let ds = Dataset::new("", records);
-//! let split = SplitParams::closed_set(0.25, 7).check()?.split(&ds)?;
+//! let split = SplitParams::closed_set()
+//!     .query_fraction(0.25)
+//!     .seed(7)
+//!     .check()?
+//!     .split(&ds)?;
+//! assert_eq!(split.by_split(&SplitRole::Query).len(), 5);
+//! // One query image per identity, whatever its size:
+//! let split = SplitParams::closed_set().query_per_identity(1).check()?.split(&ds)?;
 //! assert_eq!(split.by_split(&SplitRole::Query).len(), 5);
 //! # Ok::<(), reid_data::DataError>(())
 //! ```
@@ -41,6 +61,7 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use reid_core::ParamGuard;
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
@@ -49,14 +70,16 @@ use crate::record::{Date, SplitRole};
 /// The kind of split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitKind {
-    /// Every query identity is in the database. For each identity a share of
-    /// its images (see [`SplitParams::query_fraction`]) goes to query, but
-    /// at least one image stays in the database; identities with a single
-    /// image go to the database only.
+    /// Every query identity is in the database. Each identity gives some of
+    /// its images to query ([`SplitParams::query_fraction`] or
+    /// [`SplitParams::query_per_identity`]) but keeps at least
+    /// [`SplitParams::min_database_per_identity`] (default 1) in the
+    /// database; identities with no more images than that go to the
+    /// database only.
     ClosedSet,
     /// `round(new_identity_fraction × identities)` identities, drawn at
-    /// random, go entirely to query (new individuals); the rest are split as
-    /// in [`SplitKind::ClosedSet`] with `query_fraction`.
+    /// random, go entirely to query (new individuals), whatever their size;
+    /// the rest are split as in [`SplitKind::ClosedSet`].
     OpenSet,
     /// `round(new_identity_fraction × identities)` identities, drawn at
     /// random, go to query, all others to the database: no identity is in
@@ -83,23 +106,54 @@ pub enum Undated {
     Drop,
 }
 
-/// Unchecked split parameters; see [`SplitParams::check`].
+/// Split parameters, unchecked: a builder (a constructor per kind, one
+/// setter per setting); [`ParamGuard::check`] gives the
+/// [`ValidSplitParams`] that splits.
+///
+/// ```
+/// use reid_data::ParamGuard;
+/// use reid_data::split::SplitParams;
+///
+/// // Some identities held out entirely, one image of each other identity
+/// // with at least 3 images as query, as roles `train` / `valid`:
+/// let p = SplitParams::open_set()
+///     .new_identity_fraction(0.1)
+///     .query_per_identity(1)
+///     .min_database_per_identity(2)
+///     .database_role(reid_data::SplitRole::parse("train"))
+///     .query_role(reid_data::SplitRole::parse("valid"))
+///     .seed(3)
+///     .check()?;
+/// assert_eq!(p.params().query_per_identity, Some(1));
+/// assert!(SplitParams::closed_set().query_fraction(1.5).check().is_err());
+/// # Ok::<(), reid_data::DataError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SplitParams {
     /// Which split.
     pub kind: SplitKind,
-    /// Seed of the random choices.
+    /// Seed of the random choices (default 0).
     pub seed: u64,
-    /// Share of images that go to query, in `[0, 1]`: per identity for
-    /// closed-/open-set (the total over the split identities is
+    /// Share of images that go to query, in `[0, 1]` (default 0.2): per
+    /// identity for closed-/open-set (the total over the split identities is
     /// `round(query_fraction × images)`, capped so that every identity keeps
-    /// one database image; per identity it is within one image of
-    /// `query_fraction × images`), or of dated records for a time-aware split
-    /// without a cutoff.
+    /// [`SplitParams::min_database_per_identity`] database images; per
+    /// identity it is within one image of `query_fraction × images`), or of
+    /// dated records for a time-aware split without a cutoff. Not used when
+    /// [`SplitParams::query_per_identity`] is set.
     pub query_fraction: f64,
     /// Share of identities that are query-only, in `[0, 1]` (open-set and
-    /// disjoint-set).
+    /// disjoint-set; default 0.2).
     pub new_identity_fraction: f64,
+    /// Closed-/open-set: exactly this many query images of each identity
+    /// that stays in the database, at most all but
+    /// [`SplitParams::min_database_per_identity`] (default `None`: use
+    /// [`SplitParams::query_fraction`]). Any count is valid, 0 included.
+    pub query_per_identity: Option<usize>,
+    /// Closed-/open-set: images of each identity that stays in the database
+    /// kept in the database, at least 1 (default 1). An identity with this
+    /// many images or fewer gives no query.
+    pub min_database_per_identity: usize,
     /// Time-aware: explicit cutoff date (database < cutoff ≤ query).
     pub cutoff: Option<Date>,
     /// Time-aware: rule for records without a date.
@@ -111,12 +165,17 @@ pub struct SplitParams {
 }
 
 impl SplitParams {
-    fn base(kind: SplitKind, seed: u64) -> Self {
+    /// A split of `kind` with the defaults: seed 0, `query_fraction` 0.2,
+    /// `new_identity_fraction` 0.2, one database image kept per identity,
+    /// roles `database` / `query`.
+    pub fn new(kind: SplitKind) -> Self {
         SplitParams {
             kind,
-            seed,
-            query_fraction: 0.0,
-            new_identity_fraction: 0.0,
+            seed: 0,
+            query_fraction: 0.2,
+            new_identity_fraction: 0.2,
+            query_per_identity: None,
+            min_database_per_identity: 1,
             cutoff: None,
             undated: Undated::Error,
             database_role: SplitRole::Database,
@@ -124,68 +183,110 @@ impl SplitParams {
         }
     }
 
-    /// Closed-set split with `query_fraction` of the images as queries.
-    pub fn closed_set(query_fraction: f64, seed: u64) -> Self {
-        SplitParams {
-            query_fraction,
-            ..Self::base(SplitKind::ClosedSet, seed)
-        }
+    /// A closed-set split (see [`SplitKind::ClosedSet`]).
+    pub fn closed_set() -> Self {
+        Self::new(SplitKind::ClosedSet)
     }
 
-    /// Open-set split: `new_identity_fraction` of the identities are
-    /// query-only, and `query_fraction` of the other identities' images are
-    /// queries.
-    pub fn open_set(new_identity_fraction: f64, query_fraction: f64, seed: u64) -> Self {
-        SplitParams {
-            query_fraction,
-            new_identity_fraction,
-            ..Self::base(SplitKind::OpenSet, seed)
-        }
+    /// An open-set split (see [`SplitKind::OpenSet`]).
+    pub fn open_set() -> Self {
+        Self::new(SplitKind::OpenSet)
     }
 
-    /// Disjoint-set split: `query_identity_fraction` of the identities go to
-    /// query, the rest to the database.
-    pub fn disjoint_set(query_identity_fraction: f64, seed: u64) -> Self {
-        SplitParams {
-            new_identity_fraction: query_identity_fraction,
-            ..Self::base(SplitKind::DisjointSet, seed)
-        }
+    /// A disjoint-set split (see [`SplitKind::DisjointSet`]);
+    /// [`SplitParams::new_identity_fraction`] is the share of identities
+    /// that go to query.
+    pub fn disjoint_set() -> Self {
+        Self::new(SplitKind::DisjointSet)
     }
 
-    /// Time-aware split with about `query_fraction` of the dated records
-    /// (the latest ones) as queries.
-    pub fn time_aware(query_fraction: f64) -> Self {
-        SplitParams {
-            query_fraction,
-            ..Self::base(SplitKind::TimeAware, 0)
-        }
+    /// A time-aware split (see [`SplitKind::TimeAware`]): about
+    /// [`SplitParams::query_fraction`] of the dated records (the latest
+    /// ones) are queries, unless a [`SplitParams::cutoff`] is set.
+    pub fn time_aware() -> Self {
+        Self::new(SplitKind::TimeAware)
     }
 
-    /// Time-aware split at a fixed cutoff date.
-    pub fn time_cutoff(cutoff: Date) -> Self {
-        SplitParams {
-            cutoff: Some(cutoff),
-            ..Self::base(SplitKind::TimeAware, 0)
-        }
+    /// Sets [`SplitParams::seed`].
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets [`SplitParams::query_fraction`].
+    #[must_use]
+    pub fn query_fraction(mut self, f: f64) -> Self {
+        self.query_fraction = f;
+        self
+    }
+
+    /// Sets [`SplitParams::new_identity_fraction`].
+    #[must_use]
+    pub fn new_identity_fraction(mut self, f: f64) -> Self {
+        self.new_identity_fraction = f;
+        self
+    }
+
+    /// Sets [`SplitParams::query_per_identity`] (`None`: by fraction).
+    #[must_use]
+    pub fn query_per_identity(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.query_per_identity = n.into();
+        self
+    }
+
+    /// Sets [`SplitParams::min_database_per_identity`].
+    #[must_use]
+    pub fn min_database_per_identity(mut self, n: usize) -> Self {
+        self.min_database_per_identity = n;
+        self
+    }
+
+    /// Sets [`SplitParams::cutoff`] (time-aware splits).
+    #[must_use]
+    pub fn cutoff(mut self, cutoff: impl Into<Option<Date>>) -> Self {
+        self.cutoff = cutoff.into();
+        self
     }
 
     /// Sets the rule for undated records (time-aware splits).
-    pub fn with_undated(mut self, undated: Undated) -> Self {
+    #[must_use]
+    pub fn undated(mut self, undated: Undated) -> Self {
         self.undated = undated;
         self
     }
 
-    /// Sets the roles written to the records, e.g.
-    /// `SplitRole::parse("train")`, `SplitRole::parse("valid")`.
-    pub fn with_roles(mut self, database: SplitRole, query: SplitRole) -> Self {
-        self.database_role = database;
-        self.query_role = query;
+    /// Sets the role written to database records, e.g.
+    /// `SplitRole::parse("train")`.
+    #[must_use]
+    pub fn database_role(mut self, role: SplitRole) -> Self {
+        self.database_role = role;
         self
     }
 
-    /// Validates the parameters: fractions finite and in `[0, 1]`, a valid
+    /// Sets the role written to query records, e.g.
+    /// `SplitRole::parse("valid")`.
+    #[must_use]
+    pub fn query_role(mut self, role: SplitRole) -> Self {
+        self.query_role = role;
+        self
+    }
+
+    /// Checks the parameters and splits `ds` (shorthand for
+    /// `self.clone().check()?.split(ds)`).
+    pub fn split(&self, ds: &Dataset) -> Result<Dataset> {
+        self.clone().check()?.split(ds)
+    }
+}
+
+impl ParamGuard for SplitParams {
+    type Checked = ValidSplitParams;
+    type Error = DataError;
+
+    /// Fractions finite and in `[0, 1]`, `min_database_per_identity ≥ 1`,
+    /// the per-identity settings only on closed-/open-set splits, a valid
     /// cutoff date, distinct roles.
-    pub fn check(&self) -> Result<CheckedSplit> {
+    fn check_ref(&self) -> Result<()> {
         let frac = |name: &'static str, v: f64| {
             if v.is_finite() && (0.0..=1.0).contains(&v) {
                 Ok(())
@@ -198,6 +299,33 @@ impl SplitParams {
         };
         frac("query_fraction", self.query_fraction)?;
         frac("new_identity_fraction", self.new_identity_fraction)?;
+        if self.min_database_per_identity == 0 {
+            return Err(DataError::param(
+                "min_database_per_identity",
+                "0; an identity that stays in the database keeps at least 1 image there",
+            ));
+        }
+        let per_identity = matches!(self.kind, SplitKind::ClosedSet | SplitKind::OpenSet);
+        if !per_identity {
+            if let Some(n) = self.query_per_identity {
+                return Err(DataError::param(
+                    "query_per_identity",
+                    format!(
+                        "{n}; applies to closed-set and open-set splits only, not {:?}",
+                        self.kind
+                    ),
+                ));
+            }
+            if self.min_database_per_identity != 1 {
+                return Err(DataError::param(
+                    "min_database_per_identity",
+                    format!(
+                        "{}; applies to closed-set and open-set splits only, not {:?}",
+                        self.min_database_per_identity, self.kind
+                    ),
+                ));
+            }
+        }
         if let Some(d) = self.cutoff {
             crate::loaders::parse_date(&d.to_string())
                 .map_err(|e| DataError::param("cutoff", e))?;
@@ -208,25 +336,23 @@ impl SplitParams {
                 format!("database and query roles are both `{}`", self.query_role),
             ));
         }
-        Ok(CheckedSplit {
-            params: self.clone(),
-        })
+        Ok(())
     }
 
-    /// Checks the parameters and splits `ds` (shorthand for
-    /// `self.check()?.split(ds)`).
-    pub fn split(&self, ds: &Dataset) -> Result<Dataset> {
-        self.check()?.split(ds)
+    fn check(self) -> Result<ValidSplitParams> {
+        self.check_ref()?;
+        Ok(ValidSplitParams { params: self })
     }
 }
 
-/// Validated split parameters; built by [`SplitParams::check`].
+/// Validated split parameters; made by [`ParamGuard::check`] on
+/// [`SplitParams`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckedSplit {
+pub struct ValidSplitParams {
     params: SplitParams,
 }
 
-impl CheckedSplit {
+impl ValidSplitParams {
     /// The parameters.
     pub fn params(&self) -> &SplitParams {
         &self.params
@@ -250,7 +376,7 @@ impl CheckedSplit {
         let mut is_query: Vec<Option<bool>> = vec![None; ds.records.len()];
         let all: Vec<&Vec<usize>> = groups.values().collect();
         match p.kind {
-            SplitKind::ClosedSet => allocate(&all, p.query_fraction, &mut rng, &mut is_query),
+            SplitKind::ClosedSet => self.allocate(&all, &mut rng, &mut is_query),
             SplitKind::OpenSet | SplitKind::DisjointSet => {
                 let mut order: Vec<usize> = (0..all.len()).collect();
                 order.shuffle(&mut rng);
@@ -267,11 +393,13 @@ impl CheckedSplit {
                         known.push(idx);
                     }
                 }
-                let qf = match p.kind {
-                    SplitKind::OpenSet => p.query_fraction,
-                    _ => 0.0,
-                };
-                allocate(&known, qf, &mut rng, &mut is_query);
+                match p.kind {
+                    SplitKind::OpenSet => self.allocate(&known, &mut rng, &mut is_query),
+                    _ => known
+                        .iter()
+                        .flat_map(|g| g.iter())
+                        .for_each(|&i| is_query[i] = Some(false)),
+                }
             }
             SplitKind::TimeAware => self.time_aware(ds, &mut is_query)?,
         }
@@ -297,6 +425,32 @@ impl CheckedSplit {
             });
         }
         Ok(Dataset::new(ds.root.clone(), records))
+    }
+
+    /// Closed-set allocation over `groups` (known identities): a fixed
+    /// count per identity or a share of the images.
+    fn allocate(
+        &self,
+        groups: &[&Vec<usize>],
+        rng: &mut ChaCha8Rng,
+        is_query: &mut [Option<bool>],
+    ) {
+        let p = &self.params;
+        let keep = p.min_database_per_identity;
+        let quota: Vec<usize> = match p.query_per_identity {
+            Some(n) => groups
+                .iter()
+                .map(|g| n.min(g.len().saturating_sub(keep)))
+                .collect(),
+            None => fraction_quota(groups, p.query_fraction, keep, rng),
+        };
+        for (g, idx) in groups.iter().enumerate() {
+            let mut shuffled: Vec<usize> = idx.to_vec();
+            shuffled.shuffle(rng);
+            for (k, &i) in shuffled.iter().enumerate() {
+                is_query[i] = Some(k < quota[g]);
+            }
+        }
     }
 
     fn time_aware(&self, ds: &Dataset, is_query: &mut [Option<bool>]) -> Result<()> {
@@ -342,14 +496,21 @@ fn round_count(f: f64, n: usize) -> usize {
     ((f * n as f64).round().max(0.0) as usize).min(n)
 }
 
-/// Closed-set allocation over `groups`: each group keeps at least one
-/// database image; the total number of queries is `round(qf × images)`
-/// (capped by the room left), distributed by largest remainder of
-/// `qf × n_i` with random tie-breaking; the query images of each group are a
-/// random subset.
-fn allocate(groups: &[&Vec<usize>], qf: f64, rng: &mut ChaCha8Rng, is_query: &mut [Option<bool>]) {
+/// Query counts per group for a share `qf` of the images: each group keeps
+/// at least `keep` database images; the total number of queries is
+/// `round(qf × images)` (capped by the room left), distributed by largest
+/// remainder of `qf × n_i` with random tie-breaking.
+fn fraction_quota(
+    groups: &[&Vec<usize>],
+    qf: f64,
+    keep: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<usize> {
     let total: usize = groups.iter().map(|g| g.len()).sum();
-    let cap: Vec<usize> = groups.iter().map(|g| g.len().saturating_sub(1)).collect();
+    let cap: Vec<usize> = groups
+        .iter()
+        .map(|g| g.len().saturating_sub(keep))
+        .collect();
     let ideal: Vec<f64> = groups.iter().map(|g| qf * g.len() as f64).collect();
     let mut quota: Vec<usize> = ideal
         .iter()
@@ -382,11 +543,5 @@ fn allocate(groups: &[&Vec<usize>], qf: f64, rng: &mut ChaCha8Rng, is_query: &mu
             break;
         }
     }
-    for (g, idx) in groups.iter().enumerate() {
-        let mut shuffled: Vec<usize> = idx.to_vec();
-        shuffled.shuffle(rng);
-        for (k, &i) in shuffled.iter().enumerate() {
-            is_query[i] = Some(k < quota[g]);
-        }
-    }
+    quota
 }

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use image::{Rgb, RgbImage};
 use ndarray::{Array3, Axis, s};
 use rand::SeedableRng;
+use reid_data::ParamGuard;
 use reid_data::augment::{
-    AugmentContext, ColorJitter, Compose, HorizontalFlip, RandomResizedCrop, Rotation, Transform,
+    AugmentContext, ColorJitterParams, Compose, HorizontalFlipParams, RandomResizedCropParams,
+    RotationParams, Transform,
 };
-use reid_data::batch::{BatchIter, PrefetchOptions};
+use reid_data::batch::{BatchIter, PrefetchParams};
 use reid_data::preprocess::{
-    IMAGENET_MEAN, IMAGENET_STD, Interpolation, PreprocessConfig, ResizeMode, preprocess_files,
+    IMAGENET_MEAN, IMAGENET_STD, Interpolation, PreprocessParams, ResizeMode, preprocess_files,
 };
 use reid_data::{DataError, Record};
 
@@ -45,7 +47,7 @@ fn write_jpegs(dir: &Path, n: usize, w: u32, h: u32) -> Vec<Record> {
 
 #[test]
 fn normalisation_hand_worked() {
-    let pre = PreprocessConfig::new(8, 6).check().unwrap();
+    let pre = PreprocessParams::new(6).height(8).check().unwrap();
     let img = RgbImage::from_pixel(20, 10, Rgb([255, 0, 128]));
     let t = pre.tensor(&img).unwrap();
     assert_eq!(t.shape(), &[3, 8, 6]);
@@ -58,8 +60,9 @@ fn normalisation_hand_worked() {
         assert!(approx(*v, e), "channel {c}: {v} vs {e}");
     }
     // Custom statistics.
-    let pre = PreprocessConfig::new(2, 2)
-        .normalize([0.5; 3], [0.5; 3])
+    let pre = PreprocessParams::new(2)
+        .mean([0.5; 3])
+        .std([0.5; 3])
         .check()
         .unwrap();
     let t = pre
@@ -73,11 +76,11 @@ fn normalisation_hand_worked() {
 #[test]
 fn invalid_params_rejected() {
     assert!(matches!(
-        PreprocessConfig::new(0, 5).check().unwrap_err(),
+        PreprocessParams::new(5).height(0).check().unwrap_err(),
         DataError::InvalidParam { name: "size", .. }
     ));
     assert!(matches!(
-        PreprocessConfig::new(224, 224)
+        PreprocessParams::new(224)
             .resize(ResizeMode::ShorterSideCrop { shorter: 200 })
             .check()
             .unwrap_err(),
@@ -87,26 +90,44 @@ fn invalid_params_rejected() {
         }
     ));
     assert!(matches!(
-        PreprocessConfig::new(4, 4)
-            .normalize([0.0; 3], [1.0, 0.0, 1.0])
+        PreprocessParams::new(4)
+            .mean([0.0; 3])
+            .std([1.0, 0.0, 1.0])
             .check()
             .unwrap_err(),
         DataError::InvalidParam { name: "std", .. }
     ));
-    assert!(PrefetchOptions::new(0).is_err());
-    assert!(PrefetchOptions::new(4).unwrap().with_depth(0).is_err());
-    assert!(RandomResizedCrop::with_ranges(8, 8, (0.5, 0.2), (1.0, 1.0)).is_err());
-    assert!(HorizontalFlip::new(1.5).is_err());
-    assert!(ColorJitter::new(0.1, 0.1, 0.1, 0.7).is_err());
+    let name = |e: DataError| match e {
+        DataError::InvalidParam { name, reason } => format!("{name}: {reason}"),
+        other => format!("{other}"),
+    };
+    let err = |r: Result<(), DataError>| name(r.unwrap_err());
+    assert!(err(PrefetchParams::default().batch_size(0).check_ref()).starts_with("batch_size: 0"));
+    assert!(err(PrefetchParams::default().depth(0).check_ref()).starts_with("depth: 0"));
+    assert!(PrefetchParams::default().batch_size(4).check().is_ok());
+    let e = err(RandomResizedCropParams::new(8)
+        .scale((0.5, 0.2))
+        .check_ref());
+    assert!(e.starts_with("scale: range (0.5, 0.2)"), "{e}");
+    let e = err(RandomResizedCropParams::new(8).width(0).check_ref());
+    assert!(e.starts_with("size: output size 0x8"), "{e}");
+    assert!(err(HorizontalFlipParams::default().p(1.5).check_ref()).starts_with("p: 1.5"));
+    let e = err(ColorJitterParams::default().hue(0.7).check_ref());
+    assert!(e.starts_with("hue: 0.7"), "{e}");
+    let e = err(ColorJitterParams::default().contrast(-0.1).check_ref());
+    assert!(e.starts_with("contrast: -0.1"), "{e}");
+    let e = err(RotationParams::default().degrees((10.0, -10.0)).check_ref());
+    assert!(e.starts_with("degrees: range (10, -10)"), "{e}");
 }
 
 #[test]
 fn centre_crop_position_on_asymmetric_image() {
     // 301x100, red channel = x / 2 (x <= 300), no resize needed (shorter = 100).
     let img = RgbImage::from_fn(301, 100, |x, y| Rgb([(x / 2) as u8, y as u8, 0]));
-    let pre = PreprocessConfig::new(100, 100)
+    let pre = PreprocessParams::new(100)
         .resize(ResizeMode::ShorterSideCrop { shorter: 100 })
-        .normalize([0.0; 3], [1.0 / 255.0; 3]) // output = pixel value
+        .mean([0.0; 3])
+        .std([1.0 / 255.0; 3]) // output = pixel value
         .check()
         .unwrap();
     let out = pre.resize(&img).unwrap();
@@ -135,7 +156,7 @@ fn centre_crop_position_on_asymmetric_image() {
 
 #[test]
 fn letterbox_padding() {
-    let pre = PreprocessConfig::new(100, 100)
+    let pre = PreprocessParams::new(100)
         .resize(ResizeMode::Letterbox { pad: [0, 0, 255] })
         .check()
         .unwrap();
@@ -150,7 +171,7 @@ fn letterbox_padding() {
     let blue = (1.0 - 0.406) / 0.225;
     assert!(approx(t[[2, 10, 10]], blue) && approx(t[[0, 50, 50]], (1.0 - 0.485) / 0.229));
     // Exact mode ignores the aspect ratio.
-    let exact = PreprocessConfig::new(100, 100).check().unwrap();
+    let exact = PreprocessParams::new(100).check().unwrap();
     assert_eq!(exact.resize(&img).unwrap().get_pixel(50, 5).0, [255, 0, 0]);
 }
 
@@ -171,7 +192,7 @@ fn batch_shape_ids_and_parallel_equals_serial() {
             Interpolation::Bilinear,
         ),
     ] {
-        let pre = PreprocessConfig::new(128, 128)
+        let pre = PreprocessParams::new(128)
             .resize(mode)
             .interpolation(interp)
             .check()
@@ -201,7 +222,7 @@ fn batch_errors_name_the_file_and_partial_skips() {
     let bad = dir.path().join("bad.jpg");
     std::fs::write(&bad, b"not an image").unwrap();
     records.insert(2, Record::new("bad", &bad));
-    let pre = PreprocessConfig::new(32, 32).check().unwrap();
+    let pre = PreprocessParams::new(32).check().unwrap();
     let e = pre.batch(&records).unwrap_err();
     assert!(e.to_string().contains("bad.jpg"), "{e}");
 
@@ -240,7 +261,7 @@ fn bbox_records_are_cropped() {
         w: 40.0,
         h: 50.0,
     });
-    let pre = PreprocessConfig::new(16, 16).check().unwrap();
+    let pre = PreprocessParams::new(16).check().unwrap();
     let b = pre.batch(&[r]).unwrap();
     let green = (1.0 - 0.456) / 0.224;
     assert!(
@@ -258,14 +279,18 @@ fn prefetch_yields_same_batches_in_order() {
     let bad = dir.path().join("broken.jpg");
     std::fs::write(&bad, b"").unwrap();
     records[4] = Record::new("broken", &bad);
-    let pre = PreprocessConfig::new(48, 48)
+    let pre = PreprocessParams::new(48)
         .resize(ResizeMode::ShorterSideCrop { shorter: 56 })
         .check()
         .unwrap();
     let it = BatchIter::new(
         records.clone(),
         pre.clone(),
-        PrefetchOptions::new(3).unwrap().with_depth(2).unwrap(),
+        PrefetchParams::default()
+            .batch_size(3)
+            .depth(2)
+            .check()
+            .unwrap(),
     );
     assert_eq!(it.remaining(), 4);
     let got: Vec<_> = it.collect();
@@ -290,8 +315,12 @@ fn dropping_prefetch_iterator_stops_worker() {
     let dir = tempfile::tempdir().unwrap();
     let records = write_jpegs(dir.path(), 3, 64, 48);
     let many: Vec<Record> = (0..200).map(|i| records[i % 3].clone()).collect();
-    let pre = PreprocessConfig::new(32, 32).check().unwrap();
-    let mut it = BatchIter::new(many, pre, PrefetchOptions::new(2).unwrap());
+    let pre = PreprocessParams::new(32).check().unwrap();
+    let mut it = BatchIter::new(
+        many,
+        pre,
+        PrefetchParams::default().batch_size(2).check().unwrap(),
+    );
     let first = it.next().unwrap().unwrap();
     assert_eq!(first.ids.len(), 2);
     let t = std::time::Instant::now();
@@ -308,10 +337,23 @@ fn asymmetric(w: u32, h: u32) -> RgbImage {
 #[test]
 fn augment_deterministic_with_seed_and_sizes() {
     let aug = Compose::new()
-        .then(RandomResizedCrop::new(40, 30).unwrap())
-        .then(HorizontalFlip::new(0.5).unwrap())
-        .then(ColorJitter::new(0.4, 0.4, 0.4, 0.1).unwrap())
-        .then(Rotation::new((-15.0, 15.0), [0, 0, 0]).unwrap());
+        .then(RandomResizedCropParams::new(40).height(30).check().unwrap())
+        .then(HorizontalFlipParams::default().check().unwrap())
+        .then(
+            ColorJitterParams::default()
+                .brightness(0.4)
+                .contrast(0.4)
+                .saturation(0.4)
+                .hue(0.1)
+                .check()
+                .unwrap(),
+        )
+        .then(
+            RotationParams::default()
+                .degrees((-15.0, 15.0))
+                .check()
+                .unwrap(),
+        );
     let img = asymmetric(50, 60);
     let ctx = AugmentContext {
         species: Some("lion"),
@@ -331,9 +373,11 @@ fn augment_deterministic_with_seed_and_sizes() {
 #[test]
 fn flip_disabled_for_species_never_flips() {
     let img = asymmetric(20, 10);
-    let flip = HorizontalFlip::new(1.0)
-        .unwrap()
-        .disable_for_species(["Lynx", "sea turtle"]);
+    let flip = HorizontalFlipParams::default()
+        .p(1.0)
+        .disable_for_species(["Lynx", "sea turtle"])
+        .check()
+        .unwrap();
     let flipped = image::imageops::flip_horizontal(&img);
     for seed in 0..20 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -355,7 +399,7 @@ fn flip_disabled_for_species_never_flips() {
         );
     }
     // p = 0 never flips.
-    let never = HorizontalFlip::new(0.0).unwrap();
+    let never = HorizontalFlipParams::default().p(0.0).check().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     assert_eq!(
         never.apply(img.clone(), &AugmentContext::default(), &mut rng),
@@ -366,7 +410,11 @@ fn flip_disabled_for_species_never_flips() {
 #[test]
 fn rotation_and_jitter_values() {
     let img = asymmetric(8, 8);
-    let rot = Rotation::new((90.0, 90.0), [9, 9, 9]).unwrap();
+    let rot = RotationParams::default()
+        .degrees((90.0, 90.0))
+        .fill([9, 9, 9])
+        .check()
+        .unwrap();
     // 90 degrees counter-clockwise on a square image is an exact pixel permutation.
     assert_eq!(rot.rotate(&img, 90.0), image::imageops::rotate270(&img));
     assert_eq!(rot.rotate(&img, 0.0), img);
@@ -379,7 +427,10 @@ fn rotation_and_jitter_values() {
 
     // Brightness only, on a constant image: stays constant, factor within [0.5, 1.5].
     let flat = RgbImage::from_pixel(6, 6, Rgb([100, 100, 100]));
-    let j = ColorJitter::new(0.5, 0.0, 0.0, 0.0).unwrap();
+    let j = ColorJitterParams::default()
+        .brightness(0.5)
+        .check()
+        .unwrap();
     for seed in 0..10 {
         let out =
             Compose::new()
@@ -390,7 +441,7 @@ fn rotation_and_jitter_values() {
         assert!(out.pixels().all(|p| p.0 == [v, v, v]));
     }
     // No jitter at all is the identity.
-    let none = ColorJitter::new(0.0, 0.0, 0.0, 0.0).unwrap();
+    let none = ColorJitterParams::default().check().unwrap();
     assert_eq!(
         Compose::new()
             .then(none)
@@ -403,7 +454,12 @@ fn rotation_and_jitter_values() {
 fn random_resized_crop_full_scale_keeps_content() {
     // scale (1, 1) and ratio equal to the image's: the crop is the whole image.
     let img = RgbImage::from_pixel(40, 20, Rgb([30, 60, 90]));
-    let rrc = RandomResizedCrop::with_ranges(20, 10, (1.0, 1.0), (2.0, 2.0)).unwrap();
+    let rrc = RandomResizedCropParams::new(20)
+        .height(10)
+        .scale((1.0, 1.0))
+        .ratio((2.0, 2.0))
+        .check()
+        .unwrap();
     let out = Compose::new()
         .then(rrc)
         .apply_seeded(img, &AugmentContext::default(), 5);

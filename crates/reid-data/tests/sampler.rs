@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use reid_data::ParamGuard;
 use reid_data::sampler::{LastGroup, PkParams, PkSampler};
 use reid_data::{DataError, Dataset, Record};
 
@@ -30,7 +31,10 @@ fn identity(ds: &Dataset, i: usize) -> &str {
 fn batches_are_p_distinct_identities_by_k() {
     let ds = toy(23);
     let (p, k) = (5, 4);
-    let mut s = PkParams::new(p, k, 1)
+    let mut s = PkParams::default()
+        .p(p)
+        .k(k)
+        .seed(1)
         .check()
         .unwrap()
         .sampler(&ds)
@@ -70,7 +74,7 @@ fn with_replacement_for_small_identities() {
         }
     }
     let ds = Dataset::new("", recs);
-    let mut s = PkSampler::new(&ds, PkParams::new(3, 5, 9)).unwrap();
+    let mut s = PkSampler::new(&ds, PkParams::default().p(3).k(5).seed(9)).unwrap();
     let batch = s.next().unwrap();
     let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for g in batch.chunks(5) {
@@ -88,7 +92,7 @@ fn with_replacement_for_small_identities() {
 fn deterministic_given_seed() {
     let ds = toy(30);
     let take = |seed| {
-        PkSampler::new(&ds, PkParams::new(6, 3, seed))
+        PkSampler::new(&ds, PkParams::default().p(6).k(3).seed(seed))
             .unwrap()
             .take(12)
             .collect::<Vec<_>>()
@@ -101,7 +105,7 @@ fn deterministic_given_seed() {
 fn epoch_covers_every_identity() {
     let ds = toy(23);
     let all: BTreeSet<String> = ds.identities().into_iter().map(|(id, _)| id).collect();
-    let mut s = PkSampler::new(&ds, PkParams::new(5, 2, 3)).unwrap();
+    let mut s = PkSampler::new(&ds, PkParams::default().p(5).k(2).seed(3)).unwrap();
     let mut first_orders = Vec::new();
     for e in 0..4 {
         assert_eq!(s.epoch(), e);
@@ -126,7 +130,11 @@ fn epoch_covers_every_identity() {
     );
 
     // Drop: floor(23 / 5) = 4 batches, each identity at most once.
-    let mut s = PkSampler::new(&ds, PkParams::new(5, 2, 3).with_last(LastGroup::Drop)).unwrap();
+    let mut s = PkSampler::new(
+        &ds,
+        PkParams::default().p(5).k(2).seed(3).last(LastGroup::Drop),
+    )
+    .unwrap();
     assert_eq!(s.batches_per_epoch(), 4);
     let batches = s.next_epoch();
     assert_eq!(batches.len(), 4);
@@ -142,7 +150,7 @@ fn epoch_covers_every_identity() {
 #[test]
 fn unlabelled_records_never_drawn() {
     let ds = toy(8);
-    let s = PkSampler::new(&ds, PkParams::new(8, 4, 0)).unwrap();
+    let s = PkSampler::new(&ds, PkParams::default().p(8).k(4).seed(0)).unwrap();
     let last = ds.len() - 1;
     for b in s.take(20) {
         assert!(b.iter().all(|&i| i != 0 && i != last));
@@ -153,9 +161,9 @@ fn unlabelled_records_never_drawn() {
 fn parameters_validated() {
     let ds = toy(4);
     for (params, name) in [
-        (PkParams::new(0, 2, 0), "p"),
-        (PkParams::new(2, 0, 0), "k"),
-        (PkParams::new(5, 2, 0), "p"),
+        (PkParams::default().p(0).k(2).seed(0), "p"),
+        (PkParams::default().p(2).k(0).seed(0), "k"),
+        (PkParams::default().p(5).k(2).seed(0), "p"),
     ] {
         match PkSampler::new(&ds, params) {
             Err(DataError::InvalidParam { name: got, reason }) => {
@@ -164,17 +172,58 @@ fn parameters_validated() {
             other => panic!("{params:?}: {other:?}"),
         }
     }
-    let err = PkParams::new(5, 2, 0)
+    let err = PkParams::default()
+        .p(5)
+        .k(2)
+        .seed(0)
         .check()
         .unwrap()
         .sampler(&ds)
         .unwrap_err();
     assert!(err.to_string().contains("4 identities"), "{err}");
     // Explicit groups: an empty group is rejected.
-    let err = PkParams::new(1, 1, 0)
+    let err = PkParams::default()
+        .p(1)
+        .k(1)
+        .seed(0)
         .check()
         .unwrap()
         .sampler_from_groups(vec![vec![0], vec![]])
         .unwrap_err();
     assert!(err.to_string().contains("group 1"), "{err}");
+}
+
+#[test]
+fn identities_of_different_datasets_are_different_groups() {
+    // `7` of two datasets: two groups of two images each, never mixed.
+    let recs: Vec<Record> = ["turtles", "turtles", "lynx", "lynx"]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut r = Record::new(i.to_string(), format!("{i}.jpg"));
+            r.identity = Some("7".into());
+            r.dataset = Some(d.to_string());
+            r
+        })
+        .collect();
+    let ds = Dataset::new("", recs);
+    let mut s = PkParams::default()
+        .p(2)
+        .k(2)
+        .check()
+        .unwrap()
+        .sampler(&ds)
+        .unwrap();
+    assert_eq!(s.num_identities(), 2);
+    // Groups in (dataset, identity) order: lynx first.
+    assert_eq!(s.group(0), Some(&[2usize, 3][..]));
+    assert_eq!(s.group(1), Some(&[0usize, 1][..]));
+    for batch in s.next_epoch() {
+        let mut halves: Vec<Vec<usize>> = batch.chunks(2).map(|c| c.to_vec()).collect();
+        for h in &mut halves {
+            h.sort_unstable();
+        }
+        halves.sort();
+        assert_eq!(halves, vec![vec![0, 1], vec![2, 3]]);
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
+use reid_data::ParamGuard;
 use reid_data::synthetic::{PhotoSetup, SyntheticParams, generate};
 use reid_data::{DataError, LoadOptions, SplitRole, loaders};
 
@@ -12,7 +13,8 @@ fn small() -> SyntheticParams {
     SyntheticParams::default()
         .n_individuals(6)
         .images_per_individual(3)
-        .size(64, 48)
+        .width(64)
+        .height(48)
         .seed(11)
 }
 
@@ -84,11 +86,12 @@ fn counts_and_open_set_split_follow_the_params() {
     let p = SyntheticParams::default()
         .n_individuals(20)
         .images_per_individual(5)
-        .size(32, 32)
+        .width(32)
+        .height(32)
         .new_identity_fraction(0.25)
         .query_fraction(0.4)
         .species(["synthetic_cat", "synthetic_dog"]);
-    let set = p.check().unwrap();
+    let set = p.clone().check().unwrap();
     assert_eq!(set.n_new_individuals(), 5);
     assert_eq!(set.queries_per_known_individual(), 2);
     let recs = set.records(Path::new("/data/syn"));
@@ -182,9 +185,9 @@ fn query_fraction_keeps_one_database_photo_and_zero_fractions_give_closed_set() 
 #[test]
 fn images_decode_to_the_configured_size_and_match_the_renderer() {
     let d = tempfile::tempdir().unwrap();
-    let p = small().size(96, 64);
+    let p = small().width(96).height(64);
     let ds = generate(&p, d.path()).unwrap();
-    let set = p.check().unwrap();
+    let set = p.clone().check().unwrap();
     for (k, r) in ds.records.iter().enumerate() {
         let img = image::open(&r.path).unwrap().to_rgb8();
         assert_eq!(img.dimensions(), (96, 64), "{}", r.path.display());
@@ -218,17 +221,17 @@ fn csv_loads_back_with_the_same_records() {
 
 #[test]
 fn invalid_params_are_rejected_up_front() {
-    let bad = |p: SyntheticParams, name: &str| match p.check() {
+    let bad = |p: SyntheticParams, name: &str| match p.clone().check() {
         Err(DataError::InvalidParam { name: got, .. }) => assert_eq!(got, name),
         other => panic!("expected InvalidParam({name}), got {other:?}"),
     };
     let ok = SyntheticParams::default();
-    assert!(ok.check().is_ok());
+    assert!(ok.clone().check().is_ok());
     bad(ok.clone().n_individuals(0), "n_individuals");
     bad(ok.clone().images_per_individual(0), "images_per_individual");
-    bad(ok.clone().size(0, 64), "width");
-    bad(ok.clone().size(64, 8), "height");
-    bad(ok.clone().size(64, 100_000), "height");
+    bad(ok.clone().width(0).height(64), "width");
+    bad(ok.clone().width(64).height(8), "height");
+    bad(ok.clone().width(64).height(100_000), "height");
     bad(ok.clone().species(Vec::<String>::new()), "species");
     bad(ok.clone().species(["a/b"]), "species");
     bad(ok.clone().species([""]), "species");
@@ -321,7 +324,8 @@ fn the_coat_identifies_the_individual_across_photos() {
     let set = SyntheticParams::default()
         .n_individuals(n)
         .images_per_individual(2)
-        .size(128, 128)
+        .width(128)
+        .height(128)
         .seed(5)
         .check()
         .unwrap();
@@ -375,7 +379,8 @@ fn photos_differ_visibly_and_canonical_views_differ_between_individuals() {
     let set = SyntheticParams::default()
         .n_individuals(5)
         .images_per_individual(3)
-        .size(96, 96)
+        .width(96)
+        .height(96)
         .check()
         .unwrap();
     // Photos of one individual differ in pose, light, background...
@@ -416,7 +421,8 @@ fn photos_differ_visibly_and_canonical_views_differ_between_individuals() {
     let calm = SyntheticParams::default()
         .n_individuals(2)
         .images_per_individual(2)
-        .size(96, 96)
+        .width(96)
+        .height(96)
         .nuisance(0.0)
         .check()
         .unwrap();
@@ -513,7 +519,8 @@ fn contact_sheet() {
     let set = SyntheticParams::default()
         .n_individuals(rows as usize)
         .images_per_individual(cols as usize - 1)
-        .size(side, side)
+        .width(side)
+        .height(side)
         .check()
         .unwrap();
     let mut sheet = RgbImage::new(cols * side, rows * side);

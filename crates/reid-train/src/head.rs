@@ -4,6 +4,8 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+use reid_core::ParamGuard;
+
 use crate::error::{Result, TrainError};
 use crate::loss::{
     ArcFace, ArcFaceParams, SubCenterArcFace, SubCenterParams, Triplet, TripletParams,
@@ -84,9 +86,11 @@ impl ProjectionHead {
     }
 }
 
-/// Which loss to train with.
+/// Which loss to train with, and its settings, unchecked;
+/// [`ParamGuard::check`] gives the [`ValidLossParams`] a [`Criterion`] is
+/// made from.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LossConfig {
+pub enum LossParams {
     /// ArcFace over the training identities.
     ArcFace(ArcFaceParams),
     /// Sub-center ArcFace.
@@ -97,7 +101,57 @@ pub enum LossConfig {
     Softmax,
 }
 
-impl LossConfig {
+impl LossParams {
+    /// Short name for logs: `arcface`, `subcenter`, `triplet`, `softmax`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ArcFace(_) => "arcface",
+            Self::SubCenter(_) => "subcenter",
+            Self::Triplet(_) => "triplet",
+            Self::Softmax => "softmax",
+        }
+    }
+}
+
+impl ParamGuard for LossParams {
+    type Checked = ValidLossParams;
+    type Error = TrainError;
+
+    /// Checks the settings of the chosen loss.
+    fn check_ref(&self) -> Result<()> {
+        match self {
+            Self::ArcFace(a) => a.check_ref(),
+            Self::SubCenter(s) => s.check_ref(),
+            Self::Triplet(t) => t.check_ref(),
+            Self::Softmax => Ok(()),
+        }
+    }
+
+    fn check(self) -> Result<ValidLossParams> {
+        Ok(match self {
+            Self::ArcFace(a) => ValidLossParams::ArcFace(a.check()?),
+            Self::SubCenter(s) => ValidLossParams::SubCenter(s.check()?),
+            Self::Triplet(t) => ValidLossParams::Triplet(t.check()?),
+            Self::Softmax => ValidLossParams::Softmax,
+        })
+    }
+}
+
+/// Checked [`LossParams`]: the chosen loss operator, without its class
+/// weights (a [`Criterion`] adds them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValidLossParams {
+    /// ArcFace.
+    ArcFace(ArcFace),
+    /// Sub-center ArcFace.
+    SubCenter(SubCenterArcFace),
+    /// Batch-hard triplet.
+    Triplet(Triplet),
+    /// Linear softmax classifier with cross-entropy.
+    Softmax,
+}
+
+impl ValidLossParams {
     /// Short name for logs: `arcface`, `subcenter`, `triplet`, `softmax`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -125,8 +179,10 @@ pub struct Criterion {
 }
 
 impl Criterion {
-    /// Creates the loss for `classes` identities on embeddings of width `dim`.
-    pub fn new(p: &nn::Path<'_>, cfg: &LossConfig, dim: i64, classes: i64) -> Result<Self> {
+    /// Creates the loss for `classes` identities on embeddings of width `dim`
+    /// (its class weights under `p / "loss"`).
+    pub fn new(p: &nn::Path<'_>, loss: &ValidLossParams, dim: i64, classes: usize) -> Result<Self> {
+        let classes = i64::try_from(classes).unwrap_or(i64::MAX);
         if classes < 2 {
             return Err(TrainError::param(
                 "classes",
@@ -138,17 +194,16 @@ impl Criterion {
             mean: 0.0,
             stdev: (2.0 / (dim + classes) as f64).sqrt(),
         };
-        let kind = match cfg {
-            LossConfig::ArcFace(a) => {
-                Kind2::ArcFace(a.check()?, p.var("weight", &[classes, dim], xavier))
+        let kind = match *loss {
+            ValidLossParams::ArcFace(a) => {
+                Kind2::ArcFace(a, p.var("weight", &[classes, dim], xavier))
             }
-            LossConfig::SubCenter(s) => {
-                let s = s.check()?;
+            ValidLossParams::SubCenter(s) => {
                 let w = p.var("weight", &[classes * s.k(), dim], xavier);
                 Kind2::SubCenter(s, w)
             }
-            LossConfig::Triplet(t) => Kind2::Triplet(t.check()?),
-            LossConfig::Softmax => Kind2::Softmax(
+            ValidLossParams::Triplet(t) => Kind2::Triplet(t),
+            ValidLossParams::Softmax => Kind2::Softmax(
                 p.var("weight", &[classes, dim], xavier),
                 p.var("bias", &[classes], nn::Init::Const(0.0)),
             ),

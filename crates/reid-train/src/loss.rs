@@ -5,10 +5,18 @@
 //! int64 `[B]` within `[0, C)`) and returns a [`TrainError`] naming the
 //! shape. The values and gradients equal PyTorch's on the fixture made by
 //! `scripts/fixtures/train_losses.py` (the formulas are written out there).
+//!
+//! Each loss's settings are a `FooParams` builder ([`Default`] and one
+//! setter per setting); [`ParamGuard::check`] turns them into the loss
+//! itself ([`ArcFace`], [`SubCenterArcFace`], [`Triplet`]): the checked form
+//! is the operator that computes the loss, as `reid_data`'s `Preprocess` is
+//! for its params, rather than a `ValidFooParams`.
 
 use std::f64::consts::PI;
 
 use tch::{Device, Kind, Tensor};
+
+use reid_core::ParamGuard;
 
 use crate::error::{Result, TrainError};
 
@@ -99,7 +107,7 @@ fn check_weight(w: &Tensor, rows: i64, dim: i64, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Settings of [`ArcFace`]; [`ArcFaceParams::check`] validates them.
+/// Settings of [`ArcFace`]; [`ParamGuard::check`] validates them into the loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ArcFaceParams {
     /// Additive angular margin `m` in radians, in `[0, pi/2)` (default 0.5).
@@ -123,23 +131,34 @@ impl Default for ArcFaceParams {
 }
 
 impl ArcFaceParams {
-    /// Margin and scale, `easy_margin` off.
-    pub fn new(margin: f64, scale: f64) -> Self {
-        Self {
-            margin,
-            scale,
-            easy_margin: false,
-        }
+    /// Sets the margin `m` in radians.
+    #[must_use]
+    pub fn margin(mut self, margin: f64) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// Sets the logit scale `s`.
+    #[must_use]
+    pub fn scale(mut self, scale: f64) -> Self {
+        self.scale = scale;
+        self
     }
 
     /// Sets `easy_margin`.
+    #[must_use]
     pub fn easy_margin(mut self, on: bool) -> Self {
         self.easy_margin = on;
         self
     }
+}
 
-    /// Validates margin and scale.
-    pub fn check(self) -> Result<ArcFace> {
+impl ParamGuard for ArcFaceParams {
+    type Checked = ArcFace;
+    type Error = TrainError;
+
+    /// Margin in `[0, pi/2)`, scale finite and positive.
+    fn check_ref(&self) -> Result<()> {
         if !(self.margin.is_finite() && (0.0..PI / 2.0).contains(&self.margin)) {
             return Err(TrainError::param(
                 "margin",
@@ -152,6 +171,11 @@ impl ArcFaceParams {
                 format!("{}; must be > 0", self.scale),
             ));
         }
+        Ok(())
+    }
+
+    fn check(self) -> Result<ArcFace> {
+        self.check_ref()?;
         Ok(ArcFace { p: self })
     }
 }
@@ -200,7 +224,8 @@ impl ArcFace {
     }
 }
 
-/// Settings of [`SubCenterArcFace`].
+/// Settings of [`SubCenterArcFace`]; [`ParamGuard::check`] validates them
+/// into the loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SubCenterParams {
     /// The ArcFace margin and scale.
@@ -219,19 +244,38 @@ impl Default for SubCenterParams {
 }
 
 impl SubCenterParams {
-    /// ArcFace settings with `k` centres per class.
-    pub fn new(arcface: ArcFaceParams, k: i64) -> Self {
-        Self { arcface, k }
+    /// Sets the ArcFace margin and scale.
+    #[must_use]
+    pub fn arcface(mut self, arcface: ArcFaceParams) -> Self {
+        self.arcface = arcface;
+        self
     }
 
-    /// Validates.
-    pub fn check(self) -> Result<SubCenterArcFace> {
+    /// Sets the centres per class.
+    #[must_use]
+    pub fn k(mut self, k: i64) -> Self {
+        self.k = k;
+        self
+    }
+}
+
+impl ParamGuard for SubCenterParams {
+    type Checked = SubCenterArcFace;
+    type Error = TrainError;
+
+    /// `k >= 1` and valid ArcFace settings.
+    fn check_ref(&self) -> Result<()> {
         if self.k < 1 {
             return Err(TrainError::param(
                 "k",
                 format!("{} centres per class; must be >= 1", self.k),
             ));
         }
+        self.arcface.check_ref()
+    }
+
+    fn check(self) -> Result<SubCenterArcFace> {
+        self.check_ref()?;
         Ok(SubCenterArcFace {
             arc: self.arcface.check()?,
             k: self.k,
@@ -295,7 +339,8 @@ pub enum Distance {
     Cosine,
 }
 
-/// Settings of [`Triplet`].
+/// Settings of [`Triplet`]; [`ParamGuard::check`] validates them into the
+/// loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TripletParams {
     /// Margin > 0 (default 0.3). Euclidean distances of unit vectors lie in
@@ -315,19 +360,38 @@ impl Default for TripletParams {
 }
 
 impl TripletParams {
-    /// Margin and distance.
-    pub fn new(margin: f64, distance: Distance) -> Self {
-        Self { margin, distance }
+    /// Sets the margin.
+    #[must_use]
+    pub fn margin(mut self, margin: f64) -> Self {
+        self.margin = margin;
+        self
     }
 
-    /// Validates.
-    pub fn check(self) -> Result<Triplet> {
+    /// Sets the distance.
+    #[must_use]
+    pub fn distance(mut self, distance: Distance) -> Self {
+        self.distance = distance;
+        self
+    }
+}
+
+impl ParamGuard for TripletParams {
+    type Checked = Triplet;
+    type Error = TrainError;
+
+    /// Margin in `(0, 2]`.
+    fn check_ref(&self) -> Result<()> {
         if !(self.margin.is_finite() && self.margin > 0.0 && self.margin <= 2.0) {
             return Err(TrainError::param(
                 "margin",
                 format!("{}; a triplet margin must be in (0, 2]", self.margin),
             ));
         }
+        Ok(())
+    }
+
+    fn check(self) -> Result<Triplet> {
+        self.check_ref()?;
         Ok(Triplet { p: self })
     }
 }

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use reid_train::TrainError;
 use reid_train::loss::{
     ArcFaceParams, Distance, SubCenterParams, TripletParams, softmax_cross_entropy,
 };
+use reid_train::{ParamGuard, TrainError};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
@@ -71,17 +71,18 @@ fn losses_and_gradients_match_pytorch() {
             let name = l["loss"].as_str().unwrap();
             let (loss, w) = match name {
                 "arcface" | "subcenter" => {
-                    let a = ArcFaceParams::new(
-                        p["margin"].as_f64().unwrap(),
-                        p["scale"].as_f64().unwrap(),
-                    )
-                    .easy_margin(p["easy_margin"].as_bool().unwrap());
+                    let a = ArcFaceParams::default()
+                        .margin(p["margin"].as_f64().unwrap())
+                        .scale(p["scale"].as_f64().unwrap())
+                        .easy_margin(p["easy_margin"].as_bool().unwrap());
                     if name == "arcface" {
                         let w = w1.copy().set_requires_grad(true);
                         (a.check().unwrap().loss(&x, &w, &labels).unwrap(), Some(w))
                     } else {
                         let w = wk.copy().set_requires_grad(true);
-                        let s = SubCenterParams::new(a, p["k"].as_i64().unwrap())
+                        let s = SubCenterParams::default()
+                            .arcface(a)
+                            .k(p["k"].as_i64().unwrap())
                             .check()
                             .unwrap();
                         (s.loss(&x, &w, &labels).unwrap(), Some(w))
@@ -92,7 +93,9 @@ fn losses_and_gradients_match_pytorch() {
                         "cosine" => Distance::Cosine,
                         _ => Distance::Euclidean,
                     };
-                    let t = TripletParams::new(p["margin"].as_f64().unwrap(), d)
+                    let t = TripletParams::default()
+                        .margin(p["margin"].as_f64().unwrap())
+                        .distance(d)
                         .check()
                         .unwrap();
                     (t.loss(&x, &labels).unwrap(), None)
@@ -189,27 +192,65 @@ fn bad_inputs_are_typed_errors() {
 #[test]
 fn params_are_checked() {
     use std::f64::consts::PI;
-    assert!(ArcFaceParams::new(-0.1, 64.0).check().is_err());
-    assert!(ArcFaceParams::new(PI / 2.0, 64.0).check().is_err());
-    assert!(ArcFaceParams::new(f64::NAN, 64.0).check().is_err());
-    assert!(ArcFaceParams::new(0.5, 0.0).check().is_err());
-    assert!(ArcFaceParams::new(0.0, 1.0).check().is_ok());
     assert!(
-        SubCenterParams::new(ArcFaceParams::default(), 0)
+        ArcFaceParams::default()
+            .margin(-0.1)
+            .scale(64.0)
             .check()
             .is_err()
     );
     assert!(
-        SubCenterParams::new(ArcFaceParams::default(), 1)
+        ArcFaceParams::default()
+            .margin(PI / 2.0)
+            .scale(64.0)
+            .check()
+            .is_err()
+    );
+    assert!(
+        ArcFaceParams::default()
+            .margin(f64::NAN)
+            .scale(64.0)
+            .check()
+            .is_err()
+    );
+    assert!(
+        ArcFaceParams::default()
+            .margin(0.5)
+            .scale(0.0)
+            .check()
+            .is_err()
+    );
+    assert!(
+        ArcFaceParams::default()
+            .margin(0.0)
+            .scale(1.0)
             .check()
             .is_ok()
     );
     assert!(
-        TripletParams::new(2.5, Distance::Euclidean)
+        SubCenterParams::default()
+            .arcface(ArcFaceParams::default())
+            .k(0)
             .check()
             .is_err()
     );
-    let e = ArcFaceParams::new(2.0, 64.0)
+    assert!(
+        SubCenterParams::default()
+            .arcface(ArcFaceParams::default())
+            .k(1)
+            .check()
+            .is_ok()
+    );
+    assert!(
+        TripletParams::default()
+            .margin(2.5)
+            .distance(Distance::Euclidean)
+            .check()
+            .is_err()
+    );
+    let e = ArcFaceParams::default()
+        .margin(2.0)
+        .scale(64.0)
         .check()
         .err()
         .map(|e| e.to_string());

@@ -7,9 +7,9 @@
 
 use reid_backbone::backbone::{Backbone, BackboneBuilder};
 use reid_data::{Record, SplitRole, SyntheticParams};
-use reid_train::loss::ArcFaceParams;
+use reid_train::loss::{ArcFaceParams, TripletParams};
 use reid_train::train::files;
-use reid_train::{Freeze, LossConfig, Progress, TrainConfig, TrainError, Trainer};
+use reid_train::{Freeze, LossParams, ParamGuard, Progress, TrainError, TrainParams, Trainer};
 use tch::{Kind, Tensor};
 
 const SIZE: i64 = 96;
@@ -21,19 +21,19 @@ fn backbone() -> Backbone {
         .unwrap()
 }
 
-fn config(dir: &std::path::Path) -> TrainConfig {
-    TrainConfig {
-        epochs: 10,
-        p: 4,
-        k: 4,
-        lr_head: 1e-2,
-        lr_backbone: 5e-4,
-        warmup_epochs: 1.0,
-        loss: LossConfig::ArcFace(ArcFaceParams::new(0.3, 16.0)),
-        seed: 7,
-        checkpoint_dir: Some(dir.to_path_buf()),
-        ..TrainConfig::default()
-    }
+fn config(dir: &std::path::Path) -> TrainParams {
+    TrainParams::default()
+        .epochs(10)
+        .p(4)
+        .k(4)
+        .lr_head(1e-2)
+        .lr_backbone(5e-4)
+        .warmup_epochs(1.0)
+        .loss(LossParams::ArcFace(
+            ArcFaceParams::default().margin(0.3).scale(16.0),
+        ))
+        .seed(7)
+        .checkpoint_dir(dir.to_path_buf())
 }
 
 #[test]
@@ -44,7 +44,8 @@ fn seeded_run_learns_checkpoints_and_resumes() {
     let ds = SyntheticParams::default()
         .n_individuals(16)
         .images_per_individual(6)
-        .size(128, 128)
+        .width(128)
+        .height(128)
         .query_fraction(0.34)
         .seed(11)
         .check()
@@ -69,10 +70,7 @@ fn seeded_run_learns_checkpoints_and_resumes() {
 
     // First run: "killed" after 3 of 6 epochs.
     let bb = backbone();
-    let cfg = TrainConfig {
-        max_epochs_this_run: Some(4),
-        ..config(&ck)
-    };
+    let cfg = config(&ck).max_epochs_this_run(4);
     let mut t = Trainer::new(&bb, &train, cfg.check().unwrap()).unwrap();
     let before = t.evaluate(&bb, &train, &queries).unwrap();
     let mut steps = 0;
@@ -164,10 +162,7 @@ fn seeded_run_learns_checkpoints_and_resumes() {
     assert!((&a - &c).abs().max().double_value(&[]) > 1e-3);
 
     // A checkpoint of another seed is refused on resume.
-    let bad = TrainConfig {
-        seed: 8,
-        ..config(&ck)
-    };
+    let bad = config(&ck).seed(8);
     let mut t4 = Trainer::new(&bb2, &train, bad.check().unwrap()).unwrap();
     let e = t4.fit(&bb2, &train, None, &mut |_| {});
     assert!(matches!(e, Err(TrainError::Checkpoint { .. })), "{e:?}");
@@ -182,55 +177,55 @@ fn typed_errors() {
     r2.identity = Some("b".into());
     let recs = vec![r.clone(), r2];
     // Autocast is refused on the CPU.
-    let cfg = TrainConfig::default().autocast(true).check().unwrap();
+    let cfg = TrainParams::default().autocast(true).check().unwrap();
     let e = Trainer::new(&bb, &recs, cfg);
     assert!(matches!(e, Err(TrainError::Unsupported { .. })), "{e:?}");
-    // Bad settings, checked up front.
-    for cfg in [
-        TrainConfig {
-            epochs: 0,
-            ..TrainConfig::default()
-        },
-        TrainConfig {
-            p: 0,
-            ..TrainConfig::default()
-        },
-        TrainConfig {
-            lr_head: f64::NAN,
-            ..TrainConfig::default()
-        },
-        TrainConfig {
-            clip_norm: Some(0.0),
-            ..TrainConfig::default()
-        },
-        TrainConfig {
-            patience: Some(0),
-            ..TrainConfig::default()
-        },
-        TrainConfig {
-            loss: LossConfig::ArcFace(ArcFaceParams::new(0.5, -1.0)),
-            ..TrainConfig::default()
-        },
+    // Bad settings, checked up front; the error names the setting and value.
+    let d = TrainParams::default;
+    for (cfg, name, value) in [
+        (d().epochs(0), "epochs", "0"),
+        (d().p(0), "p", "0"),
+        (d().lr_head(f64::NAN), "lr_head", "NaN"),
+        (d().clip_norm(0.0), "clip_norm", "0"),
+        (d().patience(0), "patience", "0"),
+        (d().eval_batch(0), "eval_batch", "0"),
+        (
+            d().loss(LossParams::ArcFace(ArcFaceParams::default().scale(-1.0))),
+            "scale",
+            "-1",
+        ),
+        (
+            d().loss(LossParams::Triplet(TripletParams::default().margin(3.0))),
+            "margin",
+            "3",
+        ),
     ] {
-        let e = cfg.check();
+        assert!(cfg.check_ref().is_err(), "{name}");
+        let e = cfg.check().unwrap_err();
         assert!(
-            matches!(
-                e,
-                Err(TrainError::InvalidParam { .. } | TrainError::Data(_))
-            ),
+            matches!(e, TrainError::InvalidParam { .. } | TrainError::Data(_)),
             "{e:?}"
         );
+        let text = e.to_string();
+        assert!(text.contains(&format!("`{name}`")), "{text}");
+        assert!(text.contains(value), "{text}");
     }
     // One identity is not enough; unlabelled records are refused.
     let cfg = || {
-        TrainConfig {
-            freeze: Freeze::Backbone,
-            ..TrainConfig::default()
-        }
-        .check()
-        .unwrap()
+        TrainParams::default()
+            .freeze(Freeze::Backbone)
+            .check()
+            .unwrap()
     };
     assert!(Trainer::new(&bb, &[r.clone()], cfg()).is_err());
+    // ...but the same name in two datasets is two identities (classes).
+    let (mut ra, mut rb) = (r.clone(), r.clone());
+    ra.dataset = Some("turtles".into());
+    rb.dataset = Some("lynx".into());
+    rb.image_id = "2".into();
+    let t = Trainer::new(&bb, &[ra, rb], cfg()).unwrap();
+    let classes: Vec<String> = t.classes().iter().map(|k| k.to_string()).collect();
+    assert_eq!(classes, ["lynx/a", "turtles/a"]);
     let mut u = r.clone();
     u.identity = None;
     assert!(matches!(
