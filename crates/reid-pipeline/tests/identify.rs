@@ -1,17 +1,19 @@
-//! The facade's open-set job on hand-made embeddings: decisions, per-dataset
-//! thresholds, new-individual ids and scores worked out by hand, and typed
-//! errors for bad input. Then the same job through the report writers.
+//! The open-set pipeline on hand-made embeddings: decisions, per-dataset
+//! thresholds, new-individual ids and scores worked out by hand, typed
+//! errors for bad input, and a fused second source.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use animal_reid::data::{Record, SplitRole};
-use animal_reid::eval::report::Report;
-use animal_reid::job::{JobError, JobParams, run_openset};
 use ndarray::Array2;
+use reid_pipeline::{
+    FusionParams, OpenSetParams, ParamGuard, PipelineError, Record, SplitRole, fuse, identify,
+    identify_fused,
+};
 
 fn rec(id: &str, who: Option<&str>, split: SplitRole, dataset: &str) -> Record {
-    let mut r = Record::new(id, format!("{id}.jpg"));
+    let mut r = Record::new(id, format!("{id}.jpg"))
+        .with_split(split)
+        .with_dataset(dataset);
     r.identity = who.map(str::to_owned);
-    r.split = Some(split);
-    r.dataset = Some(dataset.to_owned());
     r
 }
 
@@ -48,21 +50,22 @@ fn decisions_new_ids_and_scores_by_hand() {
     let (records, emb) = setup();
     // cos 10° = 0.985 (q1→a2 at 5°: 0.996), q2→b2 at 5°: 0.996; q3, q4, q5
     // have best cosines cos 88° = 0.035, cos 84° = 0.105, cos 89° = 0.017.
-    let params = JobParams::default()
+    let params = OpenSetParams::default()
         .fixed_threshold(Some(0.5))
         .check()
         .unwrap();
-    let job = run_openset(&records, emb.view(), &params).unwrap();
+    let job = identify(&records, emb.view(), &params).unwrap();
     assert_eq!(job.database, vec![0, 1, 2, 3]);
     assert_eq!(job.queries, vec![4, 5, 6, 7, 8]);
-    assert_eq!(job.groups, vec!["x"; 5]);
+    assert_eq!(job.scope_names(), vec!["x"; 5]);
     // q3·q4 = cos 4° (distance 0.002 < 1 - 0.5): one new animal; q5 is at
     // distance 1 - 0.035·0.105 - ... ≈ 1 from both: another.
     assert_eq!(
         job.final_ids,
         vec!["a", "b", "new_0001", "new_0001", "new_0002"]
     );
-    assert_eq!(job.topk.indices.row(0).to_vec(), vec![1, 0, 3, 2]);
+    let order: Vec<usize> = job.matches[0].iter().map(|m| m.database).collect();
+    assert_eq!(order, vec![1, 0, 3, 2]);
 
     let s = job.score(&records).unwrap().unwrap();
     assert_eq!((s.known_queries, s.new_queries), (2, 3));
@@ -73,11 +76,11 @@ fn decisions_new_ids_and_scores_by_hand() {
 
     // At threshold 0.999 every query is new: BAKS 0, BAUS 1, score 0; the
     // ids group q1 with nothing (distance to q2 is 1 - cos 70°).
-    let all_new = JobParams::default()
+    let all_new = OpenSetParams::default()
         .fixed_threshold(Some(0.999))
         .check()
         .unwrap();
-    let job = run_openset(&records, emb.view(), &all_new).unwrap();
+    let job = identify(&records, emb.view(), &all_new).unwrap();
     assert!(job.predictions.iter().all(|p| p.decision.is_new()));
     let s = job.score(&records).unwrap().unwrap();
     let x = s.animalclef.per_dataset["x"];
@@ -103,12 +106,17 @@ fn self_calibrated_thresholds_are_per_dataset_and_scored_per_dataset() {
     records.push(rec("yq", Some("y1"), Q, "y"));
     rows.push(at(61.0, 2, 3));
     let emb = Array2::from_shape_fn((rows.len(), 4), |(i, j)| rows[i][j]);
-    let job = run_openset(&records, emb.view(), &JobParams::default().check().unwrap()).unwrap();
+    let job = identify(
+        &records,
+        emb.view(),
+        &OpenSetParams::default().check().unwrap(),
+    )
+    .unwrap();
     let cal = job.calibration.as_ref().unwrap();
     assert!(cal.per_group.contains_key("y"));
     let ty = job.thresholds.get(Some("y"));
     assert!(ty > 0.5 && ty < 0.9994, "threshold of y: {ty}");
-    assert_eq!(job.groups.last().map(String::as_str), Some("y"));
+    assert_eq!(job.scope_names().last().copied(), Some("y"));
     assert_eq!(job.final_ids.last().map(String::as_str), Some("y1"));
     let s = job.score(&records).unwrap().unwrap();
     assert_eq!(
@@ -120,71 +128,54 @@ fn self_calibrated_thresholds_are_per_dataset_and_scored_per_dataset() {
 #[test]
 fn bad_input_is_a_typed_error() {
     let (mut records, emb) = setup();
-    let p = JobParams::default()
+    let p = OpenSetParams::default()
         .fixed_threshold(Some(0.5))
         .check()
         .unwrap();
     // Rows and records disagree.
     let short = emb.slice(ndarray::s![..5, ..]);
     assert!(matches!(
-        run_openset(&records, short, &p),
-        Err(JobError::Rows {
+        identify(&records, short, &p),
+        Err(PipelineError::Rows {
             records: 9,
             rows: 5
         })
     ));
     // A database record without identity is named.
     records[2].identity = None;
-    match run_openset(&records, emb.view(), &p) {
-        Err(JobError::Unlabelled { image_id }) => assert_eq!(image_id, "b1"),
+    match identify(&records, emb.view(), &p) {
+        Err(PipelineError::Unlabelled { image_id, row }) => {
+            assert_eq!((image_id.as_str(), row), ("b1", 2))
+        }
         other => panic!("{other:?}"),
     }
     // No queries.
     let (records, emb) = setup();
     let db: Vec<Record> = records[..4].to_vec();
     assert!(matches!(
-        run_openset(&db, emb.slice(ndarray::s![..4, ..]), &p),
-        Err(JobError::Empty { what: "query" })
+        identify(&db, emb.slice(ndarray::s![..4, ..]), &p),
+        Err(PipelineError::Empty { what: "query" })
     ));
     // Unlabelled queries: the job runs, the score is None.
     let mut test = records.clone();
     test[6].identity = None;
-    let job = run_openset(&test, emb.view(), &p).unwrap();
+    let job = identify(&test, emb.view(), &p).unwrap();
     assert!(job.score(&test).unwrap().is_none());
     // NaN in the embeddings reaches the open-set crate's typed error.
     let mut bad = emb.clone();
     bad[[1, 1]] = f32::NAN;
-    assert!(run_openset(&records, bad.view(), &p).is_err());
+    assert!(identify(&records, bad.view(), &p).is_err());
     // Bad parameters are refused up front.
-    assert!(JobParams::default().shortlist(0).check().is_err());
+    assert!(OpenSetParams::default().shortlist(0).check().is_err());
     assert!(
-        JobParams::default()
+        OpenSetParams::default()
             .fixed_threshold(Some(f32::NAN))
             .check()
             .is_err()
     );
     // A 0-column matrix is refused.
     let empty = Array2::<f32>::zeros((9, 0));
-    assert!(run_openset(&records, empty.view(), &p).is_err());
-}
-
-#[test]
-fn job_figures_go_into_a_report_that_round_trips() {
-    let (records, emb) = setup();
-    let p = JobParams::default()
-        .fixed_threshold(Some(0.5))
-        .check()
-        .unwrap();
-    let job = run_openset(&records, emb.view(), &p).unwrap();
-    let s = job.score(&records).unwrap().unwrap();
-    let mut r = Report::new("job");
-    r.section("score").value_from("job score", &s).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = r.write_json(dir.path().join("r.json")).unwrap();
-    let back = Report::read_json(&path).unwrap();
-    assert_eq!(back, r);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"baks\":1.0") || text.contains("\"baks\": 1.0"));
+    assert!(identify(&records, empty.view(), &p).is_err());
 }
 
 /// 12 identities × 4 database photos and 12 queries (one photo each of 8
@@ -195,8 +186,7 @@ fn job_figures_go_into_a_report_that_round_trips() {
 #[test]
 fn fused_job_self_calibrates_a_second_source() {
     use SplitRole::{Database as D, Query as Q};
-    use animal_reid::job::{FusionParams, run_openset_fused};
-    use animal_reid::openset::FnScorer;
+    use reid_openset::FnScorer;
     let mut records = Vec::new();
     for id in 0..12 {
         for k in 0..4 {
@@ -240,11 +230,11 @@ fn fused_job_self_calibrates_a_second_source() {
             noise[a * n + b]
         })
     });
-    let params = JobParams::default().check().unwrap();
-    let global = run_openset(&records, emb.view(), &params).unwrap();
+    let params = OpenSetParams::default().check().unwrap();
+    let global = identify(&records, emb.view(), &params).unwrap();
     let global_score = global.score(&records).unwrap().unwrap().animalclef.score;
-    let fusion = FusionParams::default().shortlist(48);
-    let job = run_openset_fused(&records, emb.view(), &params, &truth, &fusion).unwrap();
+    let fusion = FusionParams::default().shortlist(48).check().unwrap();
+    let job = identify_fused(&records, emb.view(), &params, &truth, &fusion).unwrap();
     let s = job.score(&records).unwrap().unwrap();
     assert_eq!(s.animalclef.score, 1.0, "{:?}", s.animalclef);
     assert!(global_score < 0.8, "cosine alone: {global_score}");
@@ -257,16 +247,17 @@ fn fused_job_self_calibrates_a_second_source() {
     assert_eq!(report.shortlist, 48);
     assert_eq!(report.query_pairs, 12 * 48);
     assert!(report.database_pairs > 0 && report.database_pairs <= 48 * 47);
-    assert!(report.per_group.is_empty(), "one dataset: the default only");
+    // One dataset: its own calibration is the default.
+    let cal = &report.calibration;
+    assert_eq!(cal.per_group.keys().collect::<Vec<_>>(), vec!["x"]);
+    assert_eq!(cal.per_group["x"], cal.all);
     // The fusion step on the cosine job already made gives the same job.
-    let again =
-        animal_reid::job::fuse_openset(&global, &records, emb.view(), &params, &truth, &fusion)
-            .unwrap();
+    let again = fuse(&global, &records, emb.view(), &params, &truth, &fusion).unwrap();
     assert_eq!(again.final_ids, job.final_ids);
-    assert_eq!(again.topk.indices, job.topk.indices);
+    assert_eq!(again.matches, job.matches);
     // A job from other records is refused.
     assert!(matches!(
-        animal_reid::job::fuse_openset(
+        fuse(
             &global,
             &records[..40],
             emb.slice(ndarray::s![..40, ..]),
@@ -274,19 +265,21 @@ fn fused_job_self_calibrates_a_second_source() {
             &truth,
             &fusion
         ),
-        Err(JobError::InvalidParam { name: "job", .. })
+        Err(PipelineError::InvalidParam {
+            name: "identification",
+            ..
+        })
     ));
-    // A zero shortlist is refused.
+    // A zero shortlist is refused up front; so are three weights for two sources.
+    assert!(FusionParams::default().shortlist(0).check().is_err());
+    let three = FusionParams::default()
+        .weights(vec![1.0, 1.0, 1.0])
+        .check()
+        .unwrap();
     assert!(matches!(
-        run_openset_fused(
-            &records,
-            emb.view(),
-            &params,
-            &truth,
-            &FusionParams::default().shortlist(0)
-        ),
-        Err(JobError::InvalidParam {
-            name: "shortlist",
+        identify_fused(&records, emb.view(), &params, &truth, &three),
+        Err(PipelineError::InvalidParam {
+            name: "weights",
             ..
         })
     ));

@@ -1,0 +1,190 @@
+//! The figures of an identification that the example programs print and
+//! report: the open-set score, the closed-set ranking of the known queries,
+//! how well the new ids group the new animals, and the silhouette of the
+//! database.
+
+use std::fmt;
+
+use ndarray::{ArrayView2, Axis};
+use reid_core::{ParamGuard, Record};
+use reid_eval::metrics::{
+    HomogeneityCompleteness, RankingMetrics, RankingParams, SilhouetteMetric,
+    homogeneity_completeness_v_measure, normalized_mutual_info, ranking_metrics, silhouette_score,
+};
+use serde::Serialize;
+
+use crate::Result;
+use crate::identify::Identification;
+use crate::score::IdentificationScore;
+
+/// How well the new ids group the queries of new animals.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Discovery {
+    /// Queries of new animals.
+    pub queries: usize,
+    /// Adjusted Rand index against the true identities.
+    pub ari: f64,
+    /// Normalised mutual information.
+    pub nmi: f64,
+    /// Homogeneity, completeness and V-measure.
+    #[serde(skip)]
+    pub hcv: HomogeneityCompleteness,
+}
+
+/// Everything [`evaluate`] measures; `None` where the truth or the data do
+/// not allow it.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// The open-set score (when the queries carry their truth).
+    pub score: Option<IdentificationScore>,
+    /// Closed-set ranking of the known queries, each over the database of
+    /// its own scope (top-1/5/10 within the scope's size, CMC, mAP).
+    pub ranking: Option<RankingMetrics>,
+    /// New-individual discovery (with at least two queries of new animals).
+    pub discovery: Option<Discovery>,
+    /// Silhouette of the database embeddings by identity (cosine).
+    pub silhouette: Option<f64>,
+    /// One line per self-calibrated dataset: threshold, episode optima and
+    /// episode score with their spread; and the datasets that use the
+    /// default.
+    pub thresholds: Vec<String>,
+}
+
+/// Measures `ident` (made from `records` and `embeddings`) against the
+/// truth the queries carry, if they do.
+pub fn evaluate(
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    ident: &Identification,
+) -> Result<Evaluation> {
+    ident.check_inputs(records, embeddings)?;
+    let score = ident.score(records)?;
+    let truth = ident.truth(records);
+    let mut ranking = None;
+    let mut discovery = None;
+    if let Some(truth) = &truth {
+        let is_new = ident.new_flags(records, truth);
+        let known: Vec<usize> = (0..truth.len()).filter(|&i| !is_new[i]).collect();
+        if !known.is_empty() {
+            // Similarities to the whole database, with the records outside a
+            // query's scope masked out.
+            let db = embeddings.select(Axis(0), &ident.database);
+            let qrows: Vec<usize> = known.iter().map(|&i| ident.queries[i]).collect();
+            let q = embeddings.select(Axis(0), &qrows);
+            let mut sims = q.dot(&db.t());
+            for (row, &qi) in known.iter().enumerate() {
+                let scope = &ident.scopes[qi];
+                for (col, &d) in ident.database.iter().enumerate() {
+                    if !scope.contains(&records[d]) {
+                        sims[[row, col]] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            let labels: Vec<&str> = known.iter().map(|&i| truth[i].as_str()).collect();
+            let smallest = known
+                .iter()
+                .map(|&qi| {
+                    ident
+                        .database
+                        .iter()
+                        .filter(|&&d| ident.scopes[qi].contains(&records[d]))
+                        .count()
+                })
+                .min()
+                .unwrap_or(0)
+                .max(1);
+            let ks: Vec<usize> = [1usize, 5, 10]
+                .into_iter()
+                .filter(|&k| k <= smallest)
+                .collect();
+            let rp = RankingParams::default()
+                .ks(&ks)
+                .cmc_len(20.min(smallest))
+                .check()?;
+            ranking = Some(ranking_metrics(
+                sims.view(),
+                &labels,
+                &ident.database_labels,
+                &rp,
+            )?);
+        }
+        let new_rows: Vec<usize> = (0..truth.len()).filter(|&i| is_new[i]).collect();
+        if new_rows.len() >= 2 {
+            let a: Vec<&str> = new_rows.iter().map(|&i| truth[i].as_str()).collect();
+            let b: Vec<&str> = new_rows
+                .iter()
+                .map(|&i| ident.final_ids[i].as_str())
+                .collect();
+            discovery = Some(Discovery {
+                queries: new_rows.len(),
+                ari: score
+                    .as_ref()
+                    .and_then(|s| s.new_id_ari)
+                    .unwrap_or(f64::NAN),
+                nmi: normalized_mutual_info(&a, &b)?,
+                hcv: homogeneity_completeness_v_measure(&a, &b)?,
+            });
+        }
+    }
+    let db = embeddings.select(Axis(0), &ident.database);
+    let silhouette =
+        silhouette_score(db.view(), &ident.database_labels, SilhouetteMetric::Cosine).ok();
+    let mut thresholds = Vec::new();
+    if let Some(cal) = &ident.calibration {
+        for (g, c) in &cal.per_group {
+            thresholds.push(format!(
+                "{g}: threshold {:.3} (episode optima {:.3} ± {:.3}, episode score {:.3} ± {:.3})",
+                c.threshold, c.threshold_mean, c.threshold_std, c.score_mean, c.score_std
+            ));
+        }
+        for (g, why) in &cal.skipped {
+            thresholds.push(format!(
+                "{g}: not calibrated on its own ({why}); uses the default {:.3}",
+                cal.all.threshold
+            ));
+        }
+    }
+    Ok(Evaluation {
+        score,
+        ranking,
+        discovery,
+        silhouette,
+        thresholds,
+    })
+}
+
+impl fmt::Display for Evaluation {
+    /// What the example programs print: the thresholds, the score, the
+    /// ranking, the discovery and the silhouette, one figure group a line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for t in &self.thresholds {
+            writeln!(f, "  {t}")?;
+        }
+        if let Some(s) = &self.score {
+            writeln!(f, "{s}")?;
+        }
+        if let Some(r) = &self.ranking {
+            writeln!(
+                f,
+                "closed set, known queries: {}  mAP {:.3}",
+                r.top_k
+                    .iter()
+                    .map(|(k, a)| format!("top-{k} {a:.3}"))
+                    .collect::<Vec<_>>()
+                    .join("  "),
+                r.mean_ap
+            )?;
+        }
+        if let Some(d) = &self.discovery {
+            writeln!(
+                f,
+                "new individuals ({} queries): ARI {:.3}  NMI {:.3}  V-measure {:.3}",
+                d.queries, d.ari, d.nmi, d.hcv.v_measure
+            )?;
+        }
+        if let Some(s) = self.silhouette {
+            write!(f, "silhouette of the database by identity (cosine): {s:.3}")?;
+        }
+        Ok(())
+    }
+}

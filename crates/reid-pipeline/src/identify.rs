@@ -1,0 +1,280 @@
+//! The open-set identification of every query: search within its scope,
+//! decide known / new against a self-calibrated threshold, and give the new
+//! animals consistent new ids.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ndarray::{ArrayView2, Axis};
+use reid_core::{ParamGuard, Record, Scope};
+use reid_index::{Filter, Gallery, TopK};
+use reid_openset::{
+    ClusterParams, Decision, DecisionParams, GroupCalibration, Prediction, Rule, Thresholds,
+    ValidDecisionParams, assign_new_ids, decide_topk, self_calibrate_groups,
+};
+
+use crate::fusion::FusionReport;
+use crate::params::ValidOpenSetParams;
+use crate::split::OpenSetSplit;
+use crate::{PipelineError, Result};
+
+/// One ranked match of a query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Match {
+    /// Position of the matched record in [`Identification::database`].
+    pub database: usize,
+    /// Its score: the cosine, or the fused probability after a fusion.
+    pub score: f32,
+}
+
+/// The outcome of [`identify`]; every per-query vector is in the order of
+/// [`Identification::queries`].
+#[derive(Debug, Clone)]
+pub struct Identification {
+    /// Record indices of the database.
+    pub database: Vec<usize>,
+    /// Record indices of the queries.
+    pub queries: Vec<usize>,
+    /// Identity of each database record.
+    pub database_labels: Vec<String>,
+    /// The scope (dataset, else species, else all) of each query: it is
+    /// only ever matched with the database records of that scope.
+    pub scopes: Vec<Scope>,
+    /// Thresholds used, by scope name.
+    pub thresholds: Thresholds,
+    /// The self-calibration, when not fixed.
+    pub calibration: Option<GroupCalibration>,
+    /// The best matches of each query, best first, all inside its scope
+    /// (fewer than asked when its scope has fewer database records).
+    pub matches: Vec<Vec<Match>>,
+    /// The decision of each query.
+    pub predictions: Vec<Prediction>,
+    /// Each query's final identity: the known one, or `new_NNNN` shared by
+    /// the queries judged to be the same new animal.
+    pub final_ids: Vec<String>,
+    /// What [`crate::fuse`] did (`None` from [`identify`]).
+    pub fusion: Option<FusionReport>,
+}
+
+impl Identification {
+    /// The decisions, in query order.
+    pub fn decisions(&self) -> Vec<Decision> {
+        self.predictions
+            .iter()
+            .map(|p| p.decision.clone())
+            .collect()
+    }
+
+    /// The scope name of each query (the key of its threshold and score).
+    pub fn scope_names(&self) -> Vec<&str> {
+        self.scopes.iter().map(Scope::name).collect()
+    }
+
+    /// The database / query split this was made from.
+    pub(crate) fn split(&self) -> OpenSetSplit {
+        OpenSetSplit {
+            database: self.database.clone(),
+            queries: self.queries.clone(),
+            database_labels: self.database_labels.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
+
+    /// Checks that this was made from `records` and `embeddings` (same
+    /// number of rows, every index in range).
+    pub(crate) fn check_inputs(
+        &self,
+        records: &[Record],
+        embeddings: ArrayView2<'_, f32>,
+    ) -> Result<()> {
+        check_rows(records, embeddings)?;
+        if let Some(&i) = self
+            .database
+            .iter()
+            .chain(&self.queries)
+            .find(|&&i| i >= records.len())
+        {
+            return Err(PipelineError::InvalidParam {
+                name: "identification",
+                reason: format!(
+                    "refers to record {i} of {}: not made from these records",
+                    records.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Records and embedding rows line up.
+pub(crate) fn check_rows(records: &[Record], embeddings: ArrayView2<'_, f32>) -> Result<()> {
+    if records.len() != embeddings.nrows() {
+        return Err(PipelineError::Rows {
+            records: records.len(),
+            rows: embeddings.nrows(),
+        });
+    }
+    Ok(())
+}
+
+/// Searches `database` for the queries of each scope (rows of `q`, which
+/// hold every query in split order) among that scope's records only, keeping
+/// `k` matches; returns each scope's query positions and their matches.
+pub(crate) fn search_by_scope(
+    split: &OpenSetSplit,
+    database: &Gallery,
+    q: ArrayView2<'_, f32>,
+    k: usize,
+) -> Result<Vec<(Scope, Vec<usize>, TopK)>> {
+    split
+        .queries_by_scope()
+        .into_iter()
+        .map(|(scope, rows)| {
+            let part = q.select(Axis(0), &rows);
+            let top = database.search_topk(part.view(), k, Some(&Filter::scope(scope)))?;
+            Ok((scope.clone(), rows, top))
+        })
+        .collect()
+}
+
+/// Decides the queries of every scope from its matches; returns the
+/// predictions and matches in query order.
+pub(crate) fn decide_by_scope(
+    parts: &[(Scope, Vec<usize>, TopK)],
+    n_queries: usize,
+    labels: &[String],
+    params: &ValidDecisionParams,
+) -> Result<(Vec<Prediction>, Vec<Vec<Match>>)> {
+    let mut predictions: Vec<Option<Prediction>> = vec![None; n_queries];
+    let mut matches = vec![Vec::new(); n_queries];
+    for (scope, rows, top) in parts {
+        let names = vec![scope.name(); rows.len()];
+        let preds = decide_topk(top, labels, Some(&names), params)?;
+        for ((&qi, p), (idx, sc)) in rows
+            .iter()
+            .zip(preds)
+            .zip(top.indices.outer_iter().zip(top.scores.outer_iter()))
+        {
+            predictions[qi] = Some(p);
+            matches[qi] = idx
+                .iter()
+                .zip(sc.iter())
+                .map(|(&database, &score)| Match { database, score })
+                .collect();
+        }
+    }
+    let predictions = predictions
+        .into_iter()
+        .enumerate()
+        .map(|(qi, p)| {
+            p.ok_or_else(|| PipelineError::InvalidParam {
+                name: "queries",
+                reason: format!("query {qi} belongs to no scope"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((predictions, matches))
+}
+
+/// Identifies every query of `records` (split `query`) against the database
+/// (split `database`), with `embeddings` row `i` for record `i`
+/// (L2-normalised rows, from any model):
+///
+/// 1. each query is searched only among the database records of its scope
+///    (its dataset, else its species, else all: [`Scope`]), so an identity
+///    of another dataset is never proposed;
+/// 2. the threshold of each dataset is self-calibrated from that dataset's
+///    database alone, on episodes that never leave it
+///    ([`reid_openset::self_calibrate_groups`]), unless fixed;
+/// 3. each query is decided known / new by the rule at its scope's
+///    threshold;
+/// 4. the queries judged new are clustered within their scope (cosine
+///    distance `1 - threshold` unless set), each cluster a new id
+///    `new_NNNN`.
+pub fn identify(
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidOpenSetParams,
+) -> Result<Identification> {
+    check_rows(records, embeddings)?;
+    let split = OpenSetSplit::new(records)?;
+    let database = split.database_gallery(records, embeddings)?;
+    let q = embeddings.select(Axis(0), &split.queries);
+
+    let (thresholds, calibration) = match &params.fixed {
+        Some(t) => (t.clone(), None),
+        None => {
+            let groups = split.database_groups(records);
+            let cal = self_calibrate_groups(&database, &groups, &params.rule, &params.episodes)?;
+            let t = if params.per_dataset {
+                cal.thresholds.clone()
+            } else {
+                Thresholds::new(cal.all.threshold)?
+            };
+            (t, Some(cal))
+        }
+    };
+    let k = params.shortlist.max(params.rule.neighbours());
+    let parts = search_by_scope(&split, &database, q.view(), k)?;
+    let dp = DecisionParams::new(thresholds.clone())
+        .rule(params.rule)
+        .check()?;
+    let (predictions, matches) =
+        decide_by_scope(&parts, split.queries.len(), &split.database_labels, &dp)?;
+    let final_ids = final_ids(&predictions, &split.scopes, q.view(), &thresholds, params)?;
+    Ok(Identification {
+        database: split.database,
+        queries: split.queries,
+        database_labels: split.database_labels,
+        scopes: split.scopes,
+        thresholds,
+        calibration,
+        matches,
+        predictions,
+        final_ids,
+        fusion: None,
+    })
+}
+
+/// Each query's final identity: the known one, or `new_NNNN` shared by the
+/// queries judged new that cluster together within their scope, at the
+/// cosine distance `1 - threshold` of that scope unless one is given.
+pub(crate) fn final_ids(
+    predictions: &[Prediction],
+    scopes: &[Scope],
+    q: ArrayView2<'_, f32>,
+    thresholds: &Thresholds,
+    p: &ValidOpenSetParams,
+) -> Result<Vec<String>> {
+    let mut final_ids: Vec<String> = predictions
+        .iter()
+        .map(|pr| pr.decision.identity().unwrap_or_default().to_owned())
+        .collect();
+    let names: BTreeSet<&str> = scopes.iter().map(Scope::name).collect();
+    let mut next = 0usize;
+    for g in names {
+        let idx: Vec<usize> = (0..predictions.len())
+            .filter(|&i| scopes[i].name() == g && predictions[i].decision.is_new())
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let d = p
+            .cluster_threshold
+            .unwrap_or_else(|| (1.0 - thresholds.get(Some(g))).clamp(0.0, 2.0));
+        let cp = ClusterParams::new(d).linkage(p.linkage).check()?;
+        let sub_preds: Vec<Prediction> = idx.iter().map(|&i| predictions[i].clone()).collect();
+        let ids = assign_new_ids(&sub_preds, q.select(Axis(0), &idx).view(), &cp, "")?;
+        let mut seen = BTreeMap::new();
+        for (&i, id) in idx.iter().zip(ids) {
+            let n = *seen.entry(id).or_insert_with(|| {
+                next += 1;
+                next
+            });
+            final_ids[i] = format!("new_{n:04}");
+        }
+    }
+    Ok(final_ids)
+}
+
+/// The rule the fused decisions use.
+pub(crate) const FUSED_RULE: Rule = Rule::Top1;

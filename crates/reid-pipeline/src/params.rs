@@ -1,0 +1,165 @@
+//! The settings of the open-set pipeline.
+
+use reid_core::ParamGuard;
+use reid_openset::{
+    ClusterParams, Linkage, Rule, SelfCalibrationParams, Thresholds, ValidSelfCalibrationParams,
+};
+
+use crate::{PipelineError, Result};
+
+/// Settings of [`crate::identify`]; [`ParamGuard::check`] gives the
+/// [`ValidOpenSetParams`] it takes.
+///
+/// ```
+/// use reid_pipeline::{OpenSetParams, ParamGuard, Rule};
+/// let p = OpenSetParams::default().rule("knn:5".parse::<Rule>()?).shortlist(10).check()?;
+/// assert_eq!(p.shortlist(), 10);
+/// assert!(OpenSetParams::default().fixed_threshold(Some(f32::NAN)).check().is_err());
+/// # Ok::<(), reid_pipeline::PipelineError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenSetParams {
+    rule: Rule,
+    shortlist: usize,
+    fixed: Option<f32>,
+    episodes: SelfCalibrationParams,
+    per_dataset: bool,
+    linkage: Linkage,
+    cluster_threshold: Option<f32>,
+}
+
+/// Checked [`OpenSetParams`].
+#[derive(Debug, Clone)]
+pub struct ValidOpenSetParams {
+    pub(crate) rule: Rule,
+    pub(crate) shortlist: usize,
+    pub(crate) fixed: Option<Thresholds>,
+    pub(crate) episodes: ValidSelfCalibrationParams,
+    pub(crate) per_dataset: bool,
+    pub(crate) linkage: Linkage,
+    pub(crate) cluster_threshold: Option<f32>,
+}
+
+impl Default for OpenSetParams {
+    /// Top-1, shortlist 5, self-calibrated with the default episodes, one
+    /// threshold per dataset, average linkage at each dataset's `1 -
+    /// threshold`.
+    fn default() -> Self {
+        Self {
+            rule: Rule::Top1,
+            shortlist: 5,
+            fixed: None,
+            episodes: SelfCalibrationParams::default(),
+            per_dataset: true,
+            linkage: Linkage::Average,
+            cluster_threshold: None,
+        }
+    }
+}
+
+impl OpenSetParams {
+    /// Decision rule (default top-1).
+    #[must_use]
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rule = rule;
+        self
+    }
+    /// Matches kept per query, for match sheets and ranking (default 5; at
+    /// least 1).
+    #[must_use]
+    pub fn shortlist(mut self, k: usize) -> Self {
+        self.shortlist = k;
+        self
+    }
+    /// Use this threshold for every dataset instead of self-calibrating
+    /// (default: self-calibrate).
+    #[must_use]
+    pub fn fixed_threshold(mut self, t: Option<f32>) -> Self {
+        self.fixed = t;
+        self
+    }
+    /// The self-calibration episodes (and the thresholds they try).
+    #[must_use]
+    pub fn episodes(mut self, p: SelfCalibrationParams) -> Self {
+        self.episodes = p;
+        self
+    }
+    /// One threshold per dataset (default), or one for all datasets, chosen
+    /// on the same within-dataset episodes.
+    #[must_use]
+    pub fn per_dataset(mut self, on: bool) -> Self {
+        self.per_dataset = on;
+        self
+    }
+    /// Linkage of the new-individual clustering (default average).
+    #[must_use]
+    pub fn linkage(mut self, l: Linkage) -> Self {
+        self.linkage = l;
+        self
+    }
+    /// Cosine distance below which two new queries are the same animal;
+    /// default `1 - threshold` of their dataset: as close as a known match.
+    #[must_use]
+    pub fn cluster_threshold(mut self, d: Option<f32>) -> Self {
+        self.cluster_threshold = d;
+        self
+    }
+}
+
+impl ParamGuard for OpenSetParams {
+    type Checked = ValidOpenSetParams;
+    type Error = PipelineError;
+
+    fn check_ref(&self) -> Result<()> {
+        self.clone().check().map(|_| ())
+    }
+
+    fn check(self) -> Result<ValidOpenSetParams> {
+        // A rule is checked by the decision parameters it makes.
+        reid_openset::DecisionParams::new(Thresholds::new(0.0)?)
+            .rule(self.rule)
+            .check()?;
+        if self.shortlist == 0 {
+            return Err(PipelineError::InvalidParam {
+                name: "shortlist",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let fixed = self.fixed.map(Thresholds::new).transpose()?;
+        if let Some(d) = self.cluster_threshold {
+            ClusterParams::new(d).linkage(self.linkage).check()?;
+        }
+        Ok(ValidOpenSetParams {
+            rule: self.rule,
+            shortlist: self.shortlist,
+            fixed,
+            episodes: self.episodes.check()?,
+            per_dataset: self.per_dataset,
+            linkage: self.linkage,
+            cluster_threshold: self.cluster_threshold,
+        })
+    }
+}
+
+impl ValidOpenSetParams {
+    /// The decision rule.
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+    /// Matches kept per query.
+    pub fn shortlist(&self) -> usize {
+        self.shortlist
+    }
+    /// The fixed thresholds, when not self-calibrating.
+    pub fn fixed_thresholds(&self) -> Option<&Thresholds> {
+        self.fixed.as_ref()
+    }
+    /// The self-calibration episodes.
+    pub fn episodes(&self) -> &ValidSelfCalibrationParams {
+        &self.episodes
+    }
+    /// One threshold per dataset?
+    pub fn per_dataset(&self) -> bool {
+        self.per_dataset
+    }
+}
