@@ -79,6 +79,9 @@ pub enum TrainError {
     /// From the open-set crate.
     #[error(transparent)]
     Openset(#[from] reid_openset::OpensetError),
+    /// From the open-set pipeline (validation).
+    #[error(transparent)]
+    Pipeline(#[from] reid_pipeline::PipelineError),
 }
 
 impl TrainError {

@@ -339,6 +339,22 @@ pub enum Distance {
     Cosine,
 }
 
+impl std::str::FromStr for Distance {
+    type Err = TrainError;
+
+    /// `euclidean` or `cosine`.
+    fn from_str(s: &str) -> Result<Self, TrainError> {
+        match s.trim() {
+            "euclidean" => Ok(Distance::Euclidean),
+            "cosine" => Ok(Distance::Cosine),
+            other => Err(TrainError::param(
+                "distance",
+                format!("`{other}`: use euclidean or cosine"),
+            )),
+        }
+    }
+}
+
 /// Settings of [`Triplet`]; [`ParamGuard::check`] validates them into the
 /// loss.
 #[derive(Debug, Clone, Copy, PartialEq)]

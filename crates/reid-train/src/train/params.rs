@@ -22,6 +22,45 @@ pub enum Freeze {
     /// their batch-norm statistics still update in training mode.
     Prefixes(Vec<String>),
 }
+
+impl std::str::FromStr for Freeze {
+    type Err = TrainError;
+
+    /// `none`, `backbone`, or comma-separated variable-name prefixes.
+    ///
+    /// ```
+    /// use reid_train::Freeze;
+    /// assert_eq!("none".parse::<Freeze>()?, Freeze::None);
+    /// assert_eq!(
+    ///     "_conv_stem.,_bn0.".parse::<Freeze>()?,
+    ///     Freeze::Prefixes(vec!["_conv_stem.".into(), "_bn0.".into()])
+    /// );
+    /// assert!(",".parse::<Freeze>().is_err());
+    /// # Ok::<(), reid_train::TrainError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self, TrainError> {
+        match s.trim() {
+            "none" => Ok(Freeze::None),
+            "backbone" => Ok(Freeze::Backbone),
+            list => {
+                let prefixes: Vec<String> = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if prefixes.is_empty() {
+                    return Err(TrainError::param(
+                        "freeze",
+                        format!("`{s}`: use none, backbone or comma-separated name prefixes"),
+                    ));
+                }
+                Ok(Freeze::Prefixes(prefixes))
+            }
+        }
+    }
+}
+
 /// Settings of a training run, unchecked: a builder with [`Default`] and
 /// one setter per setting (fields are public to read); [`ParamGuard::check`]
 /// validates them once into the [`ValidTrainParams`] that

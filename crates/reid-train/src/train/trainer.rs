@@ -309,30 +309,19 @@ impl Trainer {
         let cache = ImageCache::load(train, &cache_pre)?;
         let val = match val_queries {
             Some(q) => {
-                let qc = ImageCache::load(q, &cache_pre)?;
-                let ql: Vec<String> = q
-                    .iter()
-                    .map(|r| {
-                        identity_key(r).map(|k| k.to_string()).ok_or_else(|| {
-                            TrainError::param(
-                                "val_queries",
-                                format!("record {} has no identity", r.image_id),
-                            )
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                Some((qc, ql))
+                if let Some(r) = q.iter().find(|r| r.identity.is_none()) {
+                    return Err(TrainError::param(
+                        "val_queries",
+                        format!("record {} has no identity", r.image_id),
+                    ));
+                }
+                Some((ImageCache::load(q, &cache_pre)?, q))
             }
             None => None,
         };
         progress(&Progress::Loaded {
             images: cache.images.len() + val.as_ref().map_or(0, |v| v.0.images.len()),
         });
-        // Validation labels are the (dataset, identity) keys, as the classes.
-        let train_labels: Vec<String> = train
-            .iter()
-            .map(|r| identity_key(r).map(|k| k.to_string()).unwrap_or_default())
-            .collect();
 
         let augment = Compose::new()
             .then(
@@ -513,12 +502,12 @@ impl Trainer {
                 });
             }
             let val_score = match &val {
-                Some((qc, ql)) => {
+                Some((qc, q)) => {
                     let gi: Vec<&RgbImage> = cache.images.iter().collect();
                     let qi: Vec<&RgbImage> = qc.images.iter().collect();
                     let ge = self.embed_images(backbone, &eval_pre, &gi)?;
                     let qe = self.embed_images(backbone, &eval_pre, &qi)?;
-                    Some(openset_validation(&ge, &train_labels, &qe, ql)?)
+                    Some(openset_validation(&ge, train, &qe, q)?)
                 }
                 None => None,
             };

@@ -4,13 +4,11 @@
 //! scores them. The fit loop scores its validation queries with
 //! [`openset_validation`] after each epoch.
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis, concatenate};
 use reid_backbone::backbone::Backbone;
 use reid_data::preprocess::PreprocessParams;
-use reid_data::{ParamGuard, Record};
-use reid_index::Gallery;
-use reid_openset::score::{animalclef_score, new_flags};
-use reid_openset::{DecisionParams, OpensetError, Rule, SelfCalibrationParams, decide_topk};
+use reid_data::{ParamGuard, Record, SplitRole};
+use reid_pipeline::{OpenSetParams, identify};
 use serde::{Deserialize, Serialize};
 
 use super::trainer::{ImageCache, Trainer};
@@ -27,66 +25,65 @@ pub struct ValScore {
     pub score: f64,
     /// Closed-set top-1 accuracy of the known queries.
     pub top1: f64,
-    /// The self-calibrated threshold.
+    /// The self-calibrated default threshold (the one threshold with a
+    /// single dataset).
     pub threshold: f32,
 }
 
-/// Self-calibrated open-set score of queries against a gallery: the
-/// threshold comes from the gallery alone (`reid_openset::self_calibrate`),
-/// the decision is top-1 cosine. Rows L2-normalised.
+/// Self-calibrated open-set score of labelled queries against a labelled
+/// gallery, through the open-set pipeline ([`reid_pipeline::identify`]):
+/// each query is matched only within its own dataset (else species), the
+/// threshold of each dataset comes from that dataset's gallery alone, the
+/// decision is top-1 cosine. `gallery` row `i` embeds `gallery_records[i]`,
+/// likewise for the queries; rows L2-normalised. With several datasets,
+/// `baks` and `baus` are their means and `score` is AnimalCLEF's mean of the
+/// per-dataset scores.
 pub fn openset_validation(
     gallery: &Array2<f32>,
-    gallery_labels: &[String],
+    gallery_records: &[Record],
     queries: &Array2<f32>,
-    query_labels: &[String],
+    query_records: &[Record],
 ) -> Result<ValScore> {
-    let records: Vec<Record> = gallery_labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| Record::new(i.to_string(), i.to_string()).with_identity(l.clone()))
-        .collect();
-    let g =
-        Gallery::from_parts("validation", gallery.view(), records).map_err(OpensetError::from)?;
-    let rule = Rule::Top1;
-    let groups = vec!["all"; gallery_labels.len()];
-    let cal = reid_openset::self_calibrate_groups(
-        &g,
-        &groups,
-        &rule,
-        &SelfCalibrationParams::default().check()?,
-    )?;
-    let threshold = cal.thresholds.get(Some("all"));
-    let topk =
-        reid_index::exact_topk(queries.view(), g.embeddings(), 1).map_err(OpensetError::from)?;
-    let qgroups = vec!["all"; query_labels.len()];
-    let dp = DecisionParams::new(cal.thresholds.clone())
-        .rule(rule)
-        .check()?;
-    let preds = decide_topk(&topk, gallery_labels, Some(&qgroups), &dp)?;
-    let is_new = new_flags(query_labels, gallery_labels);
-    let decisions: Vec<_> = preds.iter().map(|p| p.decision.clone()).collect();
-    let s = animalclef_score(query_labels, &decisions, &is_new, &qgroups)?;
-    let (baks, baus) = s
-        .per_dataset
-        .get("all")
-        .map(|v| (v.baks, v.baus))
-        .unwrap_or((None, None));
-    let known: Vec<usize> = (0..query_labels.len()).filter(|&i| !is_new[i]).collect();
-    let right = known
-        .iter()
-        .filter(|&&i| preds[i].candidate == query_labels[i])
-        .count();
-    let top1 = if known.is_empty() {
-        0.0
-    } else {
-        right as f64 / known.len() as f64
+    let role = |rs: &[Record], split: SplitRole, what: &'static str| -> Result<Vec<Record>> {
+        rs.iter()
+            .map(|r| {
+                if r.identity.is_none() {
+                    return Err(TrainError::param(
+                        what,
+                        format!("record {} has no identity", r.image_id),
+                    ));
+                }
+                Ok(r.clone().with_split(split.clone()))
+            })
+            .collect()
     };
+    let mut records = role(gallery_records, SplitRole::Database, "gallery")?;
+    records.extend(role(query_records, SplitRole::Query, "queries")?);
+    let embeddings =
+        concatenate(Axis(0), &[gallery.view(), queries.view()]).map_err(|e| TrainError::Shape {
+            what: "validation embeddings".into(),
+            expected: format!(
+                "gallery and queries of one width, {} columns",
+                gallery.ncols()
+            ),
+            got: format!("{e} ({} columns for the queries)", queries.ncols()),
+        })?;
+    let params = OpenSetParams::default().check()?;
+    let ident = identify(&records, embeddings.view(), &params)?;
+    let s = ident.score(&records)?.ok_or_else(|| {
+        TrainError::param("queries", "a validation query has no identity".to_string())
+    })?;
+    let mean = |v: Vec<Option<f64>>| {
+        let some: Vec<f64> = v.into_iter().flatten().collect();
+        (!some.is_empty()).then(|| some.iter().sum::<f64>() / some.len() as f64)
+    };
+    let per = s.animalclef.per_dataset.values();
     Ok(ValScore {
-        baks,
-        baus,
-        score: s.score,
-        top1,
-        threshold,
+        baks: mean(per.clone().map(|v| v.baks).collect()),
+        baus: mean(per.map(|v| v.baus).collect()),
+        score: s.animalclef.score,
+        top1: s.closed_top1.unwrap_or(0.0),
+        threshold: ident.thresholds.default_threshold(),
     })
 }
 
@@ -103,20 +100,10 @@ impl Trainer {
         let big = (f64::from(s) * 8.0 / 7.0).round() as u32;
         let cache_pre = PreprocessParams::timm_eval(big, 1.0).check()?;
         let eval_pre = backbone.preprocess_params().check()?;
-        let labels = |rs: &[Record], what: &'static str| -> Result<Vec<String>> {
-            rs.iter()
-                .map(|r| {
-                    r.identity.clone().ok_or_else(|| {
-                        TrainError::param(what, format!("record {} has no identity", r.image_id))
-                    })
-                })
-                .collect()
-        };
-        let (gl, ql) = (labels(gallery, "gallery")?, labels(queries, "queries")?);
         let gc = ImageCache::load(gallery, &cache_pre)?;
         let qc = ImageCache::load(queries, &cache_pre)?;
         let ge = self.embed_images(backbone, &eval_pre, &gc.images.iter().collect::<Vec<_>>())?;
         let qe = self.embed_images(backbone, &eval_pre, &qc.images.iter().collect::<Vec<_>>())?;
-        openset_validation(&ge, &gl, &qe, &ql)
+        openset_validation(&ge, gallery, &qe, queries)
     }
 }
