@@ -2,5 +2,8 @@
 include!("build-support/torch_link.rs");
 
 fn main() {
-    link_libtorch();
+    // Without the `torch` feature nothing links libtorch.
+    if std::env::var_os("CARGO_FEATURE_TORCH").is_some() {
+        link_libtorch();
+    }
 }

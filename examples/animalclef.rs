@@ -1,18 +1,16 @@
 //! AnimalCLEF 2025: a competition folder (`metadata.csv` and its images) to
 //! a Kaggle `submission.csv` (`image_id,identity`, `new_individual` for new
-//! animals). Every image is embedded, one threshold per dataset (lynx,
-//! salamanders, sea turtles) is self-calibrated from that dataset's database
-//! alone, each query is decided, and the submission is checked against the
-//! metadata (one row per query, identities of the query's own dataset)
-//! before it is written atomically.
+//! animals). Every image is embedded; each query is searched only within
+//! its own dataset (lynx, salamanders, sea turtles: each dataset is its own
+//! catalogue); one threshold per dataset is self-calibrated from that
+//! dataset's database alone; each query is decided, and the submission is
+//! checked against the metadata (one row per query, identities of the
+//! query's own dataset) before it is written atomically.
 //!
 //! ```sh
 //! cargo run --release --example animalclef -- --root AnimalCLEF2025 --out submission.csv
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-
-#[path = "support/cli.rs"]
-mod cli;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,10 +19,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
-use animal_reid::eval::submission::{
-    SubmissionReference, submission_rows, write_validated_submission,
-};
-use animal_reid::job::{JobParams, run_openset};
+use animal_reid::eval::submission::{SubmissionReference, write_validated_submission};
+use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
+use reid_examples::{BackboneArgs, EpisodeArgs, load_options};
 
 /// Embed an AnimalCLEF 2025 folder, decide every query with per-dataset
 /// self-calibrated thresholds and write the submission CSV.
@@ -54,20 +51,23 @@ struct Args {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    selfcal: cli::SelfCalArgs,
+    episodes: EpisodeArgs,
     #[command(flatten)]
-    model: cli::BackboneArgs,
+    model: BackboneArgs,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let params = OpenSetParams::default()
+        .fixed_threshold(args.threshold)
+        .episodes(args.episodes.params())
+        .check()?;
     let csv = args
         .metadata
         .clone()
         .unwrap_or_else(|| args.root.join("metadata.csv"));
-    let opts = cli::load_options(args.skip_bad);
-    let (ds, skipped) =
-        load_animalclef(&csv, &opts).with_context(|| format!("loading {}", csv.display()))?;
+    let (ds, skipped) = load_animalclef(&csv, &load_options(args.skip_bad))
+        .with_context(|| format!("loading {}", csv.display()))?;
     for s in &skipped.skipped {
         eprintln!("skipped {}: {}", s.location, s.error);
     }
@@ -77,24 +77,19 @@ fn main() -> Result<()> {
     let run = args
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
-    let (bb, emb) = (run.backbone, run.embeddings);
     println!(
         "embedded {} images with {} in {:.1} s",
         ds.len(),
-        bb.info().name,
+        run.backbone.info().name,
         run.seconds
     );
 
-    let job_params = JobParams::default()
-        .fixed_threshold(args.threshold)
-        .selfcal(args.selfcal.params()?)
-        .check()?;
-    let job = run_openset(&ds.records, emb.matrix.view(), &job_params)?;
-    for (g, th) in job.thresholds.groups() {
+    let ident = identify(&ds.records, run.embeddings.matrix.view(), &params)?;
+    for (g, th) in ident.thresholds.groups() {
         println!("threshold {g}: {th:.3}");
     }
     let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (g, p) in job.groups.iter().zip(&job.predictions) {
+    for (g, p) in ident.scope_names().into_iter().zip(&ident.predictions) {
         let e = per.entry(g).or_default();
         e.0 += 1;
         e.1 += usize::from(p.decision.is_new());
@@ -103,12 +98,7 @@ fn main() -> Result<()> {
         println!("{g}: {n} queries, {new} called new individuals");
     }
 
-    let ids: Vec<&str> = job
-        .queries
-        .iter()
-        .map(|&i| ds.records[i].image_id.as_str())
-        .collect();
-    let rows = submission_rows(&ids, &job.decisions())?;
+    let rows = ident.submission_rows(&ds.records)?;
     write_validated_submission(&args.out, &rows, &reference)?;
     println!("wrote {} rows to {}", rows.len(), args.out.display());
     Ok(())

@@ -14,20 +14,15 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/outputs.rs"]
-mod outputs;
-
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::bar;
 
 use animal_reid::data::SplitRole;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::eval::report::Report;
-use animal_reid::job::{JobParams, run_openset};
+use animal_reid::pipeline::{OpenSetParams, ParamGuard, SelfCalibrationParams, identify};
+use reid_examples::{BackboneArgs, OutputArgs, bar, finish, load_options};
 
 /// Generate the synthetic dataset, embed it, decide every query known or
 /// new with a threshold calibrated on the database alone, score, plot and
@@ -63,14 +58,28 @@ struct Args {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    model: cli::BackboneArgs,
+    model: BackboneArgs,
     #[command(flatten)]
-    output: outputs::OutputArgs,
+    output: OutputArgs,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let start = Instant::now();
+    // Every setting is checked before any work starts.
+    let openset = OpenSetParams::default()
+        .episodes(
+            SelfCalibrationParams::default()
+                .new_fraction(0.3)
+                .query_fraction(0.3)
+                .episodes(args.episodes)
+                .seed(args.seed)
+                .grid_steps(-0.2..=1.0, 240),
+        )
+        .check()?;
+    args.output.pictures(args.seed).check()?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut report = Report::new("animal-reid demo: synthetic open-set re-identification");
 
     // 1. Generate.
@@ -95,7 +104,7 @@ fn main() -> Result<()> {
 
     // 2. Load it back through the same loader as AnimalCLEF data.
     let csv = args.data.join("metadata.csv");
-    let (ds, loaded) = load_animalclef(&csv, &cli::load_options(false))
+    let (ds, loaded) = load_animalclef(&csv, &load_options(false))
         .with_context(|| format!("loading {}", csv.display()))?;
     println!("\nloaded {} ({} records)", csv.display(), ds.len());
     for s in &loaded.skipped {
@@ -152,20 +161,19 @@ fn main() -> Result<()> {
 
     // 5. Open set: a threshold from the database alone, decisions, new ids.
     let t = Instant::now();
-    let job_params = JobParams::default()
-        .selfcal(cli::selfcal_params(0.3, 0.3, args.episodes, args.seed)?)
-        .check()?;
-    let job = run_openset(&ds.records, emb.matrix.view(), &job_params)?;
+    let ident = identify(&ds.records, emb.matrix.view(), &openset)?;
     report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
         "\nopen set: {} queries decided in {:.2} s; {} called new, grouped into {} new ids",
-        job.queries.len(),
+        ident.queries.len(),
         t.elapsed().as_secs_f64(),
-        job.predictions
+        ident
+            .predictions
             .iter()
             .filter(|p| p.decision.is_new())
             .count(),
-        job.final_ids
+        ident
+            .final_ids
             .iter()
             .filter(|id| id.starts_with("new_"))
             .collect::<BTreeSet<_>>()
@@ -173,18 +181,16 @@ fn main() -> Result<()> {
     );
 
     // 6. Figures, t-SNE, match sheets, report.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     report.version("backbone", info.name.clone()).config(serde_json::json!({
         "individuals": args.individuals, "images": args.images, "new_fraction": args.new_fraction,
         "seed": args.seed, "backbone": args.model.backbone, "input_size": info.input_size,
         "episodes": args.episodes, "rule": "top1", "perplexity": args.output.perplexity,
     }));
-    outputs::finish(
+    finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
-        &job,
+        &ident,
         &args.out,
         &args.output,
         args.seed,

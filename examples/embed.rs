@@ -12,9 +12,6 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "support/cli.rs"]
-mod cli;
-
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +19,7 @@ use clap::Parser;
 
 use animal_reid::data::loaders::{load_animalclef, load_folders};
 use animal_reid::index::Gallery;
+use reid_examples::{BackboneArgs, load_options};
 
 /// Embed a metadata CSV or a folder tree of images into one embeddings file.
 #[derive(Debug, Parser)]
@@ -46,12 +44,12 @@ struct Args {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    model: cli::BackboneArgs,
+    model: BackboneArgs,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let opts = cli::load_options(args.skip_bad);
+    let opts = load_options(args.skip_bad);
     let (ds, report) = match (&args.csv, &args.folders) {
         (Some(csv), None) => {
             load_animalclef(csv, &opts).with_context(|| format!("loading {}", csv.display()))?

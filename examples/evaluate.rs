@@ -1,17 +1,17 @@
 //! Open-set evaluation of a split CSV with the truth (AnimalCLEF columns:
 //! `image_id,identity,path,species,split,dataset`, queries keeping their true
 //! identity), such as `../shared/datasets/lion/lion.csv`:
-//! embed every image, search the database, decide known/new with a fixed
-//! threshold and with one self-calibrated from the database alone (one per
-//! dataset), print BAKS, BAUS and the AnimalCLEF score of each, the ranking
-//! and clustering figures, and write a t-SNE plot, match sheets and a JSON
-//! and HTML report into `--out`.
+//! embed every image, decide known/new with a fixed threshold and with one
+//! self-calibrated from each dataset's database alone, each query searched
+//! within its own dataset; print BAKS, BAUS and the AnimalCLEF score of
+//! each, the ranking and clustering figures, and write a t-SNE plot, match
+//! sheets and a JSON and HTML report into `--out`.
 //!
 //! With `--local 10,50`, local keypoints join in: RootSIFT features of every
 //! image (cached on disk), matched with a ratio test and verified by RANSAC
 //! for the cosine shortlist of each query only; the inlier count is fused
-//! with cosine, both calibrated from the database alone, and the fused job
-//! is scored for each shortlist size, with the time per query.
+//! with cosine, both calibrated from the database alone, and the fused
+//! identification is scored for each shortlist size, with the time per query.
 //!
 //! ```sh
 //! cargo run --release --example evaluate -- --csv ../shared/datasets/lion/lion.csv --out out/lion
@@ -19,22 +19,20 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/outputs.rs"]
-mod outputs;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
-use animal_reid::job::{FusionParams, JobParams, fuse_openset, run_openset};
-use animal_reid::local::{ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer};
-use animal_reid::openset::{Aggregate, Rule};
+use animal_reid::local::LocalScorer;
+use animal_reid::pipeline::{
+    Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
+};
+use ndarray::ArrayView2;
+use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, finish, shared_dir};
 
 /// Embed, search, decide (fixed and self-calibrated threshold) and score a split CSV.
 #[derive(Debug, Parser)]
@@ -55,101 +53,70 @@ struct Args {
     /// The fixed threshold to report (the AnimalCLEF 2025 baseline uses 0.6).
     #[arg(long, default_value_t = 0.6)]
     threshold: f32,
-    /// Decision rule: `top1`, or `knn:K` (best identity by the max of its
-    /// similarities among the K nearest).
+    /// Decision rule: `top1`, `knn:K` (best identity by the max of its
+    /// similarities among the K nearest) or `knn:K:mean:P`.
     #[arg(long, default_value = "top1")]
-    rule: String,
+    rule: Rule,
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    selfcal: cli::SelfCalArgs,
+    episodes: EpisodeArgs,
     #[command(flatten)]
-    model: cli::BackboneArgs,
+    model: BackboneArgs,
     #[command(flatten)]
-    output: outputs::OutputArgs,
+    output: OutputArgs,
     #[command(flatten)]
     local: LocalArgs,
-}
-
-/// Local keypoint fusion.
-#[derive(Debug, Clone, clap::Args)]
-struct LocalArgs {
-    /// Also fuse local keypoint matching (RootSIFT, ratio test, RANSAC
-    /// inliers) into each query's cosine shortlist of this many database
-    /// images; several sizes comma-separated (e.g. `10,50`), each scored.
-    #[arg(long, value_delimiter = ',')]
-    local: Vec<usize>,
-    /// Weight of the local score against cosine's 1 in the fusion.
-    #[arg(long, default_value_t = 1.0)]
-    local_weight: f32,
-    /// Longer image side for keypoint detection (images are downscaled).
-    #[arg(long, default_value_t = 512)]
-    local_max_side: u32,
-    /// Keypoints kept per image (the strongest).
-    #[arg(long, default_value_t = 1000)]
-    local_keypoints: usize,
-    /// Feature cache folder (default: `local-features` in the animal-reid
-    /// cache, `$ANIMAL_REID_CACHE` or `~/.cache/animal-reid`).
-    #[arg(long)]
-    local_cache: Option<PathBuf>,
-}
-
-fn parse_rule(s: &str) -> Result<Rule> {
-    if s == "top1" {
-        return Ok(Rule::Top1);
-    }
-    if let Some(k) = s.strip_prefix("knn:") {
-        let k: usize = k.parse().with_context(|| format!("--rule {s}"))?;
-        return Ok(Rule::Knn {
-            k,
-            per_identity: k,
-            aggregate: Aggregate::Max,
-        });
-    }
-    bail!("--rule {s}: use top1 or knn:K")
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let start = Instant::now();
+    // Every setting is checked before any work starts.
+    let fixed_params = OpenSetParams::default()
+        .rule(args.rule)
+        .fixed_threshold(Some(args.threshold))
+        .check()?;
+    let params = OpenSetParams::default()
+        .rule(args.rule)
+        .episodes(args.episodes.params())
+        .per_dataset(!args.one_threshold)
+        .check()?;
+    let fusions = args.local.fusions()?;
+    args.output.pictures(args.episodes.seed).check()?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
     let csv = args
         .csv
         .clone()
-        .unwrap_or_else(|| cli::shared_dir().join("datasets/lion/lion.csv"));
-    let (ds, _) = load_animalclef(&csv, &cli::load_options(false))
+        .unwrap_or_else(|| shared_dir().join("datasets/lion/lion.csv"));
+    let (ds, _) = load_animalclef(&csv, &reid_examples::load_options(false))
         .with_context(|| format!("loading {}", csv.display()))?;
     print!("{}", ds.stats());
-    let rule = parse_rule(&args.rule)?;
     let mut report = Report::new(format!(
         "animal-reid: open-set evaluation of {}",
         csv.display()
     ));
 
-    // Embed.
     let run = args
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
     let (bb, emb) = (run.backbone, run.embeddings);
     report.timing("embed", run.seconds);
+    let info = bb.info();
     println!(
         "embedded {} images with {} @{} ({}-d) in {:.1} s",
         ds.len(),
-        bb.info().name,
-        bb.info().input_size,
-        bb.info().dim,
+        info.name,
+        info.input_size,
+        info.dim,
         run.seconds
     );
 
     // The fixed threshold, for comparison.
-    let fixed = run_openset(
-        &ds.records,
-        emb.matrix.view(),
-        &JobParams::default()
-            .rule(rule)
-            .fixed_threshold(Some(args.threshold))
-            .check()?,
-    )?;
+    let fixed = identify(&ds.records, emb.matrix.view(), &fixed_params)?;
     println!(
         "{} database images, {} queries",
         fixed.database.len(),
@@ -164,131 +131,94 @@ fn main() -> Result<()> {
     println!("\nfixed threshold {:.3}:", args.threshold);
     let fixed_score = fixed.score(&ds.records)?;
     if let Some(s) = &fixed_score {
-        outputs::print_score(s);
+        println!("{s}");
     }
 
-    // Self-calibrated from the database alone.
-    let params = JobParams::default()
-        .rule(rule)
-        .selfcal(args.selfcal.params()?)
-        .per_dataset(!args.one_threshold)
-        .check()?;
+    // Self-calibrated from each dataset's database alone.
     let t = Instant::now();
-    let job = run_openset(&ds.records, emb.matrix.view(), &params)?;
+    let ident = identify(&ds.records, emb.matrix.view(), &params)?;
     report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
         "\nself-calibrated from the database alone ({} episodes, {:.2} s):",
-        args.selfcal.episodes,
+        args.episodes.episodes,
         t.elapsed().as_secs_f64()
     );
-
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     report
-        .version("backbone", bb.info().name.clone())
+        .version("backbone", info.name.clone())
         .config(serde_json::json!({
-            "csv": csv, "backbone": args.model.backbone, "input_size": bb.info().input_size,
-            "rule": args.rule, "fixed_threshold": args.threshold, "episodes": args.selfcal.episodes,
-            "new_fraction": args.selfcal.new_fraction, "query_fraction": args.selfcal.query_fraction,
-            "seed": args.selfcal.seed, "per_dataset": !args.one_threshold,
+            "csv": csv, "backbone": args.model.backbone, "input_size": info.input_size,
+            "rule": args.rule.to_string(), "fixed_threshold": args.threshold,
+            "episodes": args.episodes.episodes, "new_fraction": args.episodes.new_fraction,
+            "query_fraction": args.episodes.query_fraction, "seed": args.episodes.seed,
+            "per_dataset": !args.one_threshold,
         }));
     if let Some(s) = &fixed_score {
         report.section(format!("Fixed threshold {:.3}", args.threshold));
         report.value_from("score", s)?;
     }
-    if !args.local.local.is_empty() {
+    if args.local.enabled() {
         local_fusion(
             &args,
             &ds.records,
             emb.matrix.view(),
-            &job,
+            &ident,
             &params,
+            &fusions,
             &mut report,
         )?;
     }
-    outputs::finish(
+    finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
-        &job,
+        &ident,
         &args.out,
         &args.output,
-        args.selfcal.seed,
+        args.episodes.seed,
         start,
-    )?;
-    Ok(())
+    )
 }
 
 /// Extracts (or reads back) every image's local features, then runs and
-/// scores the fused job for each `--local` shortlist size.
+/// scores the fused identification for each `--local` shortlist size.
 fn local_fusion(
     args: &Args,
-    records: &[animal_reid::data::Record],
-    embeddings: ndarray::ArrayView2<'_, f32>,
-    job: &animal_reid::job::OpenSetJob,
-    params: &animal_reid::job::ValidJobParams,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    ident: &Identification,
+    params: &ValidOpenSetParams,
+    fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
 ) -> Result<()> {
-    let la = &args.local;
-    let lp = LocalParams {
-        extract: ExtractParams {
-            max_side: la.local_max_side,
-            max_keypoints: la.local_keypoints,
-            ..ExtractParams::default()
-        },
-        ..LocalParams::default()
-    }
-    .check()?;
-    let dir = la
-        .local_cache
-        .clone()
-        .unwrap_or_else(|| animal_reid::backbone::weights::cache_dir().join("local-features"));
-    let cache = FeatureCache::new(&dir)?;
-    let paths: Vec<&std::path::Path> = records.iter().map(|r| r.path.as_path()).collect();
-    let t = Instant::now();
-    let bar = cli::bar(paths.len(), "keypoints", args.quiet);
-    let store = FeatureStore::extract_with(&paths, &lp, Some(&cache), |_, _| bar.inc(1))?;
-    bar.finish_and_clear();
-    let extract_s = t.elapsed().as_secs_f64();
-    let cached = store
-        .cache_status()
-        .iter()
-        .filter(|s| matches!(s, animal_reid::local::CacheStatus::Hit))
-        .count();
-    let kp: usize = store.features().iter().map(|f| f.len()).sum();
+    let kp = args.local.keypoints(records, args.quiet)?;
     println!(
-        "\nlocal features of {} images in {extract_s:.1} s ({cached} from the cache {}), {:.0} keypoints per image",
-        store.len(),
-        dir.display(),
-        kp as f64 / store.len().max(1) as f64
+        "\nlocal features of {} images in {:.1} s ({} from the cache {}), {:.0} keypoints per image",
+        kp.store.len(),
+        kp.seconds,
+        kp.cached,
+        kp.cache.display(),
+        kp.per_image()
     );
     report.section("Local keypoints (RootSIFT + RANSAC), fused with cosine");
-    report.metric("feature extraction seconds", extract_s);
-    report.metric("keypoints per image", kp as f64 / store.len().max(1) as f64);
-    let scorer = LocalScorer::new(
-        "keypoints",
-        store.features(),
-        store.features(),
-        store.params(),
-    );
-    for &b in &la.local {
+    report.metric("feature extraction seconds", kp.seconds);
+    report.metric("keypoints per image", kp.per_image());
+    let scorer = LocalScorer::new(kp.store.params())
+        .named("keypoints")
+        .queries(kp.store.features())
+        .gallery(kp.store.features());
+    for fusion in fusions {
+        let b = fusion.shortlist();
         let t = Instant::now();
-        let fused = fuse_openset(
-            job,
-            records,
-            embeddings,
-            params,
-            &scorer,
-            &FusionParams::default().shortlist(b).weight(la.local_weight),
-        )?;
+        let fused = fuse(ident, records, embeddings, params, &scorer, fusion)?;
         let wall = t.elapsed().as_secs_f64();
-        let Some(f) = &fused.fusion else {
-            bail!("the fused job returned no fusion report");
-        };
+        let f = fused
+            .fusion
+            .as_ref()
+            .context("the fused identification has no fusion report")?;
         let nq = fused.queries.len().max(1) as f64;
         println!(
-            "\nfused with local keypoints, shortlist B = {} (threshold {:.3} on the fused probability, {:.1} s in all):",
-            f.shortlist, f.all.selfcal.threshold, wall
+            "\nfused with local keypoints, shortlist B = {b} (threshold {:.3} on the fused probability, {wall:.1} s in all):",
+            f.all().self_calibration.threshold
         );
         println!(
             "  local matching: {} database pairs in {:.1} s (calibration), {} query pairs in {:.1} s = {:.1} ms per query",
@@ -307,7 +237,7 @@ fn local_fusion(
             f.database_seconds,
         );
         if let Some(s) = fused.score(records)? {
-            outputs::print_score(&s);
+            println!("{s}");
             report.value_from(format!("B={b}: score"), &s)?;
         }
     }

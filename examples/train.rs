@@ -5,8 +5,9 @@
 //! with a JSON log of every epoch.
 //!
 //! Only the database images are trained on, never the queries. A held-out
-//! part of the database (some identities entirely, as pseudo-new, and one
-//! image of each other identity) gives the per-epoch self-calibrated
+//! part of the database (an open-set split by `reid-data`: some identities
+//! entirely, as pseudo-new, and `--val-per-identity` images of each other
+//! identity that has at least 3) gives the per-epoch self-calibrated
 //! open-set score used for early stopping. When the CSV's queries carry
 //! their identity, the self-calibrated open-set score of the queries against
 //! the whole database is printed before and after training.
@@ -16,24 +17,18 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[allow(dead_code)] // the build/extract helpers: this example sets the input size itself
-#[path = "support/cli.rs"]
-mod cli;
-
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
-use animal_reid::backbone::backbone::{BackboneBuilder, Precision, parse_device};
-use animal_reid::backbone::pool::Pooling;
 use animal_reid::data::loaders::{LoadOptions, load_animalclef};
-use animal_reid::data::{Record, SplitRole};
+use animal_reid::data::split::SplitParams;
+use animal_reid::data::{Dataset, ParamGuard, Record, SplitRole};
 use animal_reid::train::loss::{ArcFaceParams, Distance, SubCenterParams, TripletParams};
 use animal_reid::train::{
-    Freeze, LossConfig, Progress, TrainConfig, Trainer, ValScore, load_var_store,
+    Freeze, LossParams, Progress, TrainParams, Trainer, ValScore, load_var_store,
 };
 
 /// Fine-tune a backbone on the database images of a split CSV.
@@ -80,7 +75,7 @@ struct Args {
     /// Frozen backbone parts: `none`, `backbone`, or comma-separated
     /// variable-name prefixes (e.g. `_conv_stem.,_bn0.,_blocks.0.,_blocks.1.`).
     #[arg(long, default_value = "none")]
-    freeze: String,
+    freeze: Freeze,
     /// Projection head to this embedding size (default: none, the loss acts
     /// on the pooled backbone features and the checkpoint is the whole model).
     #[arg(long)]
@@ -105,7 +100,7 @@ struct Args {
     subcenters: i64,
     /// Triplet distance: `euclidean` or `cosine`.
     #[arg(long, default_value = "euclidean")]
-    triplet_distance: String,
+    triplet_distance: Distance,
     /// CUDA autocast (refused on the CPU).
     #[arg(long)]
     autocast: bool,
@@ -140,76 +135,54 @@ struct Args {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    model: cli::BackboneArgs,
+    model: reid_examples::BackboneArgs,
 }
 
-fn loss_config(a: &Args) -> Result<LossConfig> {
-    let arc = ArcFaceParams::new(a.margin, a.scale).easy_margin(a.easy_margin);
+fn loss_params(a: &Args) -> Result<LossParams> {
+    let arc = ArcFaceParams::default()
+        .margin(a.margin)
+        .scale(a.scale)
+        .easy_margin(a.easy_margin);
     Ok(match a.loss.as_str() {
-        "arcface" => LossConfig::ArcFace(arc),
-        "subcenter" => LossConfig::SubCenter(SubCenterParams::new(arc, a.subcenters)),
-        "triplet" => {
-            let d = match a.triplet_distance.as_str() {
-                "euclidean" => Distance::Euclidean,
-                "cosine" => Distance::Cosine,
-                other => bail!("--triplet-distance {other}: use euclidean or cosine"),
-            };
-            LossConfig::Triplet(TripletParams::new(a.margin, d))
+        "arcface" => LossParams::ArcFace(arc),
+        "subcenter" => {
+            LossParams::SubCenter(SubCenterParams::default().arcface(arc).k(a.subcenters))
         }
-        "softmax" => LossConfig::Softmax,
+        "triplet" => LossParams::Triplet(
+            TripletParams::default()
+                .margin(a.margin)
+                .distance(a.triplet_distance),
+        ),
+        "softmax" => LossParams::Softmax,
         other => bail!("--loss {other}: use arcface, subcenter, triplet or softmax"),
     })
 }
 
-fn freeze(s: &str) -> Freeze {
-    match s {
-        "none" => Freeze::None,
-        "backbone" => Freeze::Backbone,
-        list => Freeze::Prefixes(list.split(',').map(str::to_string).collect()),
-    }
-}
-
-/// Database split into training records and held-out validation queries.
+/// Database split into training records and held-out validation queries:
+/// an open-set split (identities keyed by dataset and name) with
+/// `new_fraction` of the identities held out entirely as pseudo-new and
+/// `per_id` images of each other identity held out, at least two kept for
+/// training (so identities with fewer than 3 images stay whole).
 fn holdout(
     db: &[Record],
     new_fraction: f64,
     per_id: usize,
     seed: u64,
-) -> (Vec<Record>, Vec<Record>) {
-    let mut by_id: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
-    for r in db {
-        by_id
-            .entry(r.identity.clone().unwrap_or_default())
-            .or_default()
-            .push(r);
-    }
-    let ids: Vec<&String> = by_id.keys().collect();
-    // A seeded order of identities (SplitMix64 of the index).
-    let mut order: Vec<(u64, usize)> = (0..ids.len())
-        .map(|i| {
-            let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31), i)
-        })
-        .collect();
-    order.sort_unstable();
-    let n_new = ((ids.len() as f64) * new_fraction).round() as usize;
-    let new: std::collections::BTreeSet<usize> =
-        order.iter().take(n_new).map(|&(_, i)| i).collect();
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for (i, (_, recs)) in by_id.iter().enumerate() {
-        if new.contains(&i) {
-            val.extend(recs.iter().map(|r| (*r).clone()));
-        } else if recs.len() >= 3 {
-            let h = per_id.min(recs.len() - 2);
-            val.extend(recs[..h].iter().map(|r| (*r).clone()));
-            train.extend(recs[h..].iter().map(|r| (*r).clone()));
-        } else {
-            train.extend(recs.iter().map(|r| (*r).clone()));
-        }
-    }
-    (train, val)
+) -> Result<(Vec<Record>, Vec<Record>)> {
+    let (train, valid) = (SplitRole::parse("train"), SplitRole::parse("valid"));
+    let split = SplitParams::open_set()
+        .new_identity_fraction(new_fraction)
+        .query_per_identity(per_id)
+        .min_database_per_identity(2)
+        .database_role(train.clone())
+        .query_role(valid.clone())
+        .seed(seed)
+        .check()?
+        .split(&Dataset::new(PathBuf::new(), db.to_vec()))?;
+    Ok((
+        split.by_split(&train).records,
+        split.by_split(&valid).records,
+    ))
 }
 
 fn show(v: &ValScore) -> String {
@@ -232,7 +205,7 @@ fn main() -> Result<()> {
     let csv = a
         .csv
         .clone()
-        .unwrap_or_else(|| cli::shared_dir().join("datasets/lion/lion.csv"));
+        .unwrap_or_else(|| reid_examples::shared_dir().join("datasets/lion/lion.csv"));
     let (ds, _) = load_animalclef(&csv, &LoadOptions::default())
         .with_context(|| format!("loading {}", csv.display()))?;
     let role = |r: SplitRole| -> Vec<Record> {
@@ -250,7 +223,7 @@ fn main() -> Result<()> {
             csv.display()
         );
     }
-    let (train, val) = holdout(&database, a.val_new_fraction, a.val_per_identity, a.seed);
+    let (train, val) = holdout(&database, a.val_new_fraction, a.val_per_identity, a.seed)?;
     eprintln!(
         "{}: {} database images ({} for training, {} held out for validation), {} queries",
         csv.display(),
@@ -261,41 +234,34 @@ fn main() -> Result<()> {
     );
 
     let m = &a.model;
-    let mut b = BackboneBuilder::new(&m.backbone)
-        .device(parse_device(&m.device)?)
-        .precision(Precision::parse(&m.precision)?)
-        .pooling(Pooling::parse(&m.pooling)?);
-    if let Some(w) = &m.weights {
-        b = b.weights_file(w);
-    }
+    let mut b = m.builder()?;
     if let Some(s) = a.img_size {
         b = b.img_size(s);
     }
     let backbone = b.build()?;
-    let cfg = TrainConfig {
-        epochs: a.epochs,
-        p: a.p,
-        k: a.k,
-        batches_per_epoch: a.batches_per_epoch,
-        lr_head: a.lr_head,
-        lr_backbone: a.lr_backbone,
-        weight_decay: a.weight_decay,
-        warmup_epochs: a.warmup,
-        clip_norm: (a.clip_norm > 0.0).then_some(a.clip_norm),
-        freeze: freeze(&a.freeze),
-        embedding_dim: a.embedding_dim,
-        head_bn: a.head_bn,
-        loss: loss_config(&a)?,
-        autocast: a.autocast,
-        augment: !a.no_augment,
-        seed: a.seed,
-        patience: a.patience,
-        checkpoint_dir: Some(a.out.clone()),
-        resume: !a.fresh,
-        max_epochs_this_run: a.max_epochs_this_run,
-        eval_batch: m.batch_size,
-    }
-    .check()?;
+    let cfg = TrainParams::default()
+        .epochs(a.epochs)
+        .p(a.p)
+        .k(a.k)
+        .batches_per_epoch(a.batches_per_epoch)
+        .lr_head(a.lr_head)
+        .lr_backbone(a.lr_backbone)
+        .weight_decay(a.weight_decay)
+        .warmup_epochs(a.warmup)
+        .clip_norm((a.clip_norm > 0.0).then_some(a.clip_norm))
+        .freeze(a.freeze.clone())
+        .embedding_dim(a.embedding_dim)
+        .head_bn(a.head_bn)
+        .loss(loss_params(&a)?)
+        .autocast(a.autocast)
+        .augment(!a.no_augment)
+        .seed(a.seed)
+        .patience(a.patience)
+        .checkpoint_dir(a.out.clone())
+        .resume(!a.fresh)
+        .max_epochs_this_run(a.max_epochs_this_run)
+        .eval_batch(m.batch_size)
+        .check()?;
     if a.fresh && a.out.join("state.json").exists() {
         std::fs::remove_file(a.out.join("state.json"))?;
     }
@@ -332,7 +298,7 @@ fn main() -> Result<()> {
                 lr,
             } => {
                 let bar = pb.get_or_insert_with(|| {
-                    cli::bar(*steps, &format!("epoch {}/{epochs}", epoch + 1), quiet)
+                    reid_examples::bar(*steps, &format!("epoch {}/{epochs}", epoch + 1), quiet)
                 });
                 bar.set_message(format!(
                     "e{}/{epochs} loss {loss:.3} lr {lr:.1e}",

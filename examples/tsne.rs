@@ -16,13 +16,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::Axis;
 
+use animal_reid::eval::ParamGuard;
 use animal_reid::eval::plot::{ScatterParams, ScatterPlot};
 use animal_reid::eval::tsne::{TsneEngine, TsneInit, TsneOutput, TsneParams, kl_divergence};
 use animal_reid::index::{Gallery, SplitRole};
-
-#[path = "support/cli.rs"]
-#[allow(dead_code)]
-mod cli;
 
 /// `--engine`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -137,7 +134,7 @@ fn main() -> Result<()> {
     }
     let valid = params.check()?;
     let t = Instant::now();
-    let bar = cli::bar(valid.max_iter(), "t-SNE iterations", args.quiet);
+    let bar = reid_examples::bar(valid.max_iter(), "t-SNE iterations", args.quiet);
     let embedding =
         valid.embed_with_progress(x.view(), &mut |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
@@ -182,8 +179,10 @@ fn main() -> Result<()> {
                 args.perplexity,
                 out.kl_divergence
             ))
-            .size(args.size, args.size)
-            .top_identities(args.top),
+            .width(args.size)
+            .height(args.size)
+            .top_identities(args.top)
+            .check()?,
     )?
     .known(&known)?;
     let files = plot.write(&args.out)?;

@@ -6,8 +6,8 @@ preprocessing, same thread count, same files, in one run.
 The files are the lion photos of ../shared/datasets/lion and large photo-like
 2000x1500 JPEGs made here (seeded). For each set the script runs
 
-* ours: ``extract_throughput`` (built with ``cargo build --release -p reid-backbone
-  --example extract_throughput``), which prints preprocessing-only, model-only and
+* ours: ``compare extract`` (built with ``cargo build --release --example
+  compare``), which prints preprocessing-only, model-only and
   end-to-end images/s;
 * PyTorch: PIL decode + resize + centre crop + normalise (the timm eval transform
   with the same size, crop_pct, filter, mean and std) and the same model in eval
@@ -182,13 +182,13 @@ def main():
     ap.add_argument(
         "--ours",
         default=os.path.join(
-            os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "examples", "extract_throughput"
+            os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "examples", "compare"
         ),
     )
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if not os.path.exists(args.ours):
-        sys.exit(f"{args.ours} not found: cargo build --release -p reid-backbone --example extract_throughput")
+        sys.exit(f"{args.ours} not found: cargo build --release --example compare")
     extra = [] if args.backbone in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2") else ["--random-init", "0"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +200,7 @@ def main():
             lst = os.path.join(tmp, f"{label}.txt")
             with open(lst, "w") as f:
                 f.write("\n".join(paths))
-            cmd = [args.ours, "--backbone", args.backbone, "--list", lst, "--threads", str(args.threads),
+            cmd = [args.ours, "extract", "--backbone", args.backbone, "--list", lst, "--threads", str(args.threads),
                    "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)] + extra
             ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
             theirs = peer(paths, ours, args.backbone, args.batch_size, args.threads, args.workers, args.repeat)

@@ -2,16 +2,16 @@
 """Side-by-side timing of exact cosine top-k: reid-index vs faiss IndexFlatIP.
 
 Makes L2-normalised random data (seeded), writes it as raw little-endian f32,
-times our example binary `search_throughput` on those files and faiss-cpu
+times our example binary `compare search` on those files and faiss-cpu
 `IndexFlatIP` on the same arrays in the same run with the same thread count,
 checks the two agree, measures the machine's sgemm peak (numpy matmul of two
 4096x4096 float32 matrices on the same thread count) and prints one JSON line
 per gallery size plus a summary table.
 
 Build the binary first:
-    CARGO_TARGET_DIR=/work/target-idx cargo build --release -p reid-index --example search_throughput
+    cargo build --release --example compare
 Run (thread count is fixed before numpy/faiss load):
-    python scripts/compare/faiss_search.py --bin /work/target-idx/release/examples/search_throughput \
+    python scripts/compare/faiss_search.py --bin target/release/examples/compare \
         --sizes 10000,100000,1000000 --threads 2
 """
 
@@ -26,7 +26,7 @@ import time
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bin", required=True, help="path to the search_throughput example binary")
+    p.add_argument("--bin", required=True, help="path to the compare example binary")
     p.add_argument("--sizes", default="10000,100000,1000000", help="gallery sizes, comma separated")
     p.add_argument("--nq", type=int, default=1000)
     p.add_argument("--dim", type=int, default=512)
@@ -91,7 +91,7 @@ def main():
         gpath = os.path.join(tmp, "g.f32")
         g.tofile(gpath)
         ipath = os.path.join(tmp, "idx.u64")
-        cmd = [args.bin, "--queries", qpath, "--gallery", gpath, "--dim", str(args.dim), "--k", str(args.k),
+        cmd = [args.bin, "search", "--queries", qpath, "--gallery", gpath, "--dim", str(args.dim), "--k", str(args.k),
                "--threads", str(args.threads), "--repeat", str(args.repeat), "--out-indices", ipath]
         ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         fs, (fd, fi) = time_faiss(q, g, args.k, args.repeat)

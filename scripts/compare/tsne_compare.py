@@ -3,7 +3,7 @@
 
 In one run, on the same data and with the thread count fixed before numpy loads:
 
-1. our example binary ``tsne_throughput`` generates seeded clustered unit vectors
+1. our example binary ``compare tsne`` generates seeded clustered unit vectors
    (``--n`` x ``--dim``, ``--clusters`` clusters), saves them as .npy, embeds them
    and times the embedding;
 2. scikit-learn ``TSNE(method="barnes_hut")`` and openTSNE ``TSNE(negative_gradient_method="bh")``
@@ -30,11 +30,10 @@ scikit-learn's, random initialisation: pass ``--learning-rate 50 --init random``
 match the others to it).
 
 Build the binary first:
-    CARGO_TARGET_DIR=/root/.cache/animal-reid/target-eval \\
-        cargo build --release -p reid-eval --example tsne_throughput
+    cargo build --release --example compare
 Run:
     /root/.cache/animal-reid/torch-2.11.0/bin/python scripts/compare/tsne_compare.py \\
-        --bin /root/.cache/animal-reid/target-eval/release/examples/tsne_throughput --threads 2
+        --bin target/release/examples/compare --threads 2
 """
 
 import argparse
@@ -49,7 +48,7 @@ import time
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bin", required=True, help="path to the tsne_throughput example binary")
+    p.add_argument("--bin", required=True, help="path to the compare example binary")
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--clusters", type=int, default=100)
@@ -89,7 +88,7 @@ def lr(opentsne_units=False):
 def run_ours(tmp):
     data = os.path.join(tmp, "data.npy")
     emb = os.path.join(tmp, "ours.npy")
-    cmd = [args.bin, "--n", str(args.n), "--dim", str(args.dim), "--clusters", str(args.clusters),
+    cmd = [args.bin, "tsne", "--n", str(args.n), "--dim", str(args.dim), "--clusters", str(args.clusters),
            "--spread", str(args.spread), "--data-seed", str(args.seed), "--save-data", data,
            "--out-embedding", emb, "--perplexity", str(args.perplexity), "--theta", str(args.theta),
            "--max-iter", str(args.max_iter), "--exaggeration-iter", str(args.exaggeration_iter),
@@ -161,7 +160,7 @@ def main():
     if "opentsne" not in skip:
         paths["opentsne"], rows["opentsne"] = run_opentsne(x, tmp)
     names = list(paths)
-    cmd = [args.bin, "--input", data, "--perplexity", str(args.perplexity), "--threads", str(args.threads),
+    cmd = [args.bin, "tsne", "--input", data, "--perplexity", str(args.perplexity), "--threads", str(args.threads),
            "--score", ",".join(paths[k] for k in names)]
     scored = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     for k, s in zip(names, scored["scores"]):

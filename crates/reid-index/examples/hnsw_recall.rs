@@ -23,44 +23,8 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use reid_index::synthetic::ClusteredParams;
 use reid_index::{Gallery, HnswParams, ParamGuard, Record, exact_topk};
-
-/// `n` points around `clusters` random unit centres (Gaussian noise of
-/// `sigma` per coordinate), L2-normalised; the centres come from `seed`, the
-/// points from `point_seed`.
-fn clustered(
-    n: usize,
-    dim: usize,
-    clusters: usize,
-    sigma: f32,
-    seed: u64,
-    point_seed: u64,
-) -> Array2<f32> {
-    let mut crng = ChaCha8Rng::seed_from_u64(seed);
-    let centres = Array2::from_shape_fn((clusters, dim), |_| gauss(&mut crng));
-    let mut rng = ChaCha8Rng::seed_from_u64(point_seed);
-    let mut a = Array2::<f32>::zeros((n, dim));
-    for mut row in a.rows_mut() {
-        let c = centres.row(rng.gen_range(0..clusters));
-        let cn = c.dot(&c).sqrt();
-        for (x, &cv) in row.iter_mut().zip(c) {
-            *x = cv / cn + sigma * gauss(&mut rng);
-        }
-        let norm = row.dot(&row).sqrt().max(1e-12);
-        row /= norm;
-    }
-    a
-}
-
-fn gauss(rng: &mut ChaCha8Rng) -> f32 {
-    // Box-Muller.
-    let u: f32 = rng.gen_range(f32::EPSILON..1.0);
-    let v: f32 = rng.gen_range(0.0..1.0);
-    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-}
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -94,12 +58,19 @@ fn main() -> Result<()> {
         .build()?;
 
     let t = Instant::now();
-    let (emb, queries) = pool.install(|| {
-        (
-            clustered(n, dim, clusters, sigma, 1, 2),
-            clustered(nq, dim, clusters, sigma, 1, 3),
-        )
-    });
+    // Gallery and queries share their clusters (seed 1), not their noise.
+    let data = |rows: usize, point_seed: u64| {
+        ClusteredParams::default()
+            .rows(rows)
+            .dim(dim)
+            .clusters(clusters)
+            .noise(f64::from(sigma))
+            .seed(1)
+            .point_seed(point_seed)
+            .check()
+            .map(|p| p.generate())
+    };
+    let (emb, queries) = (data(n, 2)?, data(nq, 3)?);
     let recs = (0..n)
         .map(|i| Record::new(i.to_string(), "").with_identity((i % clusters).to_string()))
         .collect();

@@ -53,7 +53,7 @@ pub struct ExactParams {
 }
 
 /// Checked [`ExactParams`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ValidExactParams(ExactParams);
 
 impl Default for ExactParams {
@@ -62,12 +62,6 @@ impl Default for ExactParams {
             query_tile: 128,
             gallery_tile: 1024,
         }
-    }
-}
-
-impl Default for ValidExactParams {
-    fn default() -> Self {
-        Self(ExactParams::default())
     }
 }
 

@@ -19,6 +19,7 @@
 //!   `species=lion,location=kruger`, or [`Filter::scope`] of a query's
 //!   [`Scope`]); [`Gallery::select`] makes the sub-gallery of a filter;
 //!   [`Gallery::search_identities`] ranks individuals by their best image.
+//! - [`synthetic`]: seeded clustered unit vectors for benchmarks.
 //! - [`matmul`]: the workspace's one wrapper of the `gemm` kernel (inner
 //!   products of two sets of rows).
 //! - Persistence to one checksummed file ([`Gallery::save`],
@@ -72,6 +73,7 @@ pub mod gallery;
 mod hnsw;
 pub mod matmul;
 pub mod persist;
+pub mod synthetic;
 
 #[cfg(feature = "hnsw")]
 pub use ann::{HnswParams, ValidHnswParams};

@@ -3,7 +3,7 @@
 //! 2000×1500 JPEGs, on all cores (rayon) versus one thread, and for the large
 //! JPEGs with and without reduced-scale (DCT) decoding.
 //!
-//! Run: `cargo bench --bench data_pipeline`.
+//! Run: `cargo bench -p reid-data --bench data_pipeline`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-//! Inputs shared by the data-pipeline benchmark and the `decode_throughput`
-//! example (the example includes this file with `#[path]`).
+//! Inputs of the data-pipeline benchmark: the lion photos of the shared data
+//! folder and large photo-like JPEGs made here.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ use reid_data::loaders::{LoadOptions, load_folders};
 pub fn lion_files() -> Result<Vec<PathBuf>, PathBuf> {
     let shared = std::env::var_os("ANIMAL_REID_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
     let root = shared.join("datasets/lion");
     match load_folders(&root, &LoadOptions::skip()) {
         Ok((ds, _)) if !ds.is_empty() => Ok(ds.records.into_iter().map(|r| r.path).collect()),

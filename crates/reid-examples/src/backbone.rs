@@ -1,0 +1,119 @@
+//! The backbone options and embedding with a progress bar.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use reid_backbone::backbone::{Backbone, BackboneBuilder, Precision, parse_device};
+use reid_backbone::pipeline::{Embeddings, ExtractParams, ValidExtractParams, extract};
+use reid_backbone::pool::Pooling;
+use reid_core::{ParamGuard, Record};
+
+use crate::bar;
+
+/// The backbone options every example that embeds images takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackboneArgs {
+    /// Backbone, by registry name: mobilenet_v2, efficientnet_lite0/1/2,
+    /// convnext_tiny/small/base, tf_efficientnetv2_s/m/l, efficientnetv2_s/m/l,
+    /// vit_base_patch16_224/384, vit_small/base/large_patch14_dinov2,
+    /// swin_base/large_patch4_window12_384, or torchscript (with --weights).
+    #[arg(long, default_value = "efficientnet_lite2")]
+    pub backbone: String,
+    /// Weights file (safetensors or PyTorch state dict with the original key
+    /// names, or a TorchScript model); default: the bundled ImageNet weights.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Precision: f32, or f16 / bf16 on CUDA.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Pooling: default, avg, gem, gem:P, cls, cls+mean.
+    #[arg(long, default_value = "default")]
+    pub pooling: String,
+    /// Average each embedding with that of the mirror image.
+    #[arg(long)]
+    pub flip: bool,
+    /// Images per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+/// An embedding run: the backbone, the embeddings and the seconds taken.
+pub struct Embedded {
+    /// The backbone used.
+    pub backbone: Backbone,
+    /// One L2-normalised row per record.
+    pub embeddings: Embeddings,
+    /// Wall time of the extraction.
+    pub seconds: f64,
+}
+
+impl BackboneArgs {
+    /// The builder these options describe (to set more, e.g. the input
+    /// size, before building).
+    pub fn builder(&self) -> anyhow::Result<BackboneBuilder> {
+        let mut b = BackboneBuilder::new(&self.backbone)
+            .device(parse_device(&self.device)?)
+            .precision(Precision::parse(&self.precision)?)
+            .pooling(Pooling::parse(&self.pooling)?);
+        if let Some(w) = &self.weights {
+            b = b.weights_file(w);
+        }
+        Ok(b)
+    }
+
+    /// Builds the backbone these options describe.
+    pub fn build(&self) -> anyhow::Result<Backbone> {
+        Ok(self.builder()?.build()?)
+    }
+
+    /// Extraction parameters (batch size, flip), caching in `cache` if given.
+    pub fn extract_params(&self, cache: Option<&Path>) -> anyhow::Result<ValidExtractParams> {
+        let mut p = ExtractParams::default()
+            .batch_size(self.batch_size)
+            .flip(self.flip);
+        if let Some(c) = cache {
+            p = p.cache_dir(c);
+        }
+        Ok(p.check()?)
+    }
+
+    /// Builds the backbone and embeds `records` (cached in `cache` if given)
+    /// with a progress bar, hidden when `quiet`.
+    pub fn embed(
+        &self,
+        records: &[Record],
+        cache: Option<&Path>,
+        quiet: bool,
+    ) -> anyhow::Result<Embedded> {
+        let backbone = self.build()?;
+        let (embeddings, seconds) = self.embed_with(&backbone, records, cache, quiet)?;
+        Ok(Embedded {
+            backbone,
+            embeddings,
+            seconds,
+        })
+    }
+
+    /// Embeds `records` with `backbone` and these options (cached in `cache`
+    /// if given) with a progress bar, hidden when `quiet`; returns the
+    /// embeddings and the seconds taken.
+    pub fn embed_with(
+        &self,
+        backbone: &Backbone,
+        records: &[Record],
+        cache: Option<&Path>,
+        quiet: bool,
+    ) -> anyhow::Result<(Embeddings, f64)> {
+        let params = self.extract_params(cache)?;
+        let t = Instant::now();
+        let pb = bar(records.len(), "embedding", quiet);
+        let embeddings = extract(backbone, records, &params, |p| {
+            pb.set_position(p.done as u64)
+        })?;
+        pb.finish_and_clear();
+        Ok((embeddings, t.elapsed().as_secs_f64()))
+    }
+}

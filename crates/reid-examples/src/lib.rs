@@ -1,0 +1,80 @@
+//! # reid-examples
+//!
+//! What the example programs of animal-reid (`demo`, `evaluate`,
+//! `animalclef`, `embed`, `tsne`, `train`, `compare`) share, so that each
+//! of them stays a thin `main` over the libraries (the way candle and burn
+//! keep their examples' shared code in a crate of its own). Not published;
+//! it prints, the libraries never do.
+//!
+//! - [`BackboneArgs`]: `--backbone`, `--weights`, `--device`, `--precision`,
+//!   `--pooling`, `--flip`, `--batch-size`; builds the backbone and embeds
+//!   records with a progress bar.
+//! - [`EpisodeArgs`]: the self-calibration episodes (`--episodes`,
+//!   `--new-fraction`, `--query-fraction`, `--seed`).
+//! - [`LocalArgs`]: local keypoint fusion (`--local 10,50`, ...).
+//! - [`OutputArgs`] and [`finish`]: the figures printed and reported after
+//!   an identification, the t-SNE plot, the match sheets and the report.
+//! - [`bar`], [`shared_dir`], [`load_options`].
+//!
+//! ```
+//! use clap::Parser;
+//! use reid_examples::EpisodeArgs;
+//!
+//! #[derive(Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     episodes: EpisodeArgs,
+//! }
+//! let a = Args::parse_from(["prog", "--episodes", "5"]);
+//! assert_eq!(a.episodes.episodes, 5);
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod backbone;
+mod episodes;
+mod local;
+mod output;
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use backbone::{BackboneArgs, Embedded};
+pub use episodes::EpisodeArgs;
+pub use local::{Keypoints, LocalArgs};
+pub use output::{OutputArgs, finish, print_evaluation};
+
+/// A progress bar of `len` steps labelled `what`, hidden when `quiet`.
+pub fn bar(len: usize, what: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// The `shared` data folder: `ANIMAL_REID_SHARED`, else `../shared` beside
+/// the repository.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("ANIMAL_REID_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// Loader options: fail on the first bad row or file, or skip and report
+/// them; every image file checked.
+pub fn load_options(skip_bad: bool) -> reid_data::loaders::LoadOptions {
+    use reid_data::loaders::LoadOptions;
+    if skip_bad {
+        LoadOptions::skip()
+    } else {
+        LoadOptions::default()
+    }
+    .with_check_files(true)
+}

@@ -1,0 +1,98 @@
+//! The ending `demo` and `evaluate` share: the figures printed and
+//! reported, the t-SNE plot, the match sheets and the report.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+use reid_core::{ParamGuard, Record};
+use reid_eval::report::Report;
+use reid_pipeline::report::{PictureParams, add_figures, write_pictures, write_report};
+use reid_pipeline::{Evaluation, Identification, evaluate};
+
+/// The output options `demo` and `evaluate` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Match sheets for this many queries (0: none).
+    #[arg(long, default_value_t = 12)]
+    pub sheets: usize,
+    /// No t-SNE plot.
+    #[arg(long)]
+    pub no_tsne: bool,
+    /// t-SNE perplexity (at most (images - 1) / 3).
+    #[arg(long, default_value_t = 30.0)]
+    pub perplexity: f64,
+    /// t-SNE iterations.
+    #[arg(long, default_value_t = 1000)]
+    pub tsne_iter: usize,
+}
+
+impl OutputArgs {
+    /// The picture settings, with the t-SNE seeded by `seed`.
+    pub fn pictures(&self, seed: u64) -> PictureParams {
+        PictureParams::default()
+            .sheets(self.sheets)
+            .tsne(!self.no_tsne)
+            .perplexity(self.perplexity)
+            .tsne_iter(self.tsne_iter)
+            .seed(seed)
+    }
+}
+
+/// Evaluates `ident` and prints the figures.
+pub fn print_evaluation(
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    ident: &Identification,
+) -> anyhow::Result<Evaluation> {
+    let evaluation = evaluate(records, embeddings, ident)?;
+    println!("{evaluation}");
+    Ok(evaluation)
+}
+
+/// The end of `demo` and `evaluate`: prints the figures of `ident`, adds
+/// them to `report`, draws the t-SNE plot and the match sheets into `out`,
+/// and writes the report there, with the time since `start`.
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    report: &mut Report,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    ident: &Identification,
+    out: &Path,
+    args: &OutputArgs,
+    seed: u64,
+    start: Instant,
+) -> anyhow::Result<()> {
+    let evaluation = print_evaluation(records, embeddings, ident)?;
+    add_figures(report, ident, &evaluation)?;
+    let params = args.pictures(seed).check()?;
+    let pictures = write_pictures(report, records, embeddings, ident, out, &params)?;
+    match (&pictures.tsne, &pictures.tsne_skipped) {
+        (Some(t), _) => println!(
+            "t-SNE of {} embeddings in {:.1} s (KL {:.3}): {}",
+            t.points,
+            t.seconds,
+            t.kl_divergence,
+            t.files.png.display()
+        ),
+        (None, Some(why)) => println!("t-SNE skipped: {why}"),
+        (None, None) => {}
+    }
+    if let Some(s) = &pictures.sheets {
+        println!(
+            "{} match sheets in {}{}",
+            s.pages.len(),
+            out.join("match-sheets").display(),
+            if s.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} images could not be shown)", s.failures.len())
+            }
+        );
+    }
+    report.timing_since("total", start);
+    let (json, html) = write_report(report, out)?;
+    println!("report: {} and {}", html.display(), json.display());
+    Ok(())
+}
