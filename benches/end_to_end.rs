@@ -19,10 +19,7 @@ use animal_reid::pipeline::{OpenSetParams, ParamGuard, SelfCalibrationParams, id
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn lion_csv() -> PathBuf {
-    std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-        .join("datasets/lion/lion.csv")
+    animal_reid::core::paths::shared_dir().join("datasets/lion/lion.csv")
 }
 
 fn bench(c: &mut Criterion) {

@@ -21,8 +21,8 @@ use animal_reid::data::SplitRole;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::eval::report::Report;
-use animal_reid::pipeline::{OpenSetParams, ParamGuard, SelfCalibrationParams, identify};
-use reid_examples::{BackboneArgs, OutputArgs, bar, finish, load_options};
+use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
+use reid_examples::{BackboneArgs, EpisodeArgs, OutputArgs, bar, finish, load_options};
 
 /// Generate the synthetic dataset, embed it, decide every query known or
 /// new with a threshold calibrated on the database alone, score, plot and
@@ -67,15 +67,14 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let start = Instant::now();
     // Every setting is checked before any work starts.
+    let episodes = EpisodeArgs {
+        episodes: args.episodes,
+        new_fraction: 0.3,
+        query_fraction: 0.3,
+        seed: args.seed,
+    };
     let openset = OpenSetParams::default()
-        .episodes(
-            SelfCalibrationParams::default()
-                .new_fraction(0.3)
-                .query_fraction(0.3)
-                .episodes(args.episodes)
-                .seed(args.seed)
-                .grid_steps(-0.2..=1.0, 240),
-        )
+        .episodes(episodes.params())
         .check()?;
     args.output.pictures(args.seed).check()?;
     std::fs::create_dir_all(&args.out)

@@ -210,28 +210,15 @@ impl BackboneBuilder {
         self
     }
 
-    /// Sets the weights source.
-    pub fn weights(mut self, w: WeightsSource) -> Self {
-        self.weights = w;
-        self
-    }
-
-    /// Runs on `device`.
-    pub fn device(mut self, device: Device) -> Self {
-        self.device = device;
-        self
-    }
-
-    /// Computes in `precision` (reduced precision on CUDA only).
-    pub fn precision(mut self, precision: Precision) -> Self {
-        self.precision = precision;
-        self
-    }
-
-    /// Pools with `pooling`.
-    pub fn pooling(mut self, pooling: Pooling) -> Self {
-        self.pooling = pooling;
-        self
+    reid_core::setters! {
+        /// Sets the weights source.
+        weights: WeightsSource,
+        /// Runs on `device`.
+        device: Device,
+        /// Computes in `precision` (reduced precision on CUDA only).
+        precision: Precision,
+        /// Pools with `pooling`.
+        pooling: Pooling,
     }
 
     /// Overrides the input size (transformers resample their position

@@ -76,18 +76,11 @@ impl Default for ExtractParams {
 }
 
 impl ExtractParams {
-    /// Images per forward pass (1 to 65536).
-    #[must_use]
-    pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n;
-        self
-    }
-
-    /// Batches prepared ahead of the model (1 to 64).
-    #[must_use]
-    pub fn prefetch(mut self, depth: usize) -> Self {
-        self.prefetch = depth;
-        self
+    reid_core::setters! {
+        /// Images per forward pass (1 to 65536).
+        batch_size: usize,
+        /// Batches prepared ahead of the model (1 to 64).
+        prefetch: usize,
     }
 
     /// Flip averaging.
@@ -112,46 +105,30 @@ impl ExtractParams {
     }
 }
 
-impl ParamGuard for ExtractParams {
-    type Checked = ValidExtractParams;
-    type Error = BackboneError;
-
-    fn check_ref(&self) -> Result<()> {
-        if !(1..=65_536).contains(&self.batch_size) {
-            return Err(BackboneError::InvalidParam {
-                name: "batch_size",
-                reason: format!("{}; use 1 to 65536", self.batch_size),
-            });
-        }
-        if !(1..=64).contains(&self.prefetch) {
-            return Err(BackboneError::InvalidParam {
-                name: "prefetch",
-                reason: format!("{}; use 1 to 64", self.prefetch),
-            });
-        }
-        Ok(())
+reid_core::param_guard!(ExtractParams => ValidExtractParams, BackboneError, |p| {
+    if !(1..=65_536).contains(&p.batch_size) {
+        return Err(BackboneError::InvalidParam {
+            name: "batch_size",
+            reason: format!("{}; use 1 to 65536", p.batch_size),
+        });
     }
-
-    fn check(self) -> Result<ValidExtractParams> {
-        self.check_ref()?;
-        Ok(ValidExtractParams(self))
+    if !(1..=64).contains(&p.prefetch) {
+        return Err(BackboneError::InvalidParam {
+            name: "prefetch",
+            reason: format!("{}; use 1 to 64", p.prefetch),
+        });
     }
-}
+    Ok(())
+});
 
 impl ValidExtractParams {
-    /// Images per forward pass.
-    pub fn batch_size(&self) -> usize {
-        self.0.batch_size
-    }
-
-    /// Batches prepared ahead of the model.
-    pub fn prefetch(&self) -> usize {
-        self.0.prefetch
-    }
-
-    /// The test-time augmentation.
-    pub fn tta(&self) -> Tta {
-        self.0.tta
+    reid_core::getters! {
+        /// Images per forward pass.
+        batch_size: usize,
+        /// Batches prepared ahead of the model.
+        prefetch: usize,
+        /// The test-time augmentation.
+        tta: Tta,
     }
 
     /// The embedding cache folder, if any.

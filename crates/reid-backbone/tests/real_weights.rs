@@ -29,11 +29,7 @@ use common::{assert_abs, diff, fixture_dir, read_tensors};
 const STEM: &str = "real_weights";
 const ATOL: f64 = 1e-4;
 
-fn shared_dir() -> PathBuf {
-    std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+use reid_core::paths::shared_dir;
 
 fn meta(name: &str) -> serde_json::Value {
     let path = fixture_dir(STEM).join(format!("{name}.json"));

@@ -15,6 +15,16 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A folder the project needs is not there.
+    #[error("{what} {path} not found: {hint}")]
+    Missing {
+        /// What the folder is.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// How to get it.
+        hint: &'static str,
+    },
 }
 
 impl CoreError {
@@ -23,6 +33,20 @@ impl CoreError {
     pub fn into_io(self) -> (PathBuf, std::io::Error) {
         match self {
             CoreError::Write { path, source } => (path, source),
+            e @ CoreError::Missing { .. } => {
+                let path = e.path().to_path_buf();
+                (
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string()),
+                )
+            }
+        }
+    }
+
+    /// The file or folder concerned.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            CoreError::Write { path, .. } | CoreError::Missing { path, .. } => path,
         }
     }
 }

@@ -10,7 +10,8 @@
 //!   its species, else everything): each dataset is its own catalogue.
 //! - [`ParamGuard`]: the one convention for parameters, checked once, up
 //!   front (`FooParams` → `ValidFooParams`).
-//! - [`fs`]: the one atomic file writer.
+//! - [`fs`]: the one atomic file writer; [`paths`]: the cache, shared-data
+//!   and fixtures folders, by environment variable.
 //!
 //! ```
 //! use reid_core::{Record, Scope, SplitRole};
@@ -26,6 +27,7 @@
 pub mod error;
 pub mod fs;
 pub mod params;
+pub mod paths;
 pub mod record;
 
 pub use error::{CoreError, Result};

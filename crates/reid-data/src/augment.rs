@@ -34,6 +34,7 @@ use rand_chacha::ChaCha8Rng;
 use reid_core::ParamGuard;
 
 use crate::error::{DataError, Result};
+use crate::preprocess::check_output_size;
 
 /// Per-sample information a transform may consult.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -127,32 +128,15 @@ impl RandomResizedCropParams {
         }
     }
 
-    /// Sets the output width.
-    #[must_use]
-    pub fn width(mut self, width: u32) -> Self {
-        self.width = width;
-        self
-    }
-
-    /// Sets the output height.
-    #[must_use]
-    pub fn height(mut self, height: u32) -> Self {
-        self.height = height;
-        self
-    }
-
-    /// Sets the range of the crop's area fraction `(min, max)`.
-    #[must_use]
-    pub fn scale(mut self, scale: (f32, f32)) -> Self {
-        self.scale = scale;
-        self
-    }
-
-    /// Sets the range of the crop's aspect ratio `(min, max)`.
-    #[must_use]
-    pub fn ratio(mut self, ratio: (f32, f32)) -> Self {
-        self.ratio = ratio;
-        self
+    reid_core::setters! {
+        /// Sets the output width.
+        width: u32,
+        /// Sets the output height.
+        height: u32,
+        /// Sets the range of the crop's area fraction `(min, max)`.
+        scale: (f32, f32),
+        /// Sets the range of the crop's aspect ratio `(min, max)`.
+        ratio: (f32, f32),
     }
 }
 
@@ -161,15 +145,7 @@ impl ParamGuard for RandomResizedCropParams {
     type Error = DataError;
 
     fn check_ref(&self) -> Result<()> {
-        if self.width == 0 || self.height == 0 {
-            return Err(DataError::param(
-                "size",
-                format!(
-                    "output size {}x{} must be positive",
-                    self.width, self.height
-                ),
-            ));
-        }
+        check_output_size(self.width, self.height)?;
         check_range("scale", self.scale, f32::MIN_POSITIVE, 1.0)?;
         check_range("ratio", self.ratio, f32::MIN_POSITIVE, f32::MAX)
     }
@@ -293,11 +269,9 @@ impl Default for HorizontalFlipParams {
 }
 
 impl HorizontalFlipParams {
-    /// Sets the probability of a flip.
-    #[must_use]
-    pub fn p(mut self, p: f64) -> Self {
-        self.p = p;
-        self
+    reid_core::setters! {
+        /// Sets the probability of a flip.
+        p: f64,
     }
 
     /// Never flips images of these species (compared case-insensitively,
@@ -388,32 +362,15 @@ pub struct ColorJitterParams {
 }
 
 impl ColorJitterParams {
-    /// Sets the brightness jitter.
-    #[must_use]
-    pub fn brightness(mut self, x: f32) -> Self {
-        self.brightness = x;
-        self
-    }
-
-    /// Sets the contrast jitter.
-    #[must_use]
-    pub fn contrast(mut self, x: f32) -> Self {
-        self.contrast = x;
-        self
-    }
-
-    /// Sets the saturation jitter.
-    #[must_use]
-    pub fn saturation(mut self, x: f32) -> Self {
-        self.saturation = x;
-        self
-    }
-
-    /// Sets the hue jitter.
-    #[must_use]
-    pub fn hue(mut self, x: f32) -> Self {
-        self.hue = x;
-        self
+    reid_core::setters! {
+        /// Sets the brightness jitter.
+        brightness: f32,
+        /// Sets the contrast jitter.
+        contrast: f32,
+        /// Sets the saturation jitter.
+        saturation: f32,
+        /// Sets the hue jitter.
+        hue: f32,
     }
 }
 
@@ -576,18 +533,11 @@ impl Default for RotationParams {
 }
 
 impl RotationParams {
-    /// Sets the angle range `(min, max)` in degrees (drawn uniformly).
-    #[must_use]
-    pub fn degrees(mut self, degrees: (f32, f32)) -> Self {
-        self.degrees = degrees;
-        self
-    }
-
-    /// Sets the fill colour.
-    #[must_use]
-    pub fn fill(mut self, fill: [u8; 3]) -> Self {
-        self.fill = fill;
-        self
+    reid_core::setters! {
+        /// Sets the angle range `(min, max)` in degrees (drawn uniformly).
+        degrees: (f32, f32),
+        /// Sets the fill colour.
+        fill: [u8; 3],
     }
 }
 

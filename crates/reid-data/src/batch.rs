@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
+#[cfg(doc)]
 use reid_core::ParamGuard;
 
 use crate::error::{DataError, Result};
@@ -49,55 +50,35 @@ impl Default for PrefetchParams {
 }
 
 impl PrefetchParams {
-    /// Sets [`PrefetchParams::batch_size`].
-    #[must_use]
-    pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n;
-        self
-    }
-
-    /// Sets [`PrefetchParams::depth`].
-    #[must_use]
-    pub fn depth(mut self, n: usize) -> Self {
-        self.depth = n;
-        self
+    reid_core::setters! {
+        /// Sets [`PrefetchParams::batch_size`].
+        batch_size: usize,
+        /// Sets [`PrefetchParams::depth`].
+        depth: usize,
     }
 }
 
-impl ParamGuard for PrefetchParams {
-    type Checked = ValidPrefetchParams;
-    type Error = DataError;
-
-    /// Both at least 1.
-    fn check_ref(&self) -> Result<()> {
-        if self.batch_size == 0 {
-            return Err(DataError::param("batch_size", "0; must be at least 1"));
-        }
-        if self.depth == 0 {
-            return Err(DataError::param("depth", "0; must be at least 1"));
-        }
-        Ok(())
+// Both at least 1.
+reid_core::param_guard!(PrefetchParams => ValidPrefetchParams, DataError, |p| {
+    if p.batch_size == 0 {
+        return Err(DataError::param("batch_size", "0; must be at least 1"));
     }
-
-    fn check(self) -> Result<ValidPrefetchParams> {
-        self.check_ref()?;
-        Ok(ValidPrefetchParams(self))
+    if p.depth == 0 {
+        return Err(DataError::param("depth", "0; must be at least 1"));
     }
-}
+    Ok(())
+});
 
 /// Checked [`PrefetchParams`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidPrefetchParams(PrefetchParams);
 
 impl ValidPrefetchParams {
-    /// The batch size.
-    pub fn batch_size(&self) -> usize {
-        self.0.batch_size
-    }
-
-    /// The prefetch depth.
-    pub fn depth(&self) -> usize {
-        self.0.depth
+    reid_core::getters! {
+        /// The batch size.
+        batch_size: usize,
+        /// The prefetch depth.
+        depth: usize,
     }
 }
 

@@ -140,54 +140,34 @@ impl PreprocessParams {
         }
     }
 
-    /// Sets the output height.
-    #[must_use]
-    pub fn height(mut self, height: u32) -> Self {
-        self.height = height;
-        self
+    reid_core::setters! {
+        /// Sets the output height.
+        height: u32,
+        /// Sets the output width.
+        width: u32,
+        /// Sets the resize mode.
+        resize: ResizeMode,
+        /// Sets the interpolation.
+        interpolation: Interpolation,
+        /// Sets the per-channel normalisation mean.
+        mean: [f32; 3],
+        /// Sets the per-channel normalisation standard deviation.
+        std: [f32; 3],
+        /// Sets the decoding options.
+        decode: DecodeOptions,
     }
+}
 
-    /// Sets the output width.
-    #[must_use]
-    pub fn width(mut self, width: u32) -> Self {
-        self.width = width;
-        self
+/// Errors with [`DataError::InvalidParam`] on `size` unless both sides of a
+/// `width x height` output are positive (shared with the augmentations).
+pub(crate) fn check_output_size(width: u32, height: u32) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(DataError::param(
+            "size",
+            format!("output size {width}x{height} must be positive"),
+        ));
     }
-
-    /// Sets the resize mode.
-    #[must_use]
-    pub fn resize(mut self, resize: ResizeMode) -> Self {
-        self.resize = resize;
-        self
-    }
-
-    /// Sets the interpolation.
-    #[must_use]
-    pub fn interpolation(mut self, interpolation: Interpolation) -> Self {
-        self.interpolation = interpolation;
-        self
-    }
-
-    /// Sets the per-channel normalisation mean.
-    #[must_use]
-    pub fn mean(mut self, mean: [f32; 3]) -> Self {
-        self.mean = mean;
-        self
-    }
-
-    /// Sets the per-channel normalisation standard deviation.
-    #[must_use]
-    pub fn std(mut self, std: [f32; 3]) -> Self {
-        self.std = std;
-        self
-    }
-
-    /// Sets the decoding options.
-    #[must_use]
-    pub fn decode(mut self, decode: DecodeOptions) -> Self {
-        self.decode = decode;
-        self
-    }
+    Ok(())
 }
 
 impl ParamGuard for PreprocessParams {
@@ -198,15 +178,7 @@ impl ParamGuard for PreprocessParams {
     /// centre crop at least the crop, finite means, positive finite
     /// standard deviations.
     fn check_ref(&self) -> Result<()> {
-        if self.width == 0 || self.height == 0 {
-            return Err(DataError::param(
-                "size",
-                format!(
-                    "output size {}x{} must be positive",
-                    self.width, self.height
-                ),
-            ));
-        }
+        check_output_size(self.width, self.height)?;
         if u64::from(self.width) * u64::from(self.height) > 1 << 26 {
             return Err(DataError::param(
                 "size",

@@ -89,32 +89,15 @@ impl Default for PkParams {
 }
 
 impl PkParams {
-    /// Sets `P`, the identities per batch.
-    #[must_use]
-    pub fn p(mut self, p: usize) -> Self {
-        self.p = p;
-        self
-    }
-
-    /// Sets `K`, the images per identity in a batch.
-    #[must_use]
-    pub fn k(mut self, k: usize) -> Self {
-        self.k = k;
-        self
-    }
-
-    /// Sets the seed.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Sets the last-group rule.
-    #[must_use]
-    pub fn last(mut self, last: LastGroup) -> Self {
-        self.last = last;
-        self
+    reid_core::setters! {
+        /// Sets `P`, the identities per batch.
+        p: usize,
+        /// Sets `K`, the images per identity in a batch.
+        k: usize,
+        /// Sets the seed.
+        seed: u64,
+        /// Sets the last-group rule.
+        last: LastGroup,
     }
 }
 

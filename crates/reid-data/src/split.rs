@@ -207,25 +207,29 @@ impl SplitParams {
         Self::new(SplitKind::TimeAware)
     }
 
-    /// Sets [`SplitParams::seed`].
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
+    reid_core::setters! {
+        /// Sets [`SplitParams::seed`].
+        seed: u64,
 
-    /// Sets [`SplitParams::query_fraction`].
-    #[must_use]
-    pub fn query_fraction(mut self, f: f64) -> Self {
-        self.query_fraction = f;
-        self
-    }
+        /// Sets [`SplitParams::query_fraction`].
+        query_fraction: f64,
 
-    /// Sets [`SplitParams::new_identity_fraction`].
-    #[must_use]
-    pub fn new_identity_fraction(mut self, f: f64) -> Self {
-        self.new_identity_fraction = f;
-        self
+        /// Sets [`SplitParams::new_identity_fraction`].
+        new_identity_fraction: f64,
+
+        /// Sets [`SplitParams::min_database_per_identity`].
+        min_database_per_identity: usize,
+
+        /// Sets the rule for undated records (time-aware splits).
+        undated: Undated,
+
+        /// Sets the role written to database records, e.g.
+        /// `SplitRole::parse("train")`.
+        database_role: SplitRole,
+
+        /// Sets the role written to query records, e.g.
+        /// `SplitRole::parse("valid")`.
+        query_role: SplitRole,
     }
 
     /// Sets [`SplitParams::query_per_identity`] (`None`: by fraction).
@@ -235,40 +239,10 @@ impl SplitParams {
         self
     }
 
-    /// Sets [`SplitParams::min_database_per_identity`].
-    #[must_use]
-    pub fn min_database_per_identity(mut self, n: usize) -> Self {
-        self.min_database_per_identity = n;
-        self
-    }
-
     /// Sets [`SplitParams::cutoff`] (time-aware splits).
     #[must_use]
     pub fn cutoff(mut self, cutoff: impl Into<Option<Date>>) -> Self {
         self.cutoff = cutoff.into();
-        self
-    }
-
-    /// Sets the rule for undated records (time-aware splits).
-    #[must_use]
-    pub fn undated(mut self, undated: Undated) -> Self {
-        self.undated = undated;
-        self
-    }
-
-    /// Sets the role written to database records, e.g.
-    /// `SplitRole::parse("train")`.
-    #[must_use]
-    pub fn database_role(mut self, role: SplitRole) -> Self {
-        self.database_role = role;
-        self
-    }
-
-    /// Sets the role written to query records, e.g.
-    /// `SplitRole::parse("valid")`.
-    #[must_use]
-    pub fn query_role(mut self, role: SplitRole) -> Self {
-        self.query_role = role;
         self
     }
 

@@ -38,6 +38,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use rayon::prelude::*;
+#[cfg(doc)]
 use reid_core::ParamGuard;
 use reid_data::BBox;
 use reid_data::decode::{DecodeOptions, SizeHint, decode_image};
@@ -214,23 +215,13 @@ impl MatchSheetParams {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Thumbnail side in pixels, 96 to 1024.
-    #[must_use]
-    pub fn thumb(mut self, px: u32) -> Self {
-        self.thumb = px;
-        self
-    }
-    /// How many matches to show per query, 1 to 20.
-    #[must_use]
-    pub fn top_k(mut self, k: usize) -> Self {
-        self.top_k = k;
-        self
-    }
-    /// Queries on one page, 1 to 50.
-    #[must_use]
-    pub fn queries_per_page(mut self, n: usize) -> Self {
-        self.queries_per_page = n;
-        self
+    reid_core::setters! {
+        /// Thumbnail side in pixels, 96 to 1024.
+        thumb: u32,
+        /// How many matches to show per query, 1 to 20.
+        top_k: usize,
+        /// Queries on one page, 1 to 50.
+        queries_per_page: usize,
     }
     /// File name prefix of the pages (letters, digits, `-`, `_`, `.`).
     #[must_use]
@@ -246,50 +237,40 @@ impl MatchSheetParams {
     }
 }
 
-impl ParamGuard for MatchSheetParams {
-    type Checked = ValidMatchSheetParams;
-    type Error = EvalError;
-
-    fn check_ref(&self) -> Result<()> {
-        let bad = |name, reason: String| Err(EvalError::InvalidParam { name, reason });
-        if !(96..=1024).contains(&self.thumb) {
-            return bad(
-                "thumb",
-                format!("must be 96 to 1024 pixels, got {}", self.thumb),
-            );
-        }
-        if !(1..=20).contains(&self.top_k) {
-            return bad("top_k", format!("must be 1 to 20, got {}", self.top_k));
-        }
-        if !(1..=50).contains(&self.queries_per_page) {
-            return bad(
-                "queries_per_page",
-                format!("must be 1 to 50, got {}", self.queries_per_page),
-            );
-        }
-        let ok = !self.prefix.is_empty()
-            && !self.prefix.starts_with('.')
-            && self
-                .prefix
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !ok {
-            return bad(
-                "prefix",
-                format!(
-                    "must be letters, digits, '-', '_' or '.', not starting with '.', got {:?}",
-                    self.prefix
-                ),
-            );
-        }
-        Ok(())
+reid_core::param_guard!(MatchSheetParams => ValidMatchSheetParams, EvalError, |p| {
+    let bad = |name, reason: String| Err(EvalError::InvalidParam { name, reason });
+    if !(96..=1024).contains(&p.thumb) {
+        return bad(
+            "thumb",
+            format!("must be 96 to 1024 pixels, got {}", p.thumb),
+        );
     }
-
-    fn check(self) -> Result<ValidMatchSheetParams> {
-        self.check_ref()?;
-        Ok(ValidMatchSheetParams(self))
+    if !(1..=20).contains(&p.top_k) {
+        return bad("top_k", format!("must be 1 to 20, got {}", p.top_k));
     }
-}
+    if !(1..=50).contains(&p.queries_per_page) {
+        return bad(
+            "queries_per_page",
+            format!("must be 1 to 50, got {}", p.queries_per_page),
+        );
+    }
+    let ok = !p.prefix.is_empty()
+        && !p.prefix.starts_with('.')
+        && p
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return bad(
+            "prefix",
+            format!(
+                "must be letters, digits, '-', '_' or '.', not starting with '.', got {:?}",
+                p.prefix
+            ),
+        );
+    }
+    Ok(())
+});
 
 /// [`MatchSheetParams`] that passed [`ParamGuard::check`]. Its `Default` is
 /// the default [`MatchSheetParams`], checked.
@@ -297,17 +278,13 @@ impl ParamGuard for MatchSheetParams {
 pub struct ValidMatchSheetParams(MatchSheetParams);
 
 impl ValidMatchSheetParams {
-    /// Thumbnail side in pixels.
-    pub fn thumb(&self) -> u32 {
-        self.0.thumb
-    }
-    /// Matches shown per query.
-    pub fn top_k(&self) -> usize {
-        self.0.top_k
-    }
-    /// Queries on one page.
-    pub fn queries_per_page(&self) -> usize {
-        self.0.queries_per_page
+    reid_core::getters! {
+        /// Thumbnail side in pixels.
+        thumb: u32,
+        /// Matches shown per query.
+        top_k: usize,
+        /// Queries on one page.
+        queries_per_page: usize,
     }
     /// File name prefix of the pages.
     pub fn prefix(&self) -> &str {
@@ -362,8 +339,13 @@ pub fn write_match_sheets(
         .enumerate()
         .map(|(i, chunk)| {
             let path = out_dir.join(format!("{}-{:04}.png", params.prefix, i + 1));
-            let first = i * params.queries_per_page;
-            let (img, failed) = render_page(chunk, first, queries.len(), i, n_pages, params)?;
+            let at = PageAt {
+                first: i * params.queries_per_page,
+                total: queries.len(),
+                page: i,
+                n_pages,
+            };
+            let (img, failed) = render_page(chunk, at, params)?;
             write_png_atomic(&img, &path)?;
             let failures = failed
                 .into_iter()
@@ -491,13 +473,23 @@ fn load_tile(img: &SheetImage, t: u32) -> Tile {
 /// An image that failed on a page: (query id, image path, error).
 type Failed = (String, PathBuf, String);
 
+/// Where a page stands in the sheet.
+#[derive(Debug, Clone, Copy)]
+struct PageAt {
+    /// Index of the page's first query among all the queries.
+    first: usize,
+    /// Number of queries in the sheet.
+    total: usize,
+    /// Index of the page.
+    page: usize,
+    /// Number of pages.
+    n_pages: usize,
+}
+
 /// Renders one page; returns the picture and the failed images.
 fn render_page(
     queries: &[QueryMatches],
-    first: usize,
-    total: usize,
-    page: usize,
-    n_pages: usize,
+    at: PageAt,
     p: &MatchSheetParams,
 ) -> Result<(RgbImage, Vec<Failed>)> {
     let lay = Layout::new(p);
@@ -534,25 +526,12 @@ fn render_page(
     {
         let buf: &mut [u8] = &mut canvas;
         let root = GlyphBitmap::with_buffer(buf, (w, h)).into_drawing_area();
-        draw_text_layer(
-            &root,
-            queries,
-            first,
-            total,
-            page,
-            n_pages,
-            p,
-            &lay,
-            &failed_tiles,
-        )
-        .map_err(|e| EvalError::Draw {
-            what: format!("match sheet page {}", page + 1),
-            reason: e.to_string(),
-        })?;
-        root.present().map_err(|e| EvalError::Draw {
-            what: format!("match sheet page {}", page + 1),
-            reason: e.to_string(),
-        })?;
+        draw_text_layer(&root, queries, at, p, &lay, &failed_tiles)
+            .and_then(|()| root.present())
+            .map_err(|e| EvalError::Draw {
+                what: format!("match sheet page {}", at.page + 1),
+                reason: e.to_string(),
+            })?;
     }
     Ok((canvas, failed))
 }
@@ -560,14 +539,10 @@ fn render_page(
 type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-#[allow(clippy::too_many_arguments)]
 fn draw_text_layer<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     queries: &[QueryMatches],
-    first: usize,
-    total: usize,
-    page: usize,
-    n_pages: usize,
+    at: PageAt,
     p: &MatchSheetParams,
     lay: &Layout,
     failed_tiles: &[(usize, usize, String)],
@@ -579,7 +554,7 @@ fn draw_text_layer<DB: DrawingBackend>(
     let bold = |c: &'static RGBColor| (FONT, f * 1.1, FontStyle::Bold).into_font().color(c);
     if !p.title.is_empty() {
         let s = (FONT, f * 1.3, FontStyle::Bold).into_font().color(&INK);
-        let title = format!("{}  (page {} of {})", p.title, page + 1, n_pages);
+        let title = format!("{}  (page {} of {})", p.title, at.page + 1, at.n_pages);
         root.draw(&Text::new(
             title,
             (lay.pad as i32, (lay.pad as f64 + f * 0.2) as i32),
@@ -598,7 +573,7 @@ fn draw_text_layer<DB: DrawingBackend>(
         // Header: query number and decision.
         let hy = qy - lay.header_h as i32 + (f * 0.5) as i32;
         let mut x = lay.pad as i32;
-        let head = format!("Query {} of {}", first + row + 1, total);
+        let head = format!("Query {} of {}", at.first + row + 1, at.total);
         x += draw_run(root, &head, (x, hy), &bold(&INK))? + (f * 1.5) as i32;
         let decision = match &q.decision {
             Decision::Known(id) => format!("decision: known, {id}"),

@@ -115,11 +115,9 @@ impl RankingParams {
         self
     }
 
-    /// The length of the CMC curve (`>= 1`). Default 20.
-    #[must_use]
-    pub fn cmc_len(mut self, ranks: usize) -> Self {
-        self.cmc_len = ranks;
-        self
+    reid_core::setters! {
+        /// The length of the CMC curve (`>= 1`). Default 20.
+        cmc_len: usize,
     }
 }
 
@@ -269,6 +267,28 @@ fn intern_labels<S: AsRef<str>, T: AsRef<str>>(queries: &[S], gallery: &[T]) -> 
     }
 }
 
+impl Interned {
+    /// The ranking of query `q`: excluded (no relevant item) when its label
+    /// is not in the gallery, else from `ranks(label)`, the 1-based ranks of
+    /// its correct items, best first.
+    fn rank_query(&self, q: usize, ranks: impl FnOnce(usize) -> Vec<usize>) -> QueryRanking {
+        let Some(label) = self.queries.get(q).copied().flatten() else {
+            return QueryRanking {
+                relevant: 0,
+                first_hit: None,
+                average_precision: None,
+            };
+        };
+        let relevant = self.counts.get(label).copied().unwrap_or(0);
+        let ranks = ranks(label);
+        QueryRanking {
+            relevant,
+            first_hit: ranks.first().copied(),
+            average_precision: Some(average_precision(&ranks, relevant)),
+        }
+    }
+}
+
 fn check_labels(queries: usize, gallery: usize) -> Result<()> {
     if queries == 0 {
         return Err(EvalError::Empty {
@@ -407,20 +427,9 @@ pub fn ranking_metrics<S: AsRef<str>, T: AsRef<str>>(
     let per_query: Vec<QueryRanking> = (0..nq)
         .into_par_iter()
         .map(|q| {
-            let Some(label) = labels.queries.get(q).copied().flatten() else {
-                return QueryRanking {
-                    relevant: 0,
-                    first_hit: None,
-                    average_precision: None,
-                };
-            };
-            let relevant = labels.counts.get(label).copied().unwrap_or(0);
-            let ranks = correct_ranks(scores.row(q), &labels.gallery, label);
-            QueryRanking {
-                relevant,
-                first_hit: ranks.first().copied(),
-                average_precision: Some(average_precision(&ranks, relevant)),
-            }
+            labels.rank_query(q, |label| {
+                correct_ranks(scores.row(q), &labels.gallery, label)
+            })
         })
         .collect();
     summarise(per_query, params)
@@ -495,27 +504,15 @@ pub fn ranking_metrics_from_lists<S: AsRef<str>, T: AsRef<str>>(
     let labels = intern_labels(query_labels, gallery_labels);
     let per_query = indices
         .axis_iter(Axis(0))
-        .zip(&labels.queries)
-        .map(|(list, label)| {
-            let Some(label) = *label else {
-                return QueryRanking {
-                    relevant: 0,
-                    first_hit: None,
-                    average_precision: None,
-                };
-            };
-            let relevant = labels.counts.get(label).copied().unwrap_or(0);
-            let ranks: Vec<usize> = list
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| labels.gallery.get(**g) == Some(&label))
-                .map(|(p, _)| p + 1)
-                .collect();
-            QueryRanking {
-                relevant,
-                first_hit: ranks.first().copied(),
-                average_precision: Some(average_precision(&ranks, relevant)),
-            }
+        .enumerate()
+        .map(|(q, list)| {
+            labels.rank_query(q, |label| {
+                list.iter()
+                    .enumerate()
+                    .filter(|(_, g)| labels.gallery.get(**g) == Some(&label))
+                    .map(|(p, _)| p + 1)
+                    .collect()
+            })
         })
         .collect();
     summarise(per_query, params)

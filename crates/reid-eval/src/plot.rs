@@ -43,6 +43,7 @@ use plotters_backend::text_anchor::{HPos, VPos};
 use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind, FontTransform,
 };
+#[cfg(doc)]
 use reid_core::ParamGuard;
 
 use crate::error::{EvalError, Result};
@@ -331,66 +332,45 @@ impl ScatterParams {
         self.title = title.into();
         self
     }
-    /// Image width in pixels (SVG user units), 200 to 10000; default 1000.
-    #[must_use]
-    pub fn width(mut self, px: u32) -> Self {
-        self.width = px;
-        self
-    }
-    /// Image height in pixels (SVG user units), 200 to 10000; default 750.
-    #[must_use]
-    pub fn height(mut self, px: u32) -> Self {
-        self.height = px;
-        self
-    }
-    /// How many of the largest identities get their own colour (0 to 1000);
-    /// the rest are grey.
-    #[must_use]
-    pub fn top_identities(mut self, n: usize) -> Self {
-        self.top_identities = n;
-        self
-    }
-    /// Marker radius in pixels, 1 to 50.
-    #[must_use]
-    pub fn point_radius(mut self, r: u32) -> Self {
-        self.point_radius = r;
-        self
+    reid_core::setters! {
+        /// Image width in pixels (SVG user units), 200 to 10000; default 1000.
+        width: u32,
+
+        /// Image height in pixels (SVG user units), 200 to 10000; default 750.
+        height: u32,
+
+        /// How many of the largest identities get their own colour (0 to 1000);
+        /// the rest are grey.
+        top_identities: usize,
+
+        /// Marker radius in pixels, 1 to 50.
+        point_radius: u32,
     }
 }
 
-impl ParamGuard for ScatterParams {
-    type Checked = ValidScatterParams;
-    type Error = EvalError;
-
-    fn check_ref(&self) -> Result<()> {
-        for (name, v) in [("width", self.width), ("height", self.height)] {
-            if !(200..=10_000).contains(&v) {
-                return Err(EvalError::InvalidParam {
-                    name,
-                    reason: format!("must be 200 to 10000 pixels, got {v}"),
-                });
-            }
-        }
-        if self.top_identities > 1000 {
+reid_core::param_guard!(ScatterParams => ValidScatterParams, EvalError, |p| {
+    for (name, v) in [("width", p.width), ("height", p.height)] {
+        if !(200..=10_000).contains(&v) {
             return Err(EvalError::InvalidParam {
-                name: "top_identities",
-                reason: format!("must be at most 1000, got {}", self.top_identities),
+                name,
+                reason: format!("must be 200 to 10000 pixels, got {v}"),
             });
         }
-        if !(1..=50).contains(&self.point_radius) {
-            return Err(EvalError::InvalidParam {
-                name: "point_radius",
-                reason: format!("must be 1 to 50 pixels, got {}", self.point_radius),
-            });
-        }
-        Ok(())
     }
-
-    fn check(self) -> Result<ValidScatterParams> {
-        self.check_ref()?;
-        Ok(ValidScatterParams(self))
+    if p.top_identities > 1000 {
+        return Err(EvalError::InvalidParam {
+            name: "top_identities",
+            reason: format!("must be at most 1000, got {}", p.top_identities),
+        });
     }
-}
+    if !(1..=50).contains(&p.point_radius) {
+        return Err(EvalError::InvalidParam {
+            name: "point_radius",
+            reason: format!("must be 1 to 50 pixels, got {}", p.point_radius),
+        });
+    }
+    Ok(())
+});
 
 /// [`ScatterParams`] that passed [`ParamGuard::check`]. Its `Default` is the
 /// default [`ScatterParams`], checked.
@@ -402,21 +382,15 @@ impl ValidScatterParams {
     pub fn title(&self) -> &str {
         &self.0.title
     }
-    /// Image width in pixels.
-    pub fn width(&self) -> u32 {
-        self.0.width
-    }
-    /// Image height in pixels.
-    pub fn height(&self) -> u32 {
-        self.0.height
-    }
-    /// How many of the largest identities get their own colour.
-    pub fn top_identities(&self) -> usize {
-        self.0.top_identities
-    }
-    /// Marker radius in pixels.
-    pub fn point_radius(&self) -> u32 {
-        self.0.point_radius
+    reid_core::getters! {
+        /// Image width in pixels.
+        width: u32,
+        /// Image height in pixels.
+        height: u32,
+        /// How many of the largest identities get their own colour.
+        top_identities: usize,
+        /// Marker radius in pixels.
+        point_radius: u32,
     }
 }
 

@@ -160,36 +160,28 @@ impl TsneParams {
         }
     }
 
-    /// Output dimensions: 2 or 3 (default 2).
-    #[must_use]
-    pub fn dims(mut self, dims: usize) -> Self {
-        self.dims = dims;
-        self
-    }
+    reid_core::setters! {
+        /// Output dimensions: 2 or 3 (default 2).
+        dims: usize,
 
-    /// Perplexity of the input affinities (the effective number of
-    /// neighbours): at least 1, and at most `(samples - 1) / 3`.
-    #[must_use]
-    pub fn perplexity(mut self, perplexity: f64) -> Self {
-        self.perplexity = perplexity;
-        self
-    }
+        /// Perplexity of the input affinities (the effective number of
+        /// neighbours): at least 1, and at most `(samples - 1) / 3`.
+        perplexity: f64,
 
-    /// Barnes-Hut approximation threshold θ (scikit-learn's `angle`,
-    /// linfa's `approx_threshold`): a cell is summarised by its centre of
-    /// mass when `width / distance < θ`. 0 runs the exact
-    /// O(n²)-per-iteration t-SNE (small inputs only).
-    #[must_use]
-    pub fn theta(mut self, theta: f64) -> Self {
-        self.theta = theta;
-        self
-    }
+        /// Barnes-Hut approximation threshold θ (scikit-learn's `angle`,
+        /// linfa's `approx_threshold`): a cell is summarised by its centre of
+        /// mass when `width / distance < θ`. 0 runs the exact
+        /// O(n²)-per-iteration t-SNE (small inputs only).
+        theta: f64,
 
-    /// Total gradient-descent iterations, early exaggeration included.
-    #[must_use]
-    pub fn max_iter(mut self, max_iter: usize) -> Self {
-        self.max_iter = max_iter;
-        self
+        /// Total gradient-descent iterations, early exaggeration included.
+        max_iter: usize,
+
+        /// Which implementation runs (default [`TsneEngine::Native`]).
+        engine: TsneEngine,
+
+        /// Seed of the initial embedding.
+        seed: u64,
     }
 
     /// Iterations with early exaggeration (P × the factor, momentum 0.5)
@@ -223,20 +215,6 @@ impl TsneParams {
     #[must_use]
     pub fn init(mut self, init: TsneInit) -> Self {
         self.init = Some(init);
-        self
-    }
-
-    /// Which implementation runs (default [`TsneEngine::Native`]).
-    #[must_use]
-    pub fn engine(mut self, engine: TsneEngine) -> Self {
-        self.engine = engine;
-        self
-    }
-
-    /// Seed of the initial embedding.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
         self
     }
 

@@ -14,14 +14,7 @@ use reid_eval::matchsheet::{
 };
 use reid_eval::{EvalError, ParamGuard};
 
-fn samples(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("reid-eval-samples")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::samples;
 
 const PLACEHOLDER: [u8; 3] = [252, 228, 228];
 

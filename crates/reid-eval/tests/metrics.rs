@@ -2,6 +2,8 @@
 //! scores, silhouette, the re-exported open-set scores, and the errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use ndarray::{Array2, array};
 use reid_eval::metrics::{
     Decision, RankingParams, SilhouetteMetric, adjusted_mutual_info, adjusted_rand_index,
@@ -192,13 +194,7 @@ fn ranking_errors() {
         (RankingParams::default().ks(&[0, 1]), "ks", "[0, 1]"),
         (RankingParams::default().ks(&[1]).cmc_len(0), "cmc_len", "0"),
     ] {
-        assert!(params.check_ref().is_err());
-        let e = params.check().unwrap_err();
-        assert!(e.to_string().contains(&format!("got {value}")), "{e}");
-        assert!(
-            matches!(e, EvalError::InvalidParam { name: n, .. } if n == name),
-            "{e:?}"
-        );
+        common::assert_refused(params, name, value);
     }
     // The defaults are valid, and equal the checked `Default`.
     let v = RankingParams::default().check().unwrap();

@@ -3,6 +3,8 @@
 //! one marker per point, bad input gives typed errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::PathBuf;
 
 use ndarray::Array2;
@@ -337,13 +339,7 @@ fn bad_input_is_a_typed_error() {
             "5000",
         ),
     ] {
-        assert!(params.check_ref().is_err());
-        let e = params.check().unwrap_err();
-        assert!(e.to_string().contains(&format!("got {value}")), "{e}");
-        assert!(
-            matches!(e, EvalError::InvalidParam { name: n, .. } if n == name),
-            "{e:?}"
-        );
+        common::assert_refused(params, name, value);
     }
     let v = ScatterParams::new().width(640).check().unwrap();
     assert_eq!((v.width(), v.height(), v.point_radius()), (640, 750, 4));

@@ -2,7 +2,9 @@
 //! it is given and embeds its images so that it opens offline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use image::{Rgb, RgbImage};
 use ndarray::Array2;
@@ -13,15 +15,7 @@ use reid_eval::plot::{ScatterParams, ScatterPlot};
 use reid_eval::report::{Cell, Item, Report, Table};
 use reid_eval::{EvalError, ParamGuard};
 
-/// A fresh sample folder per test (tests run in parallel).
-fn samples(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("reid-eval-samples")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::samples;
 
 /// Standard base64 decoding (the test's own, to check the embedding).
 fn unbase64(s: &str) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Parity with scikit-learn (and an independent numpy ranking) on the
 //! fixtures of `scripts/fixtures/eval_sklearn.py`, made by
-//! `scripts/setup.sh`.
+//! `scripts/setup.sh test`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndarray::Array2;

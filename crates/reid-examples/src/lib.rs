@@ -35,8 +35,6 @@ mod episodes;
 mod local;
 mod output;
 
-use std::path::PathBuf;
-
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use backbone::{BackboneArgs, Embedded};
@@ -59,13 +57,7 @@ pub fn bar(len: usize, what: &str, quiet: bool) -> ProgressBar {
     pb
 }
 
-/// The `shared` data folder: `ANIMAL_REID_SHARED`, else `../shared` beside
-/// the repository.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+pub use reid_core::paths::shared_dir;
 
 /// Loader options: fail on the first bad row or file, or skip and report
 /// them; every image file checked.

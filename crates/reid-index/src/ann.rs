@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::filter::Filter;
 use crate::gallery::{Gallery, Hit};
 use crate::hnsw::Graph;
+#[cfg(doc)]
 use reid_core::ParamGuard;
 
 use crate::{IndexError, Result};
@@ -57,64 +58,41 @@ impl Default for HnswParams {
 }
 
 impl HnswParams {
-    /// Links per point and layer (2..=128).
-    #[must_use]
-    pub fn m(mut self, m: usize) -> Self {
-        self.m = m;
-        self
-    }
+    reid_core::setters! {
+        /// Links per point and layer (2..=128).
+        m: usize,
 
-    /// Beam width while building (at least `m`).
-    #[must_use]
-    pub fn ef_construction(mut self, ef: usize) -> Self {
-        self.ef_construction = ef;
-        self
-    }
+        /// Beam width while building (at least `m`).
+        ef_construction: usize,
 
-    /// Insert on all rayon threads while building (faster, but the graph
-    /// then depends on thread timing); off, the build is deterministic.
-    #[must_use]
-    pub fn parallel(mut self, on: bool) -> Self {
-        self.parallel = on;
-        self
+        /// Insert on all rayon threads while building (faster, but the graph
+        /// then depends on thread timing); off, the build is deterministic.
+        parallel: bool,
     }
 }
 
-impl ParamGuard for HnswParams {
-    type Checked = ValidHnswParams;
-    type Error = IndexError;
-
-    fn check_ref(&self) -> Result<()> {
-        if !(2..=128).contains(&self.m) {
-            return Err(IndexError::param(
-                "m",
-                format!("{} is outside 2..=128", self.m),
-            ));
-        }
-        if self.ef_construction < self.m {
-            return Err(IndexError::param(
-                "ef_construction",
-                format!("{} is below m = {}", self.ef_construction, self.m),
-            ));
-        }
-        Ok(())
+reid_core::param_guard!(HnswParams => ValidHnswParams, IndexError, |p| {
+    if !(2..=128).contains(&p.m) {
+        return Err(IndexError::param(
+            "m",
+            format!("{} is outside 2..=128", p.m),
+        ));
     }
-
-    fn check(self) -> Result<ValidHnswParams> {
-        self.check_ref()?;
-        Ok(ValidHnswParams(self))
+    if p.ef_construction < p.m {
+        return Err(IndexError::param(
+            "ef_construction",
+            format!("{} is below m = {}", p.ef_construction, p.m),
+        ));
     }
-}
+    Ok(())
+});
 
 impl ValidHnswParams {
-    /// Links per point and layer.
-    pub fn m(&self) -> usize {
-        self.0.m
-    }
-
-    /// Beam width while building.
-    pub fn ef_construction(&self) -> usize {
-        self.0.ef_construction
+    reid_core::getters! {
+        /// Links per point and layer.
+        m: usize,
+        /// Beam width while building.
+        ef_construction: usize,
     }
 }
 

@@ -14,6 +14,7 @@ use ndarray::{Array2, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
 use crate::matmul::inner_products_into;
+#[cfg(doc)]
 use reid_core::ParamGuard;
 
 use crate::{IndexError, Result};
@@ -66,60 +67,41 @@ impl Default for ExactParams {
 }
 
 impl ExactParams {
-    /// Queries per tile (at least 1).
-    #[must_use]
-    pub fn query_tile(mut self, n: usize) -> Self {
-        self.query_tile = n;
-        self
-    }
+    reid_core::setters! {
+        /// Queries per tile (at least 1).
+        query_tile: usize,
 
-    /// Gallery rows per tile (at least 1; the score tile `query_tile ×
-    /// gallery_tile` at most 2^26 floats).
-    #[must_use]
-    pub fn gallery_tile(mut self, n: usize) -> Self {
-        self.gallery_tile = n;
-        self
+        /// Gallery rows per tile (at least 1; the score tile `query_tile ×
+        /// gallery_tile` at most 2^26 floats).
+        gallery_tile: usize,
     }
 }
 
-impl ParamGuard for ExactParams {
-    type Checked = ValidExactParams;
-    type Error = IndexError;
-
-    fn check_ref(&self) -> Result<()> {
-        if self.query_tile == 0 {
-            return Err(IndexError::param("query_tile", "must be at least 1"));
-        }
-        if self.gallery_tile == 0 {
-            return Err(IndexError::param("gallery_tile", "must be at least 1"));
-        }
-        match self.query_tile.checked_mul(self.gallery_tile) {
-            Some(t) if t <= 1 << 26 => Ok(()),
-            _ => Err(IndexError::param(
-                "gallery_tile",
-                format!(
-                    "score tile {} x {} exceeds 2^26 elements",
-                    self.query_tile, self.gallery_tile
-                ),
-            )),
-        }
+reid_core::param_guard!(ExactParams => ValidExactParams, IndexError, |p| {
+    if p.query_tile == 0 {
+        return Err(IndexError::param("query_tile", "must be at least 1"));
     }
-
-    fn check(self) -> Result<ValidExactParams> {
-        self.check_ref()?;
-        Ok(ValidExactParams(self))
+    if p.gallery_tile == 0 {
+        return Err(IndexError::param("gallery_tile", "must be at least 1"));
     }
-}
+    match p.query_tile.checked_mul(p.gallery_tile) {
+        Some(t) if t <= 1 << 26 => Ok(()),
+        _ => Err(IndexError::param(
+            "gallery_tile",
+            format!(
+                "score tile {} x {} exceeds 2^26 elements",
+                p.query_tile, p.gallery_tile
+            ),
+        )),
+    }
+});
 
 impl ValidExactParams {
-    /// Queries per tile.
-    pub fn query_tile(&self) -> usize {
-        self.0.query_tile
-    }
-
-    /// Gallery rows per tile.
-    pub fn gallery_tile(&self) -> usize {
-        self.0.gallery_tile
+    reid_core::getters! {
+        /// Queries per tile.
+        query_tile: usize,
+        /// Gallery rows per tile.
+        gallery_tile: usize,
     }
 }
 

@@ -23,9 +23,8 @@
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use reid_core::ParamGuard;
 
-use crate::{IndexError, Result};
+use crate::IndexError;
 
 /// Settings of [`ValidClusteredParams::generate`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,69 +57,37 @@ impl Default for ClusteredParams {
 }
 
 impl ClusteredParams {
-    /// Number of rows.
-    #[must_use]
-    pub fn rows(mut self, n: usize) -> Self {
-        self.rows = n;
-        self
-    }
-    /// Dimensions (at least 1).
-    #[must_use]
-    pub fn dim(mut self, d: usize) -> Self {
-        self.dim = d;
-        self
-    }
-    /// Number of clusters (at least 1).
-    #[must_use]
-    pub fn clusters(mut self, c: usize) -> Self {
-        self.clusters = c;
-        self
-    }
-    /// Standard deviation of the noise per coordinate (finite, `>= 0`).
-    #[must_use]
-    pub fn noise(mut self, sigma: f64) -> Self {
-        self.noise = sigma;
-        self
-    }
-    /// Seed of the centres.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Seed of the noise.
-    #[must_use]
-    pub fn point_seed(mut self, seed: u64) -> Self {
-        self.point_seed = seed;
-        self
+    reid_core::setters! {
+        /// Number of rows.
+        rows: usize,
+        /// Dimensions (at least 1).
+        dim: usize,
+        /// Number of clusters (at least 1).
+        clusters: usize,
+        /// Standard deviation of the noise per coordinate (finite, `>= 0`).
+        noise: f64,
+        /// Seed of the centres.
+        seed: u64,
+        /// Seed of the noise.
+        point_seed: u64,
     }
 }
 
-impl ParamGuard for ClusteredParams {
-    type Checked = ValidClusteredParams;
-    type Error = IndexError;
-
-    fn check_ref(&self) -> Result<()> {
-        if self.dim == 0 {
-            return Err(IndexError::param("dim", "must be at least 1"));
-        }
-        if self.clusters == 0 {
-            return Err(IndexError::param("clusters", "must be at least 1"));
-        }
-        if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return Err(IndexError::param(
-                "noise",
-                format!("must be finite and >= 0, got {}", self.noise),
-            ));
-        }
-        Ok(())
+reid_core::param_guard!(ClusteredParams => ValidClusteredParams, IndexError, |p| {
+    if p.dim == 0 {
+        return Err(IndexError::param("dim", "must be at least 1"));
     }
-
-    fn check(self) -> Result<ValidClusteredParams> {
-        self.check_ref()?;
-        Ok(ValidClusteredParams(self))
+    if p.clusters == 0 {
+        return Err(IndexError::param("clusters", "must be at least 1"));
     }
-}
+    if !(p.noise.is_finite() && p.noise >= 0.0) {
+        return Err(IndexError::param(
+            "noise",
+            format!("must be finite and >= 0, got {}", p.noise),
+        ));
+    }
+    Ok(())
+});
 
 /// A standard normal draw (Box-Muller).
 fn gaussian(rng: &mut ChaCha8Rng) -> f64 {

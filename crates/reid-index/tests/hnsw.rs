@@ -200,35 +200,19 @@ fn serial_build_is_deterministic_and_exact_on_small_galleries() {
     // Two serial builds of the same gallery answer identically.
     let mut big = gallery(2000);
     let q = clustered(50, 32, 6);
-    big.build_hnsw(
-        HnswParams::default()
+    let mut build_and_search = || -> Vec<Vec<usize>> {
+        let serial = HnswParams::default()
             .m(8)
             .ef_construction(32)
-            .parallel(false)
-            .check()
-            .unwrap(),
-    )
-    .unwrap();
-    let first: Vec<Vec<usize>> = big
-        .search_approx(q.view(), 10, 20, None)
-        .unwrap()
-        .iter()
-        .map(|h| h.iter().map(|x| x.row).collect())
-        .collect();
-    big.build_hnsw(
-        HnswParams::default()
-            .m(8)
-            .ef_construction(32)
-            .parallel(false)
-            .check()
-            .unwrap(),
-    )
-    .unwrap();
-    let second: Vec<Vec<usize>> = big
-        .search_approx(q.view(), 10, 20, None)
-        .unwrap()
-        .iter()
-        .map(|h| h.iter().map(|x| x.row).collect())
-        .collect();
+            .parallel(false);
+        big.build_hnsw(serial.check().unwrap()).unwrap();
+        big.search_approx(q.view(), 10, 20, None)
+            .unwrap()
+            .iter()
+            .map(|h| h.iter().map(|x| x.row).collect())
+            .collect()
+    };
+    let first = build_and_search();
+    let second = build_and_search();
     assert_eq!(first, second);
 }

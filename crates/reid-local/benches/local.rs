@@ -6,18 +6,13 @@
 //! stand-in for a full-size photo, or a synthetic texture when it is missing.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use image::{Rgb, RgbImage};
 use reid_local::ParamGuard;
 use reid_local::{FeatureStore, LocalParams, extract_image, match_pair};
 
-fn shared_dir() -> PathBuf {
-    std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
+use reid_core::paths::shared_dir;
 
 /// Seeded random squares, when no real photo is around.
 fn synthetic(w: u32, h: u32, seed: u32) -> RgbImage {

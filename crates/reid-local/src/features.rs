@@ -68,10 +68,9 @@ pub struct FeaturesBuilder {
 }
 
 impl FeaturesBuilder {
-    /// Descriptor length; default [`DESCRIPTOR_LEN`] (128).
-    pub fn dim(mut self, dim: usize) -> Self {
-        self.dim = dim;
-        self
+    reid_core::setters! {
+        /// Descriptor length; default [`DESCRIPTOR_LEN`] (128).
+        dim: usize,
     }
 
     /// `(width, height)` of the decoded image before downscaling; default

@@ -91,108 +91,67 @@ impl Default for ExtractParams {
 pub struct ValidExtractParams(ExtractParams);
 
 impl ExtractParams {
-    /// Sets [`max_side`](#structfield.max_side).
-    #[must_use]
-    pub fn max_side(mut self, px: u32) -> Self {
-        self.max_side = px;
-        self
-    }
-    /// Sets [`max_keypoints`](#structfield.max_keypoints).
-    #[must_use]
-    pub fn max_keypoints(mut self, n: usize) -> Self {
-        self.max_keypoints = n;
-        self
-    }
-    /// Sets [`double_image`](#structfield.double_image).
-    #[must_use]
-    pub fn double_image(mut self, double: bool) -> Self {
-        self.double_image = double;
-        self
-    }
-    /// Sets [`octave_layers`](#structfield.octave_layers).
-    #[must_use]
-    pub fn octave_layers(mut self, layers: u32) -> Self {
-        self.octave_layers = layers;
-        self
-    }
-    /// Sets [`sigma`](#structfield.sigma).
-    #[must_use]
-    pub fn sigma(mut self, sigma: f32) -> Self {
-        self.sigma = sigma;
-        self
-    }
-    /// Sets [`contrast_threshold`](#structfield.contrast_threshold).
-    #[must_use]
-    pub fn contrast_threshold(mut self, threshold: f32) -> Self {
-        self.contrast_threshold = threshold;
-        self
-    }
-    /// Sets [`edge_threshold`](#structfield.edge_threshold).
-    #[must_use]
-    pub fn edge_threshold(mut self, ratio: f32) -> Self {
-        self.edge_threshold = ratio;
-        self
-    }
-    /// Sets [`descriptor`](#structfield.descriptor).
-    #[must_use]
-    pub fn descriptor(mut self, kind: DescriptorKind) -> Self {
-        self.descriptor = kind;
-        self
+    reid_core::setters! {
+        /// Sets [`max_side`](#structfield.max_side).
+        max_side: u32,
+        /// Sets [`max_keypoints`](#structfield.max_keypoints).
+        max_keypoints: usize,
+        /// Sets [`double_image`](#structfield.double_image).
+        double_image: bool,
+        /// Sets [`octave_layers`](#structfield.octave_layers).
+        octave_layers: u32,
+        /// Sets [`sigma`](#structfield.sigma).
+        sigma: f32,
+        /// Sets [`contrast_threshold`](#structfield.contrast_threshold).
+        contrast_threshold: f32,
+        /// Sets [`edge_threshold`](#structfield.edge_threshold).
+        edge_threshold: f32,
+        /// Sets [`descriptor`](#structfield.descriptor).
+        descriptor: DescriptorKind,
     }
 }
 
-impl ParamGuard for ExtractParams {
-    type Checked = ValidExtractParams;
-    type Error = LocalError;
-
-    /// Validates every field; errors with [`LocalError::InvalidParam`]
-    /// naming the first bad one and its value.
-    fn check_ref(&self) -> Result<()> {
-        let p = *self;
-        if !(16..=8192).contains(&p.max_side) {
-            return Err(LocalError::param(
-                "max_side",
-                format!("must be in 16..=8192, got {}", p.max_side),
-            ));
-        }
-        if !(1..=1_000_000).contains(&p.max_keypoints) {
-            return Err(LocalError::param(
-                "max_keypoints",
-                format!("must be in 1..=1000000, got {}", p.max_keypoints),
-            ));
-        }
-        if !(1..=8).contains(&p.octave_layers) {
-            return Err(LocalError::param(
-                "octave_layers",
-                format!("must be in 1..=8, got {}", p.octave_layers),
-            ));
-        }
-        if !(p.sigma.is_finite() && p.sigma > 0.5 && p.sigma <= 10.0) {
-            return Err(LocalError::param(
-                "sigma",
-                format!("must be finite and in (0.5, 10], got {}", p.sigma),
-            ));
-        }
-        if !(p.contrast_threshold.is_finite() && p.contrast_threshold >= 0.0) {
-            return Err(LocalError::param(
-                "contrast_threshold",
-                format!("must be finite and >= 0, got {}", p.contrast_threshold),
-            ));
-        }
-        if !(p.edge_threshold.is_finite() && p.edge_threshold > 1.0) {
-            return Err(LocalError::param(
-                "edge_threshold",
-                format!("must be finite and > 1, got {}", p.edge_threshold),
-            ));
-        }
-        Ok(())
+// Validates every field; errors with [`LocalError::InvalidParam`]
+// naming the first bad one and its value.
+reid_core::param_guard!(ExtractParams => ValidExtractParams, LocalError, |p| {
+    if !(16..=8192).contains(&p.max_side) {
+        return Err(LocalError::param(
+            "max_side",
+            format!("must be in 16..=8192, got {}", p.max_side),
+        ));
     }
-
-    fn check(self) -> Result<ValidExtractParams> {
-        self.check_ref()?;
-        Ok(ValidExtractParams(self))
+    if !(1..=1_000_000).contains(&p.max_keypoints) {
+        return Err(LocalError::param(
+            "max_keypoints",
+            format!("must be in 1..=1000000, got {}", p.max_keypoints),
+        ));
     }
-}
+    if !(1..=8).contains(&p.octave_layers) {
+        return Err(LocalError::param(
+            "octave_layers",
+            format!("must be in 1..=8, got {}", p.octave_layers),
+        ));
+    }
+    if !(p.sigma.is_finite() && p.sigma > 0.5 && p.sigma <= 10.0) {
+        return Err(LocalError::param(
+            "sigma",
+            format!("must be finite and in (0.5, 10], got {}", p.sigma),
+        ));
+    }
+    if !(p.contrast_threshold.is_finite() && p.contrast_threshold >= 0.0) {
+        return Err(LocalError::param(
+            "contrast_threshold",
+            format!("must be finite and >= 0, got {}", p.contrast_threshold),
+        ));
+    }
+    if !(p.edge_threshold.is_finite() && p.edge_threshold > 1.0) {
+        return Err(LocalError::param(
+            "edge_threshold",
+            format!("must be finite and > 1, got {}", p.edge_threshold),
+        ));
+    }
+    Ok(())
+});
 
 impl ValidExtractParams {
     /// The checked values.
@@ -246,40 +205,24 @@ impl Default for MatchParams {
 pub struct ValidMatchParams(MatchParams);
 
 impl MatchParams {
-    /// Sets [`ratio`](#structfield.ratio).
-    #[must_use]
-    pub fn ratio(mut self, ratio: f32) -> Self {
-        self.ratio = ratio;
-        self
-    }
-    /// Sets [`mutual`](#structfield.mutual).
-    #[must_use]
-    pub fn mutual(mut self, mutual: bool) -> Self {
-        self.mutual = mutual;
-        self
+    reid_core::setters! {
+        /// Sets [`ratio`](#structfield.ratio).
+        ratio: f32,
+        /// Sets [`mutual`](#structfield.mutual).
+        mutual: bool,
     }
 }
 
-impl ParamGuard for MatchParams {
-    type Checked = ValidMatchParams;
-    type Error = LocalError;
-
-    /// Validates every field.
-    fn check_ref(&self) -> Result<()> {
-        if !(self.ratio.is_finite() && self.ratio > 0.0 && self.ratio <= 1.0) {
-            return Err(LocalError::param(
-                "ratio",
-                format!("must be finite and in (0, 1], got {}", self.ratio),
-            ));
-        }
-        Ok(())
+// Validates every field.
+reid_core::param_guard!(MatchParams => ValidMatchParams, LocalError, |p| {
+    if !(p.ratio.is_finite() && p.ratio > 0.0 && p.ratio <= 1.0) {
+        return Err(LocalError::param(
+            "ratio",
+            format!("must be finite and in (0, 1], got {}", p.ratio),
+        ));
     }
-
-    fn check(self) -> Result<ValidMatchParams> {
-        self.check_ref()?;
-        Ok(ValidMatchParams(self))
-    }
-}
+    Ok(())
+});
 
 impl ValidMatchParams {
     /// The checked values.
@@ -351,77 +294,44 @@ impl Default for RansacParams {
 pub struct ValidRansacParams(RansacParams);
 
 impl RansacParams {
-    /// Sets [`model`](#structfield.model).
-    #[must_use]
-    pub fn model(mut self, model: ModelKind) -> Self {
-        self.model = model;
-        self
-    }
-    /// Sets [`max_iterations`](#structfield.max_iterations).
-    #[must_use]
-    pub fn max_iterations(mut self, n: u32) -> Self {
-        self.max_iterations = n;
-        self
-    }
-    /// Sets [`inlier_threshold`](#structfield.inlier_threshold).
-    #[must_use]
-    pub fn inlier_threshold(mut self, px: f32) -> Self {
-        self.inlier_threshold = px;
-        self
-    }
-    /// Sets [`confidence`](#structfield.confidence).
-    #[must_use]
-    pub fn confidence(mut self, p: f64) -> Self {
-        self.confidence = p;
-        self
-    }
-    /// Sets [`seed`](#structfield.seed).
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Sets [`refine`](#structfield.refine).
-    #[must_use]
-    pub fn refine(mut self, refine: bool) -> Self {
-        self.refine = refine;
-        self
+    reid_core::setters! {
+        /// Sets [`model`](#structfield.model).
+        model: ModelKind,
+        /// Sets [`max_iterations`](#structfield.max_iterations).
+        max_iterations: u32,
+        /// Sets [`inlier_threshold`](#structfield.inlier_threshold).
+        inlier_threshold: f32,
+        /// Sets [`confidence`](#structfield.confidence).
+        confidence: f64,
+        /// Sets [`seed`](#structfield.seed).
+        seed: u64,
+        /// Sets [`refine`](#structfield.refine).
+        refine: bool,
     }
 }
 
-impl ParamGuard for RansacParams {
-    type Checked = ValidRansacParams;
-    type Error = LocalError;
-
-    /// Validates every field.
-    fn check_ref(&self) -> Result<()> {
-        let p = *self;
-        if !(1..=1_000_000).contains(&p.max_iterations) {
-            return Err(LocalError::param(
-                "max_iterations",
-                format!("must be in 1..=1000000, got {}", p.max_iterations),
-            ));
-        }
-        if !(p.inlier_threshold.is_finite() && p.inlier_threshold > 0.0) {
-            return Err(LocalError::param(
-                "inlier_threshold",
-                format!("must be finite and > 0, got {}", p.inlier_threshold),
-            ));
-        }
-        if !(p.confidence.is_finite() && p.confidence > 0.0 && p.confidence < 1.0) {
-            return Err(LocalError::param(
-                "confidence",
-                format!("must be in (0, 1), got {}", p.confidence),
-            ));
-        }
-        Ok(())
+// Validates every field.
+reid_core::param_guard!(RansacParams => ValidRansacParams, LocalError, |p| {
+    if !(1..=1_000_000).contains(&p.max_iterations) {
+        return Err(LocalError::param(
+            "max_iterations",
+            format!("must be in 1..=1000000, got {}", p.max_iterations),
+        ));
     }
-
-    fn check(self) -> Result<ValidRansacParams> {
-        self.check_ref()?;
-        Ok(ValidRansacParams(self))
+    if !(p.inlier_threshold.is_finite() && p.inlier_threshold > 0.0) {
+        return Err(LocalError::param(
+            "inlier_threshold",
+            format!("must be finite and > 0, got {}", p.inlier_threshold),
+        ));
     }
-}
+    if !(p.confidence.is_finite() && p.confidence > 0.0 && p.confidence < 1.0) {
+        return Err(LocalError::param(
+            "confidence",
+            format!("must be in (0, 1), got {}", p.confidence),
+        ));
+    }
+    Ok(())
+});
 
 impl ValidRansacParams {
     /// The checked values.
@@ -455,29 +365,15 @@ pub struct ValidLocalParams {
 }
 
 impl LocalParams {
-    /// Sets [`decode`](#structfield.decode).
-    #[must_use]
-    pub fn decode(mut self, options: DecodeOptions) -> Self {
-        self.decode = options;
-        self
-    }
-    /// Sets [`extract`](#structfield.extract).
-    #[must_use]
-    pub fn extract(mut self, params: ExtractParams) -> Self {
-        self.extract = params;
-        self
-    }
-    /// Sets [`matching`](#structfield.matching).
-    #[must_use]
-    pub fn matching(mut self, params: MatchParams) -> Self {
-        self.matching = params;
-        self
-    }
-    /// Sets [`ransac`](#structfield.ransac).
-    #[must_use]
-    pub fn ransac(mut self, params: RansacParams) -> Self {
-        self.ransac = params;
-        self
+    reid_core::setters! {
+        /// Sets [`decode`](#structfield.decode).
+        decode: DecodeOptions,
+        /// Sets [`extract`](#structfield.extract).
+        extract: ExtractParams,
+        /// Sets [`matching`](#structfield.matching).
+        matching: MatchParams,
+        /// Sets [`ransac`](#structfield.ransac).
+        ransac: RansacParams,
     }
 }
 

@@ -46,12 +46,25 @@ fn only_cache_file(dir: &Path) -> std::path::PathBuf {
     files[0].clone()
 }
 
+/// A temporary folder with one seeded PNG, a cache inside it, and the
+/// default parameters.
+fn setup(
+    seed: u64,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    FeatureCache,
+    reid_local::ValidLocalParams,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = write_png(tmp.path(), "a.png", seed);
+    let cache = FeatureCache::new(tmp.path().join("cache")).unwrap();
+    (tmp, img, cache, LocalParams::default().check().unwrap())
+}
+
 #[test]
 fn cache_round_trip_is_bit_identical_and_hits_the_second_time() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = write_png(tmp.path(), "a.png", 1);
-    let cache = FeatureCache::new(tmp.path().join("cache")).unwrap();
-    let params = LocalParams::default().check().unwrap();
+    let (_dir, img, cache, params) = setup(1);
 
     let (f1, s1) = extract_file(&img, &params, Some(&cache)).unwrap();
     assert_eq!(s1, CacheStatus::Computed);
@@ -84,10 +97,7 @@ fn cache_round_trip_is_bit_identical_and_hits_the_second_time() {
 
 #[test]
 fn damaged_cache_files_are_typed_errors_and_are_recomputed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = write_png(tmp.path(), "a.png", 2);
-    let cache = FeatureCache::new(tmp.path().join("cache")).unwrap();
-    let params = LocalParams::default().check().unwrap();
+    let (_dir, img, cache, params) = setup(2);
     let (good, _) = extract_file(&img, &params, Some(&cache)).unwrap();
     let file = only_cache_file(cache.dir());
     let intact = std::fs::read(&file).unwrap();

@@ -12,6 +12,7 @@
 
 use ndarray::ArrayView2;
 
+#[cfg(doc)]
 use reid_core::ParamGuard;
 
 use crate::decision::{Decision, Prediction};
@@ -58,44 +59,29 @@ impl ClusterParams {
         }
     }
 
-    /// The linkage (default average).
-    #[must_use]
-    pub fn linkage(mut self, linkage: Linkage) -> Self {
-        self.linkage = linkage;
-        self
+    reid_core::setters! {
+        /// The linkage (default average).
+        linkage: Linkage,
     }
 }
 
-impl ParamGuard for ClusterParams {
-    type Checked = ValidClusterParams;
-    type Error = OpensetError;
-
-    fn check_ref(&self) -> Result<()> {
-        let d = self.distance_threshold;
-        if !(d > 0.0 && d <= 2.0) {
-            return Err(OpensetError::InvalidParam {
-                name: "distance_threshold",
-                reason: format!("must be in (0, 2], got {d}"),
-            });
-        }
-        Ok(())
+reid_core::param_guard!(ClusterParams => ValidClusterParams, OpensetError, |p| {
+    let d = p.distance_threshold;
+    if !(d > 0.0 && d <= 2.0) {
+        return Err(OpensetError::InvalidParam {
+            name: "distance_threshold",
+            reason: format!("must be in (0, 2], got {d}"),
+        });
     }
-
-    fn check(self) -> Result<ValidClusterParams> {
-        self.check_ref()?;
-        Ok(ValidClusterParams(self))
-    }
-}
+    Ok(())
+});
 
 impl ValidClusterParams {
-    /// The linkage.
-    pub fn linkage(&self) -> Linkage {
-        self.0.linkage
-    }
-
-    /// The distance threshold.
-    pub fn distance_threshold(&self) -> f32 {
-        self.0.distance_threshold
+    reid_core::getters! {
+        /// The linkage.
+        linkage: Linkage,
+        /// The distance threshold.
+        distance_threshold: f32,
     }
 }
 

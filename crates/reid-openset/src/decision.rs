@@ -350,27 +350,15 @@ impl DecisionParams {
         }
     }
 
-    /// The rule (default top-1).
-    #[must_use]
-    pub fn rule(mut self, rule: Rule) -> Self {
-        self.rule = rule;
-        self
+    reid_core::setters! {
+        /// The rule (default top-1).
+        rule: Rule,
     }
 }
 
-impl ParamGuard for DecisionParams {
-    type Checked = ValidDecisionParams;
-    type Error = OpensetError;
-
-    fn check_ref(&self) -> Result<()> {
-        self.rule.validate()
-    }
-
-    fn check(self) -> Result<ValidDecisionParams> {
-        self.check_ref()?;
-        Ok(ValidDecisionParams(self))
-    }
-}
+reid_core::param_guard!(DecisionParams => ValidDecisionParams, OpensetError, |p| {
+    p.rule.validate()
+});
 
 impl ValidDecisionParams {
     /// Top-1 with one threshold (checked finite).

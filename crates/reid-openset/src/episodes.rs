@@ -92,37 +92,23 @@ pub fn linear_grid(range: RangeInclusive<f32>, steps: usize) -> Vec<f32> {
 }
 
 impl SelfCalibrationParams {
-    /// Fraction of identities held out as pseudo-new, in `(0, 1)`.
-    #[must_use]
-    pub fn new_fraction(mut self, f: f64) -> Self {
-        self.new_fraction = f;
-        self
-    }
-    /// Fraction of a known identity's images used as pseudo-queries, in
-    /// `(0, 1)`.
-    #[must_use]
-    pub fn query_fraction(mut self, f: f64) -> Self {
-        self.query_fraction = f;
-        self
-    }
-    /// Number of episodes (at least 1).
-    #[must_use]
-    pub fn episodes(mut self, n: usize) -> Self {
-        self.episodes = n;
-        self
-    }
-    /// Seed of the episodes.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// The thresholds tried (finite, at least one; sorted and deduplicated
-    /// by the check).
-    #[must_use]
-    pub fn grid(mut self, grid: Vec<f32>) -> Self {
-        self.grid = grid;
-        self
+    reid_core::setters! {
+        /// Fraction of identities held out as pseudo-new, in `(0, 1)`.
+        new_fraction: f64,
+
+        /// Fraction of a known identity's images used as pseudo-queries, in
+        /// `(0, 1)`.
+        query_fraction: f64,
+
+        /// Number of episodes (at least 1).
+        episodes: usize,
+
+        /// Seed of the episodes.
+        seed: u64,
+
+        /// The thresholds tried (finite, at least one; sorted and deduplicated
+        /// by the check).
+        grid: Vec<f32>,
     }
     /// The thresholds tried: `steps + 1` evenly spaced values over `range`.
     #[must_use]
@@ -177,21 +163,15 @@ impl ParamGuard for SelfCalibrationParams {
 }
 
 impl ValidSelfCalibrationParams {
-    /// Fraction of identities held out as pseudo-new.
-    pub fn new_fraction(&self) -> f64 {
-        self.0.new_fraction
-    }
-    /// Fraction of a known identity's images used as pseudo-queries.
-    pub fn query_fraction(&self) -> f64 {
-        self.0.query_fraction
-    }
-    /// Number of episodes.
-    pub fn episodes(&self) -> usize {
-        self.0.episodes
-    }
-    /// The seed.
-    pub fn seed(&self) -> u64 {
-        self.0.seed
+    reid_core::getters! {
+        /// Fraction of identities held out as pseudo-new.
+        new_fraction: f64,
+        /// Fraction of a known identity's images used as pseudo-queries.
+        query_fraction: f64,
+        /// Number of episodes.
+        episodes: usize,
+        /// The seed.
+        seed: u64,
     }
     /// The thresholds tried, ascending.
     pub fn grid(&self) -> &[f32] {

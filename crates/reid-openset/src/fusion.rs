@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use ndarray::{Array2, ArrayView2, Axis};
+#[cfg(doc)]
 use reid_core::ParamGuard;
 use reid_index::{Gallery, TopK, exact_topk};
 
@@ -270,78 +271,58 @@ impl Default for FusionParams {
 }
 
 impl FusionParams {
-    /// The cosine shortlist `B` of each query that the sources re-score
-    /// (at least 1).
-    #[must_use]
-    pub fn shortlist(mut self, b: usize) -> Self {
-        self.shortlist = b;
-        self
-    }
-    /// One weight per source, in the order the sources are given (finite,
-    /// `>= 0`, not all 0).
-    #[must_use]
-    pub fn weights(mut self, w: Vec<f32>) -> Self {
-        self.weights = w;
-        self
-    }
-    /// How each source's scores become probabilities.
-    #[must_use]
-    pub fn method(mut self, m: CalibrationMethod) -> Self {
-        self.method = m;
-        self
+    reid_core::setters! {
+        /// The cosine shortlist `B` of each query that the sources re-score
+        /// (at least 1).
+        shortlist: usize,
+
+        /// One weight per source, in the order the sources are given (finite,
+        /// `>= 0`, not all 0).
+        weights: Vec<f32>,
+
+        /// How each source's scores become probabilities.
+        method: CalibrationMethod,
     }
 }
 
-impl ParamGuard for FusionParams {
-    type Checked = ValidFusionParams;
-    type Error = OpensetError;
-
-    fn check_ref(&self) -> Result<()> {
-        if self.shortlist == 0 {
-            return Err(OpensetError::InvalidParam {
-                name: "shortlist",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if self.weights.is_empty() {
-            return Err(OpensetError::InvalidParam {
-                name: "weights",
-                reason: "needs one weight per similarity source".into(),
-            });
-        }
-        if let Some(w) = self.weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
-            return Err(OpensetError::InvalidParam {
-                name: "weights",
-                reason: format!("must be finite and >= 0, got {w}"),
-            });
-        }
-        if self.weights.iter().all(|&w| w == 0.0) {
-            return Err(OpensetError::InvalidParam {
-                name: "weights",
-                reason: "all weights are 0".into(),
-            });
-        }
-        Ok(())
+reid_core::param_guard!(FusionParams => ValidFusionParams, OpensetError, |p| {
+    if p.shortlist == 0 {
+        return Err(OpensetError::InvalidParam {
+            name: "shortlist",
+            reason: "must be at least 1".into(),
+        });
     }
-
-    fn check(self) -> Result<ValidFusionParams> {
-        self.check_ref()?;
-        Ok(ValidFusionParams(self))
+    if p.weights.is_empty() {
+        return Err(OpensetError::InvalidParam {
+            name: "weights",
+            reason: "needs one weight per similarity source".into(),
+        });
     }
-}
+    if let Some(w) = p.weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+        return Err(OpensetError::InvalidParam {
+            name: "weights",
+            reason: format!("must be finite and >= 0, got {w}"),
+        });
+    }
+    if p.weights.iter().all(|&w| w == 0.0) {
+        return Err(OpensetError::InvalidParam {
+            name: "weights",
+            reason: "all weights are 0".into(),
+        });
+    }
+    Ok(())
+});
 
 impl ValidFusionParams {
-    /// The shortlist `B`.
-    pub fn shortlist(&self) -> usize {
-        self.0.shortlist
+    reid_core::getters! {
+        /// The shortlist `B`.
+        shortlist: usize,
+        /// The calibration method.
+        method: CalibrationMethod,
     }
     /// The weight of each source.
     pub fn weights(&self) -> &[f32] {
         &self.0.weights
-    }
-    /// The calibration method.
-    pub fn method(&self) -> CalibrationMethod {
-        self.0.method
     }
 }
 

@@ -102,20 +102,6 @@ impl PairScorer for Mapped<'_> {
     }
 }
 
-/// [`crate::identify`] with a second similarity source fused in (the
-/// WildFusion recipe); see [`fuse`].
-pub fn identify_fused(
-    records: &[Record],
-    embeddings: ArrayView2<'_, f32>,
-    params: &ValidOpenSetParams,
-    local: &dyn PairScorer,
-    fusion: &ValidFusionParams,
-) -> Result<Identification> {
-    check_sources(fusion)?;
-    let cosine = crate::identify(records, embeddings, params)?;
-    fuse(&cosine, records, embeddings, params, local, fusion)
-}
-
 fn check_sources(fusion: &ValidFusionParams) -> Result<()> {
     if fusion.weights().len() != 2 {
         return Err(PipelineError::InvalidParam {
@@ -129,9 +115,10 @@ fn check_sources(fusion: &ValidFusionParams) -> Result<()> {
     Ok(())
 }
 
-/// The fusion step on an identification that [`crate::identify`] already
-/// made from the same `records`, `embeddings` and `params` (so several
-/// fusions, e.g. shortlist sizes, share one cosine pass).
+/// A second similarity source fused into an identification that
+/// [`crate::identify`] made from the same `records`, `embeddings` and
+/// `params` (the WildFusion recipe; several fusions, e.g. shortlist sizes,
+/// share one cosine pass: `fuse(&identify(..)?, ..)`).
 ///
 /// `local` scores pairs of **records** (indices into `records`; e.g.
 /// keypoint inlier counts). For each dataset, the fusion is self-calibrated

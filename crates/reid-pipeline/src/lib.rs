@@ -14,8 +14,8 @@
 //!   ([`reid_index::Gallery`]), a threshold per dataset self-calibrated from
 //!   that dataset's database alone (episodes that never leave it), known /
 //!   new decisions, and consistent ids for the new animals.
-//! - [`fuse`] / [`identify_fused`]: a second similarity source (local
-//!   keypoints, another model) fused into each query's cosine shortlist,
+//! - [`fuse`]: a second similarity source (local keypoints, another model)
+//!   fused into each query's cosine shortlist of an identification,
 //!   calibrated per dataset from the database alone.
 //! - [`Identification::score`]: BAKS, BAUS and the AnimalCLEF score per
 //!   dataset, closed-set top-1 and the new-id adjusted Rand index;
@@ -64,7 +64,7 @@ pub mod split;
 
 pub use error::{PipelineError, Result};
 pub use evaluate::{Discovery, Evaluation, evaluate};
-pub use fusion::{FusionReport, fuse, identify_fused};
+pub use fusion::{FusionReport, fuse};
 pub use identify::{Identification, Match, identify};
 pub use params::{OpenSetParams, ValidOpenSetParams};
 pub use reid_core::{ParamGuard, Record, Scope, SplitRole};

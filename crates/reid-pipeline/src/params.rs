@@ -58,50 +58,30 @@ impl Default for OpenSetParams {
 }
 
 impl OpenSetParams {
-    /// Decision rule (default top-1).
-    #[must_use]
-    pub fn rule(mut self, rule: Rule) -> Self {
-        self.rule = rule;
-        self
+    reid_core::setters! {
+        /// Decision rule (default top-1).
+        rule: Rule,
+        /// Matches kept per query, for match sheets and ranking (default 5;
+        /// at least 1).
+        shortlist: usize,
+        /// The self-calibration episodes (and the thresholds they try).
+        episodes: SelfCalibrationParams,
+        /// One threshold per dataset (default), or one for all datasets,
+        /// chosen on the same within-dataset episodes.
+        per_dataset: bool,
+        /// Linkage of the new-individual clustering (default average).
+        linkage: Linkage,
+        /// Cosine distance below which two new queries are the same animal;
+        /// default `1 - threshold` of their dataset: as close as a known
+        /// match.
+        cluster_threshold: Option<f32>,
     }
-    /// Matches kept per query, for match sheets and ranking (default 5; at
-    /// least 1).
-    #[must_use]
-    pub fn shortlist(mut self, k: usize) -> Self {
-        self.shortlist = k;
-        self
-    }
+
     /// Use this threshold for every dataset instead of self-calibrating
     /// (default: self-calibrate).
     #[must_use]
     pub fn fixed_threshold(mut self, t: Option<f32>) -> Self {
         self.fixed = t;
-        self
-    }
-    /// The self-calibration episodes (and the thresholds they try).
-    #[must_use]
-    pub fn episodes(mut self, p: SelfCalibrationParams) -> Self {
-        self.episodes = p;
-        self
-    }
-    /// One threshold per dataset (default), or one for all datasets, chosen
-    /// on the same within-dataset episodes.
-    #[must_use]
-    pub fn per_dataset(mut self, on: bool) -> Self {
-        self.per_dataset = on;
-        self
-    }
-    /// Linkage of the new-individual clustering (default average).
-    #[must_use]
-    pub fn linkage(mut self, l: Linkage) -> Self {
-        self.linkage = l;
-        self
-    }
-    /// Cosine distance below which two new queries are the same animal;
-    /// default `1 - threshold` of their dataset: as close as a known match.
-    #[must_use]
-    pub fn cluster_threshold(mut self, d: Option<f32>) -> Self {
-        self.cluster_threshold = d;
         self
     }
 }

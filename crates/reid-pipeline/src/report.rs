@@ -59,68 +59,40 @@ impl Default for PictureParams {
 }
 
 impl PictureParams {
-    /// Match sheets for this many queries (0: none).
-    #[must_use]
-    pub fn sheets(mut self, n: usize) -> Self {
-        self.sheets = n;
-        self
-    }
-    /// Draw the t-SNE plot.
-    #[must_use]
-    pub fn tsne(mut self, on: bool) -> Self {
-        self.tsne = on;
-        self
-    }
-    /// t-SNE perplexity (finite, > 0; at most (images - 1) / 3 when run).
-    #[must_use]
-    pub fn perplexity(mut self, p: f64) -> Self {
-        self.perplexity = p;
-        self
-    }
-    /// t-SNE iterations (at least 1).
-    #[must_use]
-    pub fn tsne_iter(mut self, n: usize) -> Self {
-        self.tsne_iter = n;
-        self
-    }
-    /// Seed of the t-SNE.
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
+    reid_core::setters! {
+        /// Match sheets for this many queries (0: none).
+        sheets: usize,
+        /// Draw the t-SNE plot.
+        tsne: bool,
+        /// t-SNE perplexity (finite, > 0; at most (images - 1) / 3 when run).
+        perplexity: f64,
+        /// t-SNE iterations (at least 1).
+        tsne_iter: usize,
+        /// Seed of the t-SNE.
+        seed: u64,
     }
 }
 
-impl ParamGuard for PictureParams {
-    type Checked = ValidPictureParams;
-    type Error = PipelineError;
-
-    fn check_ref(&self) -> Result<()> {
-        if !(self.perplexity.is_finite() && self.perplexity > 0.0) {
-            return Err(PipelineError::InvalidParam {
-                name: "perplexity",
-                reason: format!("must be finite and > 0, got {}", self.perplexity),
-            });
-        }
-        if self.tsne_iter == 0 {
-            return Err(PipelineError::InvalidParam {
-                name: "tsne_iter",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+reid_core::param_guard!(PictureParams => ValidPictureParams, PipelineError, |p| {
+    if !(p.perplexity.is_finite() && p.perplexity > 0.0) {
+        return Err(PipelineError::InvalidParam {
+            name: "perplexity",
+            reason: format!("must be finite and > 0, got {}", p.perplexity),
+        });
     }
-
-    fn check(self) -> Result<ValidPictureParams> {
-        self.check_ref()?;
-        Ok(ValidPictureParams(self))
+    if p.tsne_iter == 0 {
+        return Err(PipelineError::InvalidParam {
+            name: "tsne_iter",
+            reason: "must be at least 1".into(),
+        });
     }
-}
+    Ok(())
+});
 
 impl ValidPictureParams {
-    /// Match sheets for this many queries.
-    pub fn sheets(&self) -> usize {
-        self.0.sheets
+    reid_core::getters! {
+        /// Match sheets for this many queries.
+        sheets: usize,
     }
 }
 

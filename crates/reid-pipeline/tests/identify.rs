@@ -6,7 +6,6 @@
 use ndarray::Array2;
 use reid_pipeline::{
     FusionParams, OpenSetParams, ParamGuard, PipelineError, Record, SplitRole, fuse, identify,
-    identify_fused,
 };
 
 fn rec(id: &str, who: Option<&str>, split: SplitRole, dataset: &str) -> Record {
@@ -234,7 +233,15 @@ fn fused_job_self_calibrates_a_second_source() {
     let global = identify(&records, emb.view(), &params).unwrap();
     let global_score = global.score(&records).unwrap().unwrap().animalclef.score;
     let fusion = FusionParams::default().shortlist(48).check().unwrap();
-    let job = identify_fused(&records, emb.view(), &params, &truth, &fusion).unwrap();
+    let job = fuse(
+        &identify(&records, emb.view(), &params).unwrap(),
+        &records,
+        emb.view(),
+        &params,
+        &truth,
+        &fusion,
+    )
+    .unwrap();
     let s = job.score(&records).unwrap().unwrap();
     assert_eq!(s.animalclef.score, 1.0, "{:?}", s.animalclef);
     assert!(global_score < 0.8, "cosine alone: {global_score}");
@@ -277,7 +284,7 @@ fn fused_job_self_calibrates_a_second_source() {
         .check()
         .unwrap();
     assert!(matches!(
-        identify_fused(&records, emb.view(), &params, &truth, &three),
+        fuse(&global, &records, emb.view(), &params, &truth, &three),
         Err(PipelineError::InvalidParam {
             name: "weights",
             ..

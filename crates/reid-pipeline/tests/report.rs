@@ -73,16 +73,19 @@ fn figures_and_pictures_go_into_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let mut report = Report::new("pipeline");
     add_figures(&mut report, &ident, &evaluation).unwrap();
-    // 18 points: perplexity 30 is too high, so the t-SNE is skipped with the reason.
-    let pics = write_pictures(
-        &mut report,
-        &records,
-        emb.view(),
-        &ident,
-        dir.path(),
-        &PictureParams::default().sheets(3).check().unwrap(),
-    )
-    .unwrap();
+    let mut pictures = |params: PictureParams| {
+        write_pictures(
+            &mut report,
+            &records,
+            emb.view(),
+            &ident,
+            dir.path(),
+            &params.check().unwrap(),
+        )
+        .unwrap()
+    };
+    // 22 points: perplexity 30 is too high, so the t-SNE is skipped with the reason.
+    let pics = pictures(PictureParams::default().sheets(3));
     assert!(pics.tsne.is_none());
     assert!(pics.tsne_skipped.as_deref().unwrap().contains("perplexity"));
     let sheets = pics.sheets.as_ref().unwrap();
@@ -93,20 +96,12 @@ fn figures_and_pictures_go_into_the_report() {
         "missing images are placeholders"
     );
     // With a perplexity that fits, the plot is drawn.
-    let pics = write_pictures(
-        &mut report,
-        &records,
-        emb.view(),
-        &ident,
-        dir.path(),
-        &PictureParams::default()
+    let pics = pictures(
+        PictureParams::default()
             .sheets(0)
             .perplexity(4.0)
-            .tsne_iter(300)
-            .check()
-            .unwrap(),
-    )
-    .unwrap();
+            .tsne_iter(300),
+    );
     let t = pics.tsne.as_ref().unwrap();
     assert_eq!(t.points, 22);
     assert!(t.files.png.is_file() && t.files.svg.is_file());

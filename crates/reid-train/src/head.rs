@@ -152,13 +152,35 @@ pub enum ValidLossParams {
 }
 
 impl ValidLossParams {
-    /// Short name for logs: `arcface`, `subcenter`, `triplet`, `softmax`.
+    /// Short name for logs: `arcface`, `subcenter`, `triplet`, `softmax`
+    /// (as [`LossParams::name`]).
+    ///
+    /// ```
+    /// use reid_train::{LossParams, ParamGuard};
+    /// for p in [
+    ///     LossParams::ArcFace(Default::default()),
+    ///     LossParams::SubCenter(Default::default()),
+    ///     LossParams::Triplet(Default::default()),
+    ///     LossParams::Softmax,
+    /// ] {
+    ///     assert_eq!(p.check()?.name(), p.name());
+    /// }
+    /// # Ok::<(), reid_train::TrainError>(())
+    /// ```
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::ArcFace(_) => "arcface",
-            Self::SubCenter(_) => "subcenter",
-            Self::Triplet(_) => "triplet",
-            Self::Softmax => "softmax",
+        self.settings().name()
+    }
+
+    /// The settings this loss was checked from.
+    fn settings(&self) -> LossParams {
+        match *self {
+            Self::ArcFace(a) => LossParams::ArcFace(*a.params()),
+            Self::SubCenter(s) => LossParams::SubCenter(SubCenterParams {
+                arcface: *s.arcface().params(),
+                k: s.k(),
+            }),
+            Self::Triplet(t) => LossParams::Triplet(*t.params()),
+            Self::Softmax => LossParams::Softmax,
         }
     }
 }

@@ -5,7 +5,9 @@
 //! ([`loss`]), a projection head ([`head`]), and a trainer ([`train`]) over
 //! class-balanced P×K batches from `reid-data` with AdamW, cosine schedule
 //! with warm-up, a lower backbone learning rate, frozen stages, gradient
-//! clipping, per-epoch open-set validation, early stopping and atomic
+//! clipping, per-epoch open-set validation (through `reid-pipeline`: each
+//! validation query matched within its own dataset, each dataset's
+//! threshold from its own training images), early stopping and atomic
 //! safetensors checkpoints that `reid_backbone::BackboneBuilder::weights_file`
 //! loads back.
 //!

@@ -131,25 +131,13 @@ impl Default for ArcFaceParams {
 }
 
 impl ArcFaceParams {
-    /// Sets the margin `m` in radians.
-    #[must_use]
-    pub fn margin(mut self, margin: f64) -> Self {
-        self.margin = margin;
-        self
-    }
-
-    /// Sets the logit scale `s`.
-    #[must_use]
-    pub fn scale(mut self, scale: f64) -> Self {
-        self.scale = scale;
-        self
-    }
-
-    /// Sets `easy_margin`.
-    #[must_use]
-    pub fn easy_margin(mut self, on: bool) -> Self {
-        self.easy_margin = on;
-        self
+    reid_core::setters! {
+        /// Sets the margin `m` in radians.
+        margin: f64,
+        /// Sets the logit scale `s`.
+        scale: f64,
+        /// Sets `easy_margin`.
+        easy_margin: bool,
     }
 }
 
@@ -244,18 +232,11 @@ impl Default for SubCenterParams {
 }
 
 impl SubCenterParams {
-    /// Sets the ArcFace margin and scale.
-    #[must_use]
-    pub fn arcface(mut self, arcface: ArcFaceParams) -> Self {
-        self.arcface = arcface;
-        self
-    }
-
-    /// Sets the centres per class.
-    #[must_use]
-    pub fn k(mut self, k: i64) -> Self {
-        self.k = k;
-        self
+    reid_core::setters! {
+        /// Sets the ArcFace margin and scale.
+        arcface: ArcFaceParams,
+        /// Sets the centres per class.
+        k: i64,
     }
 }
 
@@ -376,18 +357,11 @@ impl Default for TripletParams {
 }
 
 impl TripletParams {
-    /// Sets the margin.
-    #[must_use]
-    pub fn margin(mut self, margin: f64) -> Self {
-        self.margin = margin;
-        self
-    }
-
-    /// Sets the distance.
-    #[must_use]
-    pub fn distance(mut self, distance: Distance) -> Self {
-        self.distance = distance;
-        self
+    reid_core::setters! {
+        /// Sets the margin.
+        margin: f64,
+        /// Sets the distance.
+        distance: Distance,
     }
 }
 

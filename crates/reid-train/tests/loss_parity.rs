@@ -47,7 +47,7 @@ fn losses_and_gradients_match_pytorch() {
     let path = fixtures();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; run scripts/setup.sh to make the fixtures",
+            "{}: {e}; run `scripts/setup.sh test` to make the fixtures",
             path.display()
         )
     });

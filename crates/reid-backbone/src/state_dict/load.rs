@@ -118,11 +118,10 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// Strict: any missing, unexpected or mis-shaped name is a
-    /// [`BackboneError::StateDictMismatch`] and nothing is copied.
-    pub fn strict(mut self, strict: bool) -> Self {
-        self.strict = strict;
-        self
+    reid_core::setters! {
+        /// Strict: any missing, unexpected or mis-shaped name is a
+        /// [`BackboneError::StateDictMismatch`] and nothing is copied.
+        strict: bool,
     }
 
     /// Renames state-dict keys before matching: `Some(name)` to use `name`,

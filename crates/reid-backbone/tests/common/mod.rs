@@ -6,18 +6,9 @@ use std::path::PathBuf;
 use tch::Tensor;
 
 /// The folder of fixtures made by `scripts/fixtures/<stem>.py` (run by
-/// `scripts/setup.sh`). Missing fixtures fail the test with the command to run.
+/// `scripts/setup.sh test`). Missing fixtures fail the test with the command to run.
 pub fn fixture_dir(stem: &str) -> PathBuf {
-    let base = std::env::var_os("ANIMAL_REID_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| reid_backbone::weights::cache_dir().join("fixtures"));
-    let dir = base.join(stem);
-    assert!(
-        dir.is_dir(),
-        "fixtures {} missing: run scripts/setup.sh (it runs scripts/fixtures/{stem}.py)",
-        dir.display()
-    );
-    dir
+    reid_core::paths::fixture_dir(stem).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Reads every tensor of a safetensors file into a name → tensor map (CPU).
@@ -56,11 +47,9 @@ pub fn assert_rel(got: &Tensor, want: &Tensor, rtol: f64, what: &str) {
     );
 }
 
-/// The `shared` data folder (`ANIMAL_REID_SHARED`, else beside the clone).
+/// The `shared` data folder (`reid_core::paths::shared_dir`).
 pub fn shared() -> PathBuf {
-    std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+    reid_core::paths::shared_dir()
 }
 
 /// The first `n` records of `lion.csv` (real photos).

@@ -6,14 +6,11 @@ use std::path::{Path, PathBuf};
 use image::{Rgb, RgbImage};
 use reid_data::loaders::{LoadOptions, load_folders};
 
-/// The lion photos of the shared data folder (`ANIMAL_REID_SHARED`, else
-/// `../shared` beside the repository), or `Err` with the folder that was
+/// The lion photos of the shared data folder
+/// (`reid_core::paths::shared_dir`), or `Err` with the folder that was
 /// looked at when it is absent.
 pub fn lion_files() -> Result<Vec<PathBuf>, PathBuf> {
-    let shared = std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let root = shared.join("datasets/lion");
+    let root = reid_core::paths::shared_dir().join("datasets/lion");
     match load_folders(&root, &LoadOptions::skip()) {
         Ok((ds, _)) if !ds.is_empty() => Ok(ds.records.into_iter().map(|r| r.path).collect()),
         _ => Err(root),

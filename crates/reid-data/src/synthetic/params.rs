@@ -72,32 +72,27 @@ impl Default for SyntheticParams {
 }
 
 impl SyntheticParams {
-    /// Sets [`SyntheticParams::n_individuals`].
-    #[must_use]
-    pub fn n_individuals(mut self, n: usize) -> Self {
-        self.n_individuals = n;
-        self
-    }
-
-    /// Sets [`SyntheticParams::images_per_individual`].
-    #[must_use]
-    pub fn images_per_individual(mut self, m: usize) -> Self {
-        self.images_per_individual = m;
-        self
-    }
-
-    /// Sets [`SyntheticParams::width`], in pixels.
-    #[must_use]
-    pub fn width(mut self, width: u32) -> Self {
-        self.width = width;
-        self
-    }
-
-    /// Sets [`SyntheticParams::height`], in pixels.
-    #[must_use]
-    pub fn height(mut self, height: u32) -> Self {
-        self.height = height;
-        self
+    reid_core::setters! {
+        /// Sets [`SyntheticParams::n_individuals`].
+        n_individuals: usize,
+        /// Sets [`SyntheticParams::images_per_individual`].
+        images_per_individual: usize,
+        /// Sets [`SyntheticParams::width`], in pixels.
+        width: u32,
+        /// Sets [`SyntheticParams::height`], in pixels.
+        height: u32,
+        /// Sets [`SyntheticParams::seed`].
+        seed: u64,
+        /// Sets [`SyntheticParams::new_identity_fraction`].
+        new_identity_fraction: f64,
+        /// Sets [`SyntheticParams::query_fraction`].
+        query_fraction: f64,
+        /// Sets [`SyntheticParams::nuisance`].
+        nuisance: f32,
+        /// Sets [`SyntheticParams::jpeg_quality`].
+        jpeg_quality: u8,
+        /// Sets [`SyntheticParams::dates`].
+        dates: bool,
     }
 
     /// Sets [`SyntheticParams::species`].
@@ -107,52 +102,10 @@ impl SyntheticParams {
         self
     }
 
-    /// Sets [`SyntheticParams::seed`].
-    #[must_use]
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Sets [`SyntheticParams::new_identity_fraction`].
-    #[must_use]
-    pub fn new_identity_fraction(mut self, f: f64) -> Self {
-        self.new_identity_fraction = f;
-        self
-    }
-
-    /// Sets [`SyntheticParams::query_fraction`].
-    #[must_use]
-    pub fn query_fraction(mut self, f: f64) -> Self {
-        self.query_fraction = f;
-        self
-    }
-
-    /// Sets [`SyntheticParams::nuisance`].
-    #[must_use]
-    pub fn nuisance(mut self, k: f32) -> Self {
-        self.nuisance = k;
-        self
-    }
-
-    /// Sets [`SyntheticParams::jpeg_quality`].
-    #[must_use]
-    pub fn jpeg_quality(mut self, q: u8) -> Self {
-        self.jpeg_quality = q;
-        self
-    }
-
     /// Sets [`SyntheticParams::dataset_name`].
     #[must_use]
     pub fn dataset_name(mut self, name: impl Into<String>) -> Self {
         self.dataset_name = name.into();
-        self
-    }
-
-    /// Sets [`SyntheticParams::dates`].
-    #[must_use]
-    pub fn dates(mut self, on: bool) -> Self {
-        self.dates = on;
         self
     }
 }

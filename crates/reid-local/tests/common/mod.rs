@@ -116,10 +116,7 @@ pub fn apply(m: &[[f64; 3]; 2], x: f64, y: f64) -> (f64, f64) {
     )
 }
 
-/// The shared folder: `$ANIMAL_REID_SHARED`, else `../shared` next to the
-/// workspace.
+/// The shared folder (`reid_core::paths::shared_dir`).
 pub fn shared_dir() -> PathBuf {
-    std::env::var_os("ANIMAL_REID_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+    reid_core::paths::shared_dir()
 }

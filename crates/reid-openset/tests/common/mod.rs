@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests of `reid-openset`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::panic, dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
@@ -10,27 +10,9 @@ use reid_index::Gallery;
 use reid_openset::{ParamGuard, SelfCalibrationParams, ValidSelfCalibrationParams};
 
 /// The folder of fixtures made by `scripts/fixtures/<stem>.py` (run by
-/// `scripts/setup.sh`). Missing fixtures fail the test with the command to run.
+/// `scripts/setup.sh test`). Missing fixtures fail the test with the command to run.
 pub fn fixture_dir(stem: &str) -> PathBuf {
-    let base = std::env::var_os("ANIMAL_REID_FIXTURES")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("ANIMAL_REID_CACHE")
-                .filter(|v| !v.is_empty())
-                .map(|c| PathBuf::from(c).join("fixtures"))
-        })
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/animal-reid/fixtures")
-        });
-    let dir = base.join(stem);
-    assert!(
-        dir.is_dir(),
-        "fixtures {} missing: run scripts/setup.sh (it runs scripts/fixtures/{stem}.py)",
-        dir.display()
-    );
-    dir
+    reid_core::paths::fixture_dir(stem).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The scikit-learn reference values of `scripts/fixtures/openset_sklearn.py`.

@@ -160,59 +160,60 @@ impl Default for TrainParams {
 }
 
 impl TrainParams {
-    /// Sets [`TrainParams::epochs`] (at least 1).
-    #[must_use]
-    pub fn epochs(mut self, v: usize) -> Self {
-        self.epochs = v;
-        self
-    }
+    reid_core::setters! {
+        /// Sets [`TrainParams::epochs`] (at least 1).
+        epochs: usize,
 
-    /// Sets [`TrainParams::p`], identities per batch (at least 1).
-    #[must_use]
-    pub fn p(mut self, v: usize) -> Self {
-        self.p = v;
-        self
-    }
+        /// Sets [`TrainParams::p`], identities per batch (at least 1).
+        p: usize,
 
-    /// Sets [`TrainParams::k`], images per identity in a batch (at least 1).
-    #[must_use]
-    pub fn k(mut self, v: usize) -> Self {
-        self.k = v;
-        self
+        /// Sets [`TrainParams::k`], images per identity in a batch (at least 1).
+        k: usize,
+
+        /// Sets [`TrainParams::lr_head`] (`>= 0`).
+        lr_head: f64,
+
+        /// Sets [`TrainParams::lr_backbone`] (`>= 0`; 0 leaves the backbone as it is).
+        lr_backbone: f64,
+
+        /// Sets [`TrainParams::weight_decay`] (`>= 0`).
+        weight_decay: f64,
+
+        /// Sets [`TrainParams::warmup_epochs`] (`>= 0`).
+        warmup_epochs: f64,
+
+        /// Sets [`TrainParams::freeze`].
+        freeze: Freeze,
+
+        /// Sets [`TrainParams::head_bn`] (needs an embedding size).
+        head_bn: bool,
+
+        /// Sets [`TrainParams::loss`].
+        loss: LossParams,
+
+        /// CUDA autocast of the forward pass. Refused on CPU by
+        /// [`super::Trainer::new`] with [`TrainError::Unsupported`]. libtorch
+        /// picks the reduced type (its CUDA default); tch 0.24 has no setter for
+        /// it.
+        autocast: bool,
+
+        /// Sets [`TrainParams::augment`].
+        augment: bool,
+
+        /// Sets [`TrainParams::seed`].
+        seed: u64,
+
+        /// Sets [`TrainParams::resume`].
+        resume: bool,
+
+        /// Sets [`TrainParams::eval_batch`] (at least 1).
+        eval_batch: usize,
     }
 
     /// Sets [`TrainParams::batches_per_epoch`] (`None`: the sampler's full epoch).
     #[must_use]
     pub fn batches_per_epoch(mut self, v: impl Into<Option<usize>>) -> Self {
         self.batches_per_epoch = v.into();
-        self
-    }
-
-    /// Sets [`TrainParams::lr_head`] (`>= 0`).
-    #[must_use]
-    pub fn lr_head(mut self, v: f64) -> Self {
-        self.lr_head = v;
-        self
-    }
-
-    /// Sets [`TrainParams::lr_backbone`] (`>= 0`; 0 leaves the backbone as it is).
-    #[must_use]
-    pub fn lr_backbone(mut self, v: f64) -> Self {
-        self.lr_backbone = v;
-        self
-    }
-
-    /// Sets [`TrainParams::weight_decay`] (`>= 0`).
-    #[must_use]
-    pub fn weight_decay(mut self, v: f64) -> Self {
-        self.weight_decay = v;
-        self
-    }
-
-    /// Sets [`TrainParams::warmup_epochs`] (`>= 0`).
-    #[must_use]
-    pub fn warmup_epochs(mut self, v: f64) -> Self {
-        self.warmup_epochs = v;
         self
     }
 
@@ -223,55 +224,10 @@ impl TrainParams {
         self
     }
 
-    /// Sets [`TrainParams::freeze`].
-    #[must_use]
-    pub fn freeze(mut self, v: Freeze) -> Self {
-        self.freeze = v;
-        self
-    }
-
     /// Sets [`TrainParams::embedding_dim`] (1 to 65536; `None`: no projection).
     #[must_use]
     pub fn embedding_dim(mut self, v: impl Into<Option<i64>>) -> Self {
         self.embedding_dim = v.into();
-        self
-    }
-
-    /// Sets [`TrainParams::head_bn`] (needs an embedding size).
-    #[must_use]
-    pub fn head_bn(mut self, v: bool) -> Self {
-        self.head_bn = v;
-        self
-    }
-
-    /// Sets [`TrainParams::loss`].
-    #[must_use]
-    pub fn loss(mut self, v: LossParams) -> Self {
-        self.loss = v;
-        self
-    }
-
-    /// CUDA autocast of the forward pass. Refused on CPU by
-    /// [`super::Trainer::new`] with [`TrainError::Unsupported`]. libtorch
-    /// picks the reduced type (its CUDA default); tch 0.24 has no setter for
-    /// it.
-    #[must_use]
-    pub fn autocast(mut self, on: bool) -> Self {
-        self.autocast = on;
-        self
-    }
-
-    /// Sets [`TrainParams::augment`].
-    #[must_use]
-    pub fn augment(mut self, v: bool) -> Self {
-        self.augment = v;
-        self
-    }
-
-    /// Sets [`TrainParams::seed`].
-    #[must_use]
-    pub fn seed(mut self, v: u64) -> Self {
-        self.seed = v;
         self
     }
 
@@ -289,24 +245,10 @@ impl TrainParams {
         self
     }
 
-    /// Sets [`TrainParams::resume`].
-    #[must_use]
-    pub fn resume(mut self, v: bool) -> Self {
-        self.resume = v;
-        self
-    }
-
     /// Sets [`TrainParams::max_epochs_this_run`] (at least 1).
     #[must_use]
     pub fn max_epochs_this_run(mut self, v: impl Into<Option<usize>>) -> Self {
         self.max_epochs_this_run = v.into();
-        self
-    }
-
-    /// Sets [`TrainParams::eval_batch`] (at least 1).
-    #[must_use]
-    pub fn eval_batch(mut self, v: usize) -> Self {
-        self.eval_batch = v;
         self
     }
 }

@@ -31,7 +31,7 @@ pub struct ValScore {
 }
 
 /// Self-calibrated open-set score of labelled queries against a labelled
-/// gallery, through the open-set pipeline ([`reid_pipeline::identify`]):
+/// gallery, through the open-set pipeline ([`reid_pipeline::identify()`]):
 /// each query is matched only within its own dataset (else species), the
 /// threshold of each dataset comes from that dataset's gallery alone, the
 /// decision is top-1 cosine. `gallery` row `i` embeds `gallery_records[i]`,

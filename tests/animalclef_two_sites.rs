@@ -1,0 +1,97 @@
+//! The `animalclef` example on an AnimalCLEF-style folder holding two
+//! datasets of the same species whose identities are disjoint but whose
+//! photos are the same (site B's catalogue is a copy of site A's under other
+//! names): every query's nearest photos include site A's copy of itself, so
+//! matching across datasets would answer with site A's cows for site B's
+//! queries, which the submission checker refuses. Matched within its own
+//! dataset, each query gets an identity of its own site (or
+//! `new_individual`), and the example writes a valid submission.
+#![cfg(feature = "torch")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use animal_reid::core::ParamGuard;
+use animal_reid::data::Dataset;
+use animal_reid::data::loaders::write_metadata_csv;
+use animal_reid::data::synthetic::SyntheticParams;
+use animal_reid::eval::submission::{SubmissionReference, read_submission};
+
+/// The example binary `cargo test` built beside this test.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join(name))
+        .unwrap()
+}
+
+#[test]
+fn two_sites_of_one_species_give_a_valid_submission() {
+    let bin = example("animalclef");
+    assert!(bin.is_file(), "{} not built", bin.display());
+    animal_reid::backbone::weights::Pretrained::from_name("mobilenet_v2")
+        .and_then(|p| p.verify())
+        .expect("the MobileNetV2 weights (scripts/setup.sh fetches them)");
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = Vec::new();
+    for site in ["SiteA", "SiteB"] {
+        let ds = SyntheticParams::default()
+            .n_individuals(8)
+            .images_per_individual(4)
+            .new_identity_fraction(0.25)
+            .width(96)
+            .height(96)
+            .species(["cow"])
+            .dataset_name(site)
+            .seed(7)
+            .check()
+            .unwrap()
+            .generate(&dir.path().join(site))
+            .unwrap();
+        for mut r in ds.records {
+            // Same photos, other names: identities disjoint between sites.
+            r.image_id = format!("{site}-{}", r.image_id);
+            r.identity = r.identity.map(|i| format!("{site}-{i}"));
+            records.push(r);
+        }
+    }
+    let metadata = dir.path().join("metadata.csv");
+    write_metadata_csv(&metadata, &Dataset::new(dir.path(), records)).unwrap();
+    let out = dir.path().join("submission.csv");
+    let run = Command::new(&bin)
+        .args(["--root"])
+        .arg(dir.path())
+        .args(["--out"])
+        .arg(&out)
+        .args(["--backbone", "mobilenet_v2", "--quiet", "--episodes", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "animalclef failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let reference = SubmissionReference::from_metadata(&metadata).unwrap();
+    let rows = read_submission(&out).unwrap();
+    reference.validate(&rows).unwrap();
+    assert_eq!(rows.len(), reference.num_queries());
+    // Each answer names a cow of the query's own site, or a new one; the
+    // identical photos of the other site never win.
+    let mut known = 0;
+    for r in &rows {
+        let site = reference.dataset_of(&r.image_id).unwrap();
+        if let Some(id) = r.decision.identity() {
+            assert!(
+                id.starts_with(&format!("{site}-")),
+                "{} -> {id}",
+                r.image_id
+            );
+            known += 1;
+        }
+    }
+    assert!(known > 0, "no query was recognised: {rows:?}");
+}
