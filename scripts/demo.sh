@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up (idempotent) and runs the main job: the demo on the
+# Sets up what running needs (idempotent; not the test tools) and runs the main job: the demo on the
 # embedded synthetic dataset. Extra arguments go to the demo (`--help`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/setup.sh --quiet
+scripts/setup.sh run --quiet
 exec cargo run --locked --release --example demo -- "$@"
