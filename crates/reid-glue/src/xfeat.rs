@@ -1,0 +1,1 @@
+//! xfeat (work in progress on a branch; see the crate doc).
