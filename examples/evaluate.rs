@@ -7,15 +7,17 @@
 //! each, the ranking and clustering figures, and write a t-SNE plot, match
 //! sheets and a JSON and HTML report into `--out`.
 //!
-//! With `--local 10,50`, local keypoints join in: RootSIFT features of every
-//! image (cached on disk), matched with a ratio test and verified by RANSAC
-//! for the cosine shortlist of each query only; the inlier count is fused
-//! with cosine, both calibrated from the database alone, and the fused
-//! identification is scored for each shortlist size, with the time per query.
+//! With `--local sift,xfeat,disk,aliked` (any of them), local matching
+//! joins in: keypoints of every image (cached on disk) — RootSIFT matched
+//! with a ratio test and verified by RANSAC, or learned keypoints matched by
+//! LightGlue — for the cosine shortlist of each query only (`--shortlist
+//! 10,50`); each matcher's score is fused with cosine, all calibrated from
+//! the database alone, and the fused identification is scored for each
+//! shortlist size, with the time per query of each matcher.
 //!
 //! ```sh
 //! cargo run --release --example evaluate -- --csv ../shared/datasets/lion/lion.csv --out out/lion
-//! cargo run --release --example evaluate -- --local 10,50 --out out/lion-local
+//! cargo run --release --example evaluate -- --local sift,xfeat --shortlist 10,50 --out out/lion-local
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -27,7 +29,6 @@ use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
-use animal_reid::local::LocalScorer;
 use animal_reid::pipeline::{
     Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
 };
@@ -179,37 +180,41 @@ fn main() -> Result<()> {
     )
 }
 
-/// Extracts (or reads back) every image's local features, then runs and
-/// scores the fused identification for each `--local` shortlist size.
+/// Extracts (or reads back) every image's local features for each
+/// `--local` matcher, then runs and scores the fused identification for
+/// each `--shortlist` size.
 fn local_fusion(
     args: &Args,
-    records: &[Record],
-    embeddings: ArrayView2<'_, f32>,
-    ident: &Identification,
-    params: &ValidOpenSetParams,
+    records: &[animal_reid::core::Record],
+    embeddings: ndarray::ArrayView2<'_, f32>,
+    ident: &animal_reid::pipeline::Identification,
+    params: &animal_reid::pipeline::ValidOpenSetParams,
     fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
 ) -> Result<()> {
     let kp = args.local.keypoints(records, args.quiet)?;
-    println!(
-        "\nlocal features of {} images in {:.1} s ({} from the cache {}), {:.0} keypoints per image",
-        kp.store.len(),
-        kp.seconds,
-        kp.cached,
-        kp.cache.display(),
-        kp.per_image()
-    );
-    report.section("Local keypoints (RootSIFT + RANSAC), fused with cosine");
-    report.metric("feature extraction seconds", kp.seconds);
-    report.metric("keypoints per image", kp.per_image());
-    let scorer = LocalScorer::new(kp.store.params())
-        .named("keypoints")
-        .queries(kp.store.features())
-        .gallery(kp.store.features());
+    let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
+    report.section(format!("Local matching ({}), fused with cosine", names.join(" + ")));
+    for s in &kp.sources {
+        println!(
+            "\n{} features of {} images in {:.1} s ({} from the cache {}), {:.0} keypoints per image",
+            s.kind.name(),
+            s.features().len(),
+            s.seconds,
+            s.cached,
+            kp.cache.display(),
+            s.per_image()
+        );
+        report.metric(format!("{}: feature extraction seconds", s.kind.name()), s.seconds);
+        report.metric(format!("{}: keypoints per image", s.kind.name()), s.per_image());
+    }
+    let scorers = kp.scorers();
+    let scorer_refs: Vec<&dyn animal_reid::openset::PairScorer> =
+        scorers.iter().map(|s| s.as_ref()).collect();
     for fusion in fusions {
         let b = fusion.shortlist();
         let t = Instant::now();
-        let fused = fuse(ident, records, embeddings, params, &scorer, fusion)?;
+        let fused = fuse(ident, records, embeddings, params, &scorer_refs, fusion)?;
         let wall = t.elapsed().as_secs_f64();
         let f = fused
             .fusion
@@ -217,25 +222,29 @@ fn local_fusion(
             .context("the fused identification has no fusion report")?;
         let nq = fused.queries.len().max(1) as f64;
         println!(
-            "\nfused with local keypoints, shortlist B = {b} (threshold {:.3} on the fused probability, {wall:.1} s in all):",
+            "\ncosine + {}, shortlist B = {b} (threshold {:.3} on the fused probability, {wall:.1} s in all):",
+            names.join(" + "),
             f.all().self_calibration.threshold
         );
-        println!(
-            "  local matching: {} database pairs in {:.1} s (calibration), {} query pairs in {:.1} s = {:.1} ms per query",
-            f.database_pairs,
-            f.database_seconds,
-            f.query_pairs,
-            f.query_seconds,
-            1000.0 * f.query_seconds / nq
-        );
-        report.metric(
-            format!("B={b}: ms per query (local matching)"),
-            1000.0 * f.query_seconds / nq,
-        );
-        report.metric(
-            format!("B={b}: database calibration seconds"),
-            f.database_seconds,
-        );
+        for c in &f.sources {
+            println!(
+                "  {}: {} database pairs in {:.1} s (calibration), {} query pairs in {:.1} s = {:.1} ms per query",
+                c.name,
+                c.database_pairs,
+                c.database_seconds,
+                c.query_pairs,
+                c.query_seconds,
+                1000.0 * c.query_seconds / nq
+            );
+            report.metric(
+                format!("B={b}: {}: ms per query", c.name),
+                1000.0 * c.query_seconds / nq,
+            );
+            report.metric(
+                format!("B={b}: {}: database calibration seconds", c.name),
+                c.database_seconds,
+            );
+        }
         if let Some(s) = fused.score(records)? {
             println!("{s}");
             report.value_from(format!("B={b}: score"), &s)?;

@@ -15,6 +15,7 @@
 //! | [`index`] | `reid-index` | no | the gallery: exact and approximate top-k search, filters, files |
 //! | [`openset`] | `reid-openset` | no | decisions, self-calibrated thresholds, calibration, fusion, clustering |
 //! | [`local`] | `reid-local` | no | local keypoints (RootSIFT), matching, RANSAC |
+//! | `glue` | `reid-glue` | yes (`torch` feature) | learned local matching: XFeat, DISK, ALIKED keypoints, LightGlue |
 //! | [`pipeline`] | `reid-pipeline` | no | the open-set pipeline: per-dataset search, self-calibration, decisions, fusion, new ids, scores, evaluation |
 //! | [`eval`] | `reid-eval` | no | metrics, t-SNE, plots, match sheets, reports, submission |
 //! | `train` | `reid-train` | yes (`torch` feature) | fine-tuning |
@@ -48,6 +49,8 @@ pub use reid_backbone as backbone;
 pub use reid_core as core;
 pub use reid_data as data;
 pub use reid_eval as eval;
+#[cfg(feature = "torch")]
+pub use reid_glue as glue;
 pub use reid_index as index;
 pub use reid_local as local;
 pub use reid_openset as openset;

@@ -221,6 +221,22 @@ impl DecodeOptions {
     pub fn reduced_scale(&self) -> bool {
         self.reduced_scale
     }
+
+    /// Every option as bytes, for cache keys of what is computed from the
+    /// decoded pixels (two options that decode differently never give the
+    /// same bytes).
+    pub fn key_bytes(&self) -> Vec<u8> {
+        let mut v = self.max_pixels.to_le_bytes().to_vec();
+        v.push(u8::from(self.reduced_scale));
+        match self.alpha {
+            AlphaMode::Drop => v.push(0),
+            AlphaMode::Composite(c) => {
+                v.push(1);
+                v.extend_from_slice(&c);
+            }
+        }
+        v
+    }
 }
 
 /// A decoded, oriented, cropped RGB image and how it was obtained.

@@ -1,72 +1,209 @@
-//! Local keypoint fusion options, and the keypoints of every image.
+//! Local matching options (RootSIFT, and the learned matchers of
+//! reid-glue), and the local features of every image.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use reid_backbone::backbone::parse_device;
 use reid_core::{ParamGuard, Record};
-use reid_local::{CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams};
-use reid_openset::{FusionParams, ValidFusionParams};
+use reid_glue::{
+    GlueScorer, GlueStore, LearnedKind, LearnedMatcher, LearnedParams, PairScore, ScoreParams,
+    StoreParams,
+};
+use reid_local::{
+    CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer,
+};
+use reid_openset::{FusionParams, PairScorer, ValidFusionParams};
 
 use crate::bar;
 
-/// Local keypoint fusion (RootSIFT, ratio test, RANSAC inliers).
+/// A local matcher that can join cosine in the fusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalKind {
+    /// RootSIFT keypoints, ratio test, RANSAC inliers (no weights).
+    Sift,
+    /// XFeat keypoints matched by LighterGlue.
+    Xfeat,
+    /// DISK keypoints matched by LightGlue.
+    Disk,
+    /// ALIKED-N16 keypoints matched by LightGlue.
+    Aliked,
+}
+
+impl LocalKind {
+    /// The learned matcher, or `None` for SIFT.
+    pub fn learned(self) -> Option<LearnedKind> {
+        match self {
+            LocalKind::Sift => None,
+            LocalKind::Xfeat => Some(LearnedKind::XFeat),
+            LocalKind::Disk => Some(LearnedKind::Disk),
+            LocalKind::Aliked => Some(LearnedKind::Aliked),
+        }
+    }
+
+    /// The name used in reports (`sift`, `xfeat`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LocalKind::Sift => "sift",
+            LocalKind::Xfeat => "xfeat",
+            LocalKind::Disk => "disk",
+            LocalKind::Aliked => "aliked",
+        }
+    }
+}
+
+/// What the learned matchers' pair score counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GlueScoreArg {
+    /// Matches above `--glue-min-confidence` (wildlife-tools' rule).
+    Matches,
+    /// RANSAC inliers among them.
+    Inliers,
+}
+
+/// Local matching fused with cosine.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LocalArgs {
-    /// Also fuse local keypoint matching into each query's cosine shortlist
-    /// of this many database images of its dataset; several sizes
-    /// comma-separated (e.g. `10,50`), each scored.
+    /// Local matchers fused with cosine in each query's shortlist,
+    /// comma-separated, all in one fusion: `sift` (RootSIFT + RANSAC, no
+    /// weights), `xfeat` (XFeat + LighterGlue), `disk` (DISK + LightGlue),
+    /// `aliked` (ALIKED + LightGlue).
     #[arg(long, value_delimiter = ',')]
-    pub local: Vec<usize>,
-    /// Weight of the local score against cosine's 1 in the fusion.
+    pub local: Vec<LocalKind>,
+    /// Shortlist sizes B: each query's B nearest database images by cosine
+    /// (in its dataset) are re-ranked by the fusion; several
+    /// comma-separated (e.g. `10,50`), each scored.
+    #[arg(long, value_delimiter = ',', default_value = "20")]
+    pub shortlist: Vec<usize>,
+    /// Weight of each local matcher against cosine's 1 in the fusion.
     #[arg(long, default_value_t = 1.0)]
     pub local_weight: f32,
-    /// Longer image side for keypoint detection (images are downscaled).
+    /// SIFT: longer image side for keypoint detection (images are downscaled).
     #[arg(long, default_value_t = 512)]
     pub local_max_side: u32,
-    /// Keypoints kept per image (the strongest).
+    /// SIFT: keypoints kept per image (the strongest).
     #[arg(long, default_value_t = 1000)]
     pub local_keypoints: usize,
+    /// Learned matchers: longer image side the extractor sees.
+    #[arg(long, default_value_t = 512)]
+    pub glue_max_side: u32,
+    /// Learned matchers: keypoints kept per image (the highest scores;
+    /// wildlife-tools keeps 256).
+    #[arg(long, default_value_t = 256)]
+    pub glue_keypoints: usize,
+    /// Learned matchers: a match counts when its confidence is above this.
+    #[arg(long, default_value_t = 0.5)]
+    pub glue_min_confidence: f32,
+    /// Learned matchers: what the pair score counts.
+    #[arg(long, value_enum, default_value = "matches")]
+    pub glue_score: GlueScoreArg,
+    /// Learned matchers: device (cpu, cuda, cuda:N or auto).
+    #[arg(long, default_value = "cpu")]
+    pub glue_device: String,
     /// Feature cache folder (default: `local-features` in the animal-reid
     /// cache, `$ANIMAL_REID_CACHE` or `~/.cache/animal-reid`).
     #[arg(long)]
     pub local_cache: Option<PathBuf>,
 }
 
-/// The local features of every record, with how they were obtained.
-pub struct Keypoints {
-    /// One feature set per record.
-    pub store: FeatureStore,
+/// How one matcher scores pairs.
+enum Matcher {
+    Sift(FeatureStore),
+    Learned {
+        matcher: LearnedMatcher,
+        features: Vec<reid_local::Features>,
+        score: reid_glue::ValidScoreParams,
+    },
+}
+
+/// The local features of every record for one matcher, with how they were
+/// obtained.
+pub struct SourceFeatures {
+    /// Which matcher.
+    pub kind: LocalKind,
     /// Seconds taken.
     pub seconds: f64,
     /// How many came from the cache.
     pub cached: usize,
+    matcher: Matcher,
+}
+
+impl SourceFeatures {
+    /// One feature set per record.
+    pub fn features(&self) -> &[reid_local::Features] {
+        match &self.matcher {
+            Matcher::Sift(store) => store.features(),
+            Matcher::Learned { features, .. } => features,
+        }
+    }
+
+    /// Mean keypoints per image.
+    pub fn per_image(&self) -> f64 {
+        let f = self.features();
+        let kp: usize = f.iter().map(|f| f.len()).sum();
+        kp as f64 / f.len().max(1) as f64
+    }
+
+    /// The pair scorer over these features (records against records).
+    pub fn scorer(&self) -> Box<dyn PairScorer + '_> {
+        match &self.matcher {
+            Matcher::Sift(store) => Box::new(
+                LocalScorer::new(store.params())
+                    .named(self.kind.name())
+                    .queries(store.features())
+                    .gallery(store.features()),
+            ),
+            Matcher::Learned {
+                matcher,
+                features,
+                score,
+            } => Box::new(
+                GlueScorer::new(matcher, features, features, score.clone())
+                    .named(self.kind.name()),
+            ),
+        }
+    }
+}
+
+/// Local features of every record for every asked matcher.
+pub struct Keypoints {
+    /// One entry per `--local` matcher, in order.
+    pub sources: Vec<SourceFeatures>,
     /// The cache folder.
     pub cache: PathBuf,
 }
 
 impl Keypoints {
-    /// Mean keypoints per image.
-    pub fn per_image(&self) -> f64 {
-        let kp: usize = self.store.features().iter().map(|f| f.len()).sum();
-        kp as f64 / self.store.len().max(1) as f64
+    /// The pair scorers, in the order of `--local`.
+    pub fn scorers(&self) -> Vec<Box<dyn PairScorer + '_>> {
+        self.sources.iter().map(SourceFeatures::scorer).collect()
     }
 }
 
+fn cached(status: &[CacheStatus]) -> usize {
+    status
+        .iter()
+        .filter(|s| matches!(s, CacheStatus::Hit))
+        .count()
+}
+
 impl LocalArgs {
-    /// Whether any shortlist size was asked for.
+    /// Whether any local matcher was asked for.
     pub fn enabled(&self) -> bool {
         !self.local.is_empty()
     }
 
     /// The fusion of each asked shortlist size, checked (cosine weight 1,
-    /// the local weight, isotonic calibration).
+    /// each local matcher the local weight, isotonic calibration).
     pub fn fusions(&self) -> anyhow::Result<Vec<ValidFusionParams>> {
-        self.local
+        let mut weights = vec![1.0];
+        weights.extend(std::iter::repeat_n(self.local_weight, self.local.len()));
+        self.shortlist
             .iter()
             .map(|&b| {
                 Ok(FusionParams::default()
                     .shortlist(b)
-                    .weights(vec![1.0, self.local_weight])
+                    .weights(weights.clone())
                     .check()?)
             })
             .collect()
@@ -80,31 +217,78 @@ impl LocalArgs {
     }
 
     /// Extracts (or reads back from the cache) the local features of every
-    /// record's image, with a progress bar hidden when `quiet`.
+    /// record's image for each asked matcher, with progress bars hidden
+    /// when `quiet`.
     pub fn keypoints(&self, records: &[Record], quiet: bool) -> anyhow::Result<Keypoints> {
-        let params = LocalParams::default()
-            .extract(
-                ExtractParams::default()
-                    .max_side(self.local_max_side)
-                    .max_keypoints(self.local_keypoints),
-            )
-            .check()?;
         let dir = self.cache_dir();
         let cache = FeatureCache::new(&dir)?;
         let paths: Vec<&Path> = records.iter().map(|r| r.path.as_path()).collect();
-        let t = Instant::now();
-        let pb = bar(paths.len(), "keypoints", quiet);
-        let store = FeatureStore::extract_with(&paths, &params, Some(&cache), |_, _| pb.inc(1))?;
-        pb.finish_and_clear();
-        let cached = store
-            .cache_status()
-            .iter()
-            .filter(|s| matches!(s, CacheStatus::Hit))
-            .count();
+        let mut sources = Vec::new();
+        for &kind in &self.local {
+            let t = Instant::now();
+            let pb = bar(paths.len(), &format!("{} keypoints", kind.name()), quiet);
+            let source = match kind.learned() {
+                None => {
+                    let params = LocalParams::default()
+                        .extract(
+                            ExtractParams::default()
+                                .max_side(self.local_max_side)
+                                .max_keypoints(self.local_keypoints),
+                        )
+                        .check()?;
+                    let store = FeatureStore::extract_with(&paths, &params, Some(&cache), |_, _| {
+                        pb.inc(1)
+                    })?;
+                    SourceFeatures {
+                        kind,
+                        seconds: 0.0,
+                        cached: cached(store.cache_status()),
+                        matcher: Matcher::Sift(store),
+                    }
+                }
+                Some(learned) => {
+                    let params = LearnedParams::default()
+                        .max_keypoints(self.glue_keypoints)
+                        .check()?;
+                    let matcher =
+                        LearnedMatcher::load(learned, &params, parse_device(&self.glue_device)?)?;
+                    let store_params = StoreParams::default()
+                        .max_side(self.glue_max_side)
+                        .check()?;
+                    let store = GlueStore::extract(
+                        &paths,
+                        matcher.extractor(),
+                        &store_params,
+                        Some(&cache),
+                        |_, _| pb.inc(1),
+                    )?;
+                    let score = ScoreParams::default()
+                        .min_confidence(self.glue_min_confidence)
+                        .score(match self.glue_score {
+                            GlueScoreArg::Matches => PairScore::Matches,
+                            GlueScoreArg::Inliers => PairScore::Inliers,
+                        })
+                        .check()?;
+                    SourceFeatures {
+                        kind,
+                        seconds: 0.0,
+                        cached: cached(store.cache_status()),
+                        matcher: Matcher::Learned {
+                            matcher,
+                            features: store.features().to_vec(),
+                            score,
+                        },
+                    }
+                }
+            };
+            pb.finish_and_clear();
+            sources.push(SourceFeatures {
+                seconds: t.elapsed().as_secs_f64(),
+                ..source
+            });
+        }
         Ok(Keypoints {
-            store,
-            seconds: t.elapsed().as_secs_f64(),
-            cached,
+            sources,
             cache: dir,
         })
     }

@@ -42,6 +42,12 @@ pub enum GlueError {
     /// A folder or file the project needs is missing, or could not be written.
     #[error(transparent)]
     Core(#[from] reid_core::CoreError),
+    /// An image could not be read or decoded (names the file).
+    #[error(transparent)]
+    Data(#[from] reid_data::DataError),
+    /// The feature cache, or RANSAC, failed.
+    #[error(transparent)]
+    Local(#[from] reid_local::LocalError),
 }
 
 impl GlueError {

@@ -61,12 +61,27 @@ pub struct CacheKey(pub [u8; 32]);
 impl CacheKey {
     /// The key of an image file's `bytes` under `params`.
     pub fn new(image_bytes: &[u8], params: &ValidLocalParams) -> Self {
-        let pb = params.key_bytes();
+        Self::from_parts(
+            "reid-local/features",
+            EXTRACTOR_VERSION,
+            &params.key_bytes(),
+            image_bytes,
+        )
+    }
+
+    /// The key of an image file's `bytes` for another extractor (e.g. a
+    /// learned one in `reid-glue`): `namespace` names the extractor,
+    /// `version` changes whenever its code changes its output, and `params`
+    /// encodes every setting that changes its output. Keys of different
+    /// namespaces, versions or settings never collide in practice (SHA-256
+    /// over length-prefixed parts).
+    pub fn from_parts(namespace: &str, version: u32, params: &[u8], image_bytes: &[u8]) -> Self {
         let mut h = Sha256::new();
-        h.update(b"reid-local/features\0");
-        h.update(EXTRACTOR_VERSION.to_le_bytes());
-        h.update((pb.len() as u64).to_le_bytes());
-        h.update(&pb);
+        h.update(namespace.as_bytes());
+        h.update(b"\0");
+        h.update(version.to_le_bytes());
+        h.update((params.len() as u64).to_le_bytes());
+        h.update(params);
         h.update(image_bytes);
         CacheKey(h.finalize().into())
     }

@@ -421,15 +421,7 @@ impl ValidLocalParams {
     /// extraction parameters and the decoding options that change pixels.
     pub(crate) fn key_bytes(&self) -> Vec<u8> {
         let mut v = self.extract.key_bytes();
-        v.extend_from_slice(&self.decode.max_pixels().to_le_bytes());
-        v.push(u8::from(self.decode.reduced_scale()));
-        match self.decode.alpha() {
-            reid_data::AlphaMode::Drop => v.push(0),
-            reid_data::AlphaMode::Composite(c) => {
-                v.push(1);
-                v.extend_from_slice(&c);
-            }
-        }
+        v.extend_from_slice(&self.decode.key_bytes());
         v
     }
 }

@@ -1,5 +1,7 @@
 //! From an RGB image to the grayscale `f32` plane SIFT runs on.
 
+use std::borrow::Cow;
+
 use fast_image_resize as fr;
 use image::RgbImage;
 
@@ -36,36 +38,41 @@ pub(crate) fn scaled_dims(w: u32, h: u32, max_side: u32) -> (u32, u32) {
     (sw, sh)
 }
 
-/// Downscales (antialiased bilinear convolution, as PIL) so that the longer
-/// side is at most `max_side`, then converts to luma in `[0, 1]` with the
-/// ITU-R BT.601 weights (0.299, 0.587, 0.114).
-pub(crate) fn gray_scaled(img: &RgbImage, max_side: u32) -> Result<Plane> {
+/// Downscales `img` (antialiased bilinear convolution, as PIL) so that its
+/// longer side is at most `max_side`; never enlarges, and borrows `img`
+/// when it already fits.
+pub fn downscale_to_fit(img: &RgbImage, max_side: u32) -> Result<Cow<'_, RgbImage>> {
     let (w, h) = img.dimensions();
     let (sw, sh) = scaled_dims(w, h, max_side);
-    let resized;
-    let raw: &[u8] = if (sw, sh) == (w, h) {
-        img.as_raw()
-    } else {
-        let shape_err = |e: &dyn std::fmt::Display| LocalError::Shape {
-            what: "image to downscale",
-            expected: format!("an RGB image resizable to {sw}x{sh}"),
-            got: format!("{w}x{h} ({e})"),
-        };
-        let src = fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3)
-            .map_err(|e| shape_err(&e))?;
-        let mut dst = fr::images::Image::new(sw, sh, fr::PixelType::U8x3);
-        let opts = fr::ResizeOptions::new()
-            .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-        fr::Resizer::new()
-            .resize(&src, &mut dst, &opts)
-            .map_err(|e| shape_err(&e))?;
-        resized = dst.into_vec();
-        &resized
+    if (sw, sh) == (w, h) {
+        return Ok(Cow::Borrowed(img));
+    }
+    let shape_err = |e: &dyn std::fmt::Display| LocalError::Shape {
+        what: "image to downscale",
+        expected: format!("an RGB image resizable to {sw}x{sh}"),
+        got: format!("{w}x{h} ({e})"),
     };
-    let (sw, sh) = (sw as usize, sh as usize);
+    let src = fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3)
+        .map_err(|e| shape_err(&e))?;
+    let mut dst = fr::images::Image::new(sw, sh, fr::PixelType::U8x3);
+    let opts =
+        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+    fr::Resizer::new()
+        .resize(&src, &mut dst, &opts)
+        .map_err(|e| shape_err(&e))?;
+    RgbImage::from_raw(sw, sh, dst.into_vec())
+        .map(Cow::Owned)
+        .ok_or_else(|| shape_err(&"resized buffer of the wrong length"))
+}
+
+/// [`downscale_to_fit`], then luma in `[0, 1]` with the ITU-R BT.601
+/// weights (0.299, 0.587, 0.114).
+pub(crate) fn gray_scaled(img: &RgbImage, max_side: u32) -> Result<Plane> {
+    let scaled = downscale_to_fit(img, max_side)?;
+    let (sw, sh) = (scaled.width() as usize, scaled.height() as usize);
     let mut out = Plane::new(sw, sh);
     const K: f32 = 1.0 / 255.0;
-    for (o, px) in out.data.iter_mut().zip(raw.chunks_exact(3)) {
+    for (o, px) in out.data.iter_mut().zip(scaled.as_raw().chunks_exact(3)) {
         *o = (0.299 * f32::from(px[0]) + 0.587 * f32::from(px[1]) + 0.114 * f32::from(px[2])) * K;
     }
     Ok(out)

@@ -25,14 +25,31 @@ pub struct FusionReport {
     pub shortlist: usize,
     /// The calibrations: per dataset, and the default.
     pub calibration: FusionGroupCalibration,
-    /// Pairs the second source scored for the calibration (database ×
-    /// database, never across datasets).
+    /// Pairs the pair scorers scored for the calibration (database ×
+    /// database, never across datasets), summed over the scorers.
     pub database_pairs: usize,
-    /// Query × database pairs it scored.
+    /// Query × database pairs they scored, summed over the scorers.
     pub query_pairs: usize,
-    /// Seconds the second source spent on database pairs.
+    /// Seconds the pair scorers spent on database pairs.
     pub database_seconds: f64,
-    /// Seconds it spent on query pairs.
+    /// Seconds they spent on query pairs.
+    pub query_seconds: f64,
+    /// The same, per pair scorer, in the order they were given.
+    pub sources: Vec<SourceCost>,
+}
+
+/// The work one pair scorer did in [`fuse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceCost {
+    /// [`PairScorer::name`].
+    pub name: String,
+    /// Database × database pairs scored for the calibration.
+    pub database_pairs: usize,
+    /// Seconds spent on them.
+    pub database_seconds: f64,
+    /// Query × database pairs scored.
+    pub query_pairs: usize,
+    /// Seconds spent on them.
     pub query_seconds: f64,
 }
 
@@ -102,12 +119,19 @@ impl PairScorer for Mapped<'_> {
     }
 }
 
-fn check_sources(fusion: &ValidFusionParams) -> Result<()> {
-    if fusion.weights().len() != 2 {
+fn check_sources(fusion: &ValidFusionParams, scorers: usize) -> Result<()> {
+    if scorers == 0 {
+        return Err(PipelineError::InvalidParam {
+            name: "scorers",
+            reason: "fusion needs at least one pair scorer beside cosine".into(),
+        });
+    }
+    if fusion.weights().len() != scorers + 1 {
         return Err(PipelineError::InvalidParam {
             name: "weights",
             reason: format!(
-                "the pipeline fuses two sources (cosine, then the pair scorer), got {} weights",
+                "one weight for cosine and one per pair scorer ({} in all), got {}",
+                scorers + 1,
                 fusion.weights().len()
             ),
         });
@@ -115,31 +139,34 @@ fn check_sources(fusion: &ValidFusionParams) -> Result<()> {
     Ok(())
 }
 
-/// A second similarity source fused into an identification that
-/// [`crate::identify`] made from the same `records`, `embeddings` and
-/// `params` (the WildFusion recipe; several fusions, e.g. shortlist sizes,
-/// share one cosine pass: `fuse(&identify(..)?, ..)`).
+/// Pair scorers (local keypoints, learned matchers, another model) fused
+/// into an identification that [`crate::identify`] made from the same
+/// `records`, `embeddings` and `params` (the WildFusion recipe; several
+/// fusions, e.g. shortlist sizes, share one cosine pass:
+/// `fuse(&identify(..)?, ..)`).
 ///
-/// `local` scores pairs of **records** (indices into `records`; e.g.
-/// keypoint inlier counts). For each dataset, the fusion is self-calibrated
-/// from its database alone ([`reid_openset::self_calibrate_fusion_groups`]:
-/// cosine and `local`, each calibrated to the probability of the same
-/// individual, averaged with the weights of `fusion`, a threshold on the
-/// fused probability from the open-set episodes of `params`, never crossing
-/// datasets); each query's cosine shortlist of `fusion.shortlist()` database
-/// images of its own scope is re-ranked by the fused probability, and the
-/// top one is accepted when it clears its dataset's threshold. New
-/// individuals are grouped as in [`crate::identify`], by cosine at the
-/// cosine threshold's distance. `local` only ever sees shortlisted pairs.
+/// Each of `scorers` scores pairs of **records** (indices into `records`;
+/// e.g. keypoint inlier counts, LightGlue match counts). For each dataset,
+/// the fusion is self-calibrated from its database alone
+/// ([`reid_openset::self_calibrate_fusion_groups`]: cosine and every scorer,
+/// each calibrated to the probability of the same individual, averaged with
+/// the weights of `fusion` (cosine's first, then one per scorer), a
+/// threshold on the fused probability from the open-set episodes of
+/// `params`, never crossing datasets); each query's cosine shortlist of
+/// `fusion.shortlist()` database images of its own scope is re-ranked by
+/// the fused probability, and the top one is accepted when it clears its
+/// dataset's threshold. New individuals are grouped as in
+/// [`crate::identify`], by cosine at the cosine threshold's distance. The
+/// scorers only ever see shortlisted pairs.
 pub fn fuse(
     cosine: &Identification,
     records: &[Record],
     embeddings: ArrayView2<'_, f32>,
     params: &ValidOpenSetParams,
-    local: &dyn PairScorer,
+    scorers: &[&dyn PairScorer],
     fusion: &ValidFusionParams,
 ) -> Result<Identification> {
-    check_sources(fusion)?;
+    check_sources(fusion, scorers.len())?;
     check_rows(records, embeddings)?;
     cosine.check_inputs(records, embeddings)?;
     let split = cosine.split();
@@ -152,14 +179,14 @@ pub fn fuse(
 
     // Calibration on database pairs, within each dataset.
     let db_cosine = EmbeddingScorer::new("cosine", db_emb, db_emb)?;
-    let db_local = Mapped::new(local, &split.database, &split.database);
-    let calibration = self_calibrate_fusion_groups(
-        &database,
-        &groups,
-        &[&db_cosine, &db_local],
-        fusion,
-        &episodes,
-    )?;
+    let db_scorers: Vec<Mapped<'_>> = scorers
+        .iter()
+        .map(|&s| Mapped::new(s, &split.database, &split.database))
+        .collect();
+    let mut db_sources: Vec<&dyn PairScorer> = vec![&db_cosine];
+    db_sources.extend(db_scorers.iter().map(|m| m as &dyn PairScorer));
+    let calibration =
+        self_calibrate_fusion_groups(&database, &groups, &db_sources, fusion, &episodes)?;
     let thresholds = if params.per_dataset {
         calibration.thresholds.clone()
     } else {
@@ -170,8 +197,7 @@ pub fn fuse(
     // dataset's calibrators.
     let q_emb = embeddings.select(Axis(0), &split.queries);
     let parts = search_by_scope(&split, &database, q_emb.view(), fusion.shortlist())?;
-    let mut query_pairs = 0;
-    let mut query_seconds = 0.0;
+    let mut query_cost = vec![(0usize, 0.0f64); scorers.len()];
     let mut fused_parts = Vec::with_capacity(parts.len());
     for (scope, rows, short) in parts {
         let cal = if params.per_dataset {
@@ -182,11 +208,16 @@ pub fn fuse(
         let q_part = q_emb.select(Axis(0), &rows);
         let q_recs: Vec<usize> = rows.iter().map(|&i| split.queries[i]).collect();
         let cosine = EmbeddingScorer::new("cosine", q_part.view(), db_emb.view())?;
-        let mapped = Mapped::new(local, &q_recs, &split.database);
+        let mapped: Vec<Mapped<'_>> = scorers
+            .iter()
+            .map(|&s| Mapped::new(s, &q_recs, &split.database))
+            .collect();
         let out = if short.indices.ncols() == 0 {
             short
         } else {
-            let sources: Vec<FusionSource<'_>> = [&cosine as &dyn PairScorer, &mapped]
+            let mut all: Vec<&dyn PairScorer> = vec![&cosine];
+            all.extend(mapped.iter().map(|m| m as &dyn PairScorer));
+            let sources: Vec<FusionSource<'_>> = all
                 .into_iter()
                 .zip(&cal.calibrators)
                 .zip(fusion.weights())
@@ -198,8 +229,10 @@ pub fn fuse(
                 .collect();
             fuse_shortlist(&short, &sources)?
         };
-        query_pairs += mapped.pairs.get();
-        query_seconds += mapped.seconds.get();
+        for (cost, m) in query_cost.iter_mut().zip(&mapped) {
+            cost.0 += m.pairs.get();
+            cost.1 += m.seconds.get();
+        }
         fused_parts.push((scope, rows, out));
     }
     let dp = DecisionParams::new(thresholds.clone())
@@ -219,6 +252,18 @@ pub fn fuse(
         &cosine.thresholds,
         params,
     )?;
+    let sources: Vec<SourceCost> = scorers
+        .iter()
+        .zip(&db_scorers)
+        .zip(&query_cost)
+        .map(|((s, db), &(query_pairs, query_seconds))| SourceCost {
+            name: s.name().to_string(),
+            database_pairs: db.pairs.get(),
+            database_seconds: db.seconds.get(),
+            query_pairs,
+            query_seconds,
+        })
+        .collect();
     Ok(Identification {
         predictions,
         matches,
@@ -227,10 +272,11 @@ pub fn fuse(
         fusion: Some(FusionReport {
             shortlist: fusion.shortlist(),
             calibration,
-            database_pairs: db_local.pairs.get(),
-            query_pairs,
-            database_seconds: db_local.seconds.get(),
-            query_seconds,
+            database_pairs: sources.iter().map(|c| c.database_pairs).sum(),
+            query_pairs: sources.iter().map(|c| c.query_pairs).sum(),
+            database_seconds: sources.iter().map(|c| c.database_seconds).sum(),
+            query_seconds: sources.iter().map(|c| c.query_seconds).sum(),
+            sources,
         }),
         ..cosine.clone()
     })

@@ -64,7 +64,7 @@ pub mod split;
 
 pub use error::{PipelineError, Result};
 pub use evaluate::{Discovery, Evaluation, evaluate};
-pub use fusion::{FusionReport, fuse};
+pub use fusion::{FusionReport, SourceCost, fuse};
 pub use identify::{Identification, Match, identify};
 pub use params::{OpenSetParams, ValidOpenSetParams};
 pub use reid_core::{ParamGuard, Record, Scope, SplitRole};

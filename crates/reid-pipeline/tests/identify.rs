@@ -238,7 +238,7 @@ fn fused_job_self_calibrates_a_second_source() {
         &records,
         emb.view(),
         &params,
-        &truth,
+        &[&truth],
         &fusion,
     )
     .unwrap();
@@ -259,7 +259,7 @@ fn fused_job_self_calibrates_a_second_source() {
     assert_eq!(cal.per_group.keys().collect::<Vec<_>>(), vec!["x"]);
     assert_eq!(cal.per_group["x"], cal.all);
     // The fusion step on the cosine job already made gives the same job.
-    let again = fuse(&global, &records, emb.view(), &params, &truth, &fusion).unwrap();
+    let again = fuse(&global, &records, emb.view(), &params, &[&truth], &fusion).unwrap();
     assert_eq!(again.final_ids, job.final_ids);
     assert_eq!(again.matches, job.matches);
     // A job from other records is refused.
@@ -269,7 +269,7 @@ fn fused_job_self_calibrates_a_second_source() {
             &records[..40],
             emb.slice(ndarray::s![..40, ..]),
             &params,
-            &truth,
+            &[&truth],
             &fusion
         ),
         Err(PipelineError::InvalidParam {
@@ -277,17 +277,46 @@ fn fused_job_self_calibrates_a_second_source() {
             ..
         })
     ));
-    // A zero shortlist is refused up front; so are three weights for two sources.
+    // A zero shortlist is refused up front; so are three weights for two
+    // sources, and a fusion with no pair scorer.
     assert!(FusionParams::default().shortlist(0).check().is_err());
     let three = FusionParams::default()
+        .shortlist(48)
         .weights(vec![1.0, 1.0, 1.0])
         .check()
         .unwrap();
     assert!(matches!(
-        fuse(&global, &records, emb.view(), &params, &truth, &three),
+        fuse(&global, &records, emb.view(), &params, &[&truth], &three),
         Err(PipelineError::InvalidParam {
             name: "weights",
             ..
         })
     ));
+    assert!(matches!(
+        fuse(&global, &records, emb.view(), &params, &[], &fusion),
+        Err(PipelineError::InvalidParam {
+            name: "scorers",
+            ..
+        })
+    ));
+    // Three sources: the truth, and a scorer that says the same of every
+    // pair (its calibration is flat, so the truth still decides). Each
+    // scorer's work is reported on its own, and they add up.
+    let flat = FnScorer::new("flat", |_a: usize, _b: usize| Ok(1.0f32));
+    let both = fuse(&global, &records, emb.view(), &params, &[&truth, &flat], &three).unwrap();
+    let s3 = both.score(&records).unwrap().unwrap();
+    assert!(
+        s3.animalclef.score > global_score,
+        "{} vs cosine alone {global_score}",
+        s3.animalclef.score
+    );
+    let r3 = both.fusion.as_ref().unwrap();
+    let names: Vec<&str> = r3.sources.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["truth", "flat"]);
+    assert!(r3.sources.iter().all(|c| c.query_pairs == 12 * 48));
+    assert_eq!(r3.query_pairs, 2 * 12 * 48);
+    assert_eq!(
+        r3.database_pairs,
+        r3.sources.iter().map(|c| c.database_pairs).sum::<usize>()
+    );
 }

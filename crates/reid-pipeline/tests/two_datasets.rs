@@ -192,7 +192,7 @@ fn the_submission_for_two_sites_is_valid() {
     // Fused with a second source, still valid and still within each site.
     let sees_all = FnScorer::new("any", |_a: usize, _b: usize| Ok(1.0f32));
     let fusion = FusionParams::default().shortlist(20).check().unwrap();
-    let fused = fuse(&out, &records, emb.view(), &params, &sees_all, &fusion).unwrap();
+    let fused = fuse(&out, &records, emb.view(), &params, &[&sees_all], &fusion).unwrap();
     reference
         .validate(&fused.submission_rows(&records).unwrap())
         .unwrap();
