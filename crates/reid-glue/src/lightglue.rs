@@ -1,1 +1,0 @@
-//! lightglue (work in progress on a branch; see the crate doc).
