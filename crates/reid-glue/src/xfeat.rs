@@ -1,1 +1,0 @@
-//! xfeat (work in progress on a branch; see the crate doc).
