@@ -1,1 +1,0 @@
-//! disk (work in progress on a branch; see the crate doc).
