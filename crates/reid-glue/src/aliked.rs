@@ -1,1 +1,0 @@
-//! aliked (work in progress on a branch; see the crate doc).
