@@ -32,6 +32,7 @@ use animal_reid::eval::report::Report;
 use animal_reid::pipeline::{
     Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
 };
+use animal_reid::openset::PairScorer;
 use ndarray::ArrayView2;
 use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, finish, shared_dir};
 
@@ -185,10 +186,10 @@ fn main() -> Result<()> {
 /// each `--shortlist` size.
 fn local_fusion(
     args: &Args,
-    records: &[animal_reid::core::Record],
-    embeddings: ndarray::ArrayView2<'_, f32>,
-    ident: &animal_reid::pipeline::Identification,
-    params: &animal_reid::pipeline::ValidOpenSetParams,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    ident: &Identification,
+    params: &ValidOpenSetParams,
     fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
 ) -> Result<()> {
@@ -209,7 +210,7 @@ fn local_fusion(
         report.metric(format!("{}: keypoints per image", s.kind.name()), s.per_image());
     }
     let scorers = kp.scorers();
-    let scorer_refs: Vec<&dyn animal_reid::openset::PairScorer> =
+    let scorer_refs: Vec<&dyn PairScorer> =
         scorers.iter().map(|s| s.as_ref()).collect();
     for fusion in fusions {
         let b = fusion.shortlist();

@@ -20,6 +20,7 @@ pub mod aliked;
 pub mod disk;
 pub mod error;
 pub mod extractor;
+pub mod learned;
 pub mod lightglue;
 pub mod scorer;
 pub mod store;
@@ -28,6 +29,7 @@ pub mod xfeat;
 
 pub use error::{GlueError, Result};
 pub use extractor::{Extractor, Keypoints, image_tensor};
+pub use learned::{LearnedKind, LearnedMatcher, LearnedParams, ValidLearnedParams};
 pub use reid_core::ParamGuard;
 pub use scorer::{GlueScorer, PairMatcher, PairMatches, PairScore, ScoreParams, ValidScoreParams};
 pub use store::{GlueStore, StoreParams, ValidStoreParams};

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use reid_core::ParamGuard;
 use reid_glue::GlueError;
 use reid_glue::aliked::{
-    Aliked, AlikedFeatures, AlikedParams, DeformConvConfig, ValidAlikedParams, deform_conv2d,
+    Aliked, AlikedParams, DeformConvConfig, Keypoints, ValidAlikedParams, deform_conv2d,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -190,7 +190,7 @@ fn dense_maps_match_reference() {
 
 /// Compares one image's features with the fixture `<key>.*`: the same
 /// keypoints in the same order, within the tolerances.
-fn check(got: &AlikedFeatures, t: &HashMap<String, Tensor>, key: &str) {
+fn check(got: &Keypoints, t: &HashMap<String, Tensor>, key: &str) {
     let want = &t[&format!("{key}.keypoints")];
     let n = want.size()[0];
     assert_eq!(got.keypoints.size()[0], n, "{key}: number of keypoints");

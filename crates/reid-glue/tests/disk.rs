@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use reid_backbone::BackboneError;
 use reid_core::ParamGuard;
 use reid_glue::GlueError;
-use reid_glue::disk::{Disk, DiskFeatures, DiskParams, long_side_size, resize_antialiased};
+use reid_glue::disk::{Disk, DiskParams, Keypoints, long_side_size, resize_antialiased};
 use tch::{Device, Kind, Tensor};
 
 /// Relative tolerance of the maps and scores (see the crate-level comment).
@@ -112,7 +112,7 @@ fn case_params(case: &serde_json::Value) -> DiskParams {
         .resize(case["resize"].as_u64().map(|r| r as u32))
 }
 
-fn assert_same_features(got: &DiskFeatures, fx: &Fixture, case: &str, resized: bool) {
+fn assert_same_features(got: &Keypoints, fx: &Fixture, case: &str, resized: bool) {
     let want_kp = fx.get(&format!("{case}.keypoints"));
     let n = want_kp.size()[0];
     assert_eq!(got.keypoints.size(), [n, 2], "{case}: keypoint count");
@@ -321,7 +321,7 @@ fn wrong_weights_are_typed_errors() {
 fn disk_can_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Disk>();
-    assert_send::<DiskFeatures>();
+    assert_send::<Keypoints>();
 }
 
 #[test]

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 
 use reid_core::ParamGuard;
 use reid_glue::GlueError;
-use reid_glue::xfeat::{XFeat, XFeatFeatures, XFeatParams};
+use reid_glue::xfeat::{Keypoints, XFeat, XFeatParams};
 use tch::{Device, Kind, Tensor};
 
 /// Max abs difference allowed on the raw network outputs, relative to the
@@ -113,7 +113,7 @@ struct Agreement {
 /// Compares our features of one image with the reference's; asserts the
 /// checks of the module documentation and returns the measured agreement.
 fn compare(
-    got: &XFeatFeatures,
+    got: &Keypoints,
     want: &HashMap<String, Tensor>,
     prefix: &str,
     top_k: usize,

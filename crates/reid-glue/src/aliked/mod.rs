@@ -53,6 +53,7 @@ use tch::{Device, Kind, Tensor, nn};
 pub use deform::{DeformConvConfig, deform_conv2d};
 
 use crate::error::{GlueError, Result};
+pub use crate::extractor::Keypoints;
 
 /// Length of an ALIKED-N16 descriptor.
 pub const DESCRIPTOR_DIM: i64 = 128;
@@ -164,18 +165,6 @@ reid_core::param_guard!(AlikedParams => ValidAlikedParams, GlueError, |p| {
     Ok(())
 });
 
-/// The keypoints of one image.
-#[derive(Debug)]
-pub struct AlikedFeatures {
-    /// `[N, 2]` f32, `(x, y)` in input pixels (0 at the centre of the first
-    /// pixel), sub-pixel unless [`AlikedParams::sub_pixel`] is off.
-    pub keypoints: Tensor,
-    /// `[N]` f32, the score map (in `(0, 1)`) at each keypoint, bilinearly.
-    pub scores: Tensor,
-    /// `[N, 128]` f32, L2-normalised.
-    pub descriptors: Tensor,
-}
-
 /// The dense outputs of the network for a batch.
 #[derive(Debug)]
 pub struct AlikedDenseMaps {
@@ -249,7 +238,7 @@ impl Aliked {
     ///
     /// Errors: [`GlueError::Shape`] for another shape or element kind, or
     /// sides shorter than `max(4, 2 * nms_radius + 1)` pixels.
-    pub fn extract(&self, images: &Tensor) -> Result<Vec<AlikedFeatures>> {
+    pub fn extract(&self, images: &Tensor) -> Result<Vec<Keypoints>> {
         let images = self.prepare(images)?;
         let size = images.size();
         let (b, h, w) = (size[0], size[2], size[3]);
@@ -269,7 +258,7 @@ impl Aliked {
                 };
                 // `wh * (kpts + 1) / 2.0`: [-1, 1] to pixels.
                 let keypoints = kpts.f_add_scalar(1)?.f_mul(&wh)?.f_div_scalar(2.0)?;
-                out.push(AlikedFeatures {
+                out.push(Keypoints {
                     keypoints,
                     scores,
                     descriptors,

