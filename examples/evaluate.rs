@@ -29,10 +29,10 @@ use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
+use animal_reid::openset::PairScorer;
 use animal_reid::pipeline::{
     Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
 };
-use animal_reid::openset::PairScorer;
 use ndarray::ArrayView2;
 use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, finish, shared_dir};
 
@@ -195,7 +195,10 @@ fn local_fusion(
 ) -> Result<()> {
     let kp = args.local.keypoints(records, args.quiet)?;
     let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
-    report.section(format!("Local matching ({}), fused with cosine", names.join(" + ")));
+    report.section(format!(
+        "Local matching ({}), fused with cosine",
+        names.join(" + ")
+    ));
     for s in &kp.sources {
         println!(
             "\n{} features of {} images in {:.1} s ({} from the cache {}), {:.0} keypoints per image",
@@ -206,12 +209,17 @@ fn local_fusion(
             kp.cache.display(),
             s.per_image()
         );
-        report.metric(format!("{}: feature extraction seconds", s.kind.name()), s.seconds);
-        report.metric(format!("{}: keypoints per image", s.kind.name()), s.per_image());
+        report.metric(
+            format!("{}: feature extraction seconds", s.kind.name()),
+            s.seconds,
+        );
+        report.metric(
+            format!("{}: keypoints per image", s.kind.name()),
+            s.per_image(),
+        );
     }
     let scorers = kp.scorers();
-    let scorer_refs: Vec<&dyn PairScorer> =
-        scorers.iter().map(|s| s.as_ref()).collect();
+    let scorer_refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
     for fusion in fusions {
         let b = fusion.shortlist();
         let t = Instant::now();

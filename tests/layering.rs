@@ -35,7 +35,13 @@ fn tree(package: &str, extra: &[&str]) -> Vec<String> {
         .collect()
 }
 
-const TORCH: [&str; 5] = ["tch", "torch-sys", "reid-backbone", "reid-train", "reid-glue"];
+const TORCH: [&str; 5] = [
+    "tch",
+    "torch-sys",
+    "reid-backbone",
+    "reid-train",
+    "reid-glue",
+];
 
 #[test]
 fn libtorch_free_crates_have_no_torch_in_their_tree() {

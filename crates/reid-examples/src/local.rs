@@ -110,7 +110,7 @@ pub struct LocalArgs {
 enum Matcher {
     Sift(FeatureStore),
     Learned {
-        matcher: LearnedMatcher,
+        matcher: Box<LearnedMatcher>,
         features: Vec<reid_local::Features>,
         score: reid_glue::ValidScoreParams,
     },
@@ -158,7 +158,7 @@ impl SourceFeatures {
                 features,
                 score,
             } => Box::new(
-                GlueScorer::new(matcher, features, features, score.clone())
+                GlueScorer::new(matcher.as_ref(), features, features, score.clone())
                     .named(self.kind.name()),
             ),
         }
@@ -236,9 +236,10 @@ impl LocalArgs {
                                 .max_keypoints(self.local_keypoints),
                         )
                         .check()?;
-                    let store = FeatureStore::extract_with(&paths, &params, Some(&cache), |_, _| {
-                        pb.inc(1)
-                    })?;
+                    let store =
+                        FeatureStore::extract_with(&paths, &params, Some(&cache), |_, _| {
+                            pb.inc(1)
+                        })?;
                     SourceFeatures {
                         kind,
                         seconds: 0.0,
@@ -274,7 +275,7 @@ impl LocalArgs {
                         seconds: 0.0,
                         cached: cached(store.cache_status()),
                         matcher: Matcher::Learned {
-                            matcher,
+                            matcher: Box::new(matcher),
                             features: store.features().to_vec(),
                             score,
                         },

@@ -5,15 +5,15 @@
 use reid_local::Features;
 use tch::{Device, Kind, Tensor};
 
+use crate::aliked::{Aliked, AlikedParams};
+use crate::disk::{Disk, DiskParams};
 use crate::error::{GlueError, Result};
 use crate::extractor::Extractor;
 use crate::lightglue::{GlueKind, LightGlue, LightGlueParams, MatchInput};
-use crate::weights::GlueWeights;
-use crate::disk::{Disk, DiskParams};
-use crate::aliked::{Aliked, AlikedParams};
-use reid_core::ParamGuard;
 use crate::scorer::{PairMatcher, PairMatches};
+use crate::weights::GlueWeights;
 use crate::xfeat::{XFeat, XFeatParams};
+use reid_core::ParamGuard;
 
 /// The keypoints and descriptors of [`Features`] as the tensors LightGlue
 /// takes (`[N, 2]` and `[N, D]`, `f32`, on `device`).
@@ -51,15 +51,7 @@ impl PairMatcher for LightGlue {
             .map(|((k, d), o)| MatchInput::new(k, d, o.scaled_size()))
             .collect();
         let out = self.match_batch(MatchInput::new(&qk, &qd, query.scaled_size()), &inputs)?;
-        Ok(out
-            .into_iter()
-            .map(|m| {
-                m.pairs
-                    .into_iter()
-                    .map(|(i, j, s)| (i as usize, j as usize, s))
-                    .collect()
-            })
-            .collect())
+        Ok(out.into_iter().map(|m| m.pairs).collect())
     }
 }
 
@@ -180,7 +172,6 @@ impl PairMatcher for LearnedMatcher {
     }
 }
 
-
 impl Extractor for XFeat {
     fn name(&self) -> &'static str {
         "xfeat"
@@ -234,7 +225,12 @@ impl LearnedMatcher {
             }
         };
         let glue_params = preset.filter_threshold(p.filter_threshold).check()?;
-        let glue = LightGlue::load_with(glue_kind.weights().verify()?, glue_kind, glue_params, device)?;
+        let glue = LightGlue::load_with(
+            glue_kind.weights().verify()?,
+            glue_kind,
+            glue_params,
+            device,
+        )?;
         Ok(LearnedMatcher {
             kind,
             extractor,
@@ -250,7 +246,11 @@ impl Extractor for Disk {
 
     fn key_bytes(&self) -> Vec<u8> {
         let p = self.params().get();
-        let mut v = p.max_keypoints.map_or(0u64, |n| n as u64).to_le_bytes().to_vec();
+        let mut v = p
+            .max_keypoints
+            .map_or(0u64, |n| n as u64)
+            .to_le_bytes()
+            .to_vec();
         v.extend_from_slice(&p.nms_window.to_le_bytes());
         v.extend_from_slice(&p.detection_threshold.to_bits().to_le_bytes());
         v.push(u8::from(p.pad_if_not_divisible));

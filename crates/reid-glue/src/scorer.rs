@@ -106,7 +106,7 @@ impl ParamGuard for ScoreParams {
 
     fn check(self) -> Result<ValidScoreParams> {
         self.check_ref()?;
-        let ransac = self.ransac.clone().check()?;
+        let ransac = self.ransac.check()?;
         Ok(ValidScoreParams {
             params: self,
             ransac,
@@ -195,11 +195,16 @@ impl<'a> GlueScorer<'a> {
         self.known.lock().map(|k| k.len()).unwrap_or(0)
     }
 
-    fn score_all(&self, pairs: &[(usize, usize)]) -> std::result::Result<Vec<f32>, (usize, String)> {
-        let mut known = self
-            .known
-            .lock()
-            .map_err(|_| (0, "the score memo was poisoned by an earlier panic".to_string()))?;
+    fn score_all(
+        &self,
+        pairs: &[(usize, usize)],
+    ) -> std::result::Result<Vec<f32>, (usize, String)> {
+        let mut known = self.known.lock().map_err(|_| {
+            (
+                0,
+                "the score memo was poisoned by an earlier panic".to_string(),
+            )
+        })?;
         // The pairs still to score, grouped by query (first-seen order).
         let mut todo: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
         let mut slot: HashMap<usize, usize> = HashMap::new();
@@ -267,7 +272,10 @@ impl PairScorer for GlueScorer<'_> {
             .map_err(|(_, e)| e)
     }
 
-    fn score_many(&self, pairs: &[(usize, usize)]) -> std::result::Result<Vec<f32>, (usize, String)> {
+    fn score_many(
+        &self,
+        pairs: &[(usize, usize)],
+    ) -> std::result::Result<Vec<f32>, (usize, String)> {
         self.score_all(pairs)
     }
 }

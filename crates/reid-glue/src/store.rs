@@ -100,6 +100,10 @@ pub struct GlueStore {
     status: Vec<CacheStatus>,
 }
 
+/// What the first pass found for one image: its features from the cache,
+/// or the image waiting for the network.
+type Loaded = (Option<Features>, CacheStatus, Option<Pending>);
+
 /// One image waiting for the network.
 struct Pending {
     index: usize,
@@ -130,7 +134,7 @@ impl GlueStore {
         let side = params.get().max_side;
 
         // Read, look up and decode in parallel; the network runs after.
-        let loaded: Vec<Result<(Option<Features>, CacheStatus, Option<Pending>)>> = paths
+        let loaded: Vec<Result<Loaded>> = paths
             .par_iter()
             .enumerate()
             .map(|(index, path)| {

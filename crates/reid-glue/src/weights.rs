@@ -81,7 +81,9 @@ impl GlueWeights {
     /// The file's sha256.
     pub fn sha256(self) -> &'static str {
         match self {
-            GlueWeights::XFeat => "0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
+            GlueWeights::XFeat => {
+                "0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b"
+            }
             GlueWeights::LighterGlue => {
                 "766102df37f11189efe5b0811d1f47c72b22629b79bfabfcfff9d2a2f84654b8"
             }

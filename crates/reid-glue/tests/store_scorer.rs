@@ -77,8 +77,10 @@ fn store_extracts_by_size_caches_and_names_bad_files() {
         .check()
         .unwrap();
     let mut seen = Vec::new();
-    let store = GlueStore::extract(&paths, &fake, &params, Some(&cache), |d, t| seen.push((d, t)))
-        .unwrap();
+    let store = GlueStore::extract(&paths, &fake, &params, Some(&cache), |d, t| {
+        seen.push((d, t))
+    })
+    .unwrap();
     assert_eq!(store.len(), 4);
     assert_eq!(seen.last(), Some(&(4, 4)));
     // Three 64x48 images in batches of 2 (2 + 1), and the 1000x500 one
@@ -109,7 +111,12 @@ fn store_extracts_by_size_caches_and_names_bad_files() {
     // Other settings are other keys.
     let other = StoreParams::default().max_side(100).check().unwrap();
     let third = GlueStore::extract(&paths, &fake, &other, Some(&cache), |_, _| {}).unwrap();
-    assert!(third.cache_status().iter().all(|s| *s == CacheStatus::Computed));
+    assert!(
+        third
+            .cache_status()
+            .iter()
+            .all(|s| *s == CacheStatus::Computed)
+    );
     assert_eq!(third.features()[2].scaled_size(), (100, 50));
 
     // Damaged cache files are recomputed, and say why.
@@ -130,7 +137,8 @@ fn store_extracts_by_size_caches_and_names_bad_files() {
     let bytes = std::fs::read(&paths[0]).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     for bad in [dir.path().join("missing.png"), truncated] {
-        let err = GlueStore::extract(&[bad.clone()], &fake, &params, None, |_, _| {}).unwrap_err();
+        let err = GlueStore::extract(std::slice::from_ref(&bad), &fake, &params, None, |_, _| {})
+            .unwrap_err();
         let name = bad.file_name().unwrap().to_string_lossy().into_owned();
         assert!(err.to_string().contains(&name), "{err}");
     }
@@ -212,7 +220,12 @@ fn scorer_counts_confident_matches_in_batches_and_remembers() {
     assert_eq!(s.known_pairs(), 4);
     assert_eq!(s.score(0, 1).unwrap(), 3.0);
     // A threshold below 0.3 counts every match.
-    let all = GlueScorer::new(&m, &q, &g, ScoreParams::default().min_confidence(0.2).check().unwrap());
+    let all = GlueScorer::new(
+        &m,
+        &q,
+        &g,
+        ScoreParams::default().min_confidence(0.2).check().unwrap(),
+    );
     assert_eq!(all.score(0, 2).unwrap(), 10.0);
     // Out-of-range pairs name the pair and its index.
     let (i, e) = s.score_many(&[(0, 0), (0, 9)]).unwrap_err();

@@ -83,11 +83,11 @@ pub use features::{DESCRIPTOR_LEN, Features, FeaturesBuilder, Keypoint};
 pub use geometry::{Affine, Homography, Model, Point};
 pub use matching::{Match, match_descriptors, match_features};
 pub use pairs::{PairMatch, match_pair, score_pairs};
-pub use prep::downscale_to_fit;
 pub use params::{
     DescriptorKind, ExtractParams, LocalParams, MatchParams, ModelKind, RansacParams,
     ValidExtractParams, ValidLocalParams, ValidMatchParams, ValidRansacParams,
 };
+pub use prep::downscale_to_fit;
 pub use ransac::{RansacResult, ransac};
 pub use reid_core::ParamGuard;
 pub use scorer::LocalScorer;

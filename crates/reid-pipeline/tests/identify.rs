@@ -303,7 +303,15 @@ fn fused_job_self_calibrates_a_second_source() {
     // pair (its calibration is flat, so the truth still decides). Each
     // scorer's work is reported on its own, and they add up.
     let flat = FnScorer::new("flat", |_a: usize, _b: usize| Ok(1.0f32));
-    let both = fuse(&global, &records, emb.view(), &params, &[&truth, &flat], &three).unwrap();
+    let both = fuse(
+        &global,
+        &records,
+        emb.view(),
+        &params,
+        &[&truth, &flat],
+        &three,
+    )
+    .unwrap();
     let s3 = both.score(&records).unwrap().unwrap();
     assert!(
         s3.animalclef.score > global_score,
