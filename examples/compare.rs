@@ -49,6 +49,31 @@ enum What {
     Tsne(TsneArgs),
     /// Files to embeddings: preprocessing alone, the model alone, end to end.
     Extract(ExtractArgs),
+    /// Learned matching: keypoints of each file, LightGlue on pairs.
+    Glue(GlueArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GlueArgs {
+    /// xfeat, disk or aliked.
+    #[arg(long)]
+    matcher: String,
+    /// A text file with one image path per line (used as they are: the
+    /// script gives images already at their working size).
+    #[arg(long)]
+    list: PathBuf,
+    /// Keypoints per image.
+    #[arg(long, default_value_t = 256)]
+    keypoints: usize,
+    /// Gallery images per query in the batched matching.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// libtorch intra-op threads (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Timed repetitions of each measurement (the best is reported).
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,7 +208,97 @@ fn main() -> Result<()> {
         What::Search(a) => search(&a),
         What::Tsne(a) => tsne(&a),
         What::Extract(a) => extract_files(&a),
+        What::Glue(a) => glue(&a),
     }
+}
+
+/// Times extraction per image, LightGlue per pair one at a time at full
+/// depth (wildlife-tools' settings), and per pair in padded batches of
+/// `--batch` gallery images.
+fn glue(a: &GlueArgs) -> Result<()> {
+    use animal_reid::glue::lightglue::MatchInput;
+    use animal_reid::glue::{LearnedKind, LearnedMatcher, LearnedParams, image_tensor};
+    use animal_reid::local::Features;
+
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads as i32);
+    }
+    let kind = match a.matcher.as_str() {
+        "xfeat" => LearnedKind::XFeat,
+        "disk" => LearnedKind::Disk,
+        "aliked" => LearnedKind::Aliked,
+        other => bail!("--matcher: xfeat, disk or aliked, not {other}"),
+    };
+    let params = LearnedParams::default()
+        .max_keypoints(a.keypoints)
+        .check()?;
+    let mut m = LearnedMatcher::load(kind, &params, tch::Device::Cpu)?;
+    let list = std::fs::read_to_string(&a.list).with_context(|| a.list.display().to_string())?;
+    let images = list
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|p| {
+            let img = animal_reid::data::decode_file(p.trim(), &Default::default())?;
+            Ok(image_tensor(&img, tch::Device::Cpu))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if images.len() < a.batch + 1 {
+        bail!(
+            "{} images; --batch {} needs {}",
+            images.len(),
+            a.batch,
+            a.batch + 1
+        );
+    }
+    let mut feats: Vec<Features> = Vec::new();
+    let extract = best_of(a.repeat, || {
+        feats.clear();
+        for t in &images {
+            let s = t.size();
+            let size = (s[3] as u32, s[2] as u32);
+            let k = m.extractor().extract_batch(t)?.pop().context("no output")?;
+            feats.push(k.to_features(size, size)?);
+        }
+        Ok(())
+    })?;
+    // One pair at a time, full depth and width (what the batched path computes).
+    let full = (*m.glue().params().get()).full_depth().check()?;
+    m.set_glue_params(full);
+    let tensors: Vec<(tch::Tensor, tch::Tensor)> = feats
+        .iter()
+        .map(|f| animal_reid::glue::learned::feature_tensors(f, tch::Device::Cpu))
+        .collect();
+    let input = |i: usize| MatchInput::new(&tensors[i].0, &tensors[i].1, feats[i].scaled_size());
+    let pairs = a.batch;
+    let mut matched = 0usize;
+    let single = best_of(a.repeat, || {
+        matched = 0;
+        for j in 1..=pairs {
+            matched += m.glue().match_pair(input(0), input(j))?.pairs.len();
+        }
+        Ok(())
+    })?;
+    let others: Vec<MatchInput<'_>> = (1..=pairs).map(input).collect();
+    let batched = best_of(a.repeat, || {
+        m.glue().match_batch(input(0), &others)?;
+        Ok(())
+    })?;
+    let kp = feats.iter().map(Features::len).sum::<usize>() as f64 / feats.len() as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "matcher": kind.name(),
+            "images": images.len(),
+            "keypoints_mean": kp,
+            "threads": tch::get_num_threads(),
+            "extract_ms_per_image": 1000.0 * extract / images.len() as f64,
+            "pair_ms_single_full_depth": 1000.0 * single / pairs as f64,
+            "pair_ms_batched": 1000.0 * batched / pairs as f64,
+            "batch": pairs,
+            "matches_first_query": matched,
+        })
+    );
+    Ok(())
 }
 
 /// The best of `n` timed runs of `f`, in seconds.

