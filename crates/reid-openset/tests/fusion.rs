@@ -270,6 +270,61 @@ fn fusion_self_calibrates_from_the_database() {
     }
 }
 
+/// Calibrating on the first `k` episodes of 10 is calibrating with `k`
+/// episodes (the episodes are drawn in sequence from one seed), and scores
+/// fewer pairs than all 10.
+#[test]
+fn fusion_calibrates_on_a_subsample_of_episodes() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let n = 40;
+    let mut emb = Array2::from_shape_fn((n, 8), |_| rng.gen_range(-1.0f32..1.0));
+    for mut r in emb.rows_mut() {
+        let norm = r.dot(&r).sqrt();
+        r /= norm;
+    }
+    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
+    let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
+    let noisy = FnScorer::new("noisy", |q, g| {
+        let same = labels[q] == labels[g];
+        Ok(((q * 7 + g * 13) % 10) as f32 / 10.0 + if same { 0.6 } else { 0.0 })
+    });
+    let grid = linear_grid(0.0..=1.0, 50);
+    let fusion = |k: Option<usize>| {
+        FusionParams::default()
+            .shortlist(5)
+            .weights(vec![1.0, 1.0])
+            .calibration_episodes(k)
+            .check()
+            .unwrap()
+    };
+    let ten = episodes(0.3, 0.5, 10, 3, grid.clone());
+    let all = self_calibrate_fusion(&gallery, &[&cosine, &noisy], &fusion(None), &ten).unwrap();
+    for k in [1, 3] {
+        let sub =
+            self_calibrate_fusion(&gallery, &[&cosine, &noisy], &fusion(Some(k)), &ten).unwrap();
+        let plain = self_calibrate_fusion(
+            &gallery,
+            &[&cosine, &noisy],
+            &fusion(None),
+            &episodes(0.3, 0.5, k, 3, grid.clone()),
+        )
+        .unwrap();
+        assert_eq!(sub, plain, "first {k} of 10 episodes");
+        assert!(sub.pairs < all.pairs, "{k}: {} vs {}", sub.pairs, all.pairs);
+    }
+    // More than there are: all of them.
+    let more = self_calibrate_fusion(&gallery, &[&cosine, &noisy], &fusion(Some(50)), &ten);
+    assert_eq!(more.unwrap(), all);
+    match FusionParams::default()
+        .calibration_episodes(Some(0))
+        .check()
+    {
+        Err(OpensetError::InvalidParam { name, .. }) => assert_eq!(name, "calibration_episodes"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn fusion_params_are_checked() {
     let p = FusionParams::default().check().unwrap();
