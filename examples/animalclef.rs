@@ -5,7 +5,10 @@
 //! catalogue); one threshold per dataset is self-calibrated from that
 //! dataset's database alone; each query is decided, and the submission is
 //! checked against the metadata (one row per query, identities of the
-//! query's own dataset) before it is written atomically.
+//! query's own dataset) before it is written atomically. With `--local`
+//! (e.g. `--local sift,xfeat --shortlist 20`), each query's cosine
+//! shortlist is re-ranked by local matching fused with cosine, calibrated
+//! per dataset from its database alone.
 //!
 //! ```sh
 //! cargo run --release --example animalclef -- --root AnimalCLEF2025 --out submission.csv
@@ -21,7 +24,7 @@ use clap::Parser;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::submission::{SubmissionReference, write_validated_submission};
 use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
-use reid_examples::{BackboneArgs, EpisodeArgs, load_options};
+use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, load_options};
 
 /// Embed an AnimalCLEF 2025 folder, decide every query with per-dataset
 /// self-calibrated thresholds and write the submission CSV.
@@ -54,6 +57,8 @@ struct Args {
     episodes: EpisodeArgs,
     #[command(flatten)]
     model: BackboneArgs,
+    #[command(flatten)]
+    local: LocalArgs,
 }
 
 fn main() -> Result<()> {
@@ -84,7 +89,11 @@ fn main() -> Result<()> {
         run.seconds
     );
 
-    let ident = identify(&ds.records, run.embeddings.matrix.view(), &params)?;
+    let emb = run.embeddings.matrix.view();
+    let cosine = identify(&ds.records, emb, &params)?;
+    let ident = args
+        .local
+        .refine(cosine, &ds.records, emb, &params, args.quiet)?;
     for (g, th) in ident.thresholds.groups() {
         println!("threshold {g}: {th:.3}");
     }

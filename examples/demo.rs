@@ -4,6 +4,9 @@
 //! self-calibrated from the database alone, every query decided known or
 //! new, the new animals given consistent new ids, scored, drawn (t-SNE,
 //! match sheets) and reported (`<out>/report.html`, `<out>/report.json`).
+//! With `--local sift` (or `xfeat`, `disk`, `aliked`, several
+//! comma-separated), each query's cosine shortlist is re-ranked by local
+//! matching fused with cosine, calibrated from the database alone.
 //!
 //! ```sh
 //! cargo run --release --example demo -- --help
@@ -22,7 +25,7 @@ use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::eval::report::Report;
 use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
-use reid_examples::{BackboneArgs, EpisodeArgs, OutputArgs, bar, finish, load_options};
+use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, bar, finish, load_options};
 
 /// Generate the synthetic dataset, embed it, decide every query known or
 /// new with a threshold calibrated on the database alone, score, plot and
@@ -61,6 +64,8 @@ struct Args {
     model: BackboneArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    local: LocalArgs,
 }
 
 fn main() -> Result<()> {
@@ -160,7 +165,10 @@ fn main() -> Result<()> {
 
     // 5. Open set: a threshold from the database alone, decisions, new ids.
     let t = Instant::now();
-    let ident = identify(&ds.records, emb.matrix.view(), &openset)?;
+    let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
+    let ident = args
+        .local
+        .refine(cosine, &ds.records, emb.matrix.view(), &openset, args.quiet)?;
     report.timing_since("self-calibrate, search, decide, cluster", t);
     println!(
         "\nopen set: {} queries decided in {:.2} s; {} called new, grouped into {} new ids",
@@ -184,6 +192,8 @@ fn main() -> Result<()> {
         "individuals": args.individuals, "images": args.images, "new_fraction": args.new_fraction,
         "seed": args.seed, "backbone": args.model.backbone, "input_size": info.input_size,
         "episodes": args.episodes, "rule": "top1", "perplexity": args.output.perplexity,
+        "local": args.local.local.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "shortlist": args.local.shortlist,
     }));
     finish(
         &mut report,

@@ -5,7 +5,8 @@
 //! matching across datasets would answer with site A's cows for site B's
 //! queries, which the submission checker refuses. Matched within its own
 //! dataset, each query gets an identity of its own site (or
-//! `new_individual`), and the example writes a valid submission.
+//! `new_individual`), and the example writes a valid submission, with
+//! cosine alone and with RootSIFT fused in.
 #![cfg(feature = "torch")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -60,38 +61,78 @@ fn two_sites_of_one_species_give_a_valid_submission() {
     }
     let metadata = dir.path().join("metadata.csv");
     write_metadata_csv(&metadata, &Dataset::new(dir.path(), records)).unwrap();
-    let out = dir.path().join("submission.csv");
+    let reference = SubmissionReference::from_metadata(&metadata).unwrap();
+    // Cosine alone, then RootSIFT fused in (identical photos match
+    // perfectly by keypoints, so the fusion must keep to the query's site
+    // too).
+    let cache = dir.path().join("local-features");
+    let cache = cache.to_str().unwrap();
+    let local = [
+        "--local",
+        "sift",
+        "--shortlist",
+        "5",
+        "--local-cache",
+        cache,
+    ];
+    for extra in [&[][..], &local[..]] {
+        let out = dir.path().join("submission.csv");
+        let run = Command::new(&bin)
+            .args(["--root"])
+            .arg(dir.path())
+            .args(["--out"])
+            .arg(&out)
+            .args(["--backbone", "mobilenet_v2", "--quiet", "--episodes", "5"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "animalclef {extra:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let rows = read_submission(&out).unwrap();
+        reference.validate(&rows).unwrap();
+        assert_eq!(rows.len(), reference.num_queries());
+        // Each answer names a cow of the query's own site, or a new one; the
+        // identical photos of the other site never win.
+        let mut known = 0;
+        for r in &rows {
+            let site = reference.dataset_of(&r.image_id).unwrap();
+            if let Some(id) = r.decision.identity() {
+                assert!(
+                    id.starts_with(&format!("{site}-")),
+                    "{extra:?}: {} -> {id}",
+                    r.image_id
+                );
+                known += 1;
+            }
+        }
+        assert!(known > 0, "{extra:?}: no query was recognised: {rows:?}");
+        std::fs::remove_file(&out).unwrap();
+    }
+    // A job with one answer takes one shortlist size; the error says so
+    // and nothing is written.
+    let out = dir.path().join("never.csv");
     let run = Command::new(&bin)
         .args(["--root"])
         .arg(dir.path())
         .args(["--out"])
         .arg(&out)
         .args(["--backbone", "mobilenet_v2", "--quiet", "--episodes", "5"])
+        .args([
+            "--local",
+            "sift",
+            "--shortlist",
+            "5,10",
+            "--local-cache",
+            cache,
+        ])
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "animalclef failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let reference = SubmissionReference::from_metadata(&metadata).unwrap();
-    let rows = read_submission(&out).unwrap();
-    reference.validate(&rows).unwrap();
-    assert_eq!(rows.len(), reference.num_queries());
-    // Each answer names a cow of the query's own site, or a new one; the
-    // identical photos of the other site never win.
-    let mut known = 0;
-    for r in &rows {
-        let site = reference.dataset_of(&r.image_id).unwrap();
-        if let Some(id) = r.decision.identity() {
-            assert!(
-                id.starts_with(&format!("{site}-")),
-                "{} -> {id}",
-                r.image_id
-            );
-            known += 1;
-        }
-    }
-    assert!(known > 0, "no query was recognised: {rows:?}");
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("--shortlist: one size"), "{err}");
+    assert!(!out.exists());
 }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ndarray::ArrayView2;
 use reid_backbone::backbone::parse_device;
 use reid_core::{ParamGuard, Record};
 use reid_glue::{
@@ -14,6 +15,7 @@ use reid_local::{
     CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer,
 };
 use reid_openset::{FusionParams, PairScorer, ValidFusionParams};
+use reid_pipeline::{Identification, ValidOpenSetParams, fuse};
 
 use crate::bar;
 
@@ -214,6 +216,60 @@ impl LocalArgs {
                     .check()?)
             })
             .collect()
+    }
+
+    /// The one identification of a job that writes one answer (a
+    /// submission, a report): `cosine` itself without `--local`, else the
+    /// fusion of cosine with every `--local` matcher at the one
+    /// `--shortlist` size (several sizes are an error here: `evaluate`
+    /// compares them). Prints what the matchers cost.
+    pub fn refine(
+        &self,
+        cosine: Identification,
+        records: &[Record],
+        embeddings: ArrayView2<'_, f32>,
+        params: &ValidOpenSetParams,
+        quiet: bool,
+    ) -> anyhow::Result<Identification> {
+        if !self.enabled() {
+            return Ok(cosine);
+        }
+        let fusions = self.fusions()?;
+        let [fusion] = fusions.as_slice() else {
+            anyhow::bail!(
+                "--shortlist: one size for a job with one answer, got {:?}",
+                self.shortlist
+            );
+        };
+        let kp = self.keypoints(records, quiet)?;
+        for s in &kp.sources {
+            println!(
+                "{} features of {} images in {:.1} s ({} from the cache), {:.0} keypoints per image",
+                s.kind.name(),
+                s.features().len(),
+                s.seconds,
+                s.cached,
+                s.per_image()
+            );
+        }
+        let scorers = kp.scorers();
+        let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
+        let t = Instant::now();
+        let fused = fuse(&cosine, records, embeddings, params, &refs, fusion)?;
+        println!(
+            "fused with cosine at shortlist B = {} in {:.1} s",
+            fusion.shortlist(),
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(f) = &fused.fusion {
+            for c in &f.sources {
+                println!(
+                    "  {}: {} database pairs in {:.1} s, {} query pairs in {:.1} s",
+                    c.name, c.database_pairs, c.database_seconds, c.query_pairs, c.query_seconds
+                );
+            }
+        }
+        Ok(fused)
     }
 
     /// The feature cache folder.
