@@ -75,17 +75,20 @@ fn two_sites_of_one_species_give_a_valid_submission() {
         "--local-cache",
         cache,
     ];
-    for extra in [&[][..], &local[..]] {
-        let out = dir.path().join("submission.csv");
-        let run = Command::new(&bin)
+    let animalclef = |out: &std::path::Path, extra: &[&str]| {
+        Command::new(&bin)
             .args(["--root"])
             .arg(dir.path())
             .args(["--out"])
-            .arg(&out)
+            .arg(out)
             .args(["--backbone", "mobilenet_v2", "--quiet", "--episodes", "5"])
             .args(extra)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for extra in [&[][..], &local[..]] {
+        let out = dir.path().join("submission.csv");
+        let run = animalclef(&out, extra);
         assert!(
             run.status.success(),
             "animalclef {extra:?} failed:\n{}\n{}",
@@ -115,22 +118,15 @@ fn two_sites_of_one_species_give_a_valid_submission() {
     // A job with one answer takes one shortlist size; the error says so
     // and nothing is written.
     let out = dir.path().join("never.csv");
-    let run = Command::new(&bin)
-        .args(["--root"])
-        .arg(dir.path())
-        .args(["--out"])
-        .arg(&out)
-        .args(["--backbone", "mobilenet_v2", "--quiet", "--episodes", "5"])
-        .args([
-            "--local",
-            "sift",
-            "--shortlist",
-            "5,10",
-            "--local-cache",
-            cache,
-        ])
-        .output()
-        .unwrap();
+    let two = [
+        "--local",
+        "sift",
+        "--shortlist",
+        "5,10",
+        "--local-cache",
+        cache,
+    ];
+    let run = animalclef(&out, &two);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("--shortlist: one size"), "{err}");

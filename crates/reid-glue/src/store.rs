@@ -144,22 +144,17 @@ impl GlueStore {
                     .map(|_| CacheKey::from_parts(&namespace, STORE_VERSION, &key_params, &bytes));
                 let mut status = CacheStatus::Uncached;
                 if let (Some(c), Some(k)) = (cache, key.as_ref()) {
-                    status = match c.load(k) {
-                        Ok(Some(f)) => return Ok((Some(f), CacheStatus::Hit, None)),
-                        Ok(None) => CacheStatus::Computed,
-                        Err(e) => CacheStatus::Recomputed {
-                            reason: e.to_string(),
-                        },
-                    };
+                    let found;
+                    (found, status) = c.lookup(k);
+                    if found.is_some() {
+                        return Ok((found, status, None));
+                    }
                 }
                 let decoded = decode_bytes(
                     &bytes,
                     path,
                     None,
-                    SizeHint::FitWithin {
-                        width: side,
-                        height: side,
-                    },
+                    SizeHint::longer_side(side),
                     &params.get().decode,
                 )?;
                 let image = downscale_to_fit(&decoded.image, side)?.into_owned();

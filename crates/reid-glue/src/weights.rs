@@ -14,9 +14,12 @@
 use std::path::{Path, PathBuf};
 
 use reid_backbone::BackboneError;
-use reid_backbone::weights::{WEIGHTS_ENV, sha256_file, weights_dir};
+use reid_backbone::state_dict::{Loader, mismatch_summary};
+use reid_backbone::weights::{locate_file, verify_file, weights_dir};
+use tch::Tensor;
+use tch::nn::VarStore;
 
-use crate::error::Result;
+use crate::error::{GlueError, Result};
 
 /// One weights file of a learned extractor or matcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,19 +110,12 @@ impl GlueWeights {
 
     /// Like [`GlueWeights::locate`], in a folder of the caller's choice.
     pub fn locate_in(self, dir: &Path) -> Result<PathBuf> {
-        let path = dir.join(self.file_name());
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(BackboneError::WeightsMissing {
-                name: self.name(),
-                path,
-                package: self.package(),
-                file: self.file_name(),
-                env: WEIGHTS_ENV,
-            }
-            .into())
-        }
+        Ok(locate_file(
+            dir,
+            self.name(),
+            self.file_name(),
+            self.package(),
+        )?)
     }
 
     /// Locates the file and checks its sha256.
@@ -129,16 +125,35 @@ impl GlueWeights {
 
     /// Like [`GlueWeights::verify`], in a folder of the caller's choice.
     pub fn verify_in(self, dir: &Path) -> Result<PathBuf> {
-        let path = self.locate_in(dir)?;
-        let found = sha256_file(&path)?;
-        if found != self.sha256() {
-            return Err(BackboneError::WeightsChecksum {
-                path,
-                found,
-                expected: self.sha256().to_string(),
-            }
-            .into());
-        }
-        Ok(path)
+        Ok(verify_file(&self.locate_in(dir)?, self.sha256())?)
+    }
+}
+
+/// Loads `tensors`, read from `path`, into `vs` through `loader` made
+/// strict (every variable found, every shape equal). A file that does not
+/// hold the network (`what`, e.g. "an XFeat state dict") is
+/// [`GlueError::Weights`] naming the file and the keys missing, unexpected
+/// or misshapen; other failures pass through.
+pub(crate) fn load_strict(
+    loader: Loader<'_>,
+    vs: &VarStore,
+    tensors: Vec<(String, Tensor)>,
+    path: &Path,
+    what: &str,
+) -> Result<()> {
+    match loader.strict(true).load(vs, tensors) {
+        Ok(_) => Ok(()),
+        Err(BackboneError::StateDictMismatch {
+            missing,
+            unexpected,
+            shape_mismatch,
+        }) => Err(GlueError::Weights {
+            path: path.to_path_buf(),
+            message: format!(
+                "not {what}: {}",
+                mismatch_summary(&missing, &unexpected, &shape_mismatch)
+            ),
+        }),
+        Err(e) => Err(e.into()),
     }
 }

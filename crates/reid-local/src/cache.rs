@@ -133,6 +133,24 @@ impl FeatureCache {
         self.dir.join(format!("{}.{CACHE_EXTENSION}", key.hex()))
     }
 
+    /// What the cache holds for `key`: the features of an intact file
+    /// ([`CacheStatus::Hit`]), else `None` with the status to report once
+    /// they are computed and stored: [`CacheStatus::Computed`] when there
+    /// is no file, [`CacheStatus::Recomputed`] (with the reason) when it is
+    /// damaged.
+    pub fn lookup(&self, key: &CacheKey) -> (Option<Features>, CacheStatus) {
+        match self.load(key) {
+            Ok(Some(f)) => (Some(f), CacheStatus::Hit),
+            Ok(None) => (None, CacheStatus::Computed),
+            Err(e) => (
+                None,
+                CacheStatus::Recomputed {
+                    reason: e.to_string(),
+                },
+            ),
+        }
+    }
+
     /// The cached features of `key`: `Ok(None)` when there is no file, a
     /// typed error when the file is damaged (see the [module docs](self)).
     pub fn load(&self, key: &CacheKey) -> Result<Option<Features>> {

@@ -52,23 +52,18 @@ pub fn extract_file(
     let key = cache.map(|_| CacheKey::new(&bytes, params));
     let mut status = CacheStatus::Uncached;
     if let (Some(c), Some(k)) = (cache, key.as_ref()) {
-        status = match c.load(k) {
-            Ok(Some(f)) => return Ok((f, CacheStatus::Hit)),
-            Ok(None) => CacheStatus::Computed,
-            Err(e) => CacheStatus::Recomputed {
-                reason: e.to_string(),
-            },
-        };
+        let found;
+        (found, status) = c.lookup(k);
+        if let Some(f) = found {
+            return Ok((f, status));
+        }
     }
     let side = params.extract().get().max_side;
     let decoded = decode_bytes(
         &bytes,
         path,
         None,
-        SizeHint::FitWithin {
-            width: side,
-            height: side,
-        },
+        SizeHint::longer_side(side),
         params.decode(),
     )?;
     // The original size is the whole (oriented) image at full resolution,

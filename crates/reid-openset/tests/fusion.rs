@@ -178,15 +178,21 @@ fn fusion_errors() {
 /// second source that knows the truth (10 for the same identity, below 3
 /// otherwise). Calibrated from the database alone, the fusion separates
 /// every episode perfectly; cosine alone cannot.
-#[test]
-fn fusion_self_calibrates_from_the_database() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let n = 32;
-    let mut emb = Array2::from_shape_fn((n, 16), |_| rng.gen_range(-1.0f32..1.0));
+/// `n` rows of `d` uniform entries in [-1, 1), each scaled to unit length.
+fn random_unit_rows(rng: &mut rand_chacha::ChaCha8Rng, n: usize, d: usize) -> Array2<f32> {
+    let mut emb = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1.0f32..1.0));
     for mut r in emb.rows_mut() {
         let norm = r.dot(&r).sqrt();
         r /= norm;
     }
+    emb
+}
+
+#[test]
+fn fusion_self_calibrates_from_the_database() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let n = 32;
+    let emb = random_unit_rows(&mut rng, n, 16);
     let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
@@ -277,11 +283,7 @@ fn fusion_self_calibrates_from_the_database() {
 fn fusion_calibrates_on_a_subsample_of_episodes() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
     let n = 40;
-    let mut emb = Array2::from_shape_fn((n, 8), |_| rng.gen_range(-1.0f32..1.0));
-    for mut r in emb.rows_mut() {
-        let norm = r.dot(&r).sqrt();
-        r /= norm;
-    }
+    let emb = random_unit_rows(&mut rng, n, 8);
     let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();

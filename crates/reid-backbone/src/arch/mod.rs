@@ -13,6 +13,8 @@ pub mod swin;
 mod transformer;
 pub mod vit;
 
+pub use transformer::linear;
+
 use reid_data::preprocess::Interpolation;
 use tch::{Tensor, nn};
 

@@ -16,7 +16,7 @@ pub(crate) fn layer_norm(p: nn::Path<'_>, dim: i64, eps: f64) -> nn::LayerNorm {
 }
 
 /// `nn.Linear(inp, out, bias)` with keys `weight` (and `bias`).
-pub(crate) fn linear(p: nn::Path<'_>, inp: i64, out: i64, bias: bool) -> nn::Linear {
+pub fn linear(p: nn::Path<'_>, inp: i64, out: i64, bias: bool) -> nn::Linear {
     nn::linear(
         p,
         inp,

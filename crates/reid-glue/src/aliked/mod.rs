@@ -44,9 +44,8 @@ mod deform;
 mod dkd;
 mod net;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use reid_backbone::BackboneError;
 use reid_backbone::state_dict::{self, Loader};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -54,6 +53,7 @@ pub use deform::{DeformConvConfig, deform_conv2d};
 
 use crate::error::{GlueError, Result};
 pub use crate::extractor::Keypoints;
+use crate::weights::load_strict;
 
 /// Length of an ALIKED-N16 descriptor.
 pub const DESCRIPTOR_DIM: i64 = 128;
@@ -196,16 +196,7 @@ impl Aliked {
         let mut vs = nn::VarStore::new(device);
         let net = net::Net::new(&vs.root(), &net::N16);
         let tensors = state_dict::read(path)?;
-        Loader::new()
-            .strict(true)
-            .load(&vs, tensors)
-            .map_err(|e| match e {
-                BackboneError::StateDictMismatch { .. } => GlueError::Weights {
-                    path: PathBuf::from(path),
-                    message: format!("not ALIKED-N16 weights: {e}"),
-                },
-                other => GlueError::Backbone(other),
-            })?;
+        load_strict(Loader::new(), &vs, tensors, path, "ALIKED-N16 weights")?;
         vs.freeze();
         Ok(Aliked {
             vs,

@@ -42,14 +42,14 @@ mod unet;
 
 use std::path::Path;
 
-use reid_backbone::BackboneError;
-use reid_backbone::state_dict::{self, FileFormat, Loader, ReadOptions, mismatch_summary};
+use reid_backbone::state_dict::{self, FileFormat, Loader, ReadOptions};
 use tch::{Device, Kind, Tensor, nn};
 
 pub use resize::{long_side_size, resize_antialiased};
 
 use crate::error::{GlueError, Result};
 pub use crate::extractor::Keypoints;
+use crate::weights::load_strict;
 use unet::{DESC_DIM, DIVISOR, Unet};
 
 /// The dict of the pretrained pickle that holds the network.
@@ -187,24 +187,7 @@ impl Disk {
         let tensors = state_dict::read_with(path, &opts)?;
         let mut vs = nn::VarStore::new(device);
         let unet = Unet::new(&(vs.root() / "unet"));
-        match Loader::new().strict(true).load(&vs, tensors) {
-            Ok(_) => {}
-            Err(BackboneError::StateDictMismatch {
-                missing,
-                unexpected,
-                shape_mismatch,
-                ..
-            }) => {
-                return Err(GlueError::Weights {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "not the DISK network: {}",
-                        mismatch_summary(&missing, &unexpected, &shape_mismatch)
-                    ),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+        load_strict(Loader::new(), &vs, tensors, path, "the DISK network")?;
         vs.freeze();
         Ok(Disk {
             vs,

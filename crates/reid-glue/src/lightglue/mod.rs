@@ -100,6 +100,7 @@ use tch::{Device, Kind, Tensor, nn::VarStore};
 pub use params::{GlueKind, LightGlueParams, ValidLightGlueParams};
 
 use crate::error::{GlueError, Result};
+use crate::weights::load_strict;
 use net::{Net, dims, filter_matches};
 
 /// The size of the image keypoints were found in, in pixels.
@@ -234,14 +235,9 @@ impl LightGlue {
         let net = Net::new(&vs.root(), kind);
         let tensors = state_dict::read(path)?;
         let n_layers = kind.n_layers();
-        Loader::new()
-            .strict(true)
-            .map_keys(|key| reference_key(key, n_layers))
-            .load(&vs, tensors)
-            .map_err(|e| GlueError::Weights {
-                path: path.to_path_buf(),
-                message: format!("not the weights of LightGlue for {kind}: {e}"),
-            })?;
+        let loader = Loader::new().map_keys(|key| reference_key(key, n_layers));
+        let what = format!("the weights of LightGlue for {kind}");
+        load_strict(loader, &vs, tensors, path, &what)?;
         vs.freeze();
         Ok(LightGlue {
             vs,

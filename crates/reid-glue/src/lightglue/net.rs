@@ -9,20 +9,9 @@
 
 use tch::{Kind, Tensor, nn, nn::Module};
 
-use super::params::GlueKind;
+use reid_backbone::arch::linear;
 
-/// `nn.Linear(inp, out, bias)` with keys `weight` (and `bias`).
-fn linear(p: nn::Path<'_>, inp: i64, out: i64, bias: bool) -> nn::Linear {
-    nn::linear(
-        p,
-        inp,
-        out,
-        nn::LinearConfig {
-            bias,
-            ..Default::default()
-        },
-    )
-}
+use super::params::GlueKind;
 
 /// The sizes of a tensor of known rank; zeros when the rank differs.
 pub(crate) fn dims<const N: usize>(t: &Tensor) -> [i64; N] {

@@ -64,8 +64,7 @@ mod params;
 
 use std::path::Path;
 
-use reid_backbone::BackboneError;
-use reid_backbone::state_dict::{self, Loader, mismatch_summary};
+use reid_backbone::state_dict::{self, Loader};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -74,6 +73,7 @@ pub use params::{ValidXFeatParams, XFeatParams};
 
 use crate::error::{GlueError, Result};
 pub use crate::extractor::Keypoints;
+use crate::weights::load_strict;
 
 /// Side of the non-maximum suppression window (the reference's `kernel_size`).
 const NMS_KERNEL: i64 = 5;
@@ -132,23 +132,7 @@ impl XFeat {
         let tensors = state_dict::read(path)?;
         let vs = VarStore::new(device);
         let model = XFeatModel::new(&vs.root());
-        match Loader::new().strict(true).load(&vs, tensors) {
-            Ok(_) => {}
-            Err(BackboneError::StateDictMismatch {
-                missing,
-                unexpected,
-                shape_mismatch,
-            }) => {
-                return Err(GlueError::Weights {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "not an XFeat state dict: {}",
-                        mismatch_summary(&missing, &unexpected, &shape_mismatch)
-                    ),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
+        load_strict(Loader::new(), &vs, tensors, path, "an XFeat state dict")?;
         Ok(XFeat {
             _vs: vs,
             model,
