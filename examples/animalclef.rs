@@ -67,6 +67,7 @@ fn main() -> Result<()> {
         .fixed_threshold(args.threshold)
         .episodes(args.episodes.params())
         .check()?;
+    let fusion = args.local.single_fusion()?;
     let csv = args
         .metadata
         .clone()
@@ -91,9 +92,14 @@ fn main() -> Result<()> {
 
     let emb = run.embeddings.matrix.view();
     let cosine = identify(&ds.records, emb, &params)?;
-    let ident = args
-        .local
-        .refine(cosine, &ds.records, emb, &params, args.quiet)?;
+    let ident = args.local.refine(
+        fusion.as_ref(),
+        cosine,
+        &ds.records,
+        emb,
+        &params,
+        args.quiet,
+    )?;
     for (g, th) in ident.thresholds.groups() {
         println!("threshold {g}: {th:.3}");
     }

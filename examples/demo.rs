@@ -81,6 +81,7 @@ fn main() -> Result<()> {
     let openset = OpenSetParams::default()
         .episodes(episodes.params())
         .check()?;
+    let fusion = args.local.single_fusion()?;
     args.output.pictures(args.seed).check()?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -166,10 +167,20 @@ fn main() -> Result<()> {
     // 5. Open set: a threshold from the database alone, decisions, new ids.
     let t = Instant::now();
     let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
-    let ident = args
-        .local
-        .refine(cosine, &ds.records, emb.matrix.view(), &openset, args.quiet)?;
-    report.timing_since("self-calibrate, search, decide, cluster", t);
+    let ident = args.local.refine(
+        fusion.as_ref(),
+        cosine,
+        &ds.records,
+        emb.matrix.view(),
+        &openset,
+        args.quiet,
+    )?;
+    let stage = if fusion.is_some() {
+        "self-calibrate, search, local matching, decide, cluster"
+    } else {
+        "self-calibrate, search, decide, cluster"
+    };
+    report.timing_since(stage, t);
     println!(
         "\nopen set: {} queries decided in {:.2} s; {} called new, grouped into {} new ids",
         ident.queries.len(),

@@ -34,7 +34,9 @@ use animal_reid::pipeline::{
     Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
 };
 use ndarray::ArrayView2;
-use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, finish, shared_dir};
+use reid_examples::{
+    BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, cost_summary, finish, shared_dir,
+};
 
 /// Embed, search, decide (fixed and self-calibrated threshold) and score a split CSV.
 #[derive(Debug, Parser)]
@@ -200,15 +202,7 @@ fn local_fusion(
         names.join(" + ")
     ));
     for s in &kp.sources {
-        println!(
-            "\n{} features of {} images in {:.1} s ({} from the cache {}), {:.0} keypoints per image",
-            s.kind.name(),
-            s.features().len(),
-            s.seconds,
-            s.cached,
-            kp.cache.display(),
-            s.per_image()
-        );
+        println!("\n{}", s.summary(&kp.cache));
         report.metric(
             format!("{}: feature extraction seconds", s.kind.name()),
             s.seconds,
@@ -236,15 +230,7 @@ fn local_fusion(
             f.all().self_calibration.threshold
         );
         for c in &f.sources {
-            println!(
-                "  {}: {} database pairs in {:.1} s (calibration), {} query pairs in {:.1} s = {:.1} ms per query",
-                c.name,
-                c.database_pairs,
-                c.database_seconds,
-                c.query_pairs,
-                c.query_seconds,
-                1000.0 * c.query_seconds / nq
-            );
+            println!("{}", cost_summary(c, fused.queries.len()));
             report.metric(
                 format!("B={b}: {}: ms per query", c.name),
                 1000.0 * c.query_seconds / nq,

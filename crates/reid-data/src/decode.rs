@@ -148,9 +148,7 @@ impl SizeHint {
             height: side,
         }
     }
-}
 
-impl SizeHint {
     /// The downscale ratio (<= 1 means smaller is fine) a crop of
     /// `cw x ch` pixels may be reduced by while honouring the hint.
     fn required_ratio(self, cw: u32, ch: u32) -> f64 {

@@ -39,7 +39,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub use backbone::{BackboneArgs, Embedded};
 pub use episodes::EpisodeArgs;
-pub use local::{Keypoints, LocalArgs};
+pub use local::{Keypoints, LocalArgs, cost_summary};
 pub use output::{OutputArgs, finish, print_evaluation};
 
 /// A progress bar of `len` steps labelled `what`, hidden when `quiet`.

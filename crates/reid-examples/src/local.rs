@@ -15,7 +15,7 @@ use reid_local::{
     CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer,
 };
 use reid_openset::{FusionParams, PairScorer, ValidFusionParams};
-use reid_pipeline::{Identification, ValidOpenSetParams, fuse};
+use reid_pipeline::{Identification, SourceCost, ValidOpenSetParams, fuse};
 
 use crate::bar;
 
@@ -145,6 +145,20 @@ impl SourceFeatures {
         }
     }
 
+    /// One line: how many images, how long, how many from the cache
+    /// folder `cache`, mean keypoints per image.
+    pub fn summary(&self, cache: &Path) -> String {
+        format!(
+            "{} features of {} images in {:.1} s ({} from the cache {}), {:.0} keypoints per image",
+            self.kind.name(),
+            self.features().len(),
+            self.seconds,
+            self.cached,
+            cache.display(),
+            self.per_image()
+        )
+    }
+
     /// Mean keypoints per image.
     pub fn per_image(&self) -> f64 {
         let f = self.features();
@@ -188,6 +202,20 @@ impl Keypoints {
     }
 }
 
+/// One indented line: what a source's pairs cost in the calibration and
+/// for the `queries` queries.
+pub fn cost_summary(c: &SourceCost, queries: usize) -> String {
+    format!(
+        "  {}: {} database pairs in {:.1} s (calibration), {} query pairs in {:.1} s = {:.1} ms per query",
+        c.name,
+        c.database_pairs,
+        c.database_seconds,
+        c.query_pairs,
+        c.query_seconds,
+        1000.0 * c.query_seconds / queries.max(1) as f64
+    )
+}
+
 fn cached(status: &[CacheStatus]) -> usize {
     status
         .iter()
@@ -218,39 +246,42 @@ impl LocalArgs {
             .collect()
     }
 
-    /// The one identification of a job that writes one answer (a
-    /// submission, a report): `cosine` itself without `--local`, else the
-    /// fusion of cosine with every `--local` matcher at the one
-    /// `--shortlist` size (several sizes are an error here: `evaluate`
-    /// compares them). Prints what the matchers cost.
+    /// The fusion of a job that writes one answer (a submission, a
+    /// report): `None` without `--local`, else the one `--shortlist` size's
+    /// (several sizes are an error here: `evaluate` compares them). Call it
+    /// before any work, so that a bad setting stops the job at once.
+    pub fn single_fusion(&self) -> anyhow::Result<Option<ValidFusionParams>> {
+        if !self.enabled() {
+            return Ok(None);
+        }
+        let mut fusions = self.fusions()?;
+        if fusions.len() != 1 {
+            anyhow::bail!(
+                "--shortlist: one size for a job with one answer, got {:?}",
+                self.shortlist
+            );
+        }
+        Ok(fusions.pop())
+    }
+
+    /// `cosine` itself when `fusion` is `None` (no `--local`), else the
+    /// fusion of cosine with every `--local` matcher under `fusion` (from
+    /// [`LocalArgs::single_fusion`]). Prints what the matchers cost.
     pub fn refine(
         &self,
+        fusion: Option<&ValidFusionParams>,
         cosine: Identification,
         records: &[Record],
         embeddings: ArrayView2<'_, f32>,
         params: &ValidOpenSetParams,
         quiet: bool,
     ) -> anyhow::Result<Identification> {
-        if !self.enabled() {
+        let Some(fusion) = fusion else {
             return Ok(cosine);
-        }
-        let fusions = self.fusions()?;
-        let [fusion] = fusions.as_slice() else {
-            anyhow::bail!(
-                "--shortlist: one size for a job with one answer, got {:?}",
-                self.shortlist
-            );
         };
         let kp = self.keypoints(records, quiet)?;
         for s in &kp.sources {
-            println!(
-                "{} features of {} images in {:.1} s ({} from the cache), {:.0} keypoints per image",
-                s.kind.name(),
-                s.features().len(),
-                s.seconds,
-                s.cached,
-                s.per_image()
-            );
+            println!("{}", s.summary(&kp.cache));
         }
         let scorers = kp.scorers();
         let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
@@ -263,10 +294,7 @@ impl LocalArgs {
         );
         if let Some(f) = &fused.fusion {
             for c in &f.sources {
-                println!(
-                    "  {}: {} database pairs in {:.1} s, {} query pairs in {:.1} s",
-                    c.name, c.database_pairs, c.database_seconds, c.query_pairs, c.query_seconds
-                );
+                println!("{}", cost_summary(c, fused.queries.len()));
             }
         }
         Ok(fused)
