@@ -24,7 +24,7 @@ use clap::Parser;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::submission::{SubmissionReference, write_validated_submission};
 use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
-use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, load_options};
+use reid_examples::{AdaptArgs, BackboneArgs, EpisodeArgs, LocalArgs, load_options};
 
 /// Embed an AnimalCLEF 2025 folder, decide every query with per-dataset
 /// self-calibrated thresholds and write the submission CSV.
@@ -56,6 +56,8 @@ struct Args {
     #[command(flatten)]
     episodes: EpisodeArgs,
     #[command(flatten)]
+    adapt: AdaptArgs,
+    #[command(flatten)]
     model: BackboneArgs,
     #[command(flatten)]
     local: LocalArgs,
@@ -66,6 +68,7 @@ fn main() -> Result<()> {
     let params = OpenSetParams::default()
         .fixed_threshold(args.threshold)
         .episodes(args.episodes.params())
+        .adapt(args.adapt.params()?)
         .check()?;
     let fusion = args.local.single_fusion()?;
     let csv = args

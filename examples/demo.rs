@@ -25,7 +25,9 @@ use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::eval::report::Report;
 use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
-use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, bar, finish, load_options};
+use reid_examples::{
+    AdaptArgs, BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, bar, finish, load_options,
+};
 
 /// Generate the synthetic dataset, embed it, decide every query known or
 /// new with a threshold calibrated on the database alone, score, plot and
@@ -63,6 +65,8 @@ struct Args {
     #[command(flatten)]
     model: BackboneArgs,
     #[command(flatten)]
+    adapt: AdaptArgs,
+    #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
     local: LocalArgs,
@@ -80,6 +84,7 @@ fn main() -> Result<()> {
     };
     let openset = OpenSetParams::default()
         .episodes(episodes.params())
+        .adapt(args.adapt.params()?)
         .check()?;
     let fusion = args.local.single_fusion()?;
     args.output.pictures(args.seed).check()?;

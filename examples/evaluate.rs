@@ -35,7 +35,7 @@ use animal_reid::pipeline::{
 };
 use ndarray::ArrayView2;
 use reid_examples::{
-    BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, cost_summary, finish, shared_dir,
+    AdaptArgs, BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, cost_summary, finish, shared_dir,
 };
 
 /// Embed, search, decide (fixed and self-calibrated threshold) and score a split CSV.
@@ -67,6 +67,8 @@ struct Args {
     #[command(flatten)]
     episodes: EpisodeArgs,
     #[command(flatten)]
+    adapt: AdaptArgs,
+    #[command(flatten)]
     model: BackboneArgs,
     #[command(flatten)]
     output: OutputArgs,
@@ -85,6 +87,7 @@ fn main() -> Result<()> {
     let params = OpenSetParams::default()
         .rule(args.rule)
         .episodes(args.episodes.params())
+        .adapt(args.adapt.params()?)
         .per_dataset(!args.one_threshold)
         .check()?;
     let fusions = args.local.fusions()?;
@@ -147,6 +150,10 @@ fn main() -> Result<()> {
         args.episodes.episodes,
         t.elapsed().as_secs_f64()
     );
+    if let Some(a) = &ident.adapted {
+        println!("{}", reid_examples::adapt_summary(a));
+        report.metric("projection fit seconds", a.seconds);
+    }
     report
         .version("backbone", info.name.clone())
         .config(serde_json::json!({
@@ -155,6 +162,7 @@ fn main() -> Result<()> {
             "episodes": args.episodes.episodes, "new_fraction": args.episodes.new_fraction,
             "query_fraction": args.episodes.query_fraction, "seed": args.episodes.seed,
             "per_dataset": !args.one_threshold,
+            "adapt": params.adapt().map(ToString::to_string),
         }));
     if let Some(s) = &fixed_score {
         report.section(format!("Fixed threshold {:.3}", args.threshold));

@@ -1,6 +1,7 @@
 //! The self-calibration options.
 
-use reid_openset::SelfCalibrationParams;
+use reid_core::ParamGuard;
+use reid_openset::{AdaptParams, Adaptation, OpensetError, SelfCalibrationParams};
 
 /// The self-calibration options of the examples that decide known / new.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,4 +31,56 @@ impl EpisodeArgs {
             .seed(self.seed)
             .grid_steps(-0.2..=1.0, 240)
     }
+}
+
+/// The projection of the embeddings fitted on each dataset's database
+/// (`--adapt`, `--shrinkage`, `--adapt-dim`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdaptArgs {
+    /// Projection of the embeddings fitted on each dataset's database (and
+    /// refitted on every self-calibration episode's pseudo-gallery): `none`,
+    /// `center`, `pca` (PCA whitening), `whiten` (within-identity whitening)
+    /// or `lda`.
+    #[arg(long, default_value = "none")]
+    pub adapt: String,
+    /// Shrinkage of the projection's scatter matrices, in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    pub shrinkage: f64,
+    /// Dimensions the projection keeps (default: all it gives).
+    #[arg(long)]
+    pub adapt_dim: Option<usize>,
+}
+
+impl AdaptArgs {
+    /// The projection asked for (`None` for `--adapt none`), checked.
+    pub fn params(&self) -> Result<Option<AdaptParams>, OpensetError> {
+        if self.adapt == "none" {
+            return Ok(None);
+        }
+        let p = AdaptParams::new(self.adapt.parse::<Adaptation>()?)
+            .shrinkage(self.shrinkage)
+            .dim(self.adapt_dim);
+        p.check_ref()?;
+        Ok(Some(p))
+    }
+}
+
+/// One line on the projection: its settings, and per dataset the rows and
+/// identities it was fitted on, its dimension and fit time.
+pub fn adapt_summary(a: &reid_pipeline::Adapted) -> String {
+    let groups: Vec<String> = a
+        .groups
+        .iter()
+        .map(|(name, g)| {
+            format!(
+                "{name}: {} rows, {} identities -> {} dims in {:.2} s",
+                g.rows, g.identities, g.dim, g.seconds
+            )
+        })
+        .collect();
+    format!(
+        "projection {} fitted per dataset ({})",
+        a.params,
+        groups.join("; ")
+    )
 }

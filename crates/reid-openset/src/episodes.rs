@@ -27,6 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use reid_core::ParamGuard;
 use reid_index::Gallery;
 
+use crate::adapt::{Projection, ValidAdaptParams};
 use crate::decision::Rule;
 use crate::{OpensetError, Result, check};
 
@@ -53,6 +54,7 @@ pub struct SelfCalibrationParams {
     episodes: usize,
     seed: u64,
     grid: Vec<f32>,
+    adapt: Option<ValidAdaptParams>,
 }
 
 /// Checked [`SelfCalibrationParams`] (grid sorted and deduplicated).
@@ -69,6 +71,7 @@ impl Default for SelfCalibrationParams {
             episodes: 10,
             seed: 0,
             grid: linear_grid(-1.0..=1.0, 200),
+            adapt: None,
         }
     }
 }
@@ -109,6 +112,11 @@ impl SelfCalibrationParams {
         /// The thresholds tried (finite, at least one; sorted and deduplicated
         /// by the check).
         grid: Vec<f32>,
+
+        /// A projection of the embeddings refitted on every episode's
+        /// pseudo-gallery (never on its pseudo-queries) before the episode
+        /// is searched ([`episode_view`]); default none.
+        adapt: Option<ValidAdaptParams>,
     }
     /// The thresholds tried: `steps + 1` evenly spaced values over `range`.
     #[must_use]
@@ -172,6 +180,10 @@ impl ValidSelfCalibrationParams {
         episodes: usize,
         /// The seed.
         seed: u64,
+    }
+    /// The projection refitted in every episode, if any.
+    pub fn adapt(&self) -> Option<&ValidAdaptParams> {
+        self.0.adapt.as_ref()
     }
     /// The thresholds tried, ascending.
     pub fn grid(&self) -> &[f32] {
@@ -288,18 +300,71 @@ pub(crate) fn labels(gallery: &Gallery) -> Result<Vec<&str>> {
     check::labels(gallery)
 }
 
-/// Runs `rule` on one episode of `gallery` (whose row labels are `labels`).
+/// What `episode` of `gallery` (row labels `labels`) searches: its
+/// pseudo-gallery and the embeddings of its pseudo-queries (in the order of
+/// [`Episode::queries`]). With `adapt`, both are projected by a
+/// [`Projection`] fitted on the pseudo-gallery rows and their labels only:
+/// the pseudo-queries never shape the projection they are scored through.
+///
+/// ```
+/// use ndarray::array;
+/// use reid_index::Gallery;
+/// use reid_openset::{AdaptParams, Adaptation, Episode, ParamGuard, episodes::episode_view};
+/// let x = array![[1.0f32, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.7, 0.7]];
+/// let labels = ["a", "a", "b", "b", "c"];
+/// let g = Gallery::from_labels(x.view(), &labels)?;
+/// let ep = Episode { gallery: vec![0, 2, 3], queries: vec![1, 4], is_new: vec![false, true] };
+/// let adapt = AdaptParams::new(Adaptation::Center).check()?;
+/// let (pseudo, q) = episode_view(&g, &labels, &ep, Some(&adapt))?;
+/// assert_eq!((pseudo.len(), q.nrows()), (3, 2));
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+pub fn episode_view<S: AsRef<str>>(
+    gallery: &Gallery,
+    labels: &[S],
+    episode: &Episode,
+    adapt: Option<&ValidAdaptParams>,
+) -> Result<(Gallery, ndarray::Array2<f32>)> {
+    check::same_len("labels", gallery.len(), labels.len())?;
+    let sub = gallery.select_rows(&episode.gallery)?;
+    if let Some(&bad) = episode.queries.iter().find(|&&r| r >= gallery.len()) {
+        return Err(OpensetError::OutOfRange {
+            what: "episode query",
+            index: bad,
+            len: gallery.len(),
+        });
+    }
+    let q = gallery
+        .embeddings()
+        .select(ndarray::Axis(0), &episode.queries);
+    let Some(adapt) = adapt else {
+        return Ok((sub, q));
+    };
+    let g_labels: Vec<&str> = episode
+        .gallery
+        .iter()
+        .map(|&r| labels[r].as_ref())
+        .collect();
+    let proj = Projection::fit(sub.embeddings(), &g_labels, adapt)?;
+    let g = Gallery::from_parts(
+        sub.model_id().to_owned(),
+        proj.transform(sub.embeddings())?.view(),
+        sub.records().to_vec(),
+    )?;
+    Ok((g, proj.transform(q.view())?))
+}
+
+/// Runs `rule` on one episode of `gallery` (whose row labels are `labels`),
+/// through the projection `adapt` refitted on the episode's pseudo-gallery.
 pub(crate) fn run_episode(
     gallery: &Gallery,
     labels: &[&str],
     identity_of: &[usize],
     rule: &Rule,
     episode: &Episode,
+    adapt: Option<&ValidAdaptParams>,
 ) -> Result<Vec<EpisodeQuery>> {
-    let sub = gallery.select_rows(&episode.gallery)?;
-    let q_rows = gallery
-        .embeddings()
-        .select(ndarray::Axis(0), &episode.queries);
+    let (sub, q_rows) = episode_view(gallery, labels, episode, adapt)?;
     let g_labels: Vec<&str> = episode
         .gallery
         .iter()

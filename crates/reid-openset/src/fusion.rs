@@ -16,14 +16,15 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 #[cfg(doc)]
 use reid_core::ParamGuard;
 use reid_index::{Gallery, TopK, exact_topk};
 
 use crate::decision::Thresholds;
 use crate::episodes::{
-    EpisodeQuery, ValidSelfCalibrationParams, identity_numbers, labels, simulate_episodes,
+    EpisodeQuery, ValidSelfCalibrationParams, episode_view, identity_numbers, labels,
+    simulate_episodes,
 };
 use crate::probability::{CalibrationMethod, Calibrator};
 use crate::threshold::{
@@ -409,6 +410,12 @@ struct GroupEpisodes {
 /// of `episodes` (give it a grid over `[0, 1]`): per group, and for the
 /// default the mean over groups (as in [`crate::self_calibrate_groups`]).
 ///
+/// With a projection in `episodes` ([`ValidSelfCalibrationParams::adapt`]),
+/// every episode shortlists through a projection refitted on its
+/// pseudo-gallery ([`crate::episodes::episode_view`]) and the first source's
+/// pair scores are those projected cosines (the first source is then the
+/// cosine of the embeddings; its scorer is not called).
+///
 /// Use the result with [`fuse`] (sources with these calibrators, scoring
 /// query × gallery rows) and [`crate::decide_topk`] with
 /// [`crate::Rule::Top1`] at the group's threshold.
@@ -424,6 +431,9 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     let labels = labels(gallery)?;
     let mut unique: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     let mut order: Vec<(usize, usize)> = Vec::new();
+    // The cosine of each pair in the first episode that shortlisted it (the
+    // projected cosine when the episodes adapt the embeddings).
+    let mut episode_cosine: Vec<f32> = Vec::new();
     let mut prepared: Vec<GroupEpisodes> = Vec::new();
     let mut skipped = BTreeMap::new();
     for (name, idx) in rows_by_group(gallery, groups)? {
@@ -444,16 +454,21 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
         let sub = gallery.select_rows(&idx)?;
         let mut lists = Vec::with_capacity(eps.len());
         for ep in &eps {
-            let pseudo = sub.select_rows(&ep.gallery)?;
-            let q = sub.embeddings().select(Axis(0), &ep.queries);
+            let (pseudo, q) = episode_view(&sub, &sub_labels, ep, episodes.adapt())?;
             let top = pseudo.search_topk(q.view(), params.shortlist(), None)?;
             let mut one = Vec::with_capacity(ep.queries.len());
-            for (row, cand) in top.indices.outer_iter().enumerate() {
+            for (row, (cand, cos)) in top
+                .indices
+                .outer_iter()
+                .zip(top.scores.outer_iter())
+                .enumerate()
+            {
                 let q = idx[ep.queries[row]];
                 let cands: Vec<usize> = cand.iter().map(|&g| idx[ep.gallery[g]]).collect();
-                for &g in &cands {
+                for (&g, &c) in cands.iter().zip(cos.iter()) {
                     unique.entry((q, g)).or_insert_with(|| {
                         order.push((q, g));
+                        episode_cosine.push(c);
                         order.len() - 1
                     });
                 }
@@ -476,7 +491,17 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     let same: Vec<bool> = pairs.iter().map(|&(q, g)| labels[q] == labels[g]).collect();
     let raw: Vec<Vec<f32>> = scorers
         .iter()
-        .map(|&s| checked_scores(s, &pairs))
+        .enumerate()
+        .map(|(i, &s)| {
+            if i == 0 && episodes.adapt().is_some() {
+                // Projections are refitted per episode, so the first source
+                // (the cosine) is read from the episode that shortlisted the
+                // pair: a projection its pseudo-query never shaped.
+                Ok(episode_cosine.clone())
+            } else {
+                checked_scores(s, &pairs)
+            }
+        })
         .collect::<Result<_>>()?;
     let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
     // Calibrators fitted on the pairs `keep` selects, and the fused score of

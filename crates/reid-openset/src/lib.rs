@@ -13,6 +13,8 @@
 //!   Rand index.
 //! - [`decision`]: [`Decision`], top-1 with a threshold, k-NN vote over
 //!   identities, thresholds per species or dataset ([`Thresholds`]).
+//! - [`adapt`]: projections fitted on the database's labels (centring, PCA
+//!   whitening, supervised whitening, LDA), refitted inside every episode.
 //! - [`episodes`]: open-set episodes simulated inside the database, on
 //!   which every choice below is made (never on the queries).
 //! - [`threshold`]: a threshold chosen from the database alone on those
@@ -54,6 +56,7 @@
 //! # Ok::<(), reid_openset::OpensetError>(())
 //! ```
 
+pub mod adapt;
 mod check;
 pub mod cluster;
 pub mod decision;
@@ -64,6 +67,7 @@ pub mod probability;
 pub mod score;
 pub mod threshold;
 
+pub use adapt::{AdaptParams, Adaptation, Projection, ValidAdaptParams};
 pub use cluster::{ClusterParams, Linkage, ValidClusterParams, assign_new_ids, cluster};
 pub use decision::{
     Aggregate, Decision, DecisionParams, NEW_INDIVIDUAL, Prediction, Rule, Thresholds,

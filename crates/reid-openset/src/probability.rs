@@ -329,7 +329,7 @@ pub fn database_samples(
         is_new: Vec::new(),
     };
     for ep in &episodes {
-        for q in run_episode(gallery, &labels, &ids, rule, ep)? {
+        for q in run_episode(gallery, &labels, &ids, rule, ep, params.adapt())? {
             out.scores.push(q.score);
             out.correct.push(q.correct);
             out.is_new.push(q.is_new);

@@ -233,7 +233,7 @@ fn group_curves(
     let identity_of = identity_numbers(&labels);
     let runs = episodes
         .iter()
-        .map(|ep| run_episode(gallery, &labels, &identity_of, rule, ep))
+        .map(|ep| run_episode(gallery, &labels, &identity_of, rule, ep, params.adapt()))
         .collect::<Result<Vec<_>>>()?;
     Ok(episode_curves(&runs, params.grid()))
 }

@@ -58,6 +58,7 @@ pub fn evaluate(
     ident: &Identification,
 ) -> Result<Evaluation> {
     ident.check_inputs(records, embeddings)?;
+    let embeddings = ident.working(embeddings.view());
     let score = ident.score(records)?;
     let truth = ident.truth(records);
     let mut ranking = None;

@@ -170,7 +170,15 @@ pub fn fuse(
     check_rows(records, embeddings)?;
     cosine.check_inputs(records, embeddings)?;
     let split = cosine.split();
-    let database = split.database_gallery(records, embeddings)?;
+    // Calibration starts from the embeddings as given (its episodes refit
+    // any projection); the queries are searched through the projection.
+    let raw_database = split.database_gallery(records, embeddings)?;
+    let working = cosine.working(embeddings.view());
+    let adapted_database = match &cosine.adapted {
+        Some(_) => Some(split.database_gallery(records, working)?),
+        None => None,
+    };
+    let database = adapted_database.as_ref().unwrap_or(&raw_database);
     let db_emb = database.embeddings();
     let episodes = params
         .episodes
@@ -186,7 +194,7 @@ pub fn fuse(
     let mut db_sources: Vec<&dyn PairScorer> = vec![&db_cosine];
     db_sources.extend(db_scorers.iter().map(|m| m as &dyn PairScorer));
     let calibration =
-        self_calibrate_fusion_groups(&database, &groups, &db_sources, fusion, &episodes)?;
+        self_calibrate_fusion_groups(&raw_database, &groups, &db_sources, fusion, &episodes)?;
     let thresholds = if params.per_dataset {
         calibration.thresholds.clone()
     } else {
@@ -195,8 +203,8 @@ pub fn fuse(
 
     // Each query's cosine shortlist inside its scope, re-ranked with its
     // dataset's calibrators.
-    let q_emb = embeddings.select(Axis(0), &split.queries);
-    let parts = search_by_scope(&split, &database, q_emb.view(), fusion.shortlist())?;
+    let q_emb = working.select(Axis(0), &split.queries);
+    let parts = search_by_scope(&split, database, q_emb.view(), fusion.shortlist())?;
     let mut query_cost = vec![(0usize, 0.0f64); scorers.len()];
     let mut fused_parts = Vec::with_capacity(parts.len());
     for (scope, rows, short) in parts {

@@ -12,6 +12,7 @@ use reid_openset::{
     ValidDecisionParams, assign_new_ids, decide_topk, self_calibrate_groups,
 };
 
+use crate::adapt::{Adapted, adapt_embeddings};
 use crate::fusion::FusionReport;
 use crate::params::ValidOpenSetParams;
 use crate::split::OpenSetSplit;
@@ -53,6 +54,9 @@ pub struct Identification {
     pub final_ids: Vec<String>,
     /// What [`crate::fuse`] did (`None` from [`identify`]).
     pub fusion: Option<FusionReport>,
+    /// The projected embeddings every search used, when the parameters
+    /// adapt them ([`crate::OpenSetParams::adapt`]).
+    pub adapted: Option<Adapted>,
 }
 
 impl Identification {
@@ -62,6 +66,14 @@ impl Identification {
             .iter()
             .map(|p| p.decision.clone())
             .collect()
+    }
+
+    /// The embeddings the searches used: the projected ones when adapted,
+    /// else `embeddings` (the ones given to [`identify`]).
+    pub fn working<'a>(&'a self, embeddings: ArrayView2<'a, f32>) -> ArrayView2<'a, f32> {
+        self.adapted
+            .as_ref()
+            .map_or(embeddings, |a| a.embeddings.view())
     }
 
     /// The scope name of each query (the key of its threshold and score).
@@ -190,6 +202,12 @@ pub(crate) fn decide_by_scope(
 /// 4. the queries judged new are clustered within their scope (cosine
 ///    distance `1 - threshold` unless set), each cluster a new id
 ///    `new_NNNN`.
+///
+/// With a projection ([`crate::OpenSetParams::adapt`]), every cosine above
+/// is taken after projecting the embeddings by one projection per dataset,
+/// fitted on that dataset's database alone; the self-calibration episodes
+/// refit it on each pseudo-gallery, so the threshold is chosen as the real
+/// queries will meet it: through a projection they never shaped.
 pub fn identify(
     records: &[Record],
     embeddings: ArrayView2<'_, f32>,
@@ -197,14 +215,28 @@ pub fn identify(
 ) -> Result<Identification> {
     check_rows(records, embeddings)?;
     let split = OpenSetSplit::new(records)?;
-    let database = split.database_gallery(records, embeddings)?;
-    let q = embeddings.select(Axis(0), &split.queries);
+    let adapted = params
+        .adapt()
+        .map(|a| adapt_embeddings(records, embeddings, &split, a))
+        .transpose()?;
+    let working = adapted
+        .as_ref()
+        .map_or(embeddings.view(), |a| a.embeddings.view());
+    let database = split.database_gallery(records, working)?;
+    let q = working.select(Axis(0), &split.queries);
 
     let (thresholds, calibration) = match &params.fixed {
         Some(t) => (t.clone(), None),
         None => {
             let groups = split.database_groups(records);
-            let cal = self_calibrate_groups(&database, &groups, &params.rule, &params.episodes)?;
+            // The episodes refit any projection on their pseudo-galleries,
+            // so they start from the embeddings as given.
+            let raw_owned = match &adapted {
+                Some(_) => Some(split.database_gallery(records, embeddings)?),
+                None => None,
+            };
+            let raw = raw_owned.as_ref().unwrap_or(&database);
+            let cal = self_calibrate_groups(raw, &groups, &params.rule, &params.episodes)?;
             let t = if params.per_dataset {
                 cal.thresholds.clone()
             } else {
@@ -232,6 +264,7 @@ pub fn identify(
         predictions,
         final_ids,
         fusion: None,
+        adapted,
     })
 }
 

@@ -52,6 +52,7 @@
 //! # Ok::<(), reid_pipeline::PipelineError>(())
 //! ```
 
+pub mod adapt;
 pub mod error;
 pub mod evaluate;
 pub mod fusion;
@@ -62,6 +63,7 @@ pub mod report;
 pub mod score;
 pub mod split;
 
+pub use adapt::{Adapted, AdaptedGroup};
 pub use error::{PipelineError, Result};
 pub use evaluate::{Discovery, Evaluation, evaluate};
 pub use fusion::{FusionReport, SourceCost, fuse};
@@ -69,8 +71,8 @@ pub use identify::{Identification, Match, identify};
 pub use params::{OpenSetParams, ValidOpenSetParams};
 pub use reid_core::{ParamGuard, Record, Scope, SplitRole};
 pub use reid_openset::{
-    CalibrationMethod, Decision, FnScorer, FusionParams, Linkage, PairScorer, Rule,
-    SelfCalibrationParams, ValidFusionParams,
+    AdaptParams, Adaptation, CalibrationMethod, Decision, FnScorer, FusionParams, Linkage,
+    PairScorer, Rule, SelfCalibrationParams, ValidFusionParams,
 };
 pub use score::IdentificationScore;
 pub use split::OpenSetSplit;

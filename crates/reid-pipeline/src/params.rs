@@ -2,7 +2,8 @@
 
 use reid_core::ParamGuard;
 use reid_openset::{
-    ClusterParams, Linkage, Rule, SelfCalibrationParams, Thresholds, ValidSelfCalibrationParams,
+    AdaptParams, ClusterParams, Linkage, Rule, SelfCalibrationParams, Thresholds, ValidAdaptParams,
+    ValidSelfCalibrationParams,
 };
 
 use crate::{PipelineError, Result};
@@ -26,6 +27,7 @@ pub struct OpenSetParams {
     per_dataset: bool,
     linkage: Linkage,
     cluster_threshold: Option<f32>,
+    adapt: Option<AdaptParams>,
 }
 
 /// Checked [`OpenSetParams`].
@@ -53,6 +55,7 @@ impl Default for OpenSetParams {
             per_dataset: true,
             linkage: Linkage::Average,
             cluster_threshold: None,
+            adapt: None,
         }
     }
 }
@@ -75,6 +78,10 @@ impl OpenSetParams {
         /// default `1 - threshold` of their dataset: as close as a known
         /// match.
         cluster_threshold: Option<f32>,
+        /// A projection of the embeddings fitted on each dataset's database
+        /// (and refitted on each self-calibration episode's pseudo-gallery);
+        /// default none (cosine of the embeddings as given).
+        adapt: Option<AdaptParams>,
     }
 
     /// Use this threshold for every dataset instead of self-calibrating
@@ -113,7 +120,10 @@ impl ParamGuard for OpenSetParams {
             rule: self.rule,
             shortlist: self.shortlist,
             fixed,
-            episodes: self.episodes.check()?,
+            episodes: self
+                .episodes
+                .adapt(self.adapt.map(ParamGuard::check).transpose()?)
+                .check()?,
             per_dataset: self.per_dataset,
             linkage: self.linkage,
             cluster_threshold: self.cluster_threshold,
@@ -141,5 +151,9 @@ impl ValidOpenSetParams {
     /// One threshold per dataset?
     pub fn per_dataset(&self) -> bool {
         self.per_dataset
+    }
+    /// The projection fitted on the database, if any (the episodes refit it).
+    pub fn adapt(&self) -> Option<&ValidAdaptParams> {
+        self.episodes.adapt()
     }
 }

@@ -258,3 +258,54 @@ fn an_identity_name_shared_by_two_sites_is_judged_per_site() {
     assert!(flags[qi], "A3 is not in site B's database");
     assert_eq!(out.score(&records).unwrap().unwrap().animalclef.score, 1.0);
 }
+
+/// A projection fitted on the database never sees a query: with the
+/// queries' embeddings replaced by others, the projected database, the
+/// self-calibrated thresholds and the projection sizes are unchanged; each
+/// site has its own projection (its own dimension under LDA).
+#[test]
+fn the_projection_is_fitted_per_site_on_the_database_alone() {
+    use reid_pipeline::{AdaptParams, Adaptation};
+    let (records, emb) = two_sites();
+    for method in [Adaptation::Whiten, Adaptation::Lda] {
+        let params = OpenSetParams::default()
+            .episodes(SelfCalibrationParams::default().episodes(4).seed(1))
+            .adapt(Some(AdaptParams::new(method).shrinkage(0.4)))
+            .check()
+            .unwrap();
+        let out = identify(&records, emb.view(), &params).unwrap();
+        let mut other = emb.clone();
+        for (k, &q) in out.queries.iter().enumerate() {
+            other.row_mut(q).fill(0.0);
+            other[[q, (k * 5) % DIM]] = 1.0;
+        }
+        let out2 = identify(&records, other.view(), &params).unwrap();
+        let (a, a2) = (
+            out.adapted.as_ref().unwrap(),
+            out2.adapted.as_ref().unwrap(),
+        );
+        let db = a.embeddings.select(Axis(0), &out.database);
+        assert_eq!(db, a2.embeddings.select(Axis(0), &out.database), "{method}");
+        assert_eq!(out.thresholds, out2.thresholds, "{method}");
+        assert_ne!(
+            a.embeddings.select(Axis(0), &out.queries),
+            a2.embeddings.select(Axis(0), &out.queries)
+        );
+        assert_eq!(a.groups.keys().collect::<Vec<_>>(), vec!["SiteA", "SiteB"]);
+        for g in a.groups.values() {
+            assert_eq!((g.rows, g.identities), (12, 4), "{method}");
+            let want = if method == Adaptation::Lda { 3 } else { DIM };
+            assert_eq!(g.dim, want, "{method}");
+        }
+        // Projected rows are unit length (or zero).
+        for row in a.embeddings.outer_iter() {
+            let n = row.dot(&row);
+            assert!(n == 0.0 || (n - 1.0).abs() < 1e-5, "{n}");
+        }
+        // Still never a cow of the other site.
+        for (qi, p) in out.predictions.iter().enumerate() {
+            let site = records[out.queries[qi]].dataset.clone();
+            assert_eq!(site_of(&records, &p.candidate), site, "query {qi}");
+        }
+    }
+}
