@@ -5,10 +5,13 @@
 //! catalogue); one threshold per dataset is self-calibrated from that
 //! dataset's database alone; each query is decided, and the submission is
 //! checked against the metadata (one row per query, identities of the
-//! query's own dataset) before it is written atomically. With `--local`
-//! (e.g. `--local sift,xfeat --shortlist 20`), each query's cosine
-//! shortlist is re-ranked by local matching fused with cosine, calibrated
-//! per dataset from its database alone.
+//! query's own dataset) before it is written atomically. By default a
+//! projection of the embeddings is chosen on each run's database episodes
+//! (`--adapt auto`; `--adapt none` turns it off) and each query's cosine
+//! shortlist of 50 is re-ranked by RootSIFT matching fused with cosine
+//! (`--local sift`; `--local none` turns it off; `xfeat`, `disk`,
+//! `aliked` are the learned matchers), calibrated per dataset from its
+//! database alone.
 //!
 //! ```sh
 //! cargo run --release --example animalclef -- --root AnimalCLEF2025 --out submission.csv
@@ -94,6 +97,7 @@ fn main() -> Result<()> {
     );
 
     let emb = run.embeddings.matrix.view();
+    let (params, _) = args.adapt.resolve(&ds.records, emb, params)?;
     let cosine = identify(&ds.records, emb, &params)?;
     let ident = args.local.refine(
         fusion.as_ref(),

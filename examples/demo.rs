@@ -3,10 +3,14 @@
 //! pretrained backbone (EfficientNet-Lite2 by default), indexed, a threshold
 //! self-calibrated from the database alone, every query decided known or
 //! new, the new animals given consistent new ids, scored, drawn (t-SNE,
-//! match sheets) and reported (`<out>/report.html`, `<out>/report.json`).
-//! With `--local sift` (or `xfeat`, `disk`, `aliked`, several
-//! comma-separated), each query's cosine shortlist is re-ranked by local
-//! matching fused with cosine, calibrated from the database alone.
+//! match sheets) and reported (`<out>/report.html`, `<out>/report.json`,
+//! and the headline figures in `<out>/summary.json`).
+//! The default pipeline: a projection of the embeddings chosen on the
+//! database's own episodes (`--adapt auto`; `--adapt none` turns it off),
+//! then each query's cosine shortlist of 50 re-ranked by RootSIFT matching
+//! fused with cosine, calibrated from the database alone (`--local sift`;
+//! `--local none` turns it off; `xfeat`, `disk`, `aliked` are the learned
+//! matchers).
 //!
 //! ```sh
 //! cargo run --release --example demo -- --help
@@ -169,8 +173,12 @@ fn main() -> Result<()> {
 
     report.timing("embed", secs);
 
-    // 5. Open set: a threshold from the database alone, decisions, new ids.
+    // 5. Open set: a projection and a threshold from the database alone,
+    //    decisions, new ids.
     let t = Instant::now();
+    let (openset, _) = args
+        .adapt
+        .resolve(&ds.records, emb.matrix.view(), openset)?;
     let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
     let ident = args.local.refine(
         fusion.as_ref(),
@@ -208,7 +216,8 @@ fn main() -> Result<()> {
         "individuals": args.individuals, "images": args.images, "new_fraction": args.new_fraction,
         "seed": args.seed, "backbone": args.model.backbone, "input_size": info.input_size,
         "episodes": args.episodes, "rule": "top1", "perplexity": args.output.perplexity,
-        "local": args.local.local.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "adapt": openset.adapt().map(ToString::to_string),
         "shortlist": args.local.shortlist,
     }));
     finish(

@@ -1,22 +1,28 @@
 //! Open-set evaluation of a split CSV with the truth (AnimalCLEF columns:
 //! `image_id,identity,path,species,split,dataset`, queries keeping their true
-//! identity), such as `../shared/datasets/lion/lion.csv`:
-//! embed every image, decide known/new with a fixed threshold and with one
-//! self-calibrated from each dataset's database alone, each query searched
-//! within its own dataset; print BAKS, BAUS and the AnimalCLEF score of
-//! each, the ranking and clustering figures, and write a t-SNE plot, match
-//! sheets and a JSON and HTML report into `--out`.
+//! identity), such as `../shared/datasets/lion/lion.csv`: embed every image,
+//! and run the default pipeline, every choice made from each dataset's
+//! database alone:
 //!
-//! With `--local sift,xfeat,disk,aliked` (any of them), local matching
-//! joins in: keypoints of every image (cached on disk) — RootSIFT matched
-//! with a ratio test and verified by RANSAC, or learned keypoints matched by
-//! LightGlue — for the cosine shortlist of each query only (`--shortlist
-//! 10,50`); each matcher's score is fused with cosine, all calibrated from
-//! the database alone, and the fused identification is scored for each
-//! shortlist size, with the time per query of each matcher.
+//! 1. a projection of the embeddings (`--adapt auto`: none, within-identity
+//!    whitening or LDA, whichever scores best on the database's own
+//!    self-calibration episodes; `--adapt none` turns it off);
+//! 2. cosine search within each query's dataset and a self-calibrated
+//!    threshold (a fixed `--threshold` is printed beside it);
+//! 3. local matching fused with cosine on each query's shortlist
+//!    (`--local sift --shortlist 50` by default; `--local none` turns it
+//!    off; `xfeat`, `disk`, `aliked` are the learned matchers, several
+//!    comma-separated in one fusion, several `--shortlist` sizes each
+//!    scored, the first one reported).
+//!
+//! It prints BAKS, BAUS and the AnimalCLEF score of each stage, the ranking
+//! and clustering figures, and writes a t-SNE plot, match sheets, a JSON
+//! and HTML report and `summary.json` (the default pipeline's score, BAKS,
+//! BAUS, top-1, mAP, seconds, and per dataset) into `--out`.
 //!
 //! ```sh
 //! cargo run --release --example evaluate -- --csv ../shared/datasets/lion/lion.csv --out out/lion
+//! cargo run --release --example evaluate -- --adapt none --local none --out out/lion-cosine
 //! cargo run --release --example evaluate -- --local sift,xfeat --shortlist 10,50 --out out/lion-local
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -111,6 +117,17 @@ fn main() -> Result<()> {
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
     let (bb, emb) = (run.backbone, run.embeddings);
+    let t = Instant::now();
+    let (params, choice) = args.adapt.resolve(&ds.records, emb.matrix.view(), params)?;
+    if let Some(c) = &choice {
+        report.timing_since("choose the projection", t);
+        for trial in &c.trials {
+            report.metric(
+                format!("{}: episode score on the database", trial.name()),
+                trial.score,
+            );
+        }
+    }
     report.timing("embed", run.seconds);
     let info = bb.info();
     println!(
@@ -162,13 +179,21 @@ fn main() -> Result<()> {
             "episodes": args.episodes.episodes, "new_fraction": args.episodes.new_fraction,
             "query_fraction": args.episodes.query_fraction, "seed": args.episodes.seed,
             "per_dataset": !args.one_threshold,
-            "adapt": params.adapt().map(ToString::to_string),
+            "adapt": params.adapt().map(ToString::to_string), "adapt_flag": args.adapt.adapt,
+            "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
+            "shortlist": args.local.shortlist,
         }));
     if let Some(s) = &fixed_score {
         report.section(format!("Fixed threshold {:.3}", args.threshold));
         report.value_from("score", s)?;
     }
-    if args.local.enabled() {
+    if let Some(s) = ident.score(&ds.records)? {
+        println!("cosine{}:\n{s}", projection_name(&params));
+        report.section(format!("Cosine{} alone", projection_name(&params)));
+        report.value_from("score", &s)?;
+    }
+    // The default pipeline's answer: the fusion at the first shortlist size.
+    let fused = if args.local.enabled() {
         local_fusion(
             &args,
             &ds.records,
@@ -177,13 +202,17 @@ fn main() -> Result<()> {
             &params,
             &fusions,
             &mut report,
-        )?;
-    }
+        )?
+    } else {
+        Vec::new()
+    };
+    let answer = fused.into_iter().next().unwrap_or(ident);
+    println!("\nthe pipeline's answer:");
     finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
-        &ident,
+        &answer,
         &args.out,
         &args.output,
         args.episodes.seed,
@@ -191,9 +220,16 @@ fn main() -> Result<()> {
     )
 }
 
+/// ` + lda(shrinkage 0.1)` for the projection of `params`, or nothing.
+fn projection_name(params: &ValidOpenSetParams) -> String {
+    params
+        .adapt()
+        .map_or_else(String::new, |a| format!(" + {a}"))
+}
+
 /// Extracts (or reads back) every image's local features for each
 /// `--local` matcher, then runs and scores the fused identification for
-/// each `--shortlist` size.
+/// each `--shortlist` size; returns them in that order.
 fn local_fusion(
     args: &Args,
     records: &[Record],
@@ -202,8 +238,9 @@ fn local_fusion(
     params: &ValidOpenSetParams,
     fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
-) -> Result<()> {
+) -> Result<Vec<Identification>> {
     let kp = args.local.keypoints(records, args.quiet)?;
+    let mut out = Vec::with_capacity(fusions.len());
     let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
     report.section(format!(
         "Local matching ({}), fused with cosine",
@@ -233,9 +270,15 @@ fn local_fusion(
             .context("the fused identification has no fusion report")?;
         let nq = fused.queries.len().max(1) as f64;
         println!(
-            "\ncosine + {}, shortlist B = {b} (threshold {:.3} on the fused probability, {wall:.1} s in all):",
+            "\ncosine{} + {}, shortlist B = {b} (threshold {:.3} on the fused probability, episode score {:.3}, {wall:.1} s in all):",
+            projection_name(params),
             names.join(" + "),
-            f.all().self_calibration.threshold
+            f.all().self_calibration.threshold,
+            f.all().self_calibration.score_mean
+        );
+        report.metric(
+            format!("B={b}: episode score on the database"),
+            f.all().self_calibration.score_mean,
         );
         for c in &f.sources {
             println!("{}", cost_summary(c, fused.queries.len()));
@@ -252,6 +295,7 @@ fn local_fusion(
             println!("{s}");
             report.value_from(format!("B={b}: score"), &s)?;
         }
+        out.push(fused);
     }
-    Ok(())
+    Ok(out)
 }

@@ -62,9 +62,8 @@ fn two_sites_of_one_species_give_a_valid_submission() {
     let metadata = dir.path().join("metadata.csv");
     write_metadata_csv(&metadata, &Dataset::new(dir.path(), records)).unwrap();
     let reference = SubmissionReference::from_metadata(&metadata).unwrap();
-    // Cosine alone, then RootSIFT fused in (identical photos match
-    // perfectly by keypoints, so the fusion must keep to the query's site
-    // too).
+    // With RootSIFT fused in, identical photos match perfectly by
+    // keypoints, so the fusion must keep to the query's site too.
     let cache = dir.path().join("local-features");
     let cache = cache.to_str().unwrap();
     let local = [
@@ -86,7 +85,10 @@ fn two_sites_of_one_species_give_a_valid_submission() {
             .output()
             .unwrap()
     };
-    for extra in [&[][..], &local[..]] {
+    // Cosine alone (no projection, no local matching), then the default
+    // pipeline (a projection chosen on the database's episodes, RootSIFT).
+    let cosine = ["--adapt", "none", "--local", "none"];
+    for extra in [&cosine[..], &local[..]] {
         let out = dir.path().join("submission.csv");
         let run = animalclef(&out, extra);
         assert!(

@@ -1,7 +1,11 @@
 //! The self-calibration options.
 
-use reid_core::ParamGuard;
+use std::time::Instant;
+
+use ndarray::ArrayView2;
+use reid_core::{ParamGuard, Record};
 use reid_openset::{AdaptParams, Adaptation, OpensetError, SelfCalibrationParams};
+use reid_pipeline::{AdaptChoice, ValidOpenSetParams, choose_adaptation, default_adapt_candidates};
 
 /// The self-calibration options of the examples that decide known / new.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,12 +42,14 @@ impl EpisodeArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdaptArgs {
     /// Projection of the embeddings fitted on each dataset's database (and
-    /// refitted on every self-calibration episode's pseudo-gallery): `none`,
-    /// `center`, `pca` (PCA whitening), `whiten` (within-identity whitening)
-    /// or `lda`.
-    #[arg(long, default_value = "none")]
+    /// refitted on every self-calibration episode's pseudo-gallery): `auto`
+    /// (the best of none, `whiten` and `lda` at shrinkage 0.1, 0.5, 0.9 by
+    /// the database's own episode score), `none`, `center`, `pca` (PCA
+    /// whitening), `whiten` (within-identity whitening) or `lda`.
+    #[arg(long, default_value = "auto")]
     pub adapt: String,
-    /// Shrinkage of the projection's scatter matrices, in [0, 1].
+    /// Shrinkage of the projection's scatter matrices, in [0, 1] (not with
+    /// `auto`, which tries several).
     #[arg(long, default_value_t = 0.5)]
     pub shrinkage: f64,
     /// Dimensions the projection keeps (default: all it gives).
@@ -52,9 +58,22 @@ pub struct AdaptArgs {
 }
 
 impl AdaptArgs {
-    /// The projection asked for (`None` for `--adapt none`), checked.
+    /// `--adapt auto`: the projection is chosen from the database's episodes.
+    pub fn auto(&self) -> bool {
+        self.adapt == "auto"
+    }
+
+    /// The projection asked for (`None` for `--adapt none`, and for `auto`
+    /// until [`AdaptArgs::resolve`] chooses it), checked.
     pub fn params(&self) -> Result<Option<AdaptParams>, OpensetError> {
-        if self.adapt == "none" {
+        if self.adapt == "none" || self.auto() {
+            if self.auto() {
+                // The candidates are valid; the other flags still are checked.
+                AdaptParams::new(Adaptation::Lda)
+                    .shrinkage(self.shrinkage)
+                    .dim(self.adapt_dim)
+                    .check_ref()?;
+            }
             return Ok(None);
         }
         let p = AdaptParams::new(self.adapt.parse::<Adaptation>()?)
@@ -63,6 +82,49 @@ impl AdaptArgs {
         p.check_ref()?;
         Ok(Some(p))
     }
+}
+
+impl AdaptArgs {
+    /// `params` with the projection asked for: unchanged unless `--adapt
+    /// auto`, which tries [`default_adapt_candidates`] (with `--adapt-dim`)
+    /// on the database's self-calibration episodes
+    /// ([`choose_adaptation`]), prints each one's episode score, and keeps
+    /// the best.
+    pub fn resolve(
+        &self,
+        records: &[Record],
+        embeddings: ArrayView2<'_, f32>,
+        params: ValidOpenSetParams,
+    ) -> anyhow::Result<(ValidOpenSetParams, Option<AdaptChoice>)> {
+        if !self.auto() {
+            return Ok((params, None));
+        }
+        let t = Instant::now();
+        let candidates: Vec<Option<AdaptParams>> = default_adapt_candidates()
+            .into_iter()
+            .map(|c| c.map(|c| c.dim(self.adapt_dim)))
+            .collect();
+        let choice = choose_adaptation(records, embeddings, &params, &candidates)?;
+        println!("{}", choice_summary(&choice, t.elapsed().as_secs_f64()));
+        let params = choice.params(&params)?;
+        Ok((params, Some(choice)))
+    }
+}
+
+/// Two lines on `--adapt auto`: the choice and how long it took, then each
+/// candidate's mean episode score on the database.
+pub fn choice_summary(choice: &AdaptChoice, seconds: f64) -> String {
+    let trials: Vec<String> = choice
+        .trials
+        .iter()
+        .map(|t| format!("{} {:.3}", t.name(), t.score))
+        .collect();
+    format!(
+        "projection chosen on the database's episodes: {} ({} candidates in {seconds:.1} s)\n  episode score: {}",
+        choice.best().map_or_else(|| "none".into(), |t| t.name()),
+        choice.trials.len(),
+        trials.join(", ")
+    )
 }
 
 /// One line on the projection: its settings, and per dataset the rows and
@@ -83,4 +145,45 @@ pub fn adapt_summary(a: &reid_pipeline::Adapted) -> String {
         a.params,
         groups.join("; ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use reid_core::ParamGuard;
+
+    use super::AdaptArgs;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        adapt: AdaptArgs,
+    }
+
+    fn parse(args: &[&str]) -> AdaptArgs {
+        Args::parse_from(std::iter::once("prog").chain(args.iter().copied())).adapt
+    }
+
+    #[test]
+    fn auto_by_default_and_checked_flags() {
+        let a = parse(&[]);
+        assert!(a.auto());
+        assert_eq!(a.params().unwrap(), None);
+        assert_eq!(parse(&["--adapt", "none"]).params().unwrap(), None);
+        let lda = parse(&["--adapt", "lda", "--shrinkage", "0.2"])
+            .params()
+            .unwrap();
+        assert_eq!(
+            lda.unwrap().check().unwrap().to_string(),
+            "lda(shrinkage 0.2)"
+        );
+        let e = parse(&["--adapt", "auto", "--shrinkage", "2"])
+            .params()
+            .unwrap_err();
+        assert!(e.to_string().contains("shrinkage"), "{e}");
+        let e = parse(&["--adapt", "whitening"]).params().unwrap_err();
+        assert!(e.to_string().contains("whitening"), "{e}");
+    }
 }

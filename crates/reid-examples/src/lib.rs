@@ -38,7 +38,7 @@ mod output;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use backbone::{BackboneArgs, Embedded};
-pub use episodes::{AdaptArgs, EpisodeArgs, adapt_summary};
+pub use episodes::{AdaptArgs, EpisodeArgs, adapt_summary, choice_summary};
 pub use local::{Keypoints, LocalArgs, cost_summary};
 pub use output::{OutputArgs, finish, print_evaluation};
 

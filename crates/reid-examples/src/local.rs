@@ -22,6 +22,8 @@ use crate::bar;
 /// A local matcher that can join cosine in the fusion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LocalKind {
+    /// No local matching: cosine alone.
+    None,
     /// RootSIFT keypoints, ratio test, RANSAC inliers (no weights).
     Sift,
     /// XFeat keypoints matched by LighterGlue.
@@ -36,7 +38,7 @@ impl LocalKind {
     /// The learned matcher, or `None` for SIFT.
     pub fn learned(self) -> Option<LearnedKind> {
         match self {
-            LocalKind::Sift => None,
+            LocalKind::None | LocalKind::Sift => None,
             LocalKind::Xfeat => Some(LearnedKind::XFeat),
             LocalKind::Disk => Some(LearnedKind::Disk),
             LocalKind::Aliked => Some(LearnedKind::Aliked),
@@ -46,6 +48,7 @@ impl LocalKind {
     /// The name used in reports (`sift`, `xfeat`, ...).
     pub fn name(self) -> &'static str {
         match self {
+            LocalKind::None => "none",
             LocalKind::Sift => "sift",
             LocalKind::Xfeat => "xfeat",
             LocalKind::Disk => "disk",
@@ -68,14 +71,14 @@ pub enum GlueScoreArg {
 pub struct LocalArgs {
     /// Local matchers fused with cosine in each query's shortlist,
     /// comma-separated, all in one fusion: `sift` (RootSIFT + RANSAC, no
-    /// weights), `xfeat` (XFeat + LighterGlue), `disk` (DISK + LightGlue),
-    /// `aliked` (ALIKED + LightGlue).
-    #[arg(long, value_delimiter = ',')]
+    /// weights; the default), `xfeat` (XFeat + LighterGlue), `disk` (DISK +
+    /// LightGlue), `aliked` (ALIKED + LightGlue), or `none` (cosine alone).
+    #[arg(long, value_delimiter = ',', default_value = "sift")]
     pub local: Vec<LocalKind>,
     /// Shortlist sizes B: each query's B nearest database images by cosine
     /// (in its dataset) are re-ranked by the fusion; several
     /// comma-separated (e.g. `10,50`), each scored.
-    #[arg(long, value_delimiter = ',', default_value = "20")]
+    #[arg(long, value_delimiter = ',', default_value = "50")]
     pub shortlist: Vec<usize>,
     /// Weight of each local matcher against cosine's 1 in the fusion.
     #[arg(long, default_value_t = 1.0)]
@@ -224,16 +227,39 @@ fn cached(status: &[CacheStatus]) -> usize {
 }
 
 impl LocalArgs {
+    /// The local matchers asked for (none for `--local none`).
+    pub fn kinds(&self) -> Vec<LocalKind> {
+        self.local
+            .iter()
+            .copied()
+            .filter(|&k| k != LocalKind::None)
+            .collect()
+    }
+
     /// Whether any local matcher was asked for.
     pub fn enabled(&self) -> bool {
-        !self.local.is_empty()
+        !self.kinds().is_empty()
     }
 
     /// The fusion of each asked shortlist size, checked (cosine weight 1,
-    /// each local matcher the local weight, isotonic calibration).
+    /// each local matcher the local weight, isotonic calibration); none
+    /// with `--local none` (which cannot be combined with a matcher).
     pub fn fusions(&self) -> anyhow::Result<Vec<ValidFusionParams>> {
+        if self.local.contains(&LocalKind::None) && self.local.len() > 1 {
+            anyhow::bail!(
+                "--local: `none` cannot be combined with a matcher, got {}",
+                self.local
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+        if !self.enabled() {
+            return Ok(Vec::new());
+        }
         let mut weights = vec![1.0];
-        weights.extend(std::iter::repeat_n(self.local_weight, self.local.len()));
+        weights.extend(std::iter::repeat_n(self.local_weight, self.kinds().len()));
         self.shortlist
             .iter()
             .map(|&b| {
@@ -251,10 +277,10 @@ impl LocalArgs {
     /// (several sizes are an error here: `evaluate` compares them). Call it
     /// before any work, so that a bad setting stops the job at once.
     pub fn single_fusion(&self) -> anyhow::Result<Option<ValidFusionParams>> {
-        if !self.enabled() {
+        let mut fusions = self.fusions()?;
+        if fusions.is_empty() {
             return Ok(None);
         }
-        let mut fusions = self.fusions()?;
         if fusions.len() != 1 {
             anyhow::bail!(
                 "--shortlist: one size for a job with one answer, got {:?}",
@@ -315,7 +341,7 @@ impl LocalArgs {
         let cache = FeatureCache::new(&dir)?;
         let paths: Vec<&Path> = records.iter().map(|r| r.path.as_path()).collect();
         let mut sources = Vec::new();
-        for &kind in &self.local {
+        for kind in self.kinds() {
             let t = Instant::now();
             let pb = bar(paths.len(), &format!("{} keypoints", kind.name()), quiet);
             let source = match kind.learned() {
@@ -383,5 +409,48 @@ impl LocalArgs {
             sources,
             cache: dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::{LocalArgs, LocalKind};
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        local: LocalArgs,
+    }
+
+    fn parse(args: &[&str]) -> LocalArgs {
+        Args::parse_from(std::iter::once("prog").chain(args.iter().copied())).local
+    }
+
+    #[test]
+    fn sift_at_fifty_by_default_and_none_turns_it_off() {
+        let a = parse(&[]);
+        assert_eq!(a.kinds(), vec![LocalKind::Sift]);
+        let f = a.single_fusion().unwrap().unwrap();
+        assert_eq!(f.shortlist(), 50);
+        let off = parse(&["--local", "none"]);
+        assert!(!off.enabled());
+        assert!(off.fusions().unwrap().is_empty());
+        assert!(off.single_fusion().unwrap().is_none());
+        let two = parse(&["--local", "sift,xfeat", "--shortlist", "10,20"]);
+        assert_eq!(two.kinds(), vec![LocalKind::Sift, LocalKind::Xfeat]);
+        assert_eq!(two.fusions().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn none_with_a_matcher_is_an_error() {
+        let e = parse(&["--local", "none,sift"]).fusions().unwrap_err();
+        assert!(e.to_string().contains("`none` cannot be combined"), "{e}");
+        let e = parse(&["--shortlist", "20,50"])
+            .single_fusion()
+            .unwrap_err();
+        assert!(e.to_string().contains("one size"), "{e}");
     }
 }

@@ -52,7 +52,9 @@ pub fn print_evaluation(
 
 /// The end of `demo` and `evaluate`: prints the figures of `ident`, adds
 /// them to `report`, draws the t-SNE plot and the match sheets into `out`,
-/// and writes the report there, with the time since `start`.
+/// and writes the report there, with the time since `start`, and
+/// `<out>/summary.json` ([`reid_pipeline::Summary`]: score, BAKS, BAUS,
+/// top-1, mAP and seconds, overall and `per_dataset`).
 #[allow(clippy::too_many_arguments)]
 pub fn finish(
     report: &mut Report,
@@ -93,6 +95,16 @@ pub fn finish(
     }
     report.timing_since("total", start);
     let (json, html) = write_report(report, out)?;
-    println!("report: {} and {}", html.display(), json.display());
+    let summary = evaluation.summary(records, ident, start.elapsed().as_secs_f64());
+    let path = out.join("summary.json");
+    let mut bytes = serde_json::to_vec_pretty(&summary)?;
+    bytes.push(b'\n');
+    reid_core::fs::write_atomic(&path, &bytes)?;
+    println!(
+        "report: {} and {}; figures: {}",
+        html.display(),
+        json.display(),
+        path.display()
+    );
     Ok(())
 }

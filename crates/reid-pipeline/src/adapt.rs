@@ -1,17 +1,20 @@
 //! The embeddings as the pipeline searches them: projected, dataset by
 //! dataset, by a [`reid_openset::Projection`] fitted on that dataset's
-//! database alone.
+//! database alone; and [`choose_adaptation`], which picks the projection
+//! from the database's own self-calibration episodes.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2, Axis, s};
-use reid_core::Record;
-use reid_openset::{Projection, ValidAdaptParams};
+use reid_core::{ParamGuard, Record};
+use reid_openset::{AdaptParams, Adaptation, Projection, ValidAdaptParams, self_calibrate_groups};
 use serde::Serialize;
 
-use crate::Result;
+use crate::identify::check_rows;
+use crate::params::ValidOpenSetParams;
 use crate::split::OpenSetSplit;
+use crate::{PipelineError, Result};
 
 /// One dataset's projection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -105,4 +108,127 @@ pub(crate) fn adapt_embeddings(
         groups: report,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// One candidate projection's self-calibration on the database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptTrial {
+    /// The candidate (`None`: the embeddings as given).
+    pub adapt: Option<ValidAdaptParams>,
+    /// Its mean episode score: each dataset's mean at that dataset's own
+    /// best threshold, averaged over the datasets that calibrate (with one
+    /// threshold for all datasets, the pooled episodes' mean at the pooled
+    /// threshold).
+    pub score: f64,
+    /// Each calibrated dataset's mean episode score at its own threshold.
+    pub per_dataset: BTreeMap<String, f64>,
+    /// Seconds its self-calibration took (every episode refits it).
+    pub seconds: f64,
+}
+
+impl AdaptTrial {
+    /// `none`, `center`, `lda(shrinkage 0.5)`, ...
+    pub fn name(&self) -> String {
+        self.adapt
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string)
+    }
+}
+
+/// The outcome of [`choose_adaptation`]: every candidate's episode score
+/// and the one chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptChoice {
+    /// One trial per candidate, in the order given.
+    pub trials: Vec<AdaptTrial>,
+    /// Index of the chosen trial: the highest score, the earliest of equals.
+    pub chosen: usize,
+}
+
+impl AdaptChoice {
+    /// The chosen projection (`None`: the embeddings as given).
+    pub fn adapt(&self) -> Option<ValidAdaptParams> {
+        self.trials.get(self.chosen).and_then(|t| t.adapt)
+    }
+
+    /// The chosen trial.
+    pub fn best(&self) -> Option<&AdaptTrial> {
+        self.trials.get(self.chosen)
+    }
+
+    /// `params` with the chosen projection.
+    pub fn params(&self, params: &ValidOpenSetParams) -> Result<ValidOpenSetParams> {
+        params.with_adapt(self.adapt())
+    }
+}
+
+/// The candidates `--adapt auto` tries, simplest first (so that a tie keeps
+/// the simpler): the embeddings as given, then within-identity whitening
+/// and LDA at shrinkage 0.1, 0.5 and 0.9.
+pub fn default_adapt_candidates() -> Vec<Option<AdaptParams>> {
+    let mut out = vec![None];
+    for method in [Adaptation::Whiten, Adaptation::Lda] {
+        for s in [0.1, 0.5, 0.9] {
+            out.push(Some(AdaptParams::new(method).shrinkage(s)));
+        }
+    }
+    out
+}
+
+/// Chooses among `candidates` the projection whose self-calibration scores
+/// best on the database's own open-set episodes: the episodes of `params`
+/// (the same seeded episodes for every candidate, each refitting the
+/// candidate on its pseudo-gallery alone) on the database rows of
+/// `records`, within each dataset, exactly as [`crate::identify`]
+/// calibrates. The queries are never read: their rows of `embeddings` do
+/// not change the outcome. The projection `params` carries is ignored.
+///
+/// Errors: no candidate, a candidate's settings invalid, or what
+/// self-calibration refuses (no dataset large enough for episodes).
+pub fn choose_adaptation(
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidOpenSetParams,
+    candidates: &[Option<AdaptParams>],
+) -> Result<AdaptChoice> {
+    check_rows(records, embeddings)?;
+    if candidates.is_empty() {
+        return Err(PipelineError::InvalidParam {
+            name: "candidates",
+            reason: "at least one projection (or none) to try".into(),
+        });
+    }
+    let split = OpenSetSplit::new(records)?;
+    let database = split.database_gallery(records, embeddings)?;
+    let groups = split.database_groups(records);
+    let mut trials = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        let t = Instant::now();
+        let adapt = c.map(ParamGuard::check).transpose()?;
+        let episodes = params.episodes.clone().into_params().adapt(adapt).check()?;
+        let cal = self_calibrate_groups(&database, &groups, &params.rule, &episodes)?;
+        let per_dataset: BTreeMap<String, f64> = cal
+            .per_group
+            .iter()
+            .map(|(g, s)| (g.clone(), s.score_mean))
+            .collect();
+        let score = if params.per_dataset && !per_dataset.is_empty() {
+            per_dataset.values().sum::<f64>() / per_dataset.len() as f64
+        } else {
+            cal.all.score_mean
+        };
+        trials.push(AdaptTrial {
+            adapt,
+            score,
+            per_dataset,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    let mut chosen = 0;
+    for (i, t) in trials.iter().enumerate() {
+        if t.score > trials[chosen].score {
+            chosen = i;
+        }
+    }
+    Ok(AdaptChoice { trials, chosen })
 }

@@ -3,6 +3,7 @@
 //! how well the new ids group the new animals, and the silhouette of the
 //! database.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use ndarray::{ArrayView2, Axis};
@@ -44,9 +45,9 @@ pub struct Evaluation {
     pub discovery: Option<Discovery>,
     /// Silhouette of the database embeddings by identity (cosine).
     pub silhouette: Option<f64>,
-    /// One line per self-calibrated dataset: threshold, episode optima and
-    /// episode score with their spread; and the datasets that use the
-    /// default.
+    /// One line per self-calibrated dataset: threshold (on the fused
+    /// probability after [`crate::fuse`]), episode optima and episode score
+    /// with their spread; and the datasets that use the default.
     pub thresholds: Vec<String>,
 }
 
@@ -130,19 +131,30 @@ pub fn evaluate(
     let db = embeddings.select(Axis(0), &ident.database);
     let silhouette =
         silhouette_score(db.view(), &ident.database_labels, SilhouetteMetric::Cosine).ok();
+    let line = |g: &str, what: &str, c: &reid_openset::SelfCalibration| {
+        format!(
+            "{g}: threshold {:.3}{what} (episode optima {:.3} ± {:.3}, episode score {:.3} ± {:.3})",
+            c.threshold, c.threshold_mean, c.threshold_std, c.score_mean, c.score_std
+        )
+    };
+    let skipped = |g: &str, why: &str, default: f32| {
+        format!("{g}: not calibrated on its own ({why}); uses the default {default:.3}")
+    };
     let mut thresholds = Vec::new();
-    if let Some(cal) = &ident.calibration {
+    if let Some(f) = &ident.fusion {
+        let cal = &f.calibration;
         for (g, c) in &cal.per_group {
-            thresholds.push(format!(
-                "{g}: threshold {:.3} (episode optima {:.3} ± {:.3}, episode score {:.3} ± {:.3})",
-                c.threshold, c.threshold_mean, c.threshold_std, c.score_mean, c.score_std
-            ));
+            thresholds.push(line(g, " on the fused probability", &c.self_calibration));
         }
         for (g, why) in &cal.skipped {
-            thresholds.push(format!(
-                "{g}: not calibrated on its own ({why}); uses the default {:.3}",
-                cal.all.threshold
-            ));
+            thresholds.push(skipped(g, why, cal.all.self_calibration.threshold));
+        }
+    } else if let Some(cal) = &ident.calibration {
+        for (g, c) in &cal.per_group {
+            thresholds.push(line(g, "", c));
+        }
+        for (g, why) in &cal.skipped {
+            thresholds.push(skipped(g, why, cal.all.threshold));
         }
     }
     Ok(Evaluation {
@@ -187,5 +199,111 @@ impl fmt::Display for Evaluation {
             write!(f, "silhouette of the database by identity (cosine): {s:.3}")?;
         }
         Ok(())
+    }
+}
+
+/// The headline figures of an identification (of all its datasets, or of
+/// one): `None` where the truth does not define them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Headline {
+    /// The AnimalCLEF score (`sqrt(BAKS * BAUS)`; over several datasets, the
+    /// mean of theirs).
+    pub score: Option<f64>,
+    /// BAKS (over several datasets, the mean of the defined ones).
+    pub baks: Option<f64>,
+    /// BAUS (over several datasets, the mean of the defined ones).
+    pub baus: Option<f64>,
+    /// Closed-set top-1 of the known queries (the identification's own best
+    /// match, threshold ignored), over all of them.
+    pub top1: Option<f64>,
+    /// Mean average precision of the known queries' cosine ranking in the
+    /// searched embedding space, over all of them.
+    pub map: Option<f64>,
+}
+
+/// What `summary.json` holds: the headline figures of one identification,
+/// in one flat object a script can read, with the same figures per dataset
+/// and the seconds the whole job took.
+///
+/// ```
+/// use reid_pipeline::{Headline, Summary};
+/// let h = Headline { score: Some(0.5), baks: Some(0.25), baus: Some(1.0), top1: None, map: None };
+/// let s = Summary { all: h, seconds: 1.5, per_dataset: [("lion".to_string(), h)].into() };
+/// let v = serde_json::to_value(&s)?;
+/// assert_eq!(v["score"], 0.5);
+/// assert_eq!(v["per_dataset"]["lion"]["baks"], 0.25);
+/// assert!(v["top1"].is_null());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// The figures over every dataset.
+    #[serde(flatten)]
+    pub all: Headline,
+    /// Seconds the job took.
+    pub seconds: f64,
+    /// The figures of each dataset (scope name).
+    pub per_dataset: BTreeMap<String, Headline>,
+}
+
+impl Evaluation {
+    /// The headline figures of `ident` (which this evaluates, made from
+    /// `records`), overall and per dataset, with `seconds`.
+    pub fn summary(&self, records: &[Record], ident: &Identification, seconds: f64) -> Summary {
+        let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let mut per_dataset: BTreeMap<String, Headline> = BTreeMap::new();
+        if let Some(s) = &self.score {
+            for (g, d) in &s.animalclef.per_dataset {
+                per_dataset.insert(
+                    g.clone(),
+                    Headline {
+                        score: Some(d.geometric_mean()),
+                        baks: d.baks,
+                        baus: d.baus,
+                        top1: None,
+                        map: None,
+                    },
+                );
+            }
+        }
+        // Per dataset, the known queries' top-1 and AP, in the order the
+        // ranking evaluated them.
+        if let Some(truth) = ident.truth(records) {
+            let is_new = ident.new_flags(records, &truth);
+            let known: Vec<usize> = (0..truth.len()).filter(|&i| !is_new[i]).collect();
+            let mut hits: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            let mut aps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for (k, &qi) in known.iter().enumerate() {
+                let g = ident.scopes[qi].name();
+                let right = ident.predictions[qi].candidate == truth[qi];
+                hits.entry(g).or_default().push(f64::from(u8::from(right)));
+                if let Some(ap) = self
+                    .ranking
+                    .as_ref()
+                    .and_then(|r| r.per_query.get(k))
+                    .and_then(|q| q.average_precision)
+                {
+                    aps.entry(g).or_default().push(ap);
+                }
+            }
+            for (g, h) in per_dataset.iter_mut() {
+                h.top1 = hits.remove(g.as_str()).and_then(mean);
+                h.map = aps.remove(g.as_str()).and_then(mean);
+            }
+        }
+        let defined =
+            |f: fn(&Headline) -> Option<f64>| mean(per_dataset.values().filter_map(f).collect());
+        let all = Headline {
+            score: self.score.as_ref().map(|s| s.animalclef.score),
+            baks: defined(|h| h.baks),
+            baus: defined(|h| h.baus),
+            top1: self.score.as_ref().and_then(|s| s.closed_top1),
+            map: self.ranking.as_ref().map(|r| r.mean_ap),
+        };
+        Summary {
+            all,
+            seconds,
+            per_dataset,
+        }
     }
 }

@@ -13,7 +13,8 @@ use reid_openset::{
 };
 
 use crate::identify::{
-    FUSED_RULE, Identification, check_rows, decide_by_scope, final_ids, search_by_scope,
+    FUSED_RULE, Identification, StageSeconds, check_rows, decide_by_scope, final_ids,
+    search_by_scope,
 };
 use crate::params::ValidOpenSetParams;
 use crate::{PipelineError, Result};
@@ -169,6 +170,7 @@ pub fn fuse(
     check_sources(fusion, scorers.len())?;
     check_rows(records, embeddings)?;
     cosine.check_inputs(records, embeddings)?;
+    let start = Instant::now();
     let split = cosine.split();
     // Calibration starts from the embeddings as given (its episodes refit
     // any projection); the queries are searched through the projection.
@@ -201,6 +203,8 @@ pub fn fuse(
         Thresholds::new(calibration.all.self_calibration.threshold)?
     };
 
+    let database_seconds = start.elapsed().as_secs_f64();
+    let queries_start = Instant::now();
     // Each query's cosine shortlist inside its scope, re-ranked with its
     // dataset's calibrators.
     let q_emb = working.select(Axis(0), &split.queries);
@@ -286,6 +290,10 @@ pub fn fuse(
             query_seconds: sources.iter().map(|c| c.query_seconds).sum(),
             sources,
         }),
+        seconds: StageSeconds {
+            database: cosine.seconds.database + database_seconds,
+            queries: queries_start.elapsed().as_secs_f64(),
+        },
         ..cosine.clone()
     })
 }

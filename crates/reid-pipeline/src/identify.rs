@@ -3,6 +3,7 @@
 //! animals consistent new ids.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use ndarray::{ArrayView2, Axis};
 use reid_core::{ParamGuard, Record, Scope};
@@ -57,6 +58,20 @@ pub struct Identification {
     /// The projected embeddings every search used, when the parameters
     /// adapt them ([`crate::OpenSetParams::adapt`]).
     pub adapted: Option<Adapted>,
+    /// Where the time went.
+    pub seconds: StageSeconds,
+}
+
+/// Where an identification's time went: the work on the database alone
+/// (fitting any projection, self-calibration; after [`crate::fuse`], also
+/// the fusion's calibration), and the work for the queries (projecting,
+/// searching, deciding, new ids; after a fusion, its re-ranking instead).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StageSeconds {
+    /// Seconds on the database alone.
+    pub database: f64,
+    /// Seconds for the queries.
+    pub queries: f64,
 }
 
 impl Identification {
@@ -214,6 +229,7 @@ pub fn identify(
     params: &ValidOpenSetParams,
 ) -> Result<Identification> {
     check_rows(records, embeddings)?;
+    let start = Instant::now();
     let split = OpenSetSplit::new(records)?;
     let adapted = params
         .adapt()
@@ -245,6 +261,8 @@ pub fn identify(
             (t, Some(cal))
         }
     };
+    let database_seconds = start.elapsed().as_secs_f64();
+    let queries_start = Instant::now();
     let k = params.shortlist.max(params.rule.neighbours());
     let parts = search_by_scope(&split, &database, q.view(), k)?;
     let dp = DecisionParams::new(thresholds.clone())
@@ -265,6 +283,10 @@ pub fn identify(
         final_ids,
         fusion: None,
         adapted,
+        seconds: StageSeconds {
+            database: database_seconds,
+            queries: queries_start.elapsed().as_secs_f64(),
+        },
     })
 }
 

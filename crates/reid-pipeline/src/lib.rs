@@ -14,6 +14,9 @@
 //!   ([`reid_index::Gallery`]), a threshold per dataset self-calibrated from
 //!   that dataset's database alone (episodes that never leave it), known /
 //!   new decisions, and consistent ids for the new animals.
+//! - [`choose_adaptation`]: which projection of the embeddings (none,
+//!   within-identity whitening, LDA; [`OpenSetParams::adapt`]) scores best
+//!   on the database's own self-calibration episodes.
 //! - [`fuse`]: a second similarity source (local keypoints, another model)
 //!   fused into each query's cosine shortlist of an identification,
 //!   calibrated per dataset from the database alone.
@@ -63,11 +66,13 @@ pub mod report;
 pub mod score;
 pub mod split;
 
-pub use adapt::{Adapted, AdaptedGroup};
+pub use adapt::{
+    AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, choose_adaptation, default_adapt_candidates,
+};
 pub use error::{PipelineError, Result};
-pub use evaluate::{Discovery, Evaluation, evaluate};
+pub use evaluate::{Discovery, Evaluation, Headline, Summary, evaluate};
 pub use fusion::{FusionReport, SourceCost, fuse};
-pub use identify::{Identification, Match, identify};
+pub use identify::{Identification, Match, StageSeconds, identify};
 pub use params::{OpenSetParams, ValidOpenSetParams};
 pub use reid_core::{ParamGuard, Record, Scope, SplitRole};
 pub use reid_openset::{

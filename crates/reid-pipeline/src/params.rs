@@ -156,4 +156,11 @@ impl ValidOpenSetParams {
     pub fn adapt(&self) -> Option<&ValidAdaptParams> {
         self.episodes.adapt()
     }
+    /// The same settings with another projection (`None`: none).
+    pub fn with_adapt(&self, adapt: Option<ValidAdaptParams>) -> Result<Self> {
+        Ok(Self {
+            episodes: self.episodes.clone().into_params().adapt(adapt).check()?,
+            ..self.clone()
+        })
+    }
 }

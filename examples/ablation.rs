@@ -1,0 +1,243 @@
+//! What each part of the default pipeline buys, on a split CSV with the
+//! truth (as `evaluate` takes, e.g. `../shared/datasets/lion/lion.csv`):
+//! the stages one by one and together, every choice made from the database
+//! alone, in one table and `<out>/ablation.json`:
+//!
+//! - `cosine`: the embeddings as given, a self-calibrated threshold;
+//! - `cosine + whiten(…)`, `cosine + lda(…)`: each projection `--adapt
+//!   auto` tries, the one it chooses (the best episode score on the
+//!   database) marked `*`;
+//! - `cosine + sift`: local matching fused on each query's shortlist
+//!   (`--local`, `--shortlist`);
+//! - `default`: the chosen projection and the local matching together
+//!   (what `evaluate`, `demo` and `animalclef` run).
+//!
+//! Columns: the mean episode score on the database (what the choices
+//! see), then the dev set's score, BAKS, BAUS, closed-set top-1 and mAP
+//! (evidence only: no choice reads them), milliseconds per query (search,
+//! decide, local matching) and the seconds spent on the database alone
+//! (projection fits, self-calibration, the fusion's calibration).
+//!
+//! ```sh
+//! cargo run --release --example ablation -- --csv ../shared/datasets/lion/lion.csv \
+//!     --backbone mobilenet_v2 --out out/ablation-lion
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+use animal_reid::data::loaders::load_animalclef;
+use animal_reid::openset::PairScorer;
+use animal_reid::pipeline::{
+    Headline, Identification, OpenSetParams, ParamGuard, Record, ValidOpenSetParams,
+    choose_adaptation, default_adapt_candidates, evaluate, fuse, identify,
+};
+use ndarray::ArrayView2;
+use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, shared_dir};
+
+/// Run the pipeline's stages one by one and together on a split CSV and
+/// print what each buys.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Split CSV with the truth (default: lion.csv in the shared data folder).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Embedding cache folder (reused across runs); none if not given.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Folder for ablation.json.
+    #[arg(long, default_value = "out/ablation")]
+    out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    episodes: EpisodeArgs,
+    #[command(flatten)]
+    model: BackboneArgs,
+    #[command(flatten)]
+    local: LocalArgs,
+}
+
+/// One row of the table.
+#[derive(Debug, Serialize)]
+struct Row {
+    stage: String,
+    /// The projection `--adapt auto` chooses.
+    chosen: bool,
+    /// Mean self-calibration episode score on the database.
+    episode_score: f64,
+    #[serde(flatten)]
+    figures: Headline,
+    ms_per_query: f64,
+    fit_seconds: f64,
+    per_dataset: std::collections::BTreeMap<String, Headline>,
+}
+
+fn row(
+    stage: String,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    ident: &Identification,
+    episode_score: f64,
+    extra_fit: f64,
+) -> Result<Row> {
+    let summary = evaluate(records, embeddings, ident)?.summary(records, ident, 0.0);
+    Ok(Row {
+        stage,
+        chosen: false,
+        episode_score,
+        figures: summary.all,
+        ms_per_query: 1000.0 * ident.seconds.queries / ident.queries.len().max(1) as f64,
+        fit_seconds: ident.seconds.database + extra_fit,
+        per_dataset: summary.per_dataset,
+    })
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let start = Instant::now();
+    let base = OpenSetParams::default()
+        .episodes(args.episodes.params())
+        .check()?;
+    let fusion = args.local.single_fusion()?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let csv = args
+        .csv
+        .clone()
+        .unwrap_or_else(|| shared_dir().join("datasets/lion/lion.csv"));
+    let (ds, _) = load_animalclef(&csv, &reid_examples::load_options(false))
+        .with_context(|| format!("loading {}", csv.display()))?;
+    print!("{}", ds.stats());
+    let run = args
+        .model
+        .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
+    let emb = run.embeddings.matrix.view();
+    let records = &ds.records;
+    println!(
+        "embedded {} images with {} in {:.1} s",
+        ds.len(),
+        run.backbone.info().name,
+        run.seconds
+    );
+
+    // Every projection's episode score on the database, and the choice.
+    let t = Instant::now();
+    let choice = choose_adaptation(records, emb, &base, &default_adapt_candidates())?;
+    let choose_seconds = t.elapsed().as_secs_f64();
+    let mut rows = Vec::new();
+    let mut chosen_ident = None;
+    for (i, trial) in choice.trials.iter().enumerate() {
+        let params = base.with_adapt(trial.adapt)?;
+        let ident = identify(records, emb, &params)?;
+        let stage = match &trial.adapt {
+            None => "cosine".to_owned(),
+            Some(a) => format!("cosine + {a}"),
+        };
+        let mut r = row(stage, records, emb, &ident, trial.score, 0.0)?;
+        r.chosen = i == choice.chosen;
+        println!("{}: episode score {:.3}", r.stage, r.episode_score);
+        rows.push(r);
+        if i == choice.chosen {
+            chosen_ident = Some((ident, params));
+        }
+    }
+    let (chosen, chosen_params) = chosen_ident.context("no projection was chosen")?;
+
+    // Local matching, alone and with the chosen projection.
+    if let Some(fusion) = &fusion {
+        let kp = args.local.keypoints(records, args.quiet)?;
+        for s in &kp.sources {
+            println!("{}", s.summary(&kp.cache));
+        }
+        let scorers = kp.scorers();
+        let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
+        let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
+        let cosine = identify(records, emb, &base)?;
+        for (stage, ident, params, extra) in [
+            (
+                format!("cosine + {}", names.join(" + ")),
+                &cosine,
+                &base,
+                0.0,
+            ),
+            (
+                "default".to_owned(),
+                &chosen,
+                &chosen_params,
+                choose_seconds,
+            ),
+        ] {
+            let fused = fuse(ident, records, emb, params, &refs, fusion)?;
+            let episode = fused
+                .fusion
+                .as_ref()
+                .map_or(f64::NAN, |f| f.all().self_calibration.score_mean);
+            let r = row(stage, records, emb, &fused, episode, extra)?;
+            println!("{}: episode score {:.3}", r.stage, r.episode_score);
+            rows.push(r);
+        }
+    }
+    print_table(&rows, &chosen_params);
+    let json = serde_json::json!({
+        "csv": csv,
+        "backbone": run.backbone.info().name,
+        "episodes": args.episodes.episodes,
+        "seed": args.episodes.seed,
+        "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "shortlist": args.local.shortlist,
+        "chosen_projection": chosen_params.adapt().map(ToString::to_string),
+        "choose_seconds": choose_seconds,
+        "seconds": start.elapsed().as_secs_f64(),
+        "rows": rows,
+    });
+    let path = args.out.join("ablation.json");
+    let mut bytes = serde_json::to_vec_pretty(&json)?;
+    bytes.push(b'\n');
+    reid_core::fs::write_atomic(&path, &bytes)?;
+    println!(
+        "wrote {} ({:.1} s in all)",
+        path.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The table, one stage a line; `*` marks the projection `--adapt auto`
+/// chose.
+fn print_table(rows: &[Row], chosen: &ValidOpenSetParams) {
+    let f = |v: Option<f64>| v.map_or_else(|| "  n/a".to_owned(), |v| format!("{v:.3}"));
+    let width = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5) + 2;
+    println!(
+        "\n{:width$} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9} {:>7}",
+        "stage", "episodes", "score", "BAKS", "BAUS", "top-1", "mAP", "ms/query", "fit s"
+    );
+    for r in rows {
+        let mark = if r.chosen { "*" } else { " " };
+        println!(
+            "{:width$} {:>8.3} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.2} {:>7.2}",
+            format!("{mark}{}", r.stage),
+            r.episode_score,
+            f(r.figures.score),
+            f(r.figures.baks),
+            f(r.figures.baus),
+            f(r.figures.top1),
+            f(r.figures.map),
+            r.ms_per_query,
+            r.fit_seconds
+        );
+    }
+    println!(
+        "(* the projection chosen on the database's episodes: {}; `default` = it + local matching)",
+        chosen
+            .adapt()
+            .map_or_else(|| "none".to_owned(), ToString::to_string)
+    );
+}
