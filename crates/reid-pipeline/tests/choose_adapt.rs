@@ -36,7 +36,7 @@ fn nuisance_set() -> (Vec<Record>, Array2<f32>) {
         }
         let n = sig.iter().map(|v| v * v).sum::<f32>().sqrt();
         for photo in 0..6 {
-            let mut row = vec![0f32; DIM];
+            let mut row = [0f32; DIM];
             for d in 0..8 {
                 row[d] = 0.3 * sig[d] / n + 0.02 * noise(k);
                 k += 1;
