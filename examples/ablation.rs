@@ -199,9 +199,7 @@ fn main() -> Result<()> {
         "rows": rows,
     });
     let path = args.out.join("ablation.json");
-    let mut bytes = serde_json::to_vec_pretty(&json)?;
-    bytes.push(b'\n');
-    reid_core::fs::write_atomic(&path, &bytes)?;
+    reid_examples::write_json(&path, &json)?;
     println!(
         "wrote {} ({:.1} s in all)",
         path.display(),

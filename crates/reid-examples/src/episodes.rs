@@ -66,21 +66,18 @@ impl AdaptArgs {
     /// The projection asked for (`None` for `--adapt none`, and for `auto`
     /// until [`AdaptArgs::resolve`] chooses it), checked.
     pub fn params(&self) -> Result<Option<AdaptParams>, OpensetError> {
-        if self.adapt == "none" || self.auto() {
-            if self.auto() {
-                // The candidates are valid; the other flags still are checked.
-                AdaptParams::new(Adaptation::Lda)
-                    .shrinkage(self.shrinkage)
-                    .dim(self.adapt_dim)
-                    .check_ref()?;
-            }
-            return Ok(None);
-        }
-        let p = AdaptParams::new(self.adapt.parse::<Adaptation>()?)
+        // With `auto` the candidates are valid; `--shrinkage` and
+        // `--adapt-dim` are still checked, on LDA.
+        let method = match self.adapt.as_str() {
+            "none" => return Ok(None),
+            "auto" => Adaptation::Lda,
+            name => name.parse::<Adaptation>()?,
+        };
+        let p = AdaptParams::new(method)
             .shrinkage(self.shrinkage)
             .dim(self.adapt_dim);
         p.check_ref()?;
-        Ok(Some(p))
+        Ok((!self.auto()).then_some(p))
     }
 }
 

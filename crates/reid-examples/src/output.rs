@@ -39,6 +39,14 @@ impl OutputArgs {
     }
 }
 
+/// Writes `value` as pretty JSON (with a final newline) to `path`, atomically.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    reid_core::fs::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
 /// Evaluates `ident` and prints the figures.
 pub fn print_evaluation(
     records: &[Record],
@@ -97,9 +105,7 @@ pub fn finish(
     let (json, html) = write_report(report, out)?;
     let summary = evaluation.summary(records, ident, start.elapsed().as_secs_f64());
     let path = out.join("summary.json");
-    let mut bytes = serde_json::to_vec_pretty(&summary)?;
-    bytes.push(b'\n');
-    reid_core::fs::write_atomic(&path, &bytes)?;
+    write_json(&path, &serde_json::to_value(&summary)?)?;
     println!(
         "report: {} and {}; figures: {}",
         html.display(),
