@@ -11,7 +11,10 @@
 //! shortlist of 50 is re-ranked by RootSIFT matching fused with cosine
 //! (`--local sift`; `--local none` turns it off; `xfeat`, `disk`,
 //! `aliked` are the learned matchers), calibrated per dataset from its
-//! database alone.
+//! database alone. A report (`report.html`, `report.json` and the
+//! pictures in `figures/`) shows each dataset's query scores against its
+//! threshold and the self-calibration curve the threshold came from
+//! (`--report DIR`; by default `animalclef-report` beside the submission).
 //!
 //! ```sh
 //! cargo run --release --example animalclef -- --root AnimalCLEF2025 --out submission.csv
@@ -20,12 +23,16 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
+use animal_reid::eval::report::Report;
 use animal_reid::eval::submission::{SubmissionReference, write_validated_submission};
+use animal_reid::pipeline::figures::{FigureInputs, write_figures};
+use animal_reid::pipeline::report::{add_thresholds, write_report};
 use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
 use reid_examples::{AdaptArgs, BackboneArgs, EpisodeArgs, LocalArgs, load_options};
 
@@ -43,6 +50,10 @@ struct Args {
     /// The submission file to write.
     #[arg(long, default_value = "submission.csv")]
     out: PathBuf,
+    /// Folder for the report and its pictures (default: `animalclef-report`
+    /// in the submission's folder).
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Embedding cache folder (reused across runs); none if not given.
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -68,12 +79,21 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let start = Instant::now();
     let params = OpenSetParams::default()
         .fixed_threshold(args.threshold)
         .episodes(args.episodes.params())
         .adapt(args.adapt.params()?)
         .check()?;
     let fusion = args.local.single_fusion()?;
+    let report_dir = args.report.clone().unwrap_or_else(|| {
+        args.out
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join("animalclef-report")
+    });
+    std::fs::create_dir_all(&report_dir)
+        .with_context(|| format!("creating the report folder {}", report_dir.display()))?;
     let csv = args
         .metadata
         .clone()
@@ -99,14 +119,15 @@ fn main() -> Result<()> {
     let emb = run.embeddings.matrix.view();
     let (params, _) = args.adapt.resolve(&ds.records, emb, params)?;
     let cosine = identify(&ds.records, emb, &params)?;
-    let ident = args.local.refine(
+    let fused = args.local.refine(
         fusion.as_ref(),
-        cosine,
+        &cosine,
         &ds.records,
         emb,
         &params,
         args.quiet,
     )?;
+    let ident = fused.as_ref().unwrap_or(&cosine);
     for (g, th) in ident.thresholds.groups() {
         println!("threshold {g}: {th:.3}");
     }
@@ -123,5 +144,31 @@ fn main() -> Result<()> {
     let rows = ident.submission_rows(&ds.records)?;
     write_validated_submission(&args.out, &rows, &reference)?;
     println!("wrote {} rows to {}", rows.len(), args.out.display());
+
+    // The report: thresholds, each dataset's scores and calibration curve
+    // (no truth, so no score).
+    let mut report = Report::new(format!(
+        "animal-reid: AnimalCLEF submission for {}",
+        csv.display()
+    ));
+    report
+        .version("backbone", run.backbone.info().name.clone())
+        .config(serde_json::json!({
+            "root": args.root, "submission": args.out, "backbone": args.model.backbone,
+            "threshold": args.threshold, "episodes": args.episodes.episodes,
+            "seed": args.episodes.seed, "adapt": params.adapt().map(ToString::to_string),
+            "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
+            "shortlist": args.local.shortlist,
+        }))
+        .timing("embed", run.seconds);
+    add_thresholds(&mut report, ident)?;
+    let inputs = FigureInputs {
+        cosine: fused.as_ref().map(|_| &cosine),
+        fixed_threshold: None,
+    };
+    write_figures(&mut report, &ds.records, ident, None, &inputs, &report_dir)?;
+    report.timing_since("total", start);
+    let (_, html) = write_report(&report, &report_dir)?;
+    println!("report: {}", html.display());
     Ok(())
 }

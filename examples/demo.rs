@@ -28,6 +28,7 @@ use animal_reid::data::SplitRole;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::eval::report::Report;
+use animal_reid::pipeline::figures::FigureInputs;
 use animal_reid::pipeline::{OpenSetParams, ParamGuard, identify};
 use reid_examples::{
     AdaptArgs, BackboneArgs, EpisodeArgs, LocalArgs, OutputArgs, bar, finish, load_options,
@@ -180,14 +181,15 @@ fn main() -> Result<()> {
         .adapt
         .resolve(&ds.records, emb.matrix.view(), openset)?;
     let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
-    let ident = args.local.refine(
+    let fused = args.local.refine(
         fusion.as_ref(),
-        cosine,
+        &cosine,
         &ds.records,
         emb.matrix.view(),
         &openset,
         args.quiet,
     )?;
+    let ident = fused.as_ref().unwrap_or(&cosine);
     let stage = if fusion.is_some() {
         "self-calibrate, search, local matching, decide, cluster"
     } else {
@@ -220,11 +222,16 @@ fn main() -> Result<()> {
         "adapt": openset.adapt().map(ToString::to_string),
         "shortlist": args.local.shortlist,
     }));
+    let inputs = FigureInputs {
+        cosine: fused.as_ref().map(|_| &cosine),
+        fixed_threshold: None,
+    };
     finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
-        &ident,
+        ident,
+        &inputs,
         &args.out,
         &args.output,
         args.seed,

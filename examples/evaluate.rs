@@ -36,6 +36,7 @@ use clap::Parser;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
 use animal_reid::openset::PairScorer;
+use animal_reid::pipeline::figures::FigureInputs;
 use animal_reid::pipeline::{
     Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
 };
@@ -206,13 +207,18 @@ fn main() -> Result<()> {
     } else {
         Vec::new()
     };
-    let answer = fused.into_iter().next().unwrap_or(ident);
+    let fused = fused.into_iter().next();
+    let inputs = FigureInputs {
+        cosine: fused.as_ref().map(|_| &ident),
+        fixed_threshold: Some(args.threshold),
+    };
     println!("\nthe pipeline's answer:");
     finish(
         &mut report,
         &ds.records,
         emb.matrix.view(),
-        &answer,
+        fused.as_ref().unwrap_or(&ident),
+        &inputs,
         &args.out,
         &args.output,
         args.episodes.seed,

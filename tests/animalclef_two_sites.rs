@@ -115,6 +115,21 @@ fn two_sites_of_one_species_give_a_valid_submission() {
             }
         }
         assert!(known > 0, "{extra:?}: no query was recognised: {rows:?}");
+        // The report beside the submission: each site's query scores against
+        // its threshold and its calibration curve (no truth: nothing else),
+        // embedded in one offline HTML file.
+        let report = dir.path().join("animalclef-report");
+        let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+        for (i, site) in ["SiteA", "SiteB"].iter().enumerate() {
+            for kind in ["scores", "calibration"] {
+                let svg = report.join(format!("figures/{kind}-{:02}-{site}.svg", i + 1));
+                assert!(svg.is_file(), "{extra:?}: {} missing", svg.display());
+            }
+            assert!(html.contains(&format!("<figcaption>{site}: ")), "{extra:?}");
+            assert!(!report.join(format!("figures/cmc-{:02}-{site}.svg", i + 1)).exists());
+        }
+        assert!(!html.contains("http://") && !html.contains("https://"));
+        std::fs::remove_dir_all(&report).unwrap();
         std::fs::remove_file(&out).unwrap();
     }
     // A job with one answer takes one shortlist size; the error says so

@@ -14,7 +14,7 @@
 //! | feature | modules | dependencies it adds |
 //! |---|---|---|
 //! | `tsne` | `tsne` | linfa, linfa-tsne, rand, rand_chacha, reid-index |
-//! | `plot` | `plot` | plotters, plotters-backend, ab_glyph, dejavu, image |
+//! | `plot` | `plot`, `chart` | plotters, plotters-backend, ab_glyph, dejavu, image |
 //! | `report` (implies `plot`) | `matchsheet`, `report` | serde, serde_json |
 //!
 //! The variants of [`EvalError`] that only a feature's code can produce
@@ -62,6 +62,10 @@
 //! Pictures and reports (features `plot` and `report`):
 //! - `plot`: scatter plots of 2-D points (t-SNE) coloured by identity, with
 //!   known/new and right/wrong markers, as PNG and SVG;
+//! - `chart`: line charts and histograms with threshold rules (CMC, the
+//!   self-calibration curve, known-vs-new score histograms, reliability
+//!   diagrams) as PNG and SVG, and the figures they show (`Histogram` with
+//!   a threshold on a bin edge, `Reliability` bins and their ECE);
 //! - `matchsheet`: match sheets (a query beside its top-k gallery matches,
 //!   with identities, scores and the decision) as PNG pages to check by eye;
 //! - `report`: a JSON report of metrics, config, versions and timings, and
@@ -81,6 +85,8 @@
 //! assert!(e.to_string().contains("perplexity"));
 //! ```
 
+#[cfg(feature = "plot")]
+pub mod chart;
 pub mod error;
 mod io;
 #[cfg(feature = "report")]

@@ -296,6 +296,109 @@ pub fn identity_colour(rank: usize) -> [u8; 3] {
     [q(r), q(g), q(b)]
 }
 
+/// A picture drawn the same way into a bitmap (PNG) and an SVG: the scatter
+/// plot here, the charts of [`crate::chart`].
+pub(crate) trait Figure {
+    /// What the drawing returns besides the picture.
+    type Drawn;
+    /// What it is, for errors ("scatter plot", "chart `CMC`").
+    fn what(&self) -> String;
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws everything onto `root`.
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<Self::Drawn, String>;
+}
+
+/// Renders `fig` into an RGB image.
+pub(crate) fn render_rgb<F: Figure>(fig: &F) -> Result<(RgbImage, F::Drawn)> {
+    ensure_font()?;
+    let (w, h) = fig.size();
+    let what = || format!("{} (PNG)", fig.what());
+    let mut buf = vec![255u8; w as usize * h as usize * 3];
+    let drawn = {
+        let root = GlyphBitmap::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let drawn = fig.draw(&root).map_err(|reason| EvalError::Draw {
+            what: what(),
+            reason,
+        })?;
+        root.present().map_err(|e| EvalError::Draw {
+            what: what(),
+            reason: e.to_string(),
+        })?;
+        drawn
+    };
+    let image = RgbImage::from_raw(w, h, buf).ok_or_else(|| EvalError::Draw {
+        what: what(),
+        reason: "pixel buffer has the wrong size".into(),
+    })?;
+    Ok((image, drawn))
+}
+
+/// Renders `fig` as an SVG document.
+pub(crate) fn render_svg<F: Figure>(fig: &F) -> Result<String> {
+    ensure_font()?;
+    let what = || format!("{} (SVG)", fig.what());
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, fig.size()).into_drawing_area();
+        fig.draw(&root).map_err(|reason| EvalError::Draw {
+            what: what(),
+            reason,
+        })?;
+        root.present().map_err(|e| EvalError::Draw {
+            what: what(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(s)
+}
+
+/// Writes `fig` as a PNG to `path` (atomically) and returns the path.
+pub(crate) fn write_png<F: Figure>(fig: &F, path: &Path) -> Result<PathBuf> {
+    let (image, _) = render_rgb(fig)?;
+    write_png_atomic(&image, path)?;
+    Ok(path.to_path_buf())
+}
+
+/// Writes `fig` as an SVG to `path` (atomically) and returns the path.
+pub(crate) fn write_svg<F: Figure>(fig: &F, path: &Path) -> Result<PathBuf> {
+    let svg = render_svg(fig)?;
+    write_bytes_atomic(path, svg.as_bytes())?;
+    Ok(path.to_path_buf())
+}
+
+/// Writes `<stem>.png` and `<stem>.svg`.
+pub(crate) fn write_both<F: Figure>(fig: &F, stem: &Path) -> Result<PlotFiles> {
+    let with = |ext: &str| {
+        let mut s = OsString::from(stem.as_os_str());
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    Ok(PlotFiles {
+        png: write_png(fig, &with(".png"))?,
+        svg: write_svg(fig, &with(".svg"))?,
+    })
+}
+
+impl Figure for ScatterPlot {
+    type Drawn = Vec<(i32, i32)>;
+    fn what(&self) -> String {
+        "scatter plot".into()
+    }
+    fn size(&self) -> (u32, u32) {
+        (self.params.width, self.params.height)
+    }
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<Self::Drawn, String> {
+        self.draw_on(root)
+    }
+}
+
 /// Settings of a scatter plot: a builder, checked once by
 /// [`ParamGuard::check`] into the [`ValidScatterParams`] that
 /// [`ScatterPlot::new`] takes.
@@ -414,14 +517,20 @@ pub struct RenderedScatter {
     pub positions: Vec<(i32, i32)>,
 }
 
-/// The files written by [`ScatterPlot::write`].
+/// The files of a picture written as PNG and SVG ([`ScatterPlot::write`],
+/// [`crate::chart::Chart::write`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScatterFiles {
+#[cfg_attr(feature = "report", derive(serde::Serialize, serde::Deserialize))]
+pub struct PlotFiles {
     /// The PNG.
     pub png: PathBuf,
     /// The SVG.
     pub svg: PathBuf,
 }
+
+/// The files written by [`ScatterPlot::write`] (another name for
+/// [`PlotFiles`]).
+pub type ScatterFiles = PlotFiles;
 
 /// A checked scatter plot: points, labels and flags of equal length, all
 /// coordinates finite, settings in range.
@@ -582,74 +691,28 @@ impl ScatterPlot {
     /// Renders the plot into an RGB image (what [`write_png`](Self::write_png)
     /// encodes), with the pixel position of every point.
     pub fn render_rgb(&self) -> Result<RenderedScatter> {
-        ensure_font()?;
-        let (w, h) = (self.params.width, self.params.height);
-        let mut buf = vec![255u8; w as usize * h as usize * 3];
-        let positions = {
-            let root = GlyphBitmap::with_buffer(&mut buf, (w, h)).into_drawing_area();
-            let pos = self.draw(&root).map_err(|reason| EvalError::Draw {
-                what: "scatter plot (PNG)".into(),
-                reason,
-            })?;
-            root.present().map_err(|e| EvalError::Draw {
-                what: "scatter plot (PNG)".into(),
-                reason: e.to_string(),
-            })?;
-            pos
-        };
-        let image = RgbImage::from_raw(w, h, buf).ok_or_else(|| EvalError::Draw {
-            what: "scatter plot (PNG)".into(),
-            reason: "pixel buffer has the wrong size".into(),
-        })?;
+        let (image, positions) = render_rgb(self)?;
         Ok(RenderedScatter { image, positions })
     }
 
     /// Renders the plot as an SVG document.
     pub fn render_svg(&self) -> Result<String> {
-        ensure_font()?;
-        let mut s = String::new();
-        {
-            let root = SVGBackend::with_string(&mut s, (self.params.width, self.params.height))
-                .into_drawing_area();
-            self.draw(&root).map_err(|reason| EvalError::Draw {
-                what: "scatter plot (SVG)".into(),
-                reason,
-            })?;
-            root.present().map_err(|e| EvalError::Draw {
-                what: "scatter plot (SVG)".into(),
-                reason: e.to_string(),
-            })?;
-        }
-        Ok(s)
+        render_svg(self)
     }
 
     /// Writes the plot as a PNG to `path` (atomically) and returns the path.
     pub fn write_png(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
-        let path = path.as_ref();
-        let r = self.render_rgb()?;
-        write_png_atomic(&r.image, path)?;
-        Ok(path.to_path_buf())
+        write_png(self, path.as_ref())
     }
 
     /// Writes the plot as an SVG to `path` (atomically) and returns the path.
     pub fn write_svg(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
-        let path = path.as_ref();
-        let svg = self.render_svg()?;
-        write_bytes_atomic(path, svg.as_bytes())?;
-        Ok(path.to_path_buf())
+        write_svg(self, path.as_ref())
     }
 
     /// Writes `<stem>.png` and `<stem>.svg` and returns both paths.
     pub fn write(&self, stem: impl AsRef<Path>) -> Result<ScatterFiles> {
-        let with = |ext: &str| {
-            let mut s = OsString::from(stem.as_ref().as_os_str());
-            s.push(ext);
-            PathBuf::from(s)
-        };
-        Ok(ScatterFiles {
-            png: self.write_png(with(".png"))?,
-            svg: self.write_svg(with(".svg"))?,
-        })
+        write_both(self, stem.as_ref())
     }
 
     /// Data range with a 5 % margin (a unit range around a single value).
@@ -674,7 +737,7 @@ impl ScatterPlot {
     }
 
     /// Draws everything onto `root`; returns the pixel position of each point.
-    fn draw<DB: DrawingBackend>(
+    fn draw_on<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<Vec<(i32, i32)>, String> {

@@ -38,10 +38,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::chart::Chart;
 use crate::error::{EvalError, Result};
 use crate::io::{io_err, write_bytes_atomic};
 use crate::matchsheet::MatchSheets;
-use crate::plot::ScatterFiles;
+use crate::plot::{PlotFiles, ScatterFiles};
 
 /// Time spent in one stage of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +176,16 @@ pub enum Item {
     Image {
         /// The file.
         path: PathBuf,
+        /// Its caption.
+        caption: String,
+    },
+    /// A chart: its data (kept at full precision in the JSON) and its
+    /// files; the HTML embeds the SVG and links the PNG.
+    Chart {
+        /// The data drawn.
+        chart: Box<Chart>,
+        /// The PNG and SVG written.
+        files: PlotFiles,
         /// Its caption.
         caption: String,
     },
@@ -372,6 +383,24 @@ impl Report {
         self.link(files.png.clone(), "PNG version")
     }
 
+    /// Draws `chart` into `<stem>.png` and `<stem>.svg` and adds it (the
+    /// SVG embedded in the HTML, a link to the PNG, the data in the JSON);
+    /// returns the files.
+    pub fn chart(
+        &mut self,
+        chart: Chart,
+        stem: impl AsRef<Path>,
+        caption: impl Into<String>,
+    ) -> Result<PlotFiles> {
+        let files = chart.write(stem)?;
+        self.push(Item::Chart {
+            chart: Box::new(chart),
+            files: files.clone(),
+            caption: caption.into(),
+        });
+        Ok(files)
+    }
+
     /// Adds match sheets: the first `embed` pages embedded, links to all
     /// pages, and a table of the images that could not be shown.
     pub fn match_sheets(&mut self, sheets: &MatchSheets, embed: usize) -> &mut Self {
@@ -559,6 +588,17 @@ impl Report {
                         escape(caption)
                     );
                 }
+                Item::Chart { files, caption, .. } => {
+                    let uri = data_uri(&files.svg)?;
+                    let _ = writeln!(
+                        h,
+                        "<figure><img src=\"{uri}\" alt=\"{}\"><figcaption>{} \
+                         <a href=\"{}\">PNG</a></figcaption></figure>",
+                        escape(caption),
+                        escape(caption),
+                        escape(&relative_url(&files.png, base_dir))
+                    );
+                }
                 Item::Link { path, text } => {
                     let _ = writeln!(
                         h,
@@ -624,9 +664,10 @@ fn value_html(h: &mut String, v: &serde_json::Value) {
             for (k, x) in m {
                 let cell = match x {
                     Value::String(s) => format!("<td>{}</td>", escape(s)),
-                    Value::Number(n) => {
-                        format!("<td class=\"num\">{}</td>", escape(&n.to_string()))
-                    }
+                    Value::Number(n) => format!(
+                        "<td class=\"num\">{}</td>",
+                        escape(&n.as_f64().map_or_else(|| n.to_string(), fmt_num))
+                    ),
                     other => format!("<td>{}</td>", escape(&other.to_string())),
                 };
                 let _ = writeln!(h, "<tr><td>{}</td>{cell}</tr>", escape(k));
@@ -635,8 +676,24 @@ fn value_html(h: &mut String, v: &serde_json::Value) {
             return;
         }
     }
-    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    let rounded = rounded(v);
+    let text = serde_json::to_string_pretty(&rounded).unwrap_or_else(|_| rounded.to_string());
     let _ = writeln!(h, "<pre>{}</pre>", escape(&text));
+}
+
+/// `v` with every non-integer number rounded for reading ([`fmt_num`]).
+fn rounded(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if !(n.is_i64() || n.is_u64()) => n
+            .as_f64()
+            .and_then(|x| fmt_num(x).parse::<f64>().ok())
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| v.clone(), Value::Number),
+        Value::Array(a) => Value::Array(a.iter().map(rounded).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), rounded(x))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -655,23 +712,9 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A number for people: integers as integers, others with 4 decimals (or
-/// 4 significant digits in scientific notation when tiny or huge).
+/// A number for people: 4 significant digits ([`crate::chart::significant`]).
 fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return v.to_string();
-    }
-    if v == v.trunc() && v.abs() < 1e15 {
-        return format!("{v:.0}");
-    }
-    let a = v.abs();
-    if (1e-3..1e6).contains(&a) {
-        let s = format!("{v:.4}");
-        let s = s.trim_end_matches('0');
-        s.trim_end_matches('.').to_string()
-    } else {
-        format!("{v:.3e}")
-    }
+    crate::chart::significant(v, 4)
 }
 
 fn fmt_seconds(s: f64) -> String {
@@ -845,6 +888,11 @@ mod tests {
         assert_eq!(fmt_num(0.5), "0.5");
         assert_eq!(fmt_num(0.123456), "0.1235");
         assert_eq!(fmt_num(1.5e-7), "1.500e-7");
+        assert_eq!(fmt_num(0.21932730748686816), "0.2193");
+        assert_eq!(fmt_num(0.7550000548362732), "0.755");
+        assert_eq!(fmt_num(12.3456), "12.35");
+        assert_eq!(fmt_num(1234.56), "1235");
+        assert_eq!(fmt_num(0.0012346), "0.001235");
         assert_eq!(fmt_num(f64::NAN), "NaN");
     }
 

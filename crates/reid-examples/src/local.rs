@@ -290,20 +290,21 @@ impl LocalArgs {
         Ok(fusions.pop())
     }
 
-    /// `cosine` itself when `fusion` is `None` (no `--local`), else the
-    /// fusion of cosine with every `--local` matcher under `fusion` (from
-    /// [`LocalArgs::single_fusion`]). Prints what the matchers cost.
+    /// `None` when `fusion` is `None` (no `--local`: the answer is
+    /// `cosine` itself), else the fusion of cosine with every `--local`
+    /// matcher under `fusion` (from [`LocalArgs::single_fusion`]). Prints
+    /// what the matchers cost.
     pub fn refine(
         &self,
         fusion: Option<&ValidFusionParams>,
-        cosine: Identification,
+        cosine: &Identification,
         records: &[Record],
         embeddings: ArrayView2<'_, f32>,
         params: &ValidOpenSetParams,
         quiet: bool,
-    ) -> anyhow::Result<Identification> {
+    ) -> anyhow::Result<Option<Identification>> {
         let Some(fusion) = fusion else {
-            return Ok(cosine);
+            return Ok(None);
         };
         let kp = self.keypoints(records, quiet)?;
         for s in &kp.sources {
@@ -312,7 +313,7 @@ impl LocalArgs {
         let scorers = kp.scorers();
         let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
         let t = Instant::now();
-        let fused = fuse(&cosine, records, embeddings, params, &refs, fusion)?;
+        let fused = fuse(cosine, records, embeddings, params, &refs, fusion)?;
         println!(
             "fused with cosine at shortlist B = {} in {:.1} s",
             fusion.shortlist(),
@@ -323,7 +324,7 @@ impl LocalArgs {
                 println!("{}", cost_summary(c, fused.queries.len()));
             }
         }
-        Ok(fused)
+        Ok(Some(fused))
     }
 
     /// The feature cache folder.

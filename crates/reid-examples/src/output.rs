@@ -7,6 +7,7 @@ use std::time::Instant;
 use ndarray::ArrayView2;
 use reid_core::{ParamGuard, Record};
 use reid_eval::report::Report;
+use reid_pipeline::figures::{FigureInputs, write_figures};
 use reid_pipeline::report::{PictureParams, add_figures, write_pictures, write_report};
 use reid_pipeline::{Evaluation, Identification, evaluate};
 
@@ -59,7 +60,9 @@ pub fn print_evaluation(
 }
 
 /// The end of `demo` and `evaluate`: prints the figures of `ident`, adds
-/// them to `report`, draws the t-SNE plot and the match sheets into `out`,
+/// them to `report`, draws the pictures of each dataset
+/// ([`write_figures`], comparing with `inputs`), the t-SNE plot and the
+/// match sheets into `out`,
 /// and writes the report there, with the time since `start`, and
 /// `<out>/summary.json` ([`reid_pipeline::Summary`]: score, BAKS, BAUS,
 /// top-1, mAP and seconds, overall and `per_dataset`).
@@ -69,6 +72,7 @@ pub fn finish(
     records: &[Record],
     embeddings: ArrayView2<'_, f32>,
     ident: &Identification,
+    inputs: &FigureInputs<'_>,
     out: &Path,
     args: &OutputArgs,
     seed: u64,
@@ -76,6 +80,15 @@ pub fn finish(
 ) -> anyhow::Result<()> {
     let evaluation = print_evaluation(records, embeddings, ident)?;
     add_figures(report, ident, &evaluation)?;
+    let t = Instant::now();
+    let (_, files) = write_figures(report, records, ident, Some(&evaluation), inputs, out)?;
+    report.timing_since("figures", t);
+    println!(
+        "{} figures in {} ({:.1} s)",
+        files.len(),
+        out.join("figures").display(),
+        t.elapsed().as_secs_f64()
+    );
     let params = args.pictures(seed).check()?;
     let pictures = write_pictures(report, records, embeddings, ident, out, &params)?;
     match (&pictures.tsne, &pictures.tsne_skipped) {

@@ -178,6 +178,25 @@ fn check_sources(sources: &[FusionSource<'_>]) -> Result<()> {
 /// scores of `sources`. Output rows hold the same candidates, ordered by
 /// decreasing fused score, ties by the lower gallery index.
 pub fn fuse(shortlist: &TopK, sources: &[FusionSource<'_>]) -> Result<TopK> {
+    Ok(fuse_with_sources(shortlist, sources)?.top)
+}
+
+/// What [`fuse_with_sources`] gives: the re-ranked shortlist and what each
+/// source said of each of its candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusedShortlist {
+    /// The re-ranked shortlist (as [`fuse`] gives it).
+    pub top: TopK,
+    /// Per source, in the order given: its calibrated score (its raw score
+    /// when it has no calibrator) of the candidate at each position of
+    /// [`FusedShortlist::top`]; `None` for a source of weight 0, which is
+    /// not scored.
+    pub sources: Vec<Option<Array2<f32>>>,
+}
+
+/// [`fuse`], also keeping each source's calibrated score of every
+/// re-ranked candidate (to draw, say, a reliability diagram per source).
+pub fn fuse_with_sources(shortlist: &TopK, sources: &[FusionSource<'_>]) -> Result<FusedShortlist> {
     check_sources(sources)?;
     let total: f64 = sources.iter().map(|s| f64::from(s.weight)).sum();
     let (q, b) = shortlist.indices.dim();
@@ -188,26 +207,47 @@ pub fn fuse(shortlist: &TopK, sources: &[FusionSource<'_>]) -> Result<TopK> {
         .flat_map(|(qi, row)| row.iter().map(move |&g| (qi, g)).collect::<Vec<_>>())
         .collect();
     let mut fused = vec![0.0f64; pairs.len()];
-    for s in sources.iter().filter(|s| s.weight != 0.0) {
+    let mut per_source: Vec<Option<Vec<f32>>> = Vec::with_capacity(sources.len());
+    for s in sources {
+        if s.weight == 0.0 {
+            per_source.push(None);
+            continue;
+        }
         let raw = checked_scores(s.scorer, &pairs)?;
-        for (acc, &r) in fused.iter_mut().zip(&raw) {
-            let p = s.calibrator.map_or(r, |c| c.probability(r));
+        let probs: Vec<f32> = raw
+            .iter()
+            .map(|&r| s.calibrator.map_or(r, |c| c.probability(r)))
+            .collect();
+        for (acc, &p) in fused.iter_mut().zip(&probs) {
             *acc += f64::from(s.weight) * f64::from(p);
         }
+        per_source.push(Some(probs));
     }
     let mut indices = Array2::zeros((q, b));
     let mut scores = Array2::zeros((q, b));
+    let mut out_sources: Vec<Option<Array2<f32>>> = per_source
+        .iter()
+        .map(|p| p.as_ref().map(|_| Array2::zeros((q, b))))
+        .collect();
     for qi in 0..q {
-        let mut cand: Vec<(usize, f32)> = (qi * b..(qi + 1) * b)
-            .map(|e| (pairs[e].1, (fused[e] / total) as f32))
+        let mut cand: Vec<(usize, f32, usize)> = (qi * b..(qi + 1) * b)
+            .map(|e| (pairs[e].1, (fused[e] / total) as f32, e))
             .collect();
         cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
-        for (j, (g, s)) in cand.into_iter().enumerate() {
+        for (j, (g, s, e)) in cand.into_iter().enumerate() {
             indices[[qi, j]] = g;
             scores[[qi, j]] = s;
+            for (out, probs) in out_sources.iter_mut().zip(&per_source) {
+                if let (Some(out), Some(probs)) = (out.as_mut(), probs) {
+                    out[[qi, j]] = probs[e];
+                }
+            }
         }
     }
-    Ok(TopK { indices, scores })
+    Ok(FusedShortlist {
+        top: TopK { indices, scores },
+        sources: out_sources,
+    })
 }
 
 /// `scorer`'s scores of `pairs`, every one finite, failures located.

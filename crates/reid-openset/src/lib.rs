@@ -78,9 +78,9 @@ pub use episodes::{
 };
 pub use error::{OpensetError, Result};
 pub use fusion::{
-    EmbeddingScorer, FnScorer, FusionCalibration, FusionGroupCalibration, FusionParams,
-    FusionSource, PairScorer, ValidFusionParams, fuse, fuse_embeddings, self_calibrate_fusion,
-    self_calibrate_fusion_groups,
+    EmbeddingScorer, FnScorer, FusedShortlist, FusionCalibration, FusionGroupCalibration,
+    FusionParams, FusionSource, PairScorer, ValidFusionParams, fuse, fuse_embeddings,
+    fuse_with_sources, self_calibrate_fusion, self_calibrate_fusion_groups,
 };
 pub use probability::{
     CalibrationFit, CalibrationMethod, Calibrator, IsotonicModel, PlattModel,

@@ -14,7 +14,8 @@ use reid_index::Gallery;
 use reid_openset::{
     CalibrationMethod, Calibrator, EmbeddingScorer, FnScorer, FusionParams, FusionSource,
     OpensetError, PairScorer, ParamGuard, TopK, ValidDecisionParams, decide_topk, fuse,
-    fuse_embeddings, linear_grid, self_calibrate_fusion, self_calibrate_fusion_groups,
+    fuse_embeddings, fuse_with_sources, linear_grid, self_calibrate_fusion,
+    self_calibrate_fusion_groups,
 };
 
 /// Query q = (1, 0); gallery g0 = (1, 0), g1 = (0.8, 0.6), g2 = (0, 1):
@@ -84,6 +85,67 @@ fn sources_are_calibrated_before_averaging() {
     .unwrap();
     assert_eq!(top.indices, array![[1usize, 0]]);
     assert_eq!(top.scores, array![[1.0f32, 0.0]]);
+}
+
+/// Each source's score follows its candidate through the re-ranking: the
+/// example of `weighted_mean_over_the_shortlist` (g1 moves first) with a
+/// third source of weight 0, which is never scored.
+#[test]
+fn per_source_scores_follow_the_reranking() {
+    let q = array![[1.0f32, 0.0]];
+    let g = array![[1.0f32, 0.0], [0.8, 0.6], [0.0, 1.0]];
+    let emb = EmbeddingScorer::new("global", q.view(), g.view()).unwrap();
+    let kp = FnScorer::new("keypoints", |_q, gi| Ok([0.1, 0.9, 0.5][gi]));
+    let never = FnScorer::new("off", |_q, _g| Err("scored a source of weight 0".into()));
+    let shortlist = TopK {
+        indices: array![[0usize, 1]],
+        scores: array![[1.0f32, 0.8]],
+    };
+    let out = fuse_with_sources(
+        &shortlist,
+        &[
+            FusionSource {
+                scorer: &emb,
+                calibrator: None,
+                weight: 1.0,
+            },
+            FusionSource {
+                scorer: &kp,
+                calibrator: None,
+                weight: 3.0,
+            },
+            FusionSource {
+                scorer: &never,
+                calibrator: None,
+                weight: 0.0,
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(out.top.indices, array![[1usize, 0]]);
+    let cos = out.sources[0].as_ref().unwrap();
+    let kps = out.sources[1].as_ref().unwrap();
+    assert!((cos[[0, 0]] - 0.8).abs() < 1e-6 && (cos[[0, 1]] - 1.0).abs() < 1e-6);
+    assert_eq!(kps, &array![[0.9f32, 0.1]]);
+    assert!(out.sources[2].is_none());
+    // The same ranking as `fuse`.
+    let plain = fuse(
+        &shortlist,
+        &[
+            FusionSource {
+                scorer: &emb,
+                calibrator: None,
+                weight: 1.0,
+            },
+            FusionSource {
+                scorer: &kp,
+                calibrator: None,
+                weight: 3.0,
+            },
+        ],
+    )
+    .unwrap();
+    assert_eq!(plain, out.top);
 }
 
 #[test]

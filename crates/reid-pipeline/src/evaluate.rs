@@ -247,6 +247,40 @@ pub struct Summary {
 }
 
 impl Evaluation {
+    /// The CMC of each dataset (scope name) over its known queries that have
+    /// a right database image, from the ranking of every known query (the
+    /// same ranks as [`Evaluation::ranking`], whose CMC is their mean
+    /// weighted by the queries evaluated); empty without a ranking.
+    pub fn cmc_by_dataset(
+        &self,
+        records: &[Record],
+        ident: &Identification,
+    ) -> BTreeMap<String, Vec<f64>> {
+        let mut out = BTreeMap::new();
+        let (Some(r), Some(truth)) = (&self.ranking, ident.truth(records)) else {
+            return out;
+        };
+        let is_new = ident.new_flags(records, &truth);
+        let known = (0..truth.len()).filter(|&i| !is_new[i]);
+        let mut hits: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (qi, q) in known.zip(&r.per_query) {
+            if q.relevant > 0 {
+                // A query outside the ranked depth has no first hit.
+                hits.entry(ident.scopes[qi].name())
+                    .or_default()
+                    .push(q.first_hit.unwrap_or(usize::MAX));
+            }
+        }
+        for (g, ranks) in hits {
+            let n = ranks.len() as f64;
+            let cmc = (1..=r.cmc.len())
+                .map(|k| ranks.iter().filter(|&&h| h <= k).count() as f64 / n)
+                .collect();
+            out.insert(g.to_string(), cmc);
+        }
+        out
+    }
+
     /// The headline figures of `ident` (which this evaluates, made from
     /// `records`), overall and per dataset, with `seconds`.
     pub fn summary(&self, records: &[Record], ident: &Identification, seconds: f64) -> Summary {

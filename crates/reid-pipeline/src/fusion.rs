@@ -8,8 +8,7 @@ use ndarray::{ArrayView2, Axis};
 use reid_core::{ParamGuard, Record};
 use reid_openset::{
     DecisionParams, EmbeddingScorer, FusionCalibration, FusionGroupCalibration, FusionSource,
-    PairScorer, Thresholds, ValidFusionParams, fuse as fuse_shortlist,
-    self_calibrate_fusion_groups,
+    PairScorer, Thresholds, ValidFusionParams, fuse_with_sources, self_calibrate_fusion_groups,
 };
 
 use crate::identify::{
@@ -37,6 +36,13 @@ pub struct FusionReport {
     pub query_seconds: f64,
     /// The same, per pair scorer, in the order they were given.
     pub sources: Vec<SourceCost>,
+    /// The fused sources: `cosine`, then each pair scorer's name.
+    pub source_names: Vec<String>,
+    /// Per query (in query order), per source (as in
+    /// [`FusionReport::source_names`]), its calibrated probability of each
+    /// candidate of [`Identification::matches`], in the same order; empty
+    /// for a source of weight 0.
+    pub source_probabilities: Vec<Vec<Vec<f32>>>,
 }
 
 /// The work one pair scorer did in [`fuse`].
@@ -211,6 +217,7 @@ pub fn fuse(
     let parts = search_by_scope(&split, database, q_emb.view(), fusion.shortlist())?;
     let mut query_cost = vec![(0usize, 0.0f64); scorers.len()];
     let mut fused_parts = Vec::with_capacity(parts.len());
+    let mut source_probabilities = vec![vec![Vec::new(); scorers.len() + 1]; split.queries.len()];
     for (scope, rows, short) in parts {
         let cal = if params.per_dataset {
             calibration.get(scope.name())
@@ -239,7 +246,15 @@ pub fn fuse(
                     weight,
                 })
                 .collect();
-            fuse_shortlist(&short, &sources)?
+            let fused = fuse_with_sources(&short, &sources)?;
+            for (s, probs) in fused.sources.iter().enumerate() {
+                if let Some(probs) = probs {
+                    for (&qi, row) in rows.iter().zip(probs.outer_iter()) {
+                        source_probabilities[qi][s] = row.to_vec();
+                    }
+                }
+            }
+            fused.top
         };
         for (cost, m) in query_cost.iter_mut().zip(&mapped) {
             cost.0 += m.pairs.get();
@@ -288,7 +303,11 @@ pub fn fuse(
             query_pairs: sources.iter().map(|c| c.query_pairs).sum(),
             database_seconds: sources.iter().map(|c| c.database_seconds).sum(),
             query_seconds: sources.iter().map(|c| c.query_seconds).sum(),
+            source_names: std::iter::once("cosine".to_string())
+                .chain(sources.iter().map(|c| c.name.clone()))
+                .collect(),
             sources,
+            source_probabilities,
         }),
         seconds: StageSeconds {
             database: cosine.seconds.database + database_seconds,

@@ -26,7 +26,10 @@
 //!   new-individual discovery metrics and the silhouette, as the examples
 //!   print them; [`Identification::submission_rows`] for AnimalCLEF.
 //! - `report` (feature `report`, on by default): those figures as a JSON
-//!   and self-contained HTML report, with a t-SNE plot and match sheets.
+//!   and self-contained HTML report, with a t-SNE plot and match sheets;
+//! - `figures` (feature `report`): the pictures of each dataset (known and
+//!   new queries' scores with the threshold, the self-calibration curve,
+//!   reliability diagrams, CMC, confusions), computed and drawn.
 //!
 //! ```
 //! use ndarray::array;
@@ -58,6 +61,8 @@
 pub mod adapt;
 pub mod error;
 pub mod evaluate;
+#[cfg(feature = "report")]
+pub mod figures;
 pub mod fusion;
 pub mod identify;
 pub mod params;

@@ -145,6 +145,12 @@ pub fn add_figures(
     ident: &Identification,
     evaluation: &Evaluation,
 ) -> Result<()> {
+    add_thresholds(report, ident)?;
+    add_scores(report, evaluation)
+}
+
+/// Adds the thresholds of `ident` and their self-calibration to `report`.
+pub fn add_thresholds(report: &mut Report, ident: &Identification) -> Result<()> {
     report.section("Thresholds");
     let source = if ident.calibration.is_some() {
         "self-calibrated from the database"
@@ -161,18 +167,52 @@ pub fn add_figures(
         source.into(),
     ])?;
     report.table(t);
-    if let Some(cal) = &ident.calibration {
-        for (g, c) in &cal.per_group {
-            report.value(
-                format!("self-calibration {g}"),
-                serde_json::json!({
-                    "threshold": c.threshold, "threshold_mean": c.threshold_mean,
-                    "threshold_std": c.threshold_std, "episode_score_mean": c.score_mean,
-                    "episode_score_std": c.score_std, "episodes": c.episodes.len(),
-                }),
-            );
+    let (on, per_group): (&str, Vec<(&String, &reid_openset::SelfCalibration)>) =
+        match (&ident.fusion, &ident.calibration) {
+            (Some(f), _) => (
+                "fused probability",
+                f.calibration
+                    .per_group
+                    .iter()
+                    .map(|(g, c)| (g, &c.self_calibration))
+                    .collect(),
+            ),
+            (None, Some(cal)) => ("cosine", cal.per_group.iter().collect()),
+            (None, None) => ("", Vec::new()),
+        };
+    if !per_group.is_empty() {
+        let mut t = Table::new(
+            format!("self-calibration on the database (threshold on the {on})"),
+            [
+                "dataset",
+                "threshold",
+                "episode optima, mean",
+                "episode optima, std",
+                "episode score, mean",
+                "episode score, std",
+                "episodes",
+            ],
+        );
+        for (g, c) in per_group {
+            t.push_row([
+                g.clone().into(),
+                c.threshold.into(),
+                c.threshold_mean.into(),
+                c.threshold_std.into(),
+                c.score_mean.into(),
+                c.score_std.into(),
+                c.episodes.len().into(),
+            ])?;
         }
+        report.table(t);
     }
+    Ok(())
+}
+
+/// Adds the figures of `evaluation` to `report`: the open-set score per
+/// dataset, the closed-set ranking, the new-individual discovery and the
+/// silhouette.
+fn add_scores(report: &mut Report, evaluation: &Evaluation) -> Result<()> {
     if let Some(s) = &evaluation.score {
         report.section("Open-set score");
         report
@@ -196,7 +236,6 @@ pub fn add_figures(
             report.metric(format!("top-{k}"), *a);
         }
         report.metric("mAP", r.mean_ap);
-        report.value("CMC", serde_json::json!(r.cmc));
     }
     if let Some(d) = &evaluation.discovery {
         report.section("New-individual discovery");
@@ -218,6 +257,40 @@ fn sheet_image(r: &Record) -> SheetImage {
     let mut s = SheetImage::new(r.path.clone());
     s.bbox = r.bbox;
     s
+}
+
+/// Query `qi` of `ident` for a match sheet: its image, decision, truth (when
+/// known) and ranked matches.
+pub(crate) fn query_matches(
+    records: &[Record],
+    ident: &Identification,
+    truth: Option<&[String]>,
+    is_new: Option<&[bool]>,
+    qi: usize,
+) -> QueryMatches {
+    let r = &records[ident.queries[qi]];
+    let mut m = QueryMatches::new(
+        r.image_id.clone(),
+        sheet_image(r),
+        ident.predictions[qi].decision.clone(),
+    );
+    if let (Some(t), Some(n)) = (truth, is_new) {
+        let id = t[qi].clone();
+        m = m.truth(if n[qi] {
+            Truth::new_individual(id)
+        } else {
+            Truth::known(id)
+        });
+    }
+    for hit in &ident.matches[qi] {
+        let dr = &records[ident.database[hit.database]];
+        m = m.candidate(Candidate::new(
+            sheet_image(dr),
+            dr.identity.clone().unwrap_or_default(),
+            f64::from(hit.score),
+        ));
+    }
+    m
 }
 
 /// Draws the t-SNE plot of every database and query embedding (colour by
@@ -300,32 +373,9 @@ pub fn write_pictures(
     }
     if p.sheets > 0 {
         let t0 = Instant::now();
-        let mut qs = Vec::new();
-        for (qi, &ri) in ident.queries.iter().enumerate().take(p.sheets) {
-            let r = &records[ri];
-            let mut m = QueryMatches::new(
-                r.image_id.clone(),
-                sheet_image(r),
-                ident.predictions[qi].decision.clone(),
-            );
-            if let (Some(t), Some(n)) = (&truth, &is_new) {
-                let id = t[qi].clone();
-                m = m.truth(if n[qi] {
-                    Truth::new_individual(id)
-                } else {
-                    Truth::known(id)
-                });
-            }
-            for hit in &ident.matches[qi] {
-                let dr = &records[ident.database[hit.database]];
-                m = m.candidate(Candidate::new(
-                    sheet_image(dr),
-                    dr.identity.clone().unwrap_or_default(),
-                    f64::from(hit.score),
-                ));
-            }
-            qs.push(m);
-        }
+        let qs: Vec<QueryMatches> = (0..ident.queries.len().min(p.sheets))
+            .map(|qi| query_matches(records, ident, truth.as_deref(), is_new.as_deref(), qi))
+            .collect();
         let sheets = write_match_sheets(
             &qs,
             out.join("match-sheets"),
