@@ -37,8 +37,10 @@ use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
 use animal_reid::openset::PairScorer;
 use animal_reid::pipeline::figures::FigureInputs;
+use animal_reid::pipeline::report::score_table;
 use animal_reid::pipeline::{
-    Identification, OpenSetParams, ParamGuard, Record, Rule, ValidOpenSetParams, fuse, identify,
+    Identification, IdentificationScore, OpenSetParams, ParamGuard, Record, Rule,
+    ValidOpenSetParams, fuse, identify,
 };
 use ndarray::ArrayView2;
 use reid_examples::{
@@ -122,6 +124,7 @@ fn main() -> Result<()> {
     let (params, choice) = args.adapt.resolve(&ds.records, emb.matrix.view(), params)?;
     if let Some(c) = &choice {
         report.timing_since("choose the projection", t);
+        report.section("Projection chosen on the database");
         for trial in &c.trials {
             report.metric(
                 format!("{}: episode score on the database", trial.name()),
@@ -184,14 +187,14 @@ fn main() -> Result<()> {
             "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
             "shortlist": args.local.shortlist,
         }));
-    if let Some(s) = &fixed_score {
-        report.section(format!("Fixed threshold {:.3}", args.threshold));
-        report.value_from("score", s)?;
+    // The score of each stage, for one table.
+    let mut stages: Vec<(String, IdentificationScore)> = Vec::new();
+    if let Some(s) = fixed_score {
+        stages.push((format!("cosine, fixed threshold {:.3}", args.threshold), s));
     }
     if let Some(s) = ident.score(&ds.records)? {
         println!("cosine{}:\n{s}", projection_name(&params));
-        report.section(format!("Cosine{} alone", projection_name(&params)));
-        report.value_from("score", &s)?;
+        stages.push((format!("cosine{}", projection_name(&params)), s));
     }
     // The default pipeline's answer: the fusion at the first shortlist size.
     let fused = if args.local.enabled() {
@@ -203,10 +206,18 @@ fn main() -> Result<()> {
             &params,
             &fusions,
             &mut report,
+            &mut stages,
         )?
     } else {
         Vec::new()
     };
+    report.section("Scores of each stage");
+    let stage_refs: Vec<(String, &IdentificationScore)> =
+        stages.iter().map(|(n, s)| (n.clone(), s)).collect();
+    report.table(score_table(
+        "each stage's open-set score (thresholds from the database alone)",
+        &stage_refs,
+    )?);
     let fused = fused.into_iter().next();
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &ident),
@@ -244,6 +255,7 @@ fn local_fusion(
     params: &ValidOpenSetParams,
     fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
+    stages: &mut Vec<(String, IdentificationScore)>,
 ) -> Result<Vec<Identification>> {
     let kp = args.local.keypoints(records, args.quiet)?;
     let mut out = Vec::with_capacity(fusions.len());
@@ -299,7 +311,14 @@ fn local_fusion(
         }
         if let Some(s) = fused.score(records)? {
             println!("{s}");
-            report.value_from(format!("B={b}: score"), &s)?;
+            stages.push((
+                format!(
+                    "cosine{} + {}, B = {b}",
+                    projection_name(params),
+                    names.join(" + ")
+                ),
+                s,
+            ));
         }
         out.push(fused);
     }

@@ -348,10 +348,12 @@ impl Rule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "report", derive(serde::Serialize, serde::Deserialize))]
 pub enum Corner {
+    /// The top corner that the data leave emptier ([`Chart::legend_corner`]).
+    #[default]
+    Auto,
     /// Top left.
     UpperLeft,
     /// Top right.
-    #[default]
     UpperRight,
     /// Bottom left.
     LowerLeft,
@@ -461,7 +463,7 @@ impl Chart {
         self.height = height;
         self
     }
-    /// Puts the legend in `corner`.
+    /// Puts the legend in `corner` (default [`Corner::Auto`]).
     #[must_use]
     pub fn legend(mut self, corner: Corner) -> Self {
         self.legend = corner;
@@ -546,6 +548,40 @@ impl Chart {
     pub fn write(&self, stem: impl AsRef<Path>) -> Result<PlotFiles> {
         self.validate()?;
         write_both(self, stem.as_ref())
+    }
+
+    /// Where the legend goes: the corner set, or for [`Corner::Auto`] the
+    /// upper corner whose quarter of the plot holds fewer bar tops and line
+    /// points (the upper right on a tie).
+    pub fn legend_corner(&self) -> Corner {
+        if self.legend != Corner::Auto {
+            return self.legend;
+        }
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let (xm, ym) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+        let mut marks: Vec<(f64, f64)> = Vec::new();
+        for b in &self.bars {
+            let e = b.histogram.edges();
+            for (k, &n) in b.histogram.counts.iter().enumerate() {
+                if n > 0 {
+                    marks.push(((e[k] + e[k + 1]) / 2.0, n as f64));
+                }
+            }
+        }
+        for l in &self.lines {
+            marks.extend(l.points.iter().copied());
+        }
+        let upper = |left: bool| {
+            marks
+                .iter()
+                .filter(|&&(x, y)| y >= ym && ((x < xm) == left))
+                .count()
+        };
+        if upper(true) < upper(false) {
+            Corner::UpperLeft
+        } else {
+            Corner::UpperRight
+        }
     }
 
     /// The ranges shown: the ones set, else the data's with a 4 % margin
@@ -637,6 +673,8 @@ impl Figure for Chart {
             .y_desc(self.y_label.as_str())
             .x_labels(8)
             .y_labels(6)
+            .x_label_formatter(&|v| significant(*v, 3))
+            .y_label_formatter(&|v| significant(*v, 3))
             .draw()
             .map_err(err)?;
 
@@ -730,8 +768,8 @@ impl Figure for Chart {
                 .legend(move |(x, y)| PathElement::new([(x + 7, y - 6), (x + 7, y + 6)], style));
         }
         if !(self.bars.is_empty() && self.lines.is_empty() && self.rules.is_empty()) {
-            let pos = match self.legend {
-                Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+            let pos = match self.legend_corner() {
+                Corner::Auto | Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
                 Corner::UpperRight => SeriesLabelPosition::UpperRight,
                 Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
                 Corner::LowerRight => SeriesLabelPosition::LowerRight,
@@ -838,6 +876,19 @@ mod tests {
         assert_eq!(significant(0.0012345, 3), "0.00123");
         assert_eq!(significant(-0.5, 3), "-0.5");
         assert_eq!(significant(2.5e-7, 3), "2.50e-7");
+    }
+
+    #[test]
+    fn the_legend_avoids_the_data() {
+        // Tall bars on the left: the legend goes right, and the other way.
+        let left = Histogram::aligned(&[0.1, 0.1, 0.1, 0.1, 0.9], 0.5, 0.1).unwrap();
+        let right = Histogram::aligned(&[0.1, 0.9, 0.9, 0.9, 0.9], 0.5, 0.1).unwrap();
+        let chart = |h: Histogram| Chart::new("t", "x", "y").bars(Bars::new("b", h));
+        assert_eq!(chart(left).legend_corner(), Corner::UpperRight);
+        assert_eq!(chart(right).legend_corner(), Corner::UpperLeft);
+        // A corner set by hand is kept.
+        let set = Chart::new("t", "x", "y").legend(Corner::LowerLeft);
+        assert_eq!(set.legend_corner(), Corner::LowerLeft);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn finish(
     let (_, files) = write_figures(report, records, ident, Some(&evaluation), inputs, out)?;
     report.timing_since("figures", t);
     println!(
-        "{} figures in {} ({:.1} s)",
+        "{} picture files in {} ({:.1} s)",
         files.len(),
         out.join("figures").display(),
         t.elapsed().as_secs_f64()

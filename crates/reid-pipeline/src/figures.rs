@@ -30,7 +30,8 @@ pub struct FigureInputs<'a> {
     /// are drawn too, with its own threshold.
     pub cosine: Option<&'a Identification>,
     /// The fixed threshold on cosine the report compares with (the
-    /// AnimalCLEF 2025 baseline's 0.6, say), drawn on the cosine scores.
+    /// AnimalCLEF 2025 baseline's 0.6, say), drawn on the cosine scores
+    /// when they are not projected.
     pub fixed_threshold: Option<f32>,
 }
 
@@ -42,7 +43,8 @@ pub struct ScoreFigure {
     pub score: String,
     /// The threshold the decisions used.
     pub threshold: f64,
-    /// The fixed baseline's threshold, on the same score, if any.
+    /// The fixed baseline's threshold, on the same score, if any (none on
+    /// projected cosines).
     pub baseline: Option<f64>,
     /// `known individuals` and `new individuals` with the truth, else
     /// `queries`.
@@ -226,7 +228,8 @@ fn score_figure(
     Ok(ScoreFigure {
         score: score.to_string(),
         threshold,
-        baseline: baseline.map(f64::from),
+        // A fixed cosine threshold means nothing on projected cosines.
+        baseline: baseline.filter(|_| ident.adapted.is_none()).map(f64::from),
         series,
     })
 }
@@ -399,7 +402,7 @@ fn score_chart(dataset: &str, f: &ScoreFigure) -> Chart {
     if let Some(b) = f.baseline {
         chart = chart.rule(Rule::new("fixed baseline", b).dashed());
     }
-    chart.legend(Corner::UpperLeft)
+    chart
 }
 
 fn curve_chart(dataset: &str, c: &CurveFigure) -> Chart {
@@ -424,7 +427,6 @@ fn curve_chart(dataset: &str, c: &CurveFigure) -> Chart {
     )
     .line(Line::new("mean episode score", points).band(band))
     .rule(Rule::new("chosen", c.threshold))
-    .legend(Corner::UpperRight)
 }
 
 fn reliability_chart(dataset: &str, r: &[(String, Reliability)]) -> Chart {

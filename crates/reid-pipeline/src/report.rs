@@ -13,11 +13,12 @@ use reid_eval::matchsheet::{
     Candidate, MatchSheetParams, MatchSheets, QueryMatches, SheetImage, Truth, write_match_sheets,
 };
 use reid_eval::plot::{ScatterFiles, ScatterParams, ScatterPlot};
-use reid_eval::report::{Report, Table};
+use reid_eval::report::{Cell, Report, Table};
 use reid_eval::tsne::TsneParams;
 
 use crate::evaluate::Evaluation;
 use crate::identify::Identification;
+use crate::score::IdentificationScore;
 use crate::{PipelineError, Result};
 
 /// What [`write_pictures`] draws; [`ParamGuard::check`] gives
@@ -147,6 +148,53 @@ pub fn add_figures(
 ) -> Result<()> {
     add_thresholds(report, ident)?;
     add_scores(report, evaluation)
+}
+
+/// The open-set scores of several stages of one job (cosine alone, with a
+/// projection, fused, ...) in one table: per stage, a row per dataset (BAKS,
+/// BAUS, score) and a row `all` (the means over datasets, the closed-set
+/// top-1 and the new-id ARI).
+pub fn score_table(caption: &str, stages: &[(String, &IdentificationScore)]) -> Result<Table> {
+    let mut t = Table::new(
+        caption,
+        [
+            "stage",
+            "dataset",
+            "BAKS",
+            "BAUS",
+            "score",
+            "closed-set top-1",
+            "new-id ARI",
+        ],
+    );
+    for (stage, s) in stages {
+        let per = &s.animalclef.per_dataset;
+        for (g, d) in per {
+            t.push_row([
+                stage.clone().into(),
+                g.clone().into(),
+                d.baks.into(),
+                d.baus.into(),
+                d.geometric_mean().into(),
+                Cell::Null,
+                Cell::Null,
+            ])?;
+        }
+        let mean = |f: fn(&reid_openset::score::OpenSetScore) -> Option<f64>| {
+            let v: Vec<f64> = per.values().filter_map(f).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        t.push_row([
+            stage.clone().into(),
+            "all".into(),
+            mean(|d| d.baks).into(),
+            mean(|d| d.baus).into(),
+            s.animalclef.score.into(),
+            s.closed_top1.into(),
+            s.new_id_ari.into(),
+        ])?;
+    }
+    Ok(t)
 }
 
 /// Adds the thresholds of `ident` and their self-calibration to `report`.

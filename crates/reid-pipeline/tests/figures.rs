@@ -340,6 +340,27 @@ fn the_report_embeds_every_figure_and_keeps_the_data() {
     assert_eq!(seen, 2);
 }
 
+/// A fixed cosine threshold is drawn on raw cosines only, never on
+/// projected ones.
+#[test]
+fn no_fixed_baseline_on_projected_cosines() {
+    use reid_openset::{AdaptParams, Adaptation};
+    let (records, emb, _) = fused_sets();
+    let inputs = FigureInputs {
+        cosine: None,
+        fixed_threshold: Some(0.6),
+    };
+    for (adapt, baseline) in [
+        (None, Some(f64::from(0.6f32))),
+        (Some(AdaptParams::new(Adaptation::Lda)), None),
+    ] {
+        let params = OpenSetParams::default().adapt(adapt).check().unwrap();
+        let ident = identify(&records, emb.view(), &params).unwrap();
+        let figs = dataset_figures(&records, &ident, None, &inputs).unwrap();
+        assert!(figs.iter().all(|f| f.scores.baseline == baseline));
+    }
+}
+
 /// Without the truth (a competition's test set): only the queries' scores
 /// and the calibration curve.
 #[test]
