@@ -4,6 +4,7 @@
 //! self-calibration, confusions worked out by hand; and the files: inside
 //! the output folder whatever the dataset is called, embedded in a
 //! self-contained HTML report, the data kept in its JSON.
+#![cfg(feature = "report")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
