@@ -206,11 +206,22 @@ fn main() -> Result<()> {
             &params,
             &fusions,
             &mut report,
-            &mut stages,
         )?
     } else {
         Vec::new()
     };
+    let matchers: Vec<&str> = args.local.kinds().iter().map(|k| k.name()).collect();
+    for f in &fused {
+        if let (Some(s), Some(r)) = (f.score(&ds.records)?, &f.fusion) {
+            let name = format!(
+                "cosine{} + {}, B = {}",
+                projection_name(&params),
+                matchers.join(" + "),
+                r.shortlist
+            );
+            stages.push((name, s));
+        }
+    }
     report.section("Scores of each stage");
     let stage_refs: Vec<(String, &IdentificationScore)> =
         stages.iter().map(|(n, s)| (n.clone(), s)).collect();
@@ -255,7 +266,6 @@ fn local_fusion(
     params: &ValidOpenSetParams,
     fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
-    stages: &mut Vec<(String, IdentificationScore)>,
 ) -> Result<Vec<Identification>> {
     let kp = args.local.keypoints(records, args.quiet)?;
     let mut out = Vec::with_capacity(fusions.len());
@@ -311,14 +321,6 @@ fn local_fusion(
         }
         if let Some(s) = fused.score(records)? {
             println!("{s}");
-            stages.push((
-                format!(
-                    "cosine{} + {}, B = {b}",
-                    projection_name(params),
-                    names.join(" + ")
-                ),
-                s,
-            ));
         }
         out.push(fused);
     }

@@ -770,6 +770,8 @@ impl ScatterPlot {
             .label_style((FONT, label_size))
             .x_labels(6)
             .y_labels(6)
+            .x_label_formatter(&|v| crate::chart::significant(*v, 3))
+            .y_label_formatter(&|v| crate::chart::significant(*v, 3))
             .draw()
             .map_err(err)?;
 

@@ -495,12 +495,21 @@ pub fn write_figures(
         dir.join(format!("{kind}-{}", slug(i, &f.dataset)))
     };
 
-    report.section("Known and new queries");
-    report.text(
+    let with_truth = figures.iter().any(|f| f.scores.series.len() > 1);
+    report.section(if with_truth {
+        "Known and new queries"
+    } else {
+        "Query scores"
+    });
+    report.text(if with_truth {
         "Each query's best score, for queries of animals in the database (known) and of animals \
          it lacks (new), with the threshold that decides between them: a query at or above it is \
-         given its best match's identity, one below it is called a new individual.",
-    );
+         given its best match's identity, one below it is called a new individual."
+    } else {
+        "Each query's best score, with the threshold that decides: a query at or above it is \
+         given its best match's identity, one below it is called a new individual (the queries' \
+         truth is not known, so known and new animals cannot be told apart here)."
+    });
     for (i, f) in figures.iter().enumerate() {
         add(
             report,
