@@ -40,7 +40,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::error::{EvalError, Result};
-use crate::plot::{FONT, Figure, PlotFiles, identity_colour, render_svg, write_both};
+use crate::plot::{FONT, Figure, PlotFiles, grid, identity_colour, render_svg, write_both};
 
 /// Counts of values in bins of one width, placed so that an anchor (a
 /// threshold) is a bin edge: a value `v` falls in the bin `[lo + k w, lo +
@@ -662,19 +662,11 @@ impl Figure for Chart {
             builder.caption(&self.title, (FONT, title_size, FontStyle::Bold).into_font());
         }
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(246, 246, 246))
-            .bold_line_style(RGBColor(225, 225, 225))
-            .axis_style(RGBColor(120, 120, 120))
-            .label_style((FONT, label_size))
+        grid(&mut chart, label_size)
             .axis_desc_style((FONT, label_size * 1.1))
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .x_labels(8)
-            .y_labels(6)
-            .x_label_formatter(&|v| significant(*v, 3))
-            .y_label_formatter(&|v| significant(*v, 3))
             .draw()
             .map_err(err)?;
 
@@ -684,30 +676,16 @@ impl Figure for Chart {
             colour_index += 1;
             let hist = &b.histogram;
             let edges = hist.edges();
-            let rects: Vec<Rectangle<(f64, f64)>> = hist
+            let boxes: Vec<[(f64, f64); 2]> = hist
                 .counts
                 .iter()
                 .enumerate()
                 .filter(|&(_, &n)| n > 0)
-                .map(|(k, &n)| {
-                    Rectangle::new(
-                        [(edges[k], 0.0), (edges[k + 1], n as f64)],
-                        c.mix(0.45).filled(),
-                    )
-                })
+                .map(|(k, &n)| [(edges[k], 0.0), (edges[k + 1], n as f64)])
                 .collect();
-            let outline: Vec<Rectangle<(f64, f64)>> = hist
-                .counts
-                .iter()
-                .enumerate()
-                .filter(|&(_, &n)| n > 0)
-                .map(|(k, &n)| {
-                    Rectangle::new(
-                        [(edges[k], 0.0), (edges[k + 1], n as f64)],
-                        c.stroke_width(1),
-                    )
-                })
-                .collect();
+            let fill = c.mix(0.45).filled();
+            let rects = boxes.iter().map(|&b| Rectangle::new(b, fill));
+            let outline = boxes.iter().map(|&b| Rectangle::new(b, c.stroke_width(1)));
             chart
                 .draw_series(rects)
                 .map_err(err)?

@@ -36,7 +36,9 @@ use std::sync::OnceLock;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use image::RgbImage;
 use ndarray::ArrayView2;
+use plotters::chart::{ChartContext, MeshStyle};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use plotters_backend::text_anchor::{HPos, VPos};
@@ -312,26 +314,56 @@ pub(crate) trait Figure {
     ) -> std::result::Result<Self::Drawn, String>;
 }
 
+/// A light grid with grey axes and labels of 3 significant digits, 6 on
+/// each axis: the look every plot and chart here shares.
+pub(crate) fn grid<'a, 'b, DB: DrawingBackend>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    label_size: f64,
+) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
+    let mut mesh = chart.configure_mesh();
+    mesh.light_line_style(RGBColor(246, 246, 246))
+        .bold_line_style(RGBColor(224, 224, 224))
+        .axis_style(RGBColor(120, 120, 120))
+        .label_style((FONT, label_size))
+        .y_labels(6)
+        .x_label_formatter(&axis_label)
+        .y_label_formatter(&axis_label);
+    mesh
+}
+
+fn axis_label(v: &f64) -> String {
+    crate::chart::significant(*v, 3)
+}
+
+/// Draws `fig` onto `root` and presents it; errors name `what`.
+fn draw_and_present<F: Figure, DB: DrawingBackend>(
+    fig: &F,
+    root: &DrawingArea<DB, Shift>,
+    what: &str,
+) -> Result<F::Drawn> {
+    let drawn = fig.draw(root).map_err(|reason| EvalError::Draw {
+        what: what.to_string(),
+        reason,
+    })?;
+    root.present().map_err(|e| EvalError::Draw {
+        what: what.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(drawn)
+}
+
 /// Renders `fig` into an RGB image.
 pub(crate) fn render_rgb<F: Figure>(fig: &F) -> Result<(RgbImage, F::Drawn)> {
     ensure_font()?;
     let (w, h) = fig.size();
-    let what = || format!("{} (PNG)", fig.what());
+    let what = format!("{} (PNG)", fig.what());
     let mut buf = vec![255u8; w as usize * h as usize * 3];
     let drawn = {
         let root = GlyphBitmap::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let drawn = fig.draw(&root).map_err(|reason| EvalError::Draw {
-            what: what(),
-            reason,
-        })?;
-        root.present().map_err(|e| EvalError::Draw {
-            what: what(),
-            reason: e.to_string(),
-        })?;
-        drawn
+        draw_and_present(fig, &root, &what)?
     };
     let image = RgbImage::from_raw(w, h, buf).ok_or_else(|| EvalError::Draw {
-        what: what(),
+        what,
         reason: "pixel buffer has the wrong size".into(),
     })?;
     Ok((image, drawn))
@@ -340,18 +372,11 @@ pub(crate) fn render_rgb<F: Figure>(fig: &F) -> Result<(RgbImage, F::Drawn)> {
 /// Renders `fig` as an SVG document.
 pub(crate) fn render_svg<F: Figure>(fig: &F) -> Result<String> {
     ensure_font()?;
-    let what = || format!("{} (SVG)", fig.what());
+    let what = format!("{} (SVG)", fig.what());
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, fig.size()).into_drawing_area();
-        fig.draw(&root).map_err(|reason| EvalError::Draw {
-            what: what(),
-            reason,
-        })?;
-        root.present().map_err(|e| EvalError::Draw {
-            what: what(),
-            reason: e.to_string(),
-        })?;
+        draw_and_present(fig, &root, &what)?;
     }
     Ok(s)
 }
@@ -762,16 +787,8 @@ impl ScatterPlot {
             );
         }
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(246, 246, 246))
-            .bold_line_style(RGBColor(222, 222, 222))
-            .axis_style(RGBColor(120, 120, 120))
-            .label_style((FONT, label_size))
+        grid(&mut chart, label_size)
             .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&|v| crate::chart::significant(*v, 3))
-            .y_label_formatter(&|v| crate::chart::significant(*v, 3))
             .draw()
             .map_err(err)?;
 

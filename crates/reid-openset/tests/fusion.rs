@@ -101,50 +101,32 @@ fn per_source_scores_follow_the_reranking() {
         indices: array![[0usize, 1]],
         scores: array![[1.0f32, 0.8]],
     };
-    let out = fuse_with_sources(
-        &shortlist,
-        &[
-            FusionSource {
-                scorer: &emb,
-                calibrator: None,
-                weight: 1.0,
-            },
-            FusionSource {
-                scorer: &kp,
-                calibrator: None,
-                weight: 3.0,
-            },
-            FusionSource {
-                scorer: &never,
-                calibrator: None,
-                weight: 0.0,
-            },
-        ],
-    )
-    .unwrap();
+    let sources = [
+        FusionSource {
+            scorer: &emb,
+            calibrator: None,
+            weight: 1.0,
+        },
+        FusionSource {
+            scorer: &kp,
+            calibrator: None,
+            weight: 3.0,
+        },
+        FusionSource {
+            scorer: &never,
+            calibrator: None,
+            weight: 0.0,
+        },
+    ];
+    let out = fuse_with_sources(&shortlist, &sources).unwrap();
     assert_eq!(out.top.indices, array![[1usize, 0]]);
     let cos = out.sources[0].as_ref().unwrap();
     let kps = out.sources[1].as_ref().unwrap();
     assert!((cos[[0, 0]] - 0.8).abs() < 1e-6 && (cos[[0, 1]] - 1.0).abs() < 1e-6);
     assert_eq!(kps, &array![[0.9f32, 0.1]]);
     assert!(out.sources[2].is_none());
-    // The same ranking as `fuse`.
-    let plain = fuse(
-        &shortlist,
-        &[
-            FusionSource {
-                scorer: &emb,
-                calibrator: None,
-                weight: 1.0,
-            },
-            FusionSource {
-                scorer: &kp,
-                calibrator: None,
-                weight: 3.0,
-            },
-        ],
-    )
-    .unwrap();
+    // The same ranking as `fuse` without the source of weight 0.
+    let plain = fuse(&shortlist, &sources[..2]).unwrap();
     assert_eq!(plain, out.top);
 }
 
