@@ -164,7 +164,7 @@ fn main() -> Result<()> {
     add_thresholds(&mut report, ident)?;
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &cosine),
-        fixed_threshold: None,
+        fixed: None,
     };
     write_figures(&mut report, &ds.records, ident, None, &inputs, &report_dir)?;
     report.timing_since("total", start);

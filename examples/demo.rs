@@ -224,7 +224,7 @@ fn main() -> Result<()> {
     }));
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &cosine),
-        fixed_threshold: None,
+        fixed: None,
     };
     finish(
         &mut report,

@@ -232,7 +232,7 @@ fn main() -> Result<()> {
     let fused = fused.into_iter().next();
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &ident),
-        fixed_threshold: Some(args.threshold),
+        fixed: Some(&fixed),
     };
     println!("\nthe pipeline's answer:");
     finish(

@@ -29,10 +29,11 @@ pub struct FigureInputs<'a> {
     /// The cosine stage, when the answer is a fusion: its decision scores
     /// are drawn too, with its own threshold.
     pub cosine: Option<&'a Identification>,
-    /// The fixed threshold on cosine the report compares with (the
-    /// AnimalCLEF 2025 baseline's 0.6, say), drawn on the cosine scores
-    /// when they are not projected.
-    pub fixed_threshold: Option<f32>,
+    /// The fixed baseline: the same queries by raw cosine at a fixed
+    /// threshold (the AnimalCLEF 2025 baseline's 0.6, say). Its threshold is
+    /// drawn on the cosine scores when they are raw cosines; when they are
+    /// projected (or there are none), its own scores are drawn.
+    pub fixed: Option<&'a Identification>,
 }
 
 /// Histograms of the queries' decision scores, with bins placed so that
@@ -121,6 +122,9 @@ pub struct DatasetFigures {
     pub scores: ScoreFigure,
     /// The cosine stage's, when the answer is a fusion.
     pub cosine_scores: Option<ScoreFigure>,
+    /// The fixed baseline's (raw cosine at its fixed threshold), when given
+    /// and no other picture shows raw cosines.
+    pub fixed_scores: Option<ScoreFigure>,
     /// The self-calibration curve of its threshold (none with a fixed one).
     pub curve: Option<CurveFigure>,
     /// Its CMC over its known queries (with the truth).
@@ -156,14 +160,16 @@ pub fn dataset_figures(
     let mut out = Vec::with_capacity(by_scope.len());
     for (g, qs) in by_scope {
         let answer_score = if fused { "fused probability" } else { "cosine" };
+        let baseline = inputs.fixed.map(|f| f.thresholds.get(Some(g)));
         let scores = score_figure(
             ident,
             &qs,
             g,
             is_new.as_deref(),
             answer_score,
-            if fused { None } else { inputs.fixed_threshold },
+            if fused { None } else { baseline },
         )?;
+        let cosine_stage = if fused { inputs.cosine } else { Some(ident) };
         let cosine_scores = match (fused, inputs.cosine) {
             (true, Some(c)) => Some(score_figure(
                 c,
@@ -171,7 +177,19 @@ pub fn dataset_figures(
                 g,
                 is_new.as_deref(),
                 "cosine",
-                inputs.fixed_threshold,
+                baseline,
+            )?),
+            _ => None,
+        };
+        let raw_shown = cosine_stage.is_some_and(|c| c.adapted.is_none());
+        let fixed_scores = match inputs.fixed {
+            Some(f) if !raw_shown => Some(score_figure(
+                f,
+                &qs,
+                g,
+                is_new.as_deref(),
+                "raw cosine",
+                None,
             )?),
             _ => None,
         };
@@ -184,6 +202,7 @@ pub fn dataset_figures(
             identities: Vec::new(),
             scores,
             cosine_scores,
+            fixed_scores,
             queries: qs,
         };
         if let (Some(truth), Some(is_new)) = (&truth, &is_new) {
@@ -228,7 +247,7 @@ fn score_figure(
     Ok(ScoreFigure {
         score: score.to_string(),
         threshold,
-        // A fixed cosine threshold means nothing on projected cosines.
+        // A raw cosine threshold means nothing on projected cosines.
         baseline: baseline.filter(|_| ident.adapted.is_none()).map(f64::from),
         series,
     })
@@ -531,6 +550,21 @@ pub fn write_figures(
                 format!(
                     "{}: the same queries by cosine alone, before the fusion",
                     f.dataset
+                ),
+            )?;
+        }
+        if let Some(c) = &f.fixed_scores {
+            add(
+                report,
+                score_chart(&f.dataset, c),
+                stem("fixed-scores", i, f),
+                format!(
+                    "{}: the fixed baseline, raw cosine at the fixed threshold {} ({} of {} \
+                     queries at or above it)",
+                    f.dataset,
+                    significant(c.threshold, 3),
+                    c.accepted(),
+                    f.queries.len()
                 ),
             )?;
         }

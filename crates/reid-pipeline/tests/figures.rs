@@ -32,9 +32,10 @@ fn figures_of_the_hand_worked_sets() {
         .unwrap();
     let ident = identify(&records, emb.view(), &params).unwrap();
     let ev = evaluate(&records, emb.view(), &ident).unwrap();
+    let fixed = fixed_at(&records, &emb, 0.6);
     let inputs = FigureInputs {
         cosine: None,
-        fixed_threshold: Some(0.6),
+        fixed: Some(&fixed),
     };
     let figs = dataset_figures(&records, &ident, Some(&ev), &inputs).unwrap();
     assert_eq!(
@@ -209,9 +210,10 @@ fn fused_figures_match_the_decisions_and_the_probabilities() {
     let (records, emb, noise) = fused_sets();
     let (cosine, fused) = fused_job(&records, &emb, &noise);
     let ev = evaluate(&records, emb.view(), &fused).unwrap();
+    let fixed = fixed_at(&records, &emb, 0.6);
     let inputs = FigureInputs {
         cosine: Some(&cosine),
-        fixed_threshold: Some(0.6),
+        fixed: Some(&fixed),
     };
     let figs = dataset_figures(&records, &fused, Some(&ev), &inputs).unwrap();
     assert_eq!(figs.len(), 2);
@@ -285,9 +287,10 @@ fn the_report_embeds_every_figure_and_keeps_the_data() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let mut report = Report::new("figures");
+    let fixed = fixed_at(&records, &emb, 0.6);
     let inputs = FigureInputs {
         cosine: Some(&cosine),
-        fixed_threshold: Some(0.6),
+        fixed: Some(&fixed),
     };
     let (figs, files) =
         write_figures(&mut report, &records, &fused, Some(&ev), &inputs, &out).unwrap();
@@ -341,24 +344,48 @@ fn the_report_embeds_every_figure_and_keeps_the_data() {
     assert_eq!(seen, 2);
 }
 
-/// A fixed cosine threshold is drawn on raw cosines only, never on
-/// projected ones.
+/// The same queries by raw cosine at a fixed threshold.
+fn fixed_at(records: &[Record], emb: &Array2<f32>, t: f32) -> Identification {
+    let params = OpenSetParams::default()
+        .fixed_threshold(Some(t))
+        .check()
+        .unwrap();
+    identify(records, emb.view(), &params).unwrap()
+}
+
+/// The fixed baseline's threshold is a rule on raw cosines; on projected
+/// ones it has its own chart, whose bars at and above it are the queries
+/// it decides known.
 #[test]
-fn no_fixed_baseline_on_projected_cosines() {
+fn the_fixed_baseline_on_raw_and_on_projected_cosines() {
     use reid_openset::{AdaptParams, Adaptation};
     let (records, emb, _) = fused_sets();
+    let fixed = fixed_at(&records, &emb, 0.6);
     let inputs = FigureInputs {
         cosine: None,
-        fixed_threshold: Some(0.6),
+        fixed: Some(&fixed),
     };
-    for (adapt, baseline) in [
-        (None, Some(f64::from(0.6f32))),
-        (Some(AdaptParams::new(Adaptation::Lda)), None),
-    ] {
-        let params = OpenSetParams::default().adapt(adapt).check().unwrap();
-        let ident = identify(&records, emb.view(), &params).unwrap();
-        let figs = dataset_figures(&records, &ident, None, &inputs).unwrap();
-        assert!(figs.iter().all(|f| f.scores.baseline == baseline));
+    let params = OpenSetParams::default().check().unwrap();
+    let raw = identify(&records, emb.view(), &params).unwrap();
+    for f in dataset_figures(&records, &raw, None, &inputs).unwrap() {
+        assert_eq!(f.scores.baseline, Some(f64::from(0.6f32)));
+        assert!(f.fixed_scores.is_none());
+    }
+    let params = OpenSetParams::default()
+        .adapt(Some(AdaptParams::new(Adaptation::Lda)))
+        .check()
+        .unwrap();
+    let projected = identify(&records, emb.view(), &params).unwrap();
+    for f in dataset_figures(&records, &projected, None, &inputs).unwrap() {
+        assert_eq!(f.scores.baseline, None);
+        let b = f.fixed_scores.as_ref().unwrap();
+        assert_eq!(b.threshold, f64::from(0.6f32));
+        let known = f
+            .queries
+            .iter()
+            .filter(|&&q| !fixed.predictions[q].decision.is_new())
+            .count();
+        assert_eq!(b.accepted(), known);
     }
 }
 
