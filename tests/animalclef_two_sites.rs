@@ -126,7 +126,11 @@ fn two_sites_of_one_species_give_a_valid_submission() {
                 assert!(svg.is_file(), "{extra:?}: {} missing", svg.display());
             }
             assert!(html.contains(&format!("<figcaption>{site}: ")), "{extra:?}");
-            assert!(!report.join(format!("figures/cmc-{:02}-{site}.svg", i + 1)).exists());
+            assert!(
+                !report
+                    .join(format!("figures/cmc-{:02}-{site}.svg", i + 1))
+                    .exists()
+            );
         }
         assert!(!html.contains("http://") && !html.contains("https://"));
         std::fs::remove_dir_all(&report).unwrap();
