@@ -60,8 +60,9 @@ struct Args {
     /// Use this threshold for every dataset instead of self-calibrating.
     #[arg(long)]
     threshold: Option<f32>,
-    /// Skip rows whose image is missing or unreadable (reported) instead of
-    /// stopping at the first.
+    /// Skip rows whose image is missing, unreadable or cannot be decoded (a
+    /// truncated JPEG, say): each is reported and left out of the job and of
+    /// the submission check, instead of stopping at the first.
     #[arg(long)]
     skip_bad: bool,
     /// No progress bars.
@@ -98,17 +99,18 @@ fn main() -> Result<()> {
         .metadata
         .clone()
         .unwrap_or_else(|| args.root.join("metadata.csv"));
-    let (ds, skipped) = load_animalclef(&csv, &load_options(args.skip_bad))
+    let (mut ds, skipped) = load_animalclef(&csv, &load_options(args.skip_bad))
         .with_context(|| format!("loading {}", csv.display()))?;
     for s in &skipped.skipped {
         eprintln!("skipped {}: {}", s.location, s.error);
     }
     print!("{}", ds.stats());
-    let reference = SubmissionReference::from_dataset(&ds)?;
 
-    let run = args
-        .model
-        .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
+    // With --skip-bad, images that cannot be decoded leave the job here too.
+    let run =
+        args.model
+            .embed_dataset(&mut ds, args.cache.as_deref(), args.quiet, args.skip_bad)?;
+    let reference = SubmissionReference::from_dataset(&ds)?;
     println!(
         "embedded {} images with {} in {:.1} s",
         ds.len(),

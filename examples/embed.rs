@@ -50,7 +50,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let opts = load_options(args.skip_bad);
-    let (ds, report) = match (&args.csv, &args.folders) {
+    let (mut ds, report) = match (&args.csv, &args.folders) {
         (Some(csv), None) => {
             load_animalclef(csv, &opts).with_context(|| format!("loading {}", csv.display()))?
         }
@@ -64,9 +64,9 @@ fn main() -> Result<()> {
     }
     print!("{}", ds.stats());
 
-    let run = args
-        .model
-        .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
+    let run =
+        args.model
+            .embed_dataset(&mut ds, args.cache.as_deref(), args.quiet, args.skip_bad)?;
     let (bb, emb) = (run.backbone, run.embeddings);
     let secs = run.seconds;
     println!(

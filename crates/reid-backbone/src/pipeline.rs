@@ -175,13 +175,51 @@ fn cache_config(bb: &Backbone, tta: Tta) -> String {
 ///
 /// Images are decoded and preprocessed on a background thread while the model
 /// runs; with a cache, images already embedded with the same configuration are
-/// read back instead. `progress` is called after every batch.
+/// read back instead. `progress` is called after every batch. The first image
+/// that cannot be read or decoded stops the work with an error naming it
+/// ([`extract_skipping`] skips it instead).
 pub fn extract(
     bb: &Backbone,
     records: &[Record],
     params: &ValidExtractParams,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Result<Embeddings> {
+    Ok(extract_inner(bb, records, params, false, progress)?.0)
+}
+
+/// A record [`extract_skipping`] left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedImage {
+    /// Its position in the records given.
+    pub index: usize,
+    /// Its `image_id`.
+    pub image_id: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// Why (the decoder's error, naming the file).
+    pub error: String,
+}
+
+/// [`extract`], leaving out the records whose image cannot be read or
+/// decoded (a truncated JPEG, say) instead of stopping: the embeddings hold
+/// the other records, in input order, and each one left out is returned
+/// with its error. Other failures (the model, the cache) still stop it.
+pub fn extract_skipping(
+    bb: &Backbone,
+    records: &[Record],
+    params: &ValidExtractParams,
+    progress: impl FnMut(Progress),
+) -> Result<(Embeddings, Vec<SkippedImage>)> {
+    extract_inner(bb, records, params, true, progress)
+}
+
+fn extract_inner(
+    bb: &Backbone,
+    records: &[Record],
+    params: &ValidExtractParams,
+    skip_unreadable: bool,
+    mut progress: impl FnMut(Progress),
+) -> Result<(Embeddings, Vec<SkippedImage>)> {
     let p = &params.0;
     let dim = usize::try_from(bb.info().dim).unwrap_or(0);
     let n = records.len();
@@ -246,9 +284,48 @@ pub fn extract(
         .depth(p.prefetch)
         .check()?;
     let todo_records: Vec<Record> = todo.iter().map(|&i| records[i].clone()).collect();
+    let bs = opts.batch_size();
     let mut next = 0usize;
-    for batch in BatchIter::new(todo_records, pre, opts) {
-        let batch = batch?;
+    let mut skipped: Vec<SkippedImage> = Vec::new();
+    let batches = BatchIter::new(todo_records.clone(), pre.clone(), opts);
+    for (b, batch) in batches.enumerate() {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) if !(skip_unreadable && e.is_unreadable_file()) => return Err(e.into()),
+            Err(_) => {
+                // Load this batch image by image, leaving out the bad ones.
+                let chunk = &todo_records[b * bs..((b + 1) * bs).min(todo_records.len())];
+                let partial = pre.batch_partial(chunk);
+                let mut bad = Vec::with_capacity(partial.failed.len());
+                for (k, err) in partial.failed {
+                    if !err.is_unreadable_file() {
+                        return Err(err.into());
+                    }
+                    let i = todo[b * bs + k];
+                    skipped.push(SkippedImage {
+                        index: i,
+                        image_id: records[i].image_id.clone(),
+                        path: records[i].path.clone(),
+                        error: err.to_string(),
+                    });
+                    bad.push(k);
+                }
+                // The rows that follow belong to the images kept, then come
+                // placeholders for the ones left out.
+                let kept: Vec<usize> = (0..chunk.len())
+                    .filter(|k| !bad.contains(k))
+                    .map(|k| todo[b * bs + k])
+                    .collect();
+                let holes = std::iter::repeat_n(usize::MAX, bad.len());
+                todo.splice(b * bs..b * bs + chunk.len(), kept.into_iter().chain(holes));
+                state.done += bad.len();
+                partial.batch
+            }
+        };
+        if batch.ids.is_empty() {
+            progress(state);
+            continue;
+        }
         let x = array4_to_tensor(batch.images.view());
         let emb = embed_tta(bb, &x, p.tta, size)?;
         let rows = tensor_to_array2(&emb)?;
@@ -266,13 +343,28 @@ pub fn extract(
             }
             next += 1;
         }
+        // Skip the placeholders of the images left out of this batch.
+        while todo.get(next) == Some(&usize::MAX) {
+            next += 1;
+        }
         state.done += rows.nrows();
         progress(state);
     }
-    Ok(Embeddings {
-        ids: records.iter().map(|r| r.image_id.clone()).collect(),
-        matrix,
-    })
+    if skipped.is_empty() {
+        let ids = records.iter().map(|r| r.image_id.clone()).collect();
+        return Ok((Embeddings { ids, matrix }, skipped));
+    }
+    skipped.sort_by_key(|s| s.index);
+    let keep: Vec<usize> = (0..n)
+        .filter(|i| skipped.binary_search_by_key(i, |s| s.index).is_err())
+        .collect();
+    Ok((
+        Embeddings {
+            ids: keep.iter().map(|&i| records[i].image_id.clone()).collect(),
+            matrix: matrix.select(ndarray::Axis(0), &keep),
+        },
+        skipped,
+    ))
 }
 
 /// Embeds a batch with test-time augmentation; input `[B, 3, S', S']`

@@ -11,7 +11,7 @@ use reid_backbone::ParamGuard;
 use reid_backbone::backbone::{
     Backbone, BackboneBuilder, Precision, array4_to_tensor, tensor_to_array2,
 };
-use reid_backbone::pipeline::{ExtractParams, Tta, embed_tta, extract};
+use reid_backbone::pipeline::{ExtractParams, Tta, embed_tta, extract, extract_skipping};
 use reid_backbone::pool::Pooling;
 use tch::{Kind, Tensor};
 
@@ -92,6 +92,46 @@ fn extract_equals_the_model_by_hand_and_the_cache_returns_it() {
     let want = &sum / sum.norm_scalaropt_dim(2.0, [1i64].as_slice(), true);
     assert!(max_abs(&flipped.matrix, &tensor_to_array2(&want).unwrap()) < 1e-5);
     assert!(max_abs(&flipped.matrix, &first.matrix) > 1e-3);
+}
+
+/// A truncated JPEG among the records: `extract` stops naming it;
+/// `extract_skipping` leaves it (and an empty file) out, reports both, and
+/// embeds the others exactly as without them, in order, through batches
+/// that mix good and bad images.
+#[test]
+fn unreadable_images_stop_extract_and_are_skipped_by_extract_skipping() {
+    let bb = lite0();
+    let mut records = common::lion_records(7);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&records[2].path).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let empty = dir.path().join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    records[2].path = cut.clone();
+    records[5].path = empty;
+    let params = ExtractParams::default().batch_size(3).check().unwrap();
+    let e = extract(&bb, &records, &params, |_| {}).unwrap_err();
+    assert!(e.to_string().contains("cut.jpg"), "{e}");
+
+    let mut last = None;
+    let (emb, skipped) = extract_skipping(&bb, &records, &params, |p| last = Some(p)).unwrap();
+    assert_eq!(last.unwrap().done, 7);
+    let idx: Vec<usize> = skipped.iter().map(|s| s.index).collect();
+    assert_eq!(idx, [2, 5]);
+    assert!(skipped[0].error.contains("cut.jpg"), "{}", skipped[0].error);
+    assert_eq!(skipped[1].image_id, records[5].image_id);
+    let good: Vec<_> = [0, 1, 3, 4, 6]
+        .iter()
+        .map(|&i| records[i].clone())
+        .collect();
+    let want = extract(&bb, &good, &params, |_| {}).unwrap();
+    assert_eq!(emb.ids, want.ids);
+    assert!(max_abs(&emb.matrix, &want.matrix) < 1e-5);
+    // Nothing bad: the same as extract.
+    let (all, none) = extract_skipping(&bb, &good, &params, |_| {}).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(all, want);
 }
 
 #[test]

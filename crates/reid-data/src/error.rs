@@ -132,6 +132,22 @@ impl DataError {
         }
     }
 
+    /// Whether this is one image file that cannot be used (missing,
+    /// unreadable, empty, not an image, undecodable or truncated, too large,
+    /// its bounding box outside it): what a "skip bad files" mode skips,
+    /// unlike a bad setting or a failed write.
+    pub fn is_unreadable_file(&self) -> bool {
+        matches!(
+            self,
+            DataError::Io { .. }
+                | DataError::EmptyFile { .. }
+                | DataError::UnsupportedFormat { .. }
+                | DataError::Decode { .. }
+                | DataError::TooLarge { .. }
+                | DataError::BboxOutOfBounds { .. }
+        )
+    }
+
     /// A rejected parameter.
     pub fn param(name: &'static str, reason: impl Into<String>) -> Self {
         DataError::InvalidParam {

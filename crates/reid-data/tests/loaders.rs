@@ -274,6 +274,71 @@ fn wrong_column_count() {
     assert_bad_row(&report.skipped[1].error, &p, 4, "found 9");
 }
 
+/// Line numbers count physical lines whatever the line ending; a split typo
+/// and a database row without an identity are errors naming the line, not
+/// rows silently left out of every evaluation.
+#[test]
+fn crlf_lines_split_typos_and_unlabelled_database_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = [
+        "0,a,a.jpg,,,lynx,database,L",
+        "1,a,b.jpg,,,lynx,database,L",
+        "2,,c.jpg,,,lynx,query,L",
+        "3,a,d.jpg,soon,,lynx,query,L",
+    ];
+    let crlf = format!("{}\r\n{}\r\n", HEADER.trim_end(), rows.join("\r\n"));
+    let p = write(dir.path(), "crlf.csv", &crlf);
+    assert_bad_row(&err_of(&p), &p, 5, "date");
+    // A quoted field spanning two lines moves every later line number.
+    let quoted = format!(
+        "{HEADER}0,a,a.jpg,,\"left\r\nside\",lynx,database,L\r\n1,a,b.jpg,soon,,lynx,query,L\r\n"
+    );
+    let p = write(dir.path(), "quoted.csv", &quoted);
+    assert_bad_row(&err_of(&p), &p, 4, "date");
+
+    let typo = format!("{HEADER}0,a,a.jpg,,,lynx,database,L\n1,a,b.jpg,,,lynx,qurey,L\n");
+    let p = write(dir.path(), "typo.csv", &typo);
+    assert_bad_row(
+        &err_of(&p),
+        &p,
+        3,
+        "split `qurey` is neither `database` nor `query`",
+    );
+    // Synonyms and any case are fine; a generic CSV keeps other splits.
+    let ok = format!("{HEADER}0,a,a.jpg,,,lynx,Gallery,L\n1,a,b.jpg,,,lynx,PROBE,L\n");
+    let p = write(dir.path(), "ok.csv", &ok);
+    let (ds, _) = load_animalclef(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(ds.records[0].split, Some(SplitRole::Database));
+    assert_eq!(ds.records[1].split, Some(SplitRole::Query));
+    let train = format!("{HEADER}0,a,a.jpg,,,lynx,train,L\n");
+    let p = write(dir.path(), "train.csv", &train);
+    let (ds, _) = load_csv(&p, &CsvColumns::default(), &LoadOptions::default()).unwrap();
+    assert_eq!(ds.records[0].split, Some(SplitRole::Other("train".into())));
+
+    let unlabelled = format!("{HEADER}0,a,a.jpg,,,lynx,database,L\n1,,b.jpg,,,lynx,database,L\n");
+    let p = write(dir.path(), "unlabelled.csv", &unlabelled);
+    assert_bad_row(&err_of(&p), &p, 3, "a database row needs an identity");
+}
+
+/// Two file names that differ only in bytes that are not UTF-8 stay two
+/// records (a lossy conversion made both `a\u{FFFD}.jpg`).
+#[cfg(unix)]
+#[test]
+fn non_utf8_file_names_stay_distinct() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let who = dir.path().join(std::ffi::OsStr::from_bytes(b"cat\xe9"));
+    std::fs::create_dir(&who).unwrap();
+    // Not decoded by the loader: any bytes will do.
+    for name in [&b"a\xff.jpg"[..], b"a\xfe.jpg"] {
+        std::fs::write(who.join(std::ffi::OsStr::from_bytes(name)), b"image").unwrap();
+    }
+    let (ds, _) = load_folders(dir.path(), &LoadOptions::default()).unwrap();
+    let ids: Vec<&str> = ds.records.iter().map(|r| r.image_id.as_str()).collect();
+    assert_eq!(ids, ["cat\\xE9/a\\xFE.jpg", "cat\\xE9/a\\xFF.jpg"]);
+    assert_eq!(ds.records[0].identity.as_deref(), Some("cat\\xE9"));
+}
+
 #[test]
 fn bad_dates() {
     let dir = tempfile::tempdir().unwrap();

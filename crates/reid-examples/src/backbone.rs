@@ -4,9 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use reid_backbone::backbone::{Backbone, BackboneBuilder, Precision, parse_device};
-use reid_backbone::pipeline::{Embeddings, ExtractParams, ValidExtractParams, extract};
+use reid_backbone::pipeline::{
+    Embeddings, ExtractParams, Progress, SkippedImage, ValidExtractParams, extract,
+    extract_skipping,
+};
 use reid_backbone::pool::Pooling;
 use reid_core::{ParamGuard, Record};
+use reid_data::Dataset;
 
 use crate::bar;
 
@@ -107,13 +111,64 @@ impl BackboneArgs {
         cache: Option<&Path>,
         quiet: bool,
     ) -> anyhow::Result<(Embeddings, f64)> {
+        let (embeddings, _, seconds) = self.run(backbone, records, cache, quiet, false)?;
+        Ok((embeddings, seconds))
+    }
+
+    /// [`BackboneArgs::embed`] of a loaded dataset; with `skip_bad`, the
+    /// records whose image cannot be read or decoded (a truncated JPEG, say)
+    /// are reported on stderr and left out of `ds` instead of stopping the
+    /// run, so that `ds` and the embeddings stay row for row.
+    pub fn embed_dataset(
+        &self,
+        ds: &mut Dataset,
+        cache: Option<&Path>,
+        quiet: bool,
+        skip_bad: bool,
+    ) -> anyhow::Result<Embedded> {
+        let backbone = self.build()?;
+        let (embeddings, skipped, seconds) =
+            self.run(&backbone, &ds.records, cache, quiet, skip_bad)?;
+        for s in &skipped {
+            eprintln!("skipped {} (row {}): {}", s.image_id, s.index + 1, s.error);
+        }
+        if !skipped.is_empty() {
+            let mut bad = skipped.iter().map(|s| s.index).peekable();
+            let records = std::mem::take(&mut ds.records);
+            ds.records = records
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| bad.next_if_eq(i).is_none())
+                .map(|(_, r)| r)
+                .collect();
+        }
+        Ok(Embedded {
+            backbone,
+            embeddings,
+            seconds,
+        })
+    }
+
+    /// Embeds `records` with a progress bar; with `skip`, unreadable images
+    /// are left out and returned (in record order).
+    fn run(
+        &self,
+        backbone: &Backbone,
+        records: &[Record],
+        cache: Option<&Path>,
+        quiet: bool,
+        skip: bool,
+    ) -> anyhow::Result<(Embeddings, Vec<SkippedImage>, f64)> {
         let params = self.extract_params(cache)?;
         let t = Instant::now();
         let pb = bar(records.len(), "embedding", quiet);
-        let embeddings = extract(backbone, records, &params, |p| {
-            pb.set_position(p.done as u64)
-        })?;
+        let progress = |p: Progress| pb.set_position(p.done as u64);
+        let (embeddings, skipped) = if skip {
+            extract_skipping(backbone, records, &params, progress)?
+        } else {
+            (extract(backbone, records, &params, progress)?, Vec::new())
+        };
         pb.finish_and_clear();
-        Ok((embeddings, t.elapsed().as_secs_f64()))
+        Ok((embeddings, skipped, t.elapsed().as_secs_f64()))
     }
 }

@@ -5,7 +5,9 @@
 #[non_exhaustive]
 pub enum PipelineError {
     /// A database record has no identity.
-    #[error("database record `{image_id}` (row {row}) has no identity")]
+    #[error(
+        "database record `{image_id}` (record {row} of those given, counting from 0) has no identity"
+    )]
     Unlabelled {
         /// The record's image id.
         image_id: String,

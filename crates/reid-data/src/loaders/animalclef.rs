@@ -29,7 +29,11 @@ pub const BBOX_COLUMNS: [&str; 4] = ["bbox_x", "bbox_y", "bbox_w", "bbox_h"];
 /// `bbox_x, bbox_y, bbox_w, bbox_h`, as `bbox_x1, bbox_y1, bbox_x2, bbox_y2`
 /// or as one `bbox` column `[x, y, w, h]`. Other columns go to
 /// [`Record::attributes`](crate::Record::attributes). The root is the CSV's folder. An empty identity
-/// (AnimalCLEF query rows) is `None`.
+/// (AnimalCLEF query rows) is `None`. A `split` other than `database` or
+/// `query` (or their synonyms `gallery`, `probe`; any case) is a
+/// [`DataError::BadRow`](crate::DataError::BadRow) naming the line and the
+/// value: a typo such as `qurey` would otherwise drop the row from every
+/// evaluation; so is a database row without an identity.
 pub fn load_animalclef(csv: &Path, opts: &LoadOptions) -> Result<(Dataset, LoadReport)> {
     let root = csv_folder(csv);
     let cols = CsvColumns::default();

@@ -17,7 +17,8 @@ pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "tif", "ti
 /// record whose identity is the name of the folder holding it, so nested
 /// layouts such as `train/<id>/x.jpg`, `val/<id>/y.jpg` work. Images lying
 /// directly in `root` have no identity (`None`). The `image_id` is the path
-/// relative to `root` with `/` separators; records are in sorted path order.
+/// relative to `root` with `/` separators (a byte of a name that is not
+/// UTF-8 written `\xNN`); records are in sorted path order.
 /// Hidden files and folders (name starting with `.`) are ignored; symbolic
 /// links are followed up to a nesting depth of 64. A zero-byte image is
 /// [`DataError::EmptyFile`] (or skipped).
@@ -122,7 +123,7 @@ impl Walker<'_> {
         let comps: Vec<String> = rel
             .components()
             .filter_map(|c| match c {
-                Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                Component::Normal(s) => Some(name_of(s)),
                 _ => None,
             })
             .collect();
@@ -135,6 +136,22 @@ impl Walker<'_> {
         r.identity = identity;
         self.records.push(r);
     }
+}
+
+/// A file or folder name as text: valid UTF-8 as it is, each byte that is
+/// not (a Unix name can hold any) as `\xNN`, so that two different names
+/// never become the same image id or identity (a lossy conversion would turn
+/// both into `\u{FFFD}`).
+fn name_of(s: &std::ffi::OsStr) -> String {
+    let bytes = s.as_encoded_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 fn is_image_name(p: &Path) -> bool {

@@ -2,8 +2,6 @@
 //! the row parser shared with the AnimalCLEF loader.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use super::{LoadOptions, LoadReport, OnError, Skipped, csv_folder, parse_date};
@@ -168,6 +166,9 @@ struct ColIdx {
     orientation: Option<usize>,
     bbox: Option<(BboxIdx, Vec<String>)>,
     extra: Vec<(usize, String)>,
+    /// AnimalCLEF rules: split values other than database / query, and
+    /// database rows without an identity, are errors.
+    strict_split: bool,
 }
 
 fn find_col(header: &[String], name: &str) -> Option<usize> {
@@ -177,12 +178,15 @@ fn find_col(header: &[String], name: &str) -> Option<usize> {
         .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case(name)))
 }
 
+/// With `animalclef` (the AnimalCLEF schema): the bounding-box columns are
+/// found by name, a split other than database / query is an error, and so
+/// is a database row without an identity.
 fn resolve_columns(
     csv: &Path,
     header: &[String],
     cols: &CsvColumns,
     optional: &[&str],
-    auto_bbox: bool,
+    animalclef: bool,
 ) -> Result<ColIdx> {
     let header_text = header.join(",");
     let missing = |name: &str| DataError::MissingColumn {
@@ -227,7 +231,7 @@ fn resolve_columns(
     };
     let bbox = match &cols.bbox {
         Some(b) => Some(bbox_from(b)?),
-        None if auto_bbox => {
+        None if animalclef => {
             let present = |names: &[&str]| names.iter().all(|n| find_col(header, n).is_some());
             let candidates = [
                 BboxColumns::xywh("bbox_x", "bbox_y", "bbox_w", "bbox_h"),
@@ -253,6 +257,8 @@ fn resolve_columns(
         orientation: opt(&cols.orientation)?,
         bbox,
         extra: Vec::new(),
+        // The AnimalCLEF schema has two splits only.
+        strict_split: animalclef,
     };
     let mut used: Vec<usize> = vec![idx.image_id, idx.path];
     used.extend(
@@ -397,7 +403,25 @@ fn parse_row(
     let mut r = Record::new(image_id, path);
     r.identity = opt(idx.identity);
     r.species = opt(idx.species);
-    r.split = opt(idx.split).map(|s| SplitRole::parse(&s));
+    r.split = match opt(idx.split) {
+        Some(s) => {
+            let role = SplitRole::parse(&s);
+            if idx.strict_split && matches!(role, SplitRole::Other(_)) {
+                let col = cols.split.as_deref().unwrap_or("split");
+                return Err(bad(format!(
+                    "column `{col}`: split `{s}` is neither `database` nor `query`"
+                )));
+            }
+            Some(role)
+        }
+        None => None,
+    };
+    if idx.strict_split && r.split == Some(SplitRole::Database) && r.identity.is_none() {
+        let col = cols.identity.as_deref().unwrap_or("identity");
+        return Err(bad(format!(
+            "a database row needs an identity (column `{col}` is empty)"
+        )));
+    }
     r.dataset = opt(idx.dataset);
     r.orientation = opt(idx.orientation);
     if let Some(d) = opt(idx.date) {
@@ -434,8 +458,8 @@ fn check_file(path: &Path) -> Result<()> {
 
 /// Converts a csv error: row-level problems become `BadRow` (skippable),
 /// I/O problems `Io` (always fatal).
-fn csv_error(csv: &Path, e: csv::Error) -> (DataError, bool) {
-    let line = e.position().map(|p| p.line());
+fn csv_error(csv: &Path, e: csv::Error, line_of: impl Fn(u64) -> u64) -> (DataError, bool) {
+    let line = e.position().map(|p| line_of(p.byte()));
     let msg = e.to_string();
     match e.into_kind() {
         csv::ErrorKind::Io(io) => (DataError::io(csv, io), false),
@@ -455,15 +479,27 @@ pub(super) fn load_csv_impl(
     root: &Path,
     cols: &CsvColumns,
     optional: &[&str],
-    auto_bbox: bool,
+    animalclef: bool,
     opts: &LoadOptions,
 ) -> Result<(Dataset, LoadReport)> {
-    let file = File::open(csv).map_err(|e| DataError::io(csv, e))?;
+    let bytes = std::fs::read(csv).map_err(|e| DataError::io(csv, e))?;
+    // Lines are counted here from the byte where each record starts (the
+    // csv crate's own count is one short after CRLF endings): the newlines
+    // at or before it. After a CRLF the record's recorded start is the `\n`
+    // that ends the line above (the `\r` ended the record), and after an
+    // LF it is the byte after it; either way that newline counts.
+    let newlines: Vec<u64> = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i as u64)
+        .collect();
+    let line_of = |byte: u64| 1 + newlines.partition_point(|&n| n <= byte) as u64;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(BufReader::new(file));
+        .from_reader(bytes.as_slice());
     let mut rows = rdr.records();
     let header: Vec<String> = match rows.next() {
         None => {
@@ -471,7 +507,7 @@ pub(super) fn load_csv_impl(
                 what: format!("{}: CSV (no header, no rows)", csv.display()),
             });
         }
-        Some(Err(e)) => return Err(csv_error(csv, e).0),
+        Some(Err(e)) => return Err(csv_error(csv, e, line_of).0),
         Some(Ok(h)) => h
             .iter()
             .enumerate()
@@ -489,7 +525,7 @@ pub(super) fn load_csv_impl(
             })
             .collect(),
     };
-    let idx = resolve_columns(csv, &header, cols, optional, auto_bbox)?;
+    let idx = resolve_columns(csv, &header, cols, optional, animalclef)?;
 
     let mut report = LoadReport::default();
     let mut records: Vec<Record> = Vec::new();
@@ -500,11 +536,11 @@ pub(super) fn load_csv_impl(
         data_rows += 1;
         let (row, line) = match res {
             Ok(row) => {
-                let line = row.position().map(|p| p.line()).unwrap_or(0);
+                let line = row.position().map(|p| line_of(p.byte())).unwrap_or(0);
                 (row, line)
             }
             Err(e) => {
-                let (err, row_level) = csv_error(csv, e);
+                let (err, row_level) = csv_error(csv, e, line_of);
                 if skip && row_level {
                     let location = match &err {
                         DataError::BadRow { line, .. } => format!("{}:{line}", csv.display()),
