@@ -107,8 +107,7 @@ fn main() -> Result<()> {
         .episodes(args.episodes.params())
         .check()?;
     let fusion = args.local.single_fusion()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    reid_examples::prepare_out_dir("--out", &args.out)?;
     let csv = args
         .csv
         .clone()

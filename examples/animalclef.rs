@@ -93,8 +93,8 @@ fn main() -> Result<()> {
             .unwrap_or(std::path::Path::new(""))
             .join("animalclef-report")
     });
-    std::fs::create_dir_all(&report_dir)
-        .with_context(|| format!("creating the report folder {}", report_dir.display()))?;
+    reid_examples::prepare_out_file("--out", &args.out)?;
+    reid_examples::prepare_out_dir("--report", &report_dir)?;
     let csv = args
         .metadata
         .clone()

@@ -93,8 +93,7 @@ fn main() -> Result<()> {
         .check()?;
     let fusion = args.local.single_fusion()?;
     args.output.pictures(args.seed).check()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    reid_examples::prepare_out_dir("--out", &args.out)?;
     let mut report = Report::new("animal-reid demo: synthetic open-set re-identification");
 
     // 1. Generate.

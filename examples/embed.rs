@@ -49,6 +49,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    reid_examples::prepare_out_file("--out", &args.out)?;
     let opts = load_options(args.skip_bad);
     let (mut ds, report) = match (&args.csv, &args.folders) {
         (Some(csv), None) => {

@@ -101,8 +101,7 @@ fn main() -> Result<()> {
         .check()?;
     let fusions = args.local.fusions()?;
     args.output.pictures(args.episodes.seed).check()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    reid_examples::prepare_out_dir("--out", &args.out)?;
 
     let csv = args
         .csv

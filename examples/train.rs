@@ -199,6 +199,7 @@ fn show(v: &ValScore) -> String {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    reid_examples::prepare_out_dir("--out", &a.out)?;
     if let Some(t) = a.threads {
         tch::set_num_threads(t);
     }

@@ -90,6 +90,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    reid_examples::prepare_out_file("--out", &args.out)?;
     let g = Gallery::load(&args.embeddings)
         .with_context(|| format!("reading {}", args.embeddings.display()))?;
     let rows: Vec<usize> = (0..g.len())

@@ -142,6 +142,15 @@ pub enum BackboneError {
         /// Names present in both with different shapes.
         shape_mismatch: Vec<crate::state_dict::ShapeMismatch>,
     },
+    /// Weights stored in an element type that their variable cannot take
+    /// without changing the values (integers for a float weight, or the
+    /// other way), e.g. a safetensors header that declares a float tensor
+    /// as `I32`. Conversions between floating types are allowed.
+    #[error("{} weight(s) of the wrong element type: {}", .mismatches.len(), crate::state_dict::kind_summary(.mismatches))]
+    KindMismatch {
+        /// Each variable with the model's kind and the file's.
+        mismatches: Vec<crate::state_dict::KindMismatch>,
+    },
     /// A libtorch call failed.
     #[error("{context}: {source}")]
     Torch {

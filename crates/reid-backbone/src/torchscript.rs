@@ -42,22 +42,82 @@ pub struct TorchScriptModel {
     device: Device,
 }
 
+/// What can be told about `path` as a TorchScript file before libtorch reads
+/// it: a zip archive (as `torch.jit.save` writes) whose central directory
+/// reads, holding a model's `constants.pkl` or `code/`.
+fn check_torchscript_file(path: &Path) -> Result<()> {
+    let bad = |reason: String| BackboneError::BadWeightsFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = std::fs::File::open(path).map_err(|source| BackboneError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut head = [0u8; 4];
+    let n = std::io::Read::read(&mut file, &mut head).map_err(|source| BackboneError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if n < 4 || head != *b"PK\x03\x04" {
+        let what = if n == 0 {
+            "the file is empty".to_string()
+        } else if head[0] == 0x80 {
+            "it is a pickle (a legacy torch.save file, e.g. a state dict): give a state dict \
+             with --weights and the backbone's name"
+                .to_string()
+        } else {
+            "it is not a zip archive, as torch.jit.save writes".to_string()
+        };
+        return Err(bad(format!("not a TorchScript model: {what}")));
+    }
+    let archive = zip::ZipArchive::new(file)
+        .map_err(|e| bad(format!("damaged or truncated TorchScript archive: {e}")))?;
+    let names: Vec<&str> = archive.file_names().collect();
+    let has = |suffix: &str| {
+        names
+            .iter()
+            .any(|n| n.ends_with(suffix) || n.contains(suffix))
+    };
+    if has("/constants.pkl") || has("/code/") {
+        return Ok(());
+    }
+    if has("/data.pkl") {
+        return Err(bad(
+            "not a TorchScript model: a torch.save archive (a state dict?); give it with \
+             --weights and the backbone's name"
+                .into(),
+        ));
+    }
+    Err(bad(
+        "not a TorchScript model: a zip archive without a model's `constants.pkl` or `code/`"
+            .into(),
+    ))
+}
+
 impl TorchScriptModel {
     /// Loads `path` onto `device` and puts it in eval mode.
     ///
-    /// A missing file is [`BackboneError::Io`]; a file libtorch cannot read
-    /// (damaged, not TorchScript) is [`BackboneError::Torch`] naming it.
+    /// A missing file is [`BackboneError::Io`]; a file that is not a
+    /// TorchScript model (not a zip archive, a truncated one, a `torch.save`
+    /// state dict, any other archive) is [`BackboneError::BadWeightsFile`]
+    /// saying which, checked before libtorch reads it; what libtorch still
+    /// refuses is [`BackboneError::BadWeightsFile`] with the first line of
+    /// its message.
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let path = path.as_ref();
-        std::fs::metadata(path).map_err(|source| BackboneError::Io {
-            path: path.to_path_buf(),
-            source,
+        check_torchscript_file(path)?;
+        let mut module = CModule::load_on_device(path, device).map_err(|e| {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let first = first
+                .strip_prefix("Internal torch error: ")
+                .unwrap_or(first);
+            BackboneError::BadWeightsFile {
+                path: path.to_path_buf(),
+                reason: format!("libtorch cannot load it as a TorchScript model: {first}"),
+            }
         })?;
-        let mut module =
-            CModule::load_on_device(path, device).map_err(|source| BackboneError::Torch {
-                context: format!("{}: cannot load as a TorchScript model", path.display()),
-                source,
-            })?;
         module.set_eval();
         Ok(TorchScriptModel {
             module,

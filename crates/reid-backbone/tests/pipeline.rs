@@ -213,6 +213,29 @@ fn bad_input_is_a_typed_error() {
         msg.contains("missing") && msg.contains("unexpected: conv.weight"),
         "{msg}"
     );
+    // Float weights declared as I32 in the file: a typed error naming the
+    // variable and both element types, never a silent cast.
+    let good = dir.path().join("lite0.safetensors");
+    let vars = lite0().var_store().variables();
+    let mut named: Vec<(String, Tensor)> = vars.into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let first = named[0].0.clone();
+    named[0].1 = named[0].1.to_kind(Kind::Int);
+    let refs: Vec<(&str, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.contiguous()))
+        .collect();
+    Tensor::write_safetensors(&refs, &good).unwrap();
+    let e = BackboneBuilder::new("efficientnet_lite0")
+        .weights_file(&good)
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, BackboneError::KindMismatch { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("{first}: file Int, model Float")),
+        "{msg}"
+    );
     // Missing weights file.
     let e = BackboneBuilder::new("efficientnet_lite0")
         .weights_file(dir.path().join("nope.pth"))

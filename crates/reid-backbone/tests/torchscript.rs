@@ -68,18 +68,24 @@ fn missing_and_damaged_files_are_typed_errors() {
     let bytes = std::fs::read(fixtures().join("tiny_tensor.pt")).unwrap();
     let legacy = std::fs::read(fixtures().join("legacy.pth")).unwrap();
     let n = bytes.len();
-    for (name, data) in [
-        ("half.pt", &bytes[..n / 2]),
-        ("head.pt", &bytes[..100]),
-        ("tail.pt", &bytes[..n - 30]),
-        ("text.pt", b"not a model".as_slice()),
-        ("state_dict.pt", legacy.as_slice()),
+    // Each says what is wrong with the user's file, not libtorch's internals.
+    let zipped = std::fs::read(fixtures().join("zip.pth")).unwrap();
+    for (name, data, says) in [
+        ("half.pt", &bytes[..n / 2], "damaged or truncated"),
+        ("head.pt", &bytes[..100], "damaged or truncated"),
+        ("tail.pt", &bytes[..n - 30], "damaged or truncated"),
+        ("text.pt", b"not a model".as_slice(), "not a zip archive"),
+        ("empty.pt", b"".as_slice(), "the file is empty"),
+        ("state_dict.pt", legacy.as_slice(), "legacy torch.save"),
+        ("zip_state_dict.pt", zipped.as_slice(), "torch.save archive"),
     ] {
         let p = tmp.path().join(name);
         std::fs::write(&p, data).unwrap();
         match TorchScriptModel::load(&p, Device::Cpu).unwrap_err() {
-            BackboneError::Torch { context, .. } => {
-                assert!(context.contains(&p.display().to_string()), "{context}")
+            BackboneError::BadWeightsFile { path, reason } => {
+                assert_eq!(path, p);
+                assert!(reason.contains(says), "{name}: {reason}");
+                assert!(!reason.contains("Internal torch error"), "{reason}");
             }
             other => panic!("{name}: {other}"),
         }

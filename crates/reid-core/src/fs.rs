@@ -6,7 +6,9 @@
 //! renamed over the target and the folder synced (where the platform can).
 //! A reader therefore sees the old file or the complete new one, never half
 //! a file; on any error the temporary file is removed and the old file is
-//! left as it was.
+//! left as it was. A writer killed mid-write leaves its temporary file; the
+//! first write into that folder by a later process removes it (once per
+//! folder and process, where `/proc` tells which writers are gone).
 //!
 //! ```
 //! use reid_core::fs::{AtomicWrite, write_atomic};
@@ -74,6 +76,56 @@ fn temp_beside(path: &Path) -> Result<PathBuf> {
     )))
 }
 
+/// Removes, once per folder and process, the temporary files that writers
+/// killed mid-write (SIGKILL, power cut) left in `dir`: names of the form
+/// `.<name>.tmp-<pid>-<n>` whose process no longer runs. Only where a
+/// process can be looked up (`/proc`); a live process's files are kept.
+fn sweep_once(dir: &Path) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SWEPT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    {
+        let Ok(mut swept) = SWEPT.lock() else {
+            return;
+        };
+        if !swept.get_or_insert_with(HashSet::new).insert(key) {
+            return;
+        }
+    }
+    let _ = remove_stale_temps(dir);
+}
+
+/// The temporary files of dead writers in `dir`, removed; returns how many.
+pub fn remove_stale_temps(dir: &Path) -> std::io::Result<usize> {
+    let me = std::process::id();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        let dead = pid != me && !Path::new(&format!("/proc/{pid}")).exists();
+        if dead && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The process id in a temporary name `.<name>.tmp-<pid>-<n>`.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp-")?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 impl AtomicWrite {
     /// Durable (file and folder synced), folders not created.
     pub const fn new() -> Self {
@@ -102,6 +154,7 @@ impl AtomicWrite {
 
     fn prepare(&self, path: &Path) -> Result<PathBuf> {
         let dir = folder_of(path);
+        sweep_once(&dir);
         if self.create_dirs {
             std::fs::create_dir_all(&dir).map_err(|e| write_err(path, e))?;
         } else if !dir.is_dir() {
@@ -291,6 +344,32 @@ mod tests {
         }
         assert_eq!(std::fs::read(&p).unwrap(), b"new");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    /// The temporary file of a killed writer (a process that no longer
+    /// exists) goes at the next write into its folder; a live writer's and
+    /// other files stay.
+    #[test]
+    fn stale_temps_of_dead_writers_are_removed() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Above Linux's largest pid (2^22), so never a live process.
+        let dead = dir.path().join(".a.bin.tmp-4194400-3");
+        let live = dir
+            .path()
+            .join(format!(".a.bin.tmp-{}-999", std::process::id()));
+        let other = dir.path().join(".a.bin.tmp-notapid-1");
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        assert_eq!(temp_owner(".a.bin.tmp-4194400-3"), Some(4_194_400));
+        assert_eq!(temp_owner("a.bin"), None);
+        write_atomic(&dir.path().join("a.bin"), b"whole").unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), 0);
     }
 
     #[test]

@@ -40,7 +40,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use backbone::{BackboneArgs, Embedded};
 pub use episodes::{AdaptArgs, EpisodeArgs, adapt_summary, choice_summary};
 pub use local::{Keypoints, LocalArgs, cost_summary};
-pub use output::{OutputArgs, finish, print_evaluation, write_json};
+pub use output::{
+    OutputArgs, finish, prepare_out_dir, prepare_out_file, print_evaluation, write_json,
+};
 
 /// A progress bar of `len` steps labelled `what`, hidden when `quiet`.
 pub fn bar(len: usize, what: &str, quiet: bool) -> ProgressBar {

@@ -258,6 +258,12 @@ impl LocalArgs {
         if !self.enabled() {
             return Ok(Vec::new());
         }
+        if !(self.local_weight.is_finite() && self.local_weight >= 0.0) {
+            anyhow::bail!(
+                "--local-weight: must be finite and >= 0, got {}",
+                self.local_weight
+            );
+        }
         let mut weights = vec![1.0];
         weights.extend(std::iter::repeat_n(self.local_weight, self.kinds().len()));
         self.shortlist
@@ -453,5 +459,20 @@ mod tests {
             .single_fusion()
             .unwrap_err();
         assert!(e.to_string().contains("one size"), "{e}");
+    }
+
+    /// Bad numbers are refused naming the flag the user typed, before work.
+    #[test]
+    fn bad_numbers_name_their_flag() {
+        for w in [
+            "--local-weight=NaN",
+            "--local-weight=-1",
+            "--local-weight=inf",
+        ] {
+            let e = parse(&[w]).fusions().unwrap_err();
+            assert!(e.to_string().starts_with("--local-weight: "), "{e}");
+        }
+        let e = parse(&["--shortlist", "0"]).fusions().unwrap_err();
+        assert!(e.to_string().contains("shortlist"), "{e}");
     }
 }

@@ -2,6 +2,8 @@
 //! reported, the t-SNE plot, the match sheets and the report.
 
 use std::path::Path;
+
+use anyhow::Context;
 use std::time::Instant;
 
 use ndarray::ArrayView2;
@@ -38,6 +40,36 @@ impl OutputArgs {
             .tsne_iter(self.tsne_iter)
             .seed(seed)
     }
+}
+
+/// Makes sure the folder `dir` given as `flag` exists and can be written,
+/// before any work starts: a file in its place, a folder that cannot be
+/// made or one that refuses a new file is an error naming the flag and the
+/// path (rather than a failure minutes later, after the embedding).
+pub fn prepare_out_dir(flag: &str, dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("{flag} {}: is a file, not a folder", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{flag} {}: cannot create the folder", dir.display()))?;
+    let probe = dir.join(format!(".animal-reid-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{flag} {}: cannot write into the folder", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Makes sure the file `path` given as `flag` can be written later: not a
+/// folder, its folder exists (or is made) and takes a new file.
+pub fn prepare_out_file(flag: &str, path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        anyhow::bail!("{flag} {}: is a folder, not a file", path.display());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    prepare_out_dir(&format!("{flag} (its folder)"), parent)
 }
 
 /// Writes `value` as pretty JSON (with a final newline) to `path`, atomically.
@@ -126,4 +158,31 @@ pub fn finish(
         path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{prepare_out_dir, prepare_out_file};
+
+    /// Output paths are checked before any work, naming the flag.
+    #[test]
+    fn output_paths_are_checked_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = prepare_out_dir("--out", &file).unwrap_err();
+        assert!(e.to_string().starts_with("--out "), "{e}");
+        assert!(e.to_string().contains("is a file, not a folder"), "{e}");
+        // Missing parents are made; nothing is left behind.
+        let deep = dir.path().join("x/y/z");
+        prepare_out_dir("--out", &deep).unwrap();
+        assert_eq!(std::fs::read_dir(&deep).unwrap().count(), 0);
+        // A file under a file cannot be made.
+        let e = prepare_out_file("--out", &file.join("sub.csv")).unwrap_err();
+        assert!(e.to_string().starts_with("--out (its folder) "), "{e}");
+        let e = prepare_out_file("--out", dir.path()).unwrap_err();
+        assert!(e.to_string().contains("is a folder, not a file"), "{e}");
+        prepare_out_file("--out", &dir.path().join("new/submission.csv")).unwrap();
+    }
 }

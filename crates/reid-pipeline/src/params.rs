@@ -16,6 +16,7 @@ use crate::{PipelineError, Result};
 /// let p = OpenSetParams::default().rule("knn:5".parse::<Rule>()?).shortlist(10).check()?;
 /// assert_eq!(p.shortlist(), 10);
 /// assert!(OpenSetParams::default().fixed_threshold(Some(f32::NAN)).check().is_err());
+/// assert!(OpenSetParams::default().fixed_threshold(Some(-5.0)).check().is_err());
 /// # Ok::<(), reid_pipeline::PipelineError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -110,6 +111,12 @@ impl ParamGuard for OpenSetParams {
             return Err(PipelineError::InvalidParam {
                 name: "shortlist",
                 reason: "must be at least 1".into(),
+            });
+        }
+        if let Some(t) = self.fixed.filter(|t| !(-1.0..=1.0).contains(t)) {
+            return Err(PipelineError::InvalidParam {
+                name: "threshold",
+                reason: format!("a fixed threshold is a cosine similarity in [-1, 1], got {t}"),
             });
         }
         let fixed = self.fixed.map(Thresholds::new).transpose()?;

@@ -20,6 +20,39 @@ pub struct ShapeMismatch {
     pub got: Vec<i64>,
 }
 
+/// A name present in both the model and the state dict with element types
+/// that do not convert without changing values (see
+/// [`BackboneError::KindMismatch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindMismatch {
+    /// The variable's name.
+    pub name: String,
+    /// The model's element type.
+    pub expected: String,
+    /// The file's.
+    pub got: String,
+}
+
+/// `name: file I32, model Float; ...` for the first few mismatches.
+pub fn kind_summary(mismatches: &[KindMismatch]) -> String {
+    let mut parts: Vec<String> = mismatches
+        .iter()
+        .take(8)
+        .map(|m| format!("{}: file {}, model {}", m.name, m.got, m.expected))
+        .collect();
+    if mismatches.len() > 8 {
+        parts.push(format!("+{} more", mismatches.len() - 8));
+    }
+    parts.join("; ")
+}
+
+fn is_float(k: tch::Kind) -> bool {
+    matches!(
+        k,
+        tch::Kind::Float | tch::Kind::Double | tch::Kind::Half | tch::Kind::BFloat16
+    )
+}
+
 /// What [`Loader::load`] matched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
@@ -140,12 +173,16 @@ impl<'a> Loader<'a> {
     }
 
     /// Matches `tensors` to the variables of `vs` and copies them (converting
-    /// the element kind and device to the variable's).
+    /// between floating-point kinds and to the variable's device). A tensor
+    /// whose element type is integer where the variable's is floating, or
+    /// the other way, is [`BackboneError::KindMismatch`]: such a copy would
+    /// cast the values silently.
     pub fn load(&self, vs: &VarStore, tensors: Vec<(String, Tensor)>) -> Result<LoadReport> {
         let vars = vs.variables();
         let mut report = LoadReport::default();
         let mut seen = HashSet::new();
         let mut pending = Vec::new();
+        let mut kind_mismatch = Vec::new();
         for (key, tensor) in tensors {
             let name = match &self.map_key {
                 Some(f) => match f(&key) {
@@ -178,7 +215,20 @@ impl<'a> Loader<'a> {
                 });
                 continue;
             }
+            if is_float(var.kind()) != is_float(tensor.kind()) {
+                kind_mismatch.push(KindMismatch {
+                    name,
+                    expected: format!("{:?}", var.kind()),
+                    got: format!("{:?}", tensor.kind()),
+                });
+                continue;
+            }
             pending.push((name, var, tensor));
+        }
+        if !kind_mismatch.is_empty() {
+            return Err(BackboneError::KindMismatch {
+                mismatches: kind_mismatch,
+            });
         }
         report.missing = vars
             .keys()

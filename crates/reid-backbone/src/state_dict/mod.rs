@@ -50,7 +50,7 @@ mod pickle;
 mod pytorch;
 mod safetensors;
 
-pub use load::{LoadReport, Loader, ShapeMismatch, mismatch_summary};
+pub use load::{KindMismatch, LoadReport, Loader, ShapeMismatch, kind_summary, mismatch_summary};
 
 use std::io::Read;
 use std::path::Path;
