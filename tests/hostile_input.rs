@@ -292,6 +292,10 @@ fn hostile_input_corpus() {
         decode(&p),
         err(&["noise.jpg"]),
     );
+    // A CMYK (Adobe) JPEG made by Pillow, committed with the decoder's tests.
+    let cmyk = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/reid-data/tests/fixtures/cmyk_adobe.jpg");
+    c.lib("image: CMYK JPEG", decode(&cmyk), Expect::Ok);
     c.lib(
         "image: missing file",
         decode(&c.path("img/missing.jpg")),
@@ -445,6 +449,43 @@ fn hostile_input_corpus() {
         "weights: random bytes as TorchScript",
         TorchScriptModel::load(&p, tch::Device::Cpu),
         err(&["noise.pt", "not a zip archive"]),
+    );
+
+    let fixtures = animal_reid::core::paths::fixture_dir("state_dicts").unwrap();
+    let good = std::fs::read(fixtures.join("state.safetensors")).unwrap();
+    let mut flipped = good.clone();
+    flipped[12] ^= 0x20; // inside the JSON header
+    let p = c.file("w/flip.safetensors", &flipped);
+    c.lib(
+        "weights: bit flip in the safetensors header",
+        bb(&p),
+        err(&["flip.safetensors"]),
+    );
+    let p = c.file("w/other.safetensors", &good);
+    c.lib(
+        "weights: another model's tensors (wrong names and shapes)",
+        bb(&p),
+        err(&[
+            "other.safetensors",
+            "do not fit `efficientnet_lite0`",
+            "missing",
+        ]),
+    );
+    c.lib(
+        "weights: pickle calling a non-tensor global",
+        bb(&fixtures.join("evil_inside.pth")),
+        err(&["evil_inside.pth"]),
+    );
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _ = vs.root().var("w", &[4, 4], tch::nn::Init::Const(1.0));
+    let ck = c.path("w/ckpt.safetensors");
+    animal_reid::train::train::save_var_store(&vs, &ck).unwrap();
+    let bytes = std::fs::read(&ck).unwrap();
+    let p = c.file("w/ckpt-cut.safetensors", &bytes[..bytes.len() - 10]);
+    c.lib(
+        "checkpoint: truncated",
+        animal_reid::train::train::load_var_store(&vs, &p),
+        err(&["ckpt-cut.safetensors"]),
     );
 
     // --- Embeddings files and caches.

@@ -294,7 +294,18 @@ impl BackboneBuilder {
                     .iter()
                     .map(|(k, t)| (k.clone(), t.shallow_clone()))
                     .collect();
-                load_weights(&vs, copy, net.layout())?;
+                load_weights(&vs, copy, net.layout()).map_err(|e| match (&weights_path, e) {
+                    (
+                        Some(path),
+                        e @ (BackboneError::StateDictMismatch { .. }
+                        | BackboneError::KindMismatch { .. }),
+                    ) => BackboneError::WeightsDoNotFit {
+                        path: path.clone(),
+                        model: spec.name.to_string(),
+                        source: Box::new(e),
+                    },
+                    (_, e) => e,
+                })?;
             }
             Ok((vs, net))
         };
@@ -303,11 +314,11 @@ impl BackboneBuilder {
             // A checkpoint saved without its classifier (what
             // scripts/export_model.py writes by default): build without one;
             // if that does not fit either, report the first mismatch.
-            Err(first @ BackboneError::StateDictMismatch { .. })
+            Err(first @ BackboneError::WeightsDoNotFit { .. })
                 if self.num_classes.is_none() && classes > 0 =>
             {
                 match make(0) {
-                    Err(BackboneError::StateDictMismatch { .. }) => return Err(first),
+                    Err(BackboneError::WeightsDoNotFit { .. }) => return Err(first),
                     other => other?,
                 }
             }

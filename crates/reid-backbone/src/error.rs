@@ -151,6 +151,19 @@ pub enum BackboneError {
         /// Each variable with the model's kind and the file's.
         mismatches: Vec<crate::state_dict::KindMismatch>,
     },
+    /// A weights file whose tensors do not fit the model it was given for
+    /// (names, shapes or element types): the file, the model and why.
+    #[error("{path}: these weights do not fit `{model}`: {source}")]
+    WeightsDoNotFit {
+        /// The weights file.
+        path: std::path::PathBuf,
+        /// The model's name.
+        model: String,
+        /// The mismatch ([`BackboneError::StateDictMismatch`] or
+        /// [`BackboneError::KindMismatch`]).
+        #[source]
+        source: Box<BackboneError>,
+    },
     /// A libtorch call failed.
     #[error("{context}: {source}")]
     Torch {

@@ -230,8 +230,21 @@ fn bad_input_is_a_typed_error() {
         .weights_file(&good)
         .build()
         .unwrap_err();
-    assert!(matches!(e, BackboneError::KindMismatch { .. }), "{e}");
+    match &e {
+        BackboneError::WeightsDoNotFit { path, source, .. } => {
+            assert_eq!(path, &good);
+            assert!(
+                matches!(**source, BackboneError::KindMismatch { .. }),
+                "{e}"
+            );
+        }
+        other => panic!("{other}"),
+    }
     let msg = e.to_string();
+    assert!(
+        msg.contains("lite0.safetensors") && msg.contains("efficientnet_lite0"),
+        "{msg}"
+    );
     assert!(
         msg.contains(&format!("{first}: file Int, model Float")),
         "{msg}"
