@@ -330,6 +330,10 @@ fn extract_inner(
         let emb = embed_tta(bb, &x, p.tta, size)?;
         let rows = tensor_to_array2(&emb)?;
         for row in rows.outer_iter() {
+            // Step over the placeholders of images left out.
+            while todo.get(next) == Some(&usize::MAX) {
+                next += 1;
+            }
             let Some(&i) = todo.get(next) else {
                 return Err(BackboneError::Shape {
                     what: "batches".into(),
@@ -341,10 +345,6 @@ fn extract_inner(
             if let (Some(cache), Some(key)) = (&cache, &keys[i]) {
                 cache.put(key, &row.to_vec())?;
             }
-            next += 1;
-        }
-        // Skip the placeholders of the images left out of this batch.
-        while todo.get(next) == Some(&usize::MAX) {
             next += 1;
         }
         state.done += rows.nrows();

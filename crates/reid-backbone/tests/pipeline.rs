@@ -114,20 +114,24 @@ fn unreadable_images_stop_extract_and_are_skipped_by_extract_skipping() {
     let e = extract(&bb, &records, &params, |_| {}).unwrap_err();
     assert!(e.to_string().contains("cut.jpg"), "{e}");
 
-    let mut last = None;
-    let (emb, skipped) = extract_skipping(&bb, &records, &params, |p| last = Some(p)).unwrap();
-    assert_eq!(last.unwrap().done, 7);
-    let idx: Vec<usize> = skipped.iter().map(|s| s.index).collect();
-    assert_eq!(idx, [2, 5]);
-    assert!(skipped[0].error.contains("cut.jpg"), "{}", skipped[0].error);
-    assert_eq!(skipped[1].image_id, records[5].image_id);
     let good: Vec<_> = [0, 1, 3, 4, 6]
         .iter()
         .map(|&i| records[i].clone())
         .collect();
     let want = extract(&bb, &good, &params, |_| {}).unwrap();
-    assert_eq!(emb.ids, want.ids);
-    assert!(max_abs(&emb.matrix, &want.matrix) < 1e-5);
+    // Batches of 3 mix good and bad images; batches of 1 hold a bad one alone.
+    for batch in [3, 1] {
+        let params = ExtractParams::default().batch_size(batch).check().unwrap();
+        let mut last = None;
+        let (emb, skipped) = extract_skipping(&bb, &records, &params, |p| last = Some(p)).unwrap();
+        assert_eq!(last.unwrap().done, 7);
+        let idx: Vec<usize> = skipped.iter().map(|s| s.index).collect();
+        assert_eq!(idx, [2, 5]);
+        assert!(skipped[0].error.contains("cut.jpg"), "{}", skipped[0].error);
+        assert_eq!(skipped[1].image_id, records[5].image_id);
+        assert_eq!(emb.ids, want.ids);
+        assert!(max_abs(&emb.matrix, &want.matrix) < 1e-5);
+    }
     // Nothing bad: the same as extract.
     let (all, none) = extract_skipping(&bb, &good, &params, |_| {}).unwrap();
     assert!(none.is_empty());
