@@ -615,6 +615,20 @@ fn hostile_input_corpus() {
         &["--csv", &lion, "--out", &dir_out, "--quiet"],
         err(&["--out", "is a folder, not a file"]),
     );
+    let root = c.path("csv").to_str().unwrap().to_string();
+    let sub = c.path("sub.csv").to_str().unwrap().to_string();
+    c.cli(
+        "animalclef: --report is a file",
+        "animalclef",
+        &["--root", &root, "--out", &sub, "--report", &file_out],
+        err(&["--report", "is a file, not a folder"]),
+    );
+    c.cli(
+        "animalclef: --out is a folder",
+        "animalclef",
+        &["--root", &root, "--out", &dir_out],
+        err(&["--out", "is a folder, not a file"]),
+    );
     let typo = c.path("csv/typo.csv").to_str().unwrap().to_string();
     c.cli(
         "embed: metadata with a split typo",
