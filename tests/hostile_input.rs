@@ -527,6 +527,113 @@ fn hostile_input_corpus() {
         err(&["feat.rlf"]),
     );
 
+    // An embedding cache of another model (another configuration) reuses
+    // nothing; a feature file under another key is refused.
+    let cache_dir = c.path("cache/emb");
+    let cache =
+        animal_reid::backbone::cache::EmbeddingCache::open(&cache_dir, "model A", 4).unwrap();
+    cache.put("photo", &[1.0, 0.0, 0.0, 0.0]).unwrap();
+    let other =
+        animal_reid::backbone::cache::EmbeddingCache::open(&cache_dir, "model B", 4).unwrap();
+    c.lib(
+        "embedding cache: another model's entry is not reused",
+        match other.get("photo") {
+            animal_reid::backbone::cache::Lookup::Miss => Ok(()),
+            _ => Err("another model's embedding was returned"),
+        },
+        Expect::Ok,
+    );
+    let key =
+        |s: &str| animal_reid::local::cache::CacheKey::from_parts("sift", 1, b"p", s.as_bytes());
+    let kp = animal_reid::local::Keypoint {
+        x: 1.0,
+        y: 1.0,
+        sigma: 1.6,
+        angle: 0.0,
+        response: 0.1,
+        octave: 0,
+    };
+    let f = animal_reid::local::Features::builder((8, 8), vec![kp], vec![0.5; 4])
+        .dim(4)
+        .build()
+        .unwrap();
+    let fp = c.path("cache/one.rlf");
+    animal_reid::local::cache::write_features_file(&fp, &key("photo A"), &f).unwrap();
+    c.lib(
+        "local-feature cache: a file of another image or model",
+        read_features_file(&fp, Some(&key("photo B"))),
+        err(&["one.rlf"]),
+    );
+
+    // Dataset and identity names that look like paths never steer where
+    // the report's pictures go.
+    {
+        use animal_reid::pipeline::figures::{FigureInputs, write_figures};
+        use animal_reid::pipeline::{OpenSetParams, ParamGuard, SplitRole, identify};
+        let mut recs = Vec::new();
+        let mut rows = Vec::new();
+        for (i, (who, split)) in [
+            ("../../a", SplitRole::Database),
+            ("../../a", SplitRole::Database),
+            ("b/../../b", SplitRole::Database),
+            ("b/../../b", SplitRole::Database),
+            ("../../a", SplitRole::Query),
+            ("/etc/new", SplitRole::Query),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = animal_reid::core::Record::new(format!("r{i}"), format!("r{i}.jpg"))
+                .with_identity(who)
+                .with_split(split);
+            r.dataset = Some("../../../escape".into());
+            recs.push(r);
+            let mut v = vec![0.0f32; 4];
+            v[if who.starts_with("../") {
+                0
+            } else if who.starts_with('b') {
+                1
+            } else {
+                2
+            }] = 1.0;
+            v[3] = 0.01 * i as f32;
+            rows.extend(v);
+        }
+        let emb = ndarray::Array2::from_shape_vec((6, 4), rows).unwrap();
+        let params = OpenSetParams::default()
+            .fixed_threshold(Some(0.5))
+            .check()
+            .unwrap();
+        let ident = identify(&recs, emb.view(), &params).unwrap();
+        let out = c.path("report/out");
+        std::fs::create_dir_all(&out).unwrap();
+        let mut report = animal_reid::eval::report::Report::new("paths");
+        let written = write_figures(
+            &mut report,
+            &recs,
+            &ident,
+            None,
+            &FigureInputs::default(),
+            &out,
+        );
+        let inside = written.as_ref().map(|(_, files)| {
+            files.iter().all(|f| {
+                f.canonicalize()
+                    .unwrap()
+                    .starts_with(out.canonicalize().unwrap())
+            })
+        });
+        c.lib(
+            "report: dataset `../../../escape`, identities `../../a`, `/etc/new`: files stay inside",
+            match inside {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("a picture was written outside the output folder".to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Expect::Ok,
+        );
+    }
+
     // --- The programs: numbers and output paths, refused before any work.
     let lion = animal_reid::core::paths::shared_dir().join("datasets/lion/lion.csv");
     let lion = lion.to_str().unwrap().to_string();
@@ -628,6 +735,24 @@ fn hostile_input_corpus() {
         "animalclef",
         &["--root", &root, "--out", &dir_out],
         err(&["--out", "is a folder, not a file"]),
+    );
+    for (program, name) in [
+        ("demo", "demo: --out is a file"),
+        ("ablation", "ablation: --out is a file"),
+        ("train", "train: --out is a file"),
+    ] {
+        c.cli(
+            name,
+            program,
+            &["--out", &file_out, "--quiet"],
+            err(&["--out", "is a file, not a folder"]),
+        );
+    }
+    c.cli(
+        "compare: an unknown subcommand",
+        "compare",
+        &["frobnicate"],
+        err(&["frobnicate"]),
     );
     let typo = c.path("csv/typo.csv").to_str().unwrap().to_string();
     c.cli(
