@@ -415,3 +415,37 @@ fn key_map_transform_and_kind_conversion() {
     assert_eq!(half_as_float.kind(), Kind::Float);
     assert!(half_as_float.equal(&want["extra.half"].to_kind(Kind::Float)));
 }
+
+/// A pickle can build a dict that holds itself (a memo reference inside the
+/// dict being filled). Found by fuzzing: describing one in an error message
+/// recursed until the stack overflowed. Now a typed error.
+#[test]
+fn a_self_referencing_pickle_is_a_typed_error_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    // Legacy torch.save: the magic number, then a "protocol" pickle that is
+    // {"a": <itself>} instead of 1001.
+    let mut bytes = vec![0x80, 0x02, 0x8a, 0x0a];
+    bytes.extend(0x1950_a86a_20f9_469c_fc6c_u128.to_le_bytes()[..10].iter());
+    bytes.push(b'.');
+    bytes.extend(b"\x80\x02}q\x00(X\x01\x00\x00\x00ah\x00u.");
+    let p = dir.path().join("cycle.pth");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = state_dict::read(&p).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cycle.pth") && msg.contains("dict of 1"),
+        "{msg}"
+    );
+    // The fuzzer's own inputs, when this checkout has them.
+    let found =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/out/afl/state_dict/default/crashes");
+    if let Ok(entries) = std::fs::read_dir(found) {
+        for e in entries.flatten().filter(|e| e.file_name() != "README.txt") {
+            assert!(
+                state_dict::read(e.path()).is_err(),
+                "{}",
+                e.path().display()
+            );
+        }
+    }
+}

@@ -50,7 +50,11 @@ pub(super) struct TensorRef {
 
 pub(super) type Dict = Rc<RefCell<Vec<(Value, Value)>>>;
 
-#[derive(Debug, Clone)]
+/// A pickled value. Its `Debug` is shallow (containers by type and length):
+/// a pickle can build a container that holds itself (through the memo), and
+/// a derived, recursive `Debug` of one never ends (found by fuzzing: a stack
+/// overflow).
+#[derive(Clone)]
 pub(super) enum Value {
     None,
     Bool(bool),
@@ -68,6 +72,22 @@ pub(super) enum Value {
     Tensor(Rc<TensorRef>),
     /// A global outside the allow-list, or anything made from one. Never constructed.
     Opaque(Rc<str>),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Str(s) => write!(f, "{:?}", s.chars().take(64).collect::<String>()),
+            Value::Tuple(t) => write!(f, "tuple of {}", t.len()),
+            Value::List(l) => write!(f, "list of {}", l.try_borrow().map_or(0, |l| l.len())),
+            Value::Dict(d) => write!(f, "dict of {}", d.try_borrow().map_or(0, |d| d.len())),
+            Value::Global(g) => write!(f, "global {g:?}"),
+            Value::Opaque(o) => write!(f, "object {o}"),
+            other => f.write_str(other.type_name()),
+        }
+    }
 }
 
 impl Value {
