@@ -17,7 +17,12 @@
 #            in the same venv;
 #         4. the fixtures made with them by scripts/fixtures/*.py (PyTorch
 #            outputs of the same weights on the same inputs), each kept in
-#            $ANIMAL_REID_CACHE/fixtures/<script name>, remade when its script changes.
+#            $ANIMAL_REID_CACHE/fixtures/<script name>, remade when its script changes;
+#         5. PostgreSQL's server programs (Debian's postgresql-15), for the
+#            catalogue tests, which start a throwaway server of their own:
+#            installed with apt-get when absent and running as root; otherwise
+#            it says what to install (or set ANIMAL_REID_PG_BIN to a folder
+#            holding initdb, pg_ctl and postgres).
 #
 # Usage:
 #   scripts/setup.sh [run|test] [--quiet] [--no-weights]
@@ -375,6 +380,23 @@ if [ "$PART" = test ]; then
   done < <(fixture_scripts)
   if [ "$current" -gt 0 ]; then
     line "fixtures: $current sets current, $(size_of "$FIXTURES") in $FIXTURES"
+  fi
+fi
+if [ "$PART" = test ]; then
+  pg_bin=${ANIMAL_REID_PG_BIN:-}
+  if [ -z "$pg_bin" ]; then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  fi
+  if [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; then
+    line "postgresql: present ($("$pg_bin/postgres" --version 2>/dev/null || echo "$pg_bin"))"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step_begin "postgresql" "installing Debian's postgresql-15 (server programs for the catalogue tests)"
+    DEBIAN_FRONTEND=noninteractive quietly apt-get update
+    DEBIAN_FRONTEND=noninteractive quietly apt-get install -y --no-install-recommends postgresql-15
+    step_end "$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)"
+  else
+    line "postgresql: NOT FOUND. The catalogue tests start a throwaway PostgreSQL server and will fail without it:"
+    line "  install it as root (\`apt-get install -y postgresql-15\`), or set ANIMAL_REID_PG_BIN to a folder with initdb, pg_ctl and postgres"
   fi
 fi
 STEP_NAME=""

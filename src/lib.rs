@@ -46,6 +46,7 @@
 pub use ndarray;
 #[cfg(feature = "torch")]
 pub use reid_backbone as backbone;
+pub use reid_catalogue as catalogue;
 pub use reid_core as core;
 pub use reid_data as data;
 pub use reid_eval as eval;

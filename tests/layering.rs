@@ -53,6 +53,7 @@ fn libtorch_free_crates_have_no_torch_in_their_tree() {
         "reid-local",
         "reid-eval",
         "reid-pipeline",
+        "reid-catalogue",
     ] {
         let deps = tree(package, &[]);
         assert!(deps.iter().any(|d| d == package), "{package}: {deps:?}");

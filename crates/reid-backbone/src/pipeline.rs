@@ -150,6 +150,15 @@ pub struct Progress {
     pub damaged: usize,
 }
 
+/// What an embedding depends on, as text: the model, its weights' sha256,
+/// the preprocessing, pooling, precision and test-time augmentation of
+/// `params` (not the device, nor where the weights file lies). Two runs
+/// with equal texts give the same embeddings; it keys the embedding cache,
+/// and a catalogue keys its stored embeddings by its hash.
+pub fn embedding_config(bb: &Backbone, params: &ValidExtractParams) -> String {
+    cache_config(bb, params.0.tta)
+}
+
 /// The configuration text that keys the cache.
 fn cache_config(bb: &Backbone, tta: Tta) -> String {
     #[derive(Serialize)]

@@ -764,8 +764,8 @@ fn sniff_mime(b: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Standard base64 with padding (RFC 4648).
-pub(crate) fn base64(bytes: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648), as `data:` URIs want it.
+pub fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
