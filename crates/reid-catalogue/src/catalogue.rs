@@ -291,7 +291,7 @@ impl std::fmt::Debug for Catalogue {
     }
 }
 
-fn meta_get(tx: &mut dyn Tx, key: &str) -> Result<Option<String>> {
+pub(crate) fn meta_get(tx: &mut dyn Tx, key: &str) -> Result<Option<String>> {
     let rows = tx.query("SELECT value FROM meta WHERE key = ?1", &[key.into()])?;
     rows.first().map(|r| r[0].text("meta value")).transpose()
 }
@@ -319,8 +319,41 @@ fn next_ids(tx: &mut dyn Tx, name: &str, n: i64) -> Result<i64> {
     Ok(last - n + 1)
 }
 
-fn bump_generation(tx: &mut dyn Tx) -> Result<()> {
+pub(crate) fn bump_generation(tx: &mut dyn Tx) -> Result<()> {
     next_ids(tx, "generation", 1).map(|_| ())
+}
+
+/// Stores one embedding (kept if one is there) and marks its queue row
+/// done; returns the rows written (0 or 1).
+fn store_embedding(tx: &mut dyn Tx, hash: &str, model: &str, v: &[f32]) -> Result<u64> {
+    let n = tx.execute(
+        "INSERT INTO embeddings (content_hash, model, vector) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (content_hash, model) DO NOTHING",
+        &[hash.into(), model.into(), Value::Blob(vector_bytes(v))],
+    )?;
+    tx.execute(
+        "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, \
+         done_by = 'outside the queue', updated_at = ?3 \
+         WHERE content_hash = ?1 AND model = ?2 AND state <> 'done'",
+        &[hash.into(), model.into(), now_rfc3339().into()],
+    )?;
+    Ok(n)
+}
+
+/// Whether any of these content hashes is a catalogue photo's.
+pub(crate) fn touches_photos<'a>(
+    tx: &mut dyn Tx,
+    hashes: impl IntoIterator<Item = &'a str>,
+) -> Result<bool> {
+    for h in hashes {
+        if !tx
+            .query("SELECT 1 FROM photos WHERE content_hash = ?1", &[h.into()])?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Opens a journal entry; returns its id.
@@ -460,14 +493,26 @@ fn create_individual(
     Ok(id)
 }
 
-/// The id of the individual `key` of `dataset`: `key` is an id or a name.
+/// The id of the individual `key` of `dataset`: `key` is an id or a name
+/// (an id wins). Two lookups, each on a unique index: one query with
+/// `id = ? OR name = ?` let PostgreSQL keep a generic plan made while the
+/// table was small, which then scanned every individual of the dataset.
 fn find_individual(tx: &mut dyn Tx, dataset: &str, key: &str) -> Result<Option<String>> {
-    let rows = tx.query(
-        "SELECT id FROM individuals WHERE dataset = ?1 AND (id = ?2 OR name = ?2) \
-         ORDER BY CASE WHEN id = ?2 THEN 0 ELSE 1 END",
+    let by_id = tx.query(
+        "SELECT id FROM individuals WHERE id = ?1 AND dataset = ?2",
+        &[key.into(), dataset.into()],
+    )?;
+    if let Some(r) = by_id.first() {
+        return Ok(Some(r[0].text("individual id")?));
+    }
+    let by_name = tx.query(
+        "SELECT id FROM individuals WHERE dataset = ?1 AND name = ?2",
         &[dataset.into(), key.into()],
     )?;
-    rows.first().map(|r| r[0].text("individual id")).transpose()
+    by_name
+        .first()
+        .map(|r| r[0].text("individual id"))
+        .transpose()
 }
 
 /// Whether the journal holds a rejection of `individual` (`None`: of no
@@ -665,6 +710,22 @@ impl Catalogue {
                 message: "no catalogue here: create one with `animal-reid init`".into(),
             }),
             Some(v) if v == SCHEMA_VERSION.to_string() => Ok(Catalogue { store }),
+            Some(v)
+                if v.parse::<i64>()
+                    .is_ok_and(|n| (1..SCHEMA_VERSION).contains(&n)) =>
+            {
+                // An older catalogue: upgraded in one transaction (two
+                // processes upgrading at once: the second finds it done).
+                transact(&mut *store, |tx| {
+                    let now = meta_get(tx, "schema_version")?.unwrap_or_default();
+                    let from = now.parse::<i64>().unwrap_or(SCHEMA_VERSION);
+                    for s in crate::schema::upgrade_statements(from) {
+                        tx.execute(&s, &[])?;
+                    }
+                    meta_set(tx, "schema_version", &SCHEMA_VERSION.to_string())
+                })?;
+                Ok(Catalogue { store })
+            }
             Some(v) => Err(CatalogueError::State {
                 location: loc,
                 message: format!("schema version {v}; this build reads version {SCHEMA_VERSION}"),
@@ -829,17 +890,12 @@ impl Catalogue {
         transact(&mut *self.store, |tx| {
             let mut n = 0;
             for (h, v) in rows {
-                n += tx.execute(
-                    "INSERT INTO embeddings (content_hash, model, vector) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (content_hash, model) DO NOTHING",
-                    &[
-                        h.as_str().into(),
-                        model.id.as_str().into(),
-                        Value::Blob(vector_bytes(v)),
-                    ],
-                )? as usize;
+                n += store_embedding(tx, h.as_str(), model.id.as_str(), v)? as usize;
             }
-            if n > 0 {
+            // The generation keys the search index: only embeddings of
+            // catalogue photos change it (not those of queries kept so
+            // they are not computed again).
+            if n > 0 && touches_photos(tx, rows.iter().map(|(h, _)| h.as_str()))? {
                 bump_generation(tx)?;
             }
             Ok(n)
@@ -929,6 +985,32 @@ impl Catalogue {
         embeddings: &[Option<Vec<f32>>],
         ctx: &ChangeContext,
     ) -> Result<EnrolReport> {
+        self.add_photos("enrol", photos, model, embeddings, ctx)
+    }
+
+    /// Registers photos without computing anything, as one change: those
+    /// with an individual are enrolled under it, those with an empty
+    /// individual kept unassigned; every photo without an embedding of
+    /// `model` is queued for the workers ([`crate::queue`]) in the same
+    /// transaction.
+    pub fn ingest(
+        &mut self,
+        photos: &[EnrolPhoto],
+        model: &Model,
+        ctx: &ChangeContext,
+    ) -> Result<EnrolReport> {
+        self.add_photos("ingest", photos, model, &vec![None; photos.len()], ctx)
+    }
+
+    fn add_photos(
+        &mut self,
+        command: &str,
+        photos: &[EnrolPhoto],
+        model: &Model,
+        embeddings: &[Option<Vec<f32>>],
+        ctx: &ChangeContext,
+    ) -> Result<EnrolReport> {
+        let ingest = command == "ingest";
         if embeddings.len() != photos.len() {
             return Err(CatalogueError::Invalid(format!(
                 "enrol: {} photos but {} embeddings",
@@ -939,7 +1021,7 @@ impl Catalogue {
         for (p, e) in photos.iter().zip(embeddings) {
             let what = p.path.display().to_string();
             check_hash(&p.content_hash, &what)?;
-            if p.dataset.trim().is_empty() || p.individual.trim().is_empty() {
+            if p.dataset.trim().is_empty() || (!ingest && p.individual.trim().is_empty()) {
                 return Err(CatalogueError::Invalid(format!(
                     "{what}: empty dataset or individual"
                 )));
@@ -950,27 +1032,20 @@ impl Catalogue {
         }
         let pause_ms = fault_pause_ms();
         transact(&mut *self.store, |tx| {
-            let mut items = Items::new("enrol", ctx);
+            let mut items = Items::new(command, ctx);
             let mut first_pause = true;
             let mut report = EnrolReport::default();
             let mut stored = 0u64;
             for (p, e) in photos.iter().zip(embeddings) {
                 if let Some(v) = e {
-                    stored += tx.execute(
-                        "INSERT INTO embeddings (content_hash, model, vector) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (content_hash, model) DO NOTHING",
-                        &[
-                            p.content_hash.as_str().into(),
-                            model.id.as_str().into(),
-                            Value::Blob(vector_bytes(v)),
-                        ],
-                    )?;
+                    stored += store_embedding(tx, p.content_hash.as_str(), model.id.as_str(), v)?;
                 }
                 let existing = find_photo(tx, &p.dataset, &p.content_hash)?;
                 match existing {
                     Some((_, cur, _)) => {
                         let ind = find_individual(tx, &p.dataset, &p.individual)?;
-                        if cur.is_some() && cur == ind {
+                        let unlabelled = p.individual.trim().is_empty();
+                        if (cur.is_some() && cur == ind) || (cur.is_none() && unlabelled) {
                             report.already_present += 1;
                         } else {
                             report.conflicts.push(format!(
@@ -984,25 +1059,44 @@ impl Catalogue {
                         }
                     }
                     None => {
-                        let (ind, created) =
-                            individual_by_name(tx, &p.dataset, &p.individual, &mut items)?;
-                        report.individuals_created += usize::from(created);
+                        let ind = if p.individual.trim().is_empty() {
+                            None
+                        } else {
+                            let (ind, created) =
+                                individual_by_name(tx, &p.dataset, &p.individual, &mut items)?;
+                            report.individuals_created += usize::from(created);
+                            Some(ind)
+                        };
                         insert_photo(
                             tx,
                             &p.dataset,
                             &p.content_hash,
                             &p.path.to_string_lossy(),
                             p.species.as_deref(),
-                            Some(&ind),
+                            ind.as_deref(),
                             &mut items,
                         )?;
                         report.photos_added += 1;
                     }
                 }
+                if ingest {
+                    tx.execute(
+                        "INSERT INTO jobs (content_hash, model, path, state, attempts, updated_at) \
+                         SELECT ?1, ?2, ?3, 'pending', 0, ?4 WHERE NOT EXISTS \
+                         (SELECT 1 FROM embeddings e WHERE e.content_hash = ?1 AND e.model = ?2) \
+                         ON CONFLICT (content_hash, model) DO NOTHING",
+                        &[
+                            p.content_hash.as_str().into(),
+                            model.id.as_str().into(),
+                            p.path.to_string_lossy().as_ref().into(),
+                            now_rfc3339().into(),
+                        ],
+                    )?;
+                }
                 pause(pause_ms, &mut first_pause);
             }
             let summary = format!(
-                "enrol: {} photos added, {} individuals created, {} already present, {} conflicts",
+                "{command}: {} photos added, {} individuals created, {} already present, {} conflicts",
                 report.photos_added,
                 report.individuals_created,
                 report.already_present,

@@ -17,6 +17,9 @@
 //! - [`gallery`]: the search index of one model as a cache of the database
 //!   (rebuilt when the catalogue's generation moved on, checksummed), and
 //!   the bridge from [`reid_pipeline::identify`] to review items.
+//! - [`queue`]: embeddings to compute as a work queue in the same
+//!   database, claimed with leases by any number of workers on any number of
+//!   machines (`animal-reid worker`).
 //! - [`decisions`]: the decisions CSV a person edits; [`review`]: the
 //!   self-contained HTML review page.
 //! - [`testing`]: a throwaway PostgreSQL server for tests.
@@ -58,6 +61,7 @@ pub mod catalogue;
 pub mod decisions;
 pub mod error;
 pub mod gallery;
+pub mod queue;
 pub mod review;
 pub mod schema;
 pub mod store;

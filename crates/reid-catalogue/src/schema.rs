@@ -13,12 +13,47 @@
 //!   touched it; unique by (dataset, content hash);
 //! - `embeddings`: one vector per (content hash, model), little-endian f32;
 //! - `changes` and `change_items`: the journal (who, when, why, what), from
-//!   which `undo` reverts a change.
+//!   which `undo` reverts a change;
+//! - `jobs` (version 2): the work queue of embeddings to compute, one row per
+//!   (content hash, model): pending, leased (owner, lease end in the
+//!   database's clock, ms), done, or parked after too many failures (with
+//!   the last error); `workers`: each worker's progress.
 
 use crate::store::EngineKind;
 
-/// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads (older ones are
+/// upgraded when opened: [`upgrade_statements`]).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The statements of version 2: the work queue, and photos indexed by
+/// content hash.
+fn queue_statements() -> Vec<String> {
+    vec![
+        "CREATE TABLE jobs (content_hash TEXT NOT NULL, model TEXT NOT NULL, \
+         path TEXT NOT NULL, state TEXT NOT NULL, lease_owner TEXT, lease_until BIGINT, \
+         attempts BIGINT NOT NULL, last_error TEXT, done_by TEXT, updated_at TEXT NOT NULL, \
+         PRIMARY KEY (content_hash, model))"
+            .into(),
+        "CREATE INDEX jobs_state ON jobs (model, state)".into(),
+        // Photos by content alone (embeddings and jobs join on it).
+        "CREATE INDEX photos_hash ON photos (content_hash)".into(),
+        "CREATE TABLE workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, model TEXT NOT NULL, \
+         device TEXT NOT NULL, started_at TEXT NOT NULL, last_seen TEXT NOT NULL, \
+         photos BIGINT NOT NULL, failed BIGINT NOT NULL, compute_seconds DOUBLE PRECISION NOT NULL, \
+         queue_seconds DOUBLE PRECISION NOT NULL, running_seconds DOUBLE PRECISION NOT NULL)"
+            .into(),
+    ]
+}
+
+/// The statements that bring a catalogue of schema `from` to
+/// [`SCHEMA_VERSION`] (empty when it is current).
+pub fn upgrade_statements(from: i64) -> Vec<String> {
+    if from < 2 {
+        queue_statements()
+    } else {
+        Vec::new()
+    }
+}
 
 /// The statements creating an empty catalogue on `kind`.
 pub fn create_statements(kind: EngineKind) -> Vec<String> {
@@ -56,4 +91,7 @@ pub fn create_statements(kind: EngineKind) -> Vec<String> {
          PRIMARY KEY (change_id, seq))"
             .into(),
     ]
+    .into_iter()
+    .chain(queue_statements())
+    .collect()
 }

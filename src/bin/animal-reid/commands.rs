@@ -122,6 +122,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Stats(a) => stats(&location, a),
         Command::Export(a) => export(&location, a),
         Command::Check(a) => check(&location, a, quiet),
+        Command::Ingest(a) => crate::worker::ingest(&location, a, &ctx),
+        Command::Worker(a) => crate::worker::worker(&location, a, &ctx, quiet),
+        Command::Status(a) => crate::worker::status(&location, a),
     }
 }
 

@@ -20,6 +20,7 @@
 mod commands;
 mod config;
 mod photos;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -111,6 +112,21 @@ pub enum Command {
     ///
     /// Example: `animal-reid export --out dump/`
     Export(commands::ExportArgs),
+    /// Register photos (labelled ones under their individual, others
+    /// unassigned) and queue their embeddings for the workers, computing
+    /// nothing.
+    ///
+    /// Example: `animal-reid --catalogue postgres://team@db/cows ingest --csv archive.csv`
+    Ingest(worker::IngestArgs),
+    /// Compute queued embeddings: claim a batch with a lease, embed it,
+    /// write it back; any number of workers, on any number of machines
+    /// sharing the catalogue's PostgreSQL and the photos' storage.
+    ///
+    /// Example: `animal-reid --catalogue postgres://team@db/cows worker --device cuda --batch 64`
+    Worker(worker::WorkerArgs),
+    /// The queue's progress: pending, leased, done, parked (with each
+    /// failed photo's error), and each worker's photos/s.
+    Status(worker::StatusArgs),
     /// Verify the catalogue (and, with `--files`, every photo's file);
     /// exits with status 1 when anything is wrong.
     Check(commands::CheckArgs),

@@ -142,6 +142,15 @@ impl EngineKind {
     }
 }
 
+/// How a transaction is isolated from concurrent ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// As if transactions ran one after another (the default).
+    Serializable,
+    /// Each statement sees what was committed before it started.
+    ReadCommitted,
+}
+
 /// The statements of one transaction.
 pub trait Tx {
     /// Runs a statement; returns the rows it changed.
@@ -171,8 +180,34 @@ pub trait Store: Send {
     /// must not have effects outside the transaction that a rerun would
     /// repeat.
     fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()>;
+    /// [`Store::transaction`] at another isolation level, where the engine
+    /// has one: the work queue claims rows with `FOR UPDATE SKIP LOCKED` at
+    /// read committed, where serializable would make concurrent claims
+    /// abort each other. SQLite runs every transaction alone.
+    fn transaction_at(
+        &mut self,
+        isolation: Isolation,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let _ = isolation;
+        self.transaction(work)
+    }
     /// The engine's size on disk of this catalogue, in bytes, if known.
     fn size_bytes(&mut self) -> Result<Option<u64>>;
+}
+
+/// [`Store::transaction_at`] with a result.
+pub fn transact_at<T>(
+    store: &mut dyn Store,
+    isolation: Isolation,
+    mut work: impl FnMut(&mut dyn Tx) -> Result<T>,
+) -> Result<T> {
+    let mut out = None;
+    store.transaction_at(isolation, &mut |tx| {
+        out = Some(work(tx)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| CatalogueError::Invalid("transaction finished without a result".into()))
 }
 
 /// [`Store::transaction`] with a result.

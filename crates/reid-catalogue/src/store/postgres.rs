@@ -30,7 +30,7 @@ use postgres::error::SqlState;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
-use super::{EngineKind, MAX_ATTEMPTS, Row, Store, Tx, Value, backoff};
+use super::{EngineKind, Isolation, MAX_ATTEMPTS, Row, Store, Tx, Value, backoff};
 use crate::error::{CatalogueError, Result};
 
 const ENGINE: &str = "postgres";
@@ -79,10 +79,15 @@ impl PgStore {
     /// `COMMIT` (after which a lost connection leaves the outcome unknown).
     fn attempt(
         &mut self,
+        isolation: Isolation,
         work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> std::result::Result<(), Failure> {
+        let begin = match isolation {
+            Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            Isolation::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        };
         self.client
-            .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+            .batch_execute(begin)
             .map_err(|e| Failure::from_pg(&e, "BEGIN", false))?;
         let mut tx = PgTx {
             client: &mut self.client,
@@ -611,6 +616,14 @@ impl Store for PgStore {
     }
 
     fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.transaction_at(Isolation::Serializable, work)
+    }
+
+    fn transaction_at(
+        &mut self,
+        isolation: Isolation,
+        work: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
         let mut attempt = 0;
         let mut reconnected = false;
         loop {
@@ -625,7 +638,7 @@ impl Store for PgStore {
                 self.reconnect()?;
                 reconnected = true;
             }
-            let failure = match self.attempt(work) {
+            let failure = match self.attempt(isolation, work) {
                 Ok(()) => return Ok(()),
                 Err(f) => f,
             };
