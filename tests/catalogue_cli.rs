@@ -6,20 +6,22 @@
 #![cfg(feature = "torch")]
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used)]
 
+mod cli_support;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use animal_reid::catalogue::testing::ThrowawayPostgres;
 use animal_reid::core::ParamGuard;
 use animal_reid::data::synthetic::SyntheticParams;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_animal-reid");
+use cli_support::{cli, run};
 
 /// Image embeddings shared by every run of these tests (by content and
 /// model), so that reruns and the second engine do not embed again.
@@ -40,30 +42,6 @@ fn engines(name: &str) -> Result<(Engines, Vec<(&'static str, String)>)> {
     let url = pg.fresh_database(name).map_err(|e| anyhow::anyhow!(e))?;
     let list = vec![("sqlite", sqlite), ("postgres", url)];
     Ok((Engines { _dir: dir, _pg: pg }, list))
-}
-
-fn cli(location: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--catalogue")
-        .arg(location)
-        .arg("--quiet")
-        .args(args)
-        .env_remove("ANIMAL_REID_FAULT_PAUSE_MS");
-    c
-}
-
-/// Runs the program; fails with its output unless it exits 0.
-fn run(location: &str, args: &[&str]) -> Result<String> {
-    let out: Output = cli(location, args).output()?;
-    if !out.status.success() {
-        bail!(
-            "animal-reid {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn json(location: &str, args: &[&str]) -> Result<Value> {

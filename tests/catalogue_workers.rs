@@ -7,43 +7,22 @@
 #![cfg(feature = "torch")]
 #![allow(clippy::print_stderr)]
 
+mod cli_support;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use animal_reid::catalogue::testing::ThrowawayPostgres;
 use animal_reid::core::ParamGuard;
 use animal_reid::data::synthetic::SyntheticParams;
 use animal_reid::index::Gallery;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_animal-reid");
-
-fn cli(location: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--catalogue")
-        .arg(location)
-        .arg("--quiet")
-        .args(args)
-        .env_remove("ANIMAL_REID_FAULT_PAUSE_MS");
-    c
-}
-
-fn run(location: &str, args: &[&str]) -> Result<String> {
-    let out = cli(location, args).output()?;
-    if !out.status.success() {
-        bail!(
-            "animal-reid {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use cli_support::{cli, run};
 
 /// content hash -> embedding, from an export of the catalogue.
 fn embeddings(location: &str, dir: &Path) -> Result<HashMap<String, Vec<f32>>> {

@@ -600,6 +600,31 @@ fn assign_photo(
     )
 }
 
+/// Puts the photo of decision `r` under individual `ind`: assigns it when
+/// the catalogue has it (`existing`: id, individual, last change), else
+/// adds it.
+fn place_photo(
+    tx: &mut dyn Tx,
+    existing: Option<(i64, Option<String>, i64)>,
+    r: &DecisionRow,
+    ind: &str,
+    items: &mut Items<'_>,
+) -> Result<()> {
+    match existing {
+        Some((id, cur, by)) => assign_photo(tx, id, cur.as_deref(), by, Some(ind), items),
+        None => insert_photo(
+            tx,
+            &r.dataset,
+            &r.content_hash,
+            &r.path.to_string_lossy(),
+            r.species.as_deref(),
+            Some(ind),
+            items,
+        )
+        .map(|_| ()),
+    }
+}
+
 fn check_hash(hash: &str, what: &str) -> Result<()> {
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CatalogueError::Invalid(format!(
@@ -1196,20 +1221,8 @@ impl Catalogue {
                             .ok_or_else(|| row_error(r, format!("no individual {label:?}")))?;
                         match existing {
                             Some((_, Some(cur), _)) if cur == ind => report.unchanged += 1,
-                            Some((id, cur, by)) => {
-                                assign_photo(tx, id, cur.as_deref(), by, Some(&ind), &mut items)?;
-                                report.confirmed += 1;
-                            }
-                            None => {
-                                insert_photo(
-                                    tx,
-                                    &r.dataset,
-                                    &r.content_hash,
-                                    &path,
-                                    species,
-                                    Some(&ind),
-                                    &mut items,
-                                )?;
+                            _ => {
+                                place_photo(tx, existing, r, &ind, &mut items)?;
                                 report.confirmed += 1;
                             }
                         }
@@ -1231,27 +1244,7 @@ impl Catalogue {
                                     id
                                 }
                             };
-                            match existing {
-                                Some((id, cur, by)) => assign_photo(
-                                    tx,
-                                    id,
-                                    cur.as_deref(),
-                                    by,
-                                    Some(&ind),
-                                    &mut items,
-                                )?,
-                                None => {
-                                    insert_photo(
-                                        tx,
-                                        &r.dataset,
-                                        &r.content_hash,
-                                        &path,
-                                        species,
-                                        Some(&ind),
-                                        &mut items,
-                                    )?;
-                                }
-                            }
+                            place_photo(tx, existing, r, &ind, &mut items)?;
                             report.new_photos += 1;
                         }
                     }

@@ -196,6 +196,34 @@ impl Catalogue {
         })
     }
 
+    /// Parks the rows of `model` whose lease ran out after `max_attempts`
+    /// claims: a photo whose worker dies every time it holds it (a decoder
+    /// that crashes the process, say) would otherwise be claimed forever.
+    /// Returns the rows parked. Workers call it before each claim.
+    pub fn park_abandoned(&mut self, model: &Model, max_attempts: i64) -> Result<usize> {
+        let kind = self.store().kind();
+        let now = now_rfc3339();
+        transact_at(self.store(), Isolation::ReadCommitted, |tx| {
+            let t = db_now_ms(tx, kind)?;
+            Ok(tx.execute(
+                "UPDATE jobs SET state = 'parked', lease_owner = NULL, lease_until = NULL, \
+                 last_error = ?4, updated_at = ?5 \
+                 WHERE model = ?1 AND state = 'leased' AND lease_until < ?2 AND attempts >= ?3",
+                &[
+                    model.id.as_str().into(),
+                    Value::Int(t),
+                    Value::Int(max_attempts),
+                    format!(
+                        "its worker stopped (died or stalled past the lease) each of the \
+                         {max_attempts} times it held it"
+                    )
+                    .into(),
+                    now.as_str().into(),
+                ],
+            )? as usize)
+        })
+    }
+
     /// Extends `owner`'s leases on `model` by `lease` from now; returns the
     /// rows still leased to it.
     pub fn renew(&mut self, model: &Model, owner: &str, lease: Duration) -> Result<usize> {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::Array2;
 use rayon::prelude::*;
-use reid_catalogue::catalogue::{Catalogue, ChangeContext, EnrolPhoto, content_hash};
+use reid_catalogue::catalogue::{Catalogue, ChangeContext, content_hash};
 use reid_catalogue::decisions::{Suggestion, read_decisions, write_decisions};
 use reid_catalogue::gallery::{
     QueryPhoto, all_new_items, identification_input, load_gallery, photo_record, review_items,
@@ -163,6 +163,30 @@ struct Ready {
     model: reid_catalogue::catalogue::Model,
 }
 
+impl Ready {
+    /// [`photos::embeddings`] with this catalogue's model.
+    fn embed(
+        &mut self,
+        records: &[reid_core::Record],
+        hashes: &[String],
+        cache: Option<&Path>,
+        quiet: bool,
+        store: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        photos::embeddings(
+            &mut self.cat,
+            &self.model,
+            &self.args,
+            &self.bb,
+            records,
+            hashes,
+            cache,
+            quiet,
+            store,
+        )
+    }
+}
+
 fn ready(location: &str, ctx: &ChangeContext, cache: Option<&Path>, quiet: bool) -> Result<Ready> {
     let mut cat = Catalogue::open(location)?;
     let config = PipelineConfig::load(&mut cat)?;
@@ -193,29 +217,8 @@ fn enrol(location: &str, a: &EnrolArgs, ctx: &ChangeContext, quiet: bool) -> Res
     let cache = a.embedding_cache.as_deref();
     let mut r = ready(location, ctx, cache, quiet)?;
     let hashes = photos::hashes(&ds.records)?;
-    let emb = photos::embeddings(
-        &mut r.cat,
-        &r.model,
-        &r.args,
-        &r.bb,
-        &ds.records,
-        &hashes,
-        cache,
-        quiet,
-        false,
-    )?;
-    let photos: Vec<EnrolPhoto> = ds
-        .records
-        .iter()
-        .zip(&hashes)
-        .map(|(rec, h)| EnrolPhoto {
-            path: std::fs::canonicalize(&rec.path).unwrap_or_else(|_| rec.path.clone()),
-            content_hash: h.clone(),
-            dataset: rec.dataset.clone().unwrap_or_default(),
-            species: rec.species.clone(),
-            individual: rec.identity.clone().unwrap_or_default(),
-        })
-        .collect();
+    let emb = r.embed(&ds.records, &hashes, cache, quiet, false)?;
+    let photos = photos::catalogue_photos(&ds.records, &hashes);
     let emb: Vec<Option<Vec<f32>>> = emb.into_iter().map(Some).collect();
     let report = r.cat.enrol(&photos, &r.model, &emb, ctx)?;
     match report.change {
@@ -272,17 +275,7 @@ fn identify_cmd(location: &str, a: &IdentifyArgs, ctx: &ChangeContext, quiet: bo
     let cache = a.embedding_cache.as_deref();
     let mut r = ready(location, ctx, cache, quiet)?;
     let hashes = photos::hashes(&ds.records)?;
-    let emb = photos::embeddings(
-        &mut r.cat,
-        &r.model,
-        &r.args,
-        &r.bb,
-        &ds.records,
-        &hashes,
-        cache,
-        quiet,
-        true,
-    )?;
+    let emb = r.embed(&ds.records, &hashes, cache, quiet, true)?;
     let queries: Vec<QueryPhoto> = ds
         .records
         .iter()

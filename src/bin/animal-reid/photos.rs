@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use reid_backbone::backbone::Backbone;
 use reid_backbone::pipeline::embedding_config;
-use reid_catalogue::catalogue::{Catalogue, Model, content_hash};
+use reid_catalogue::catalogue::{Catalogue, EnrolPhoto, Model, content_hash};
 use reid_core::{Record, SplitRole};
 use reid_data::Dataset;
 use reid_data::loaders::{load_animalclef, load_folders};
@@ -82,6 +82,23 @@ pub fn load(src: &PhotoSource, need_identity: bool) -> Result<Dataset> {
         bail!("no photos to work on");
     }
     Ok(ds)
+}
+
+/// The photos of `records` (content `hashes`) as the catalogue registers
+/// them: canonical paths, the dataset, the identity as the individual's
+/// name (empty: unassigned).
+pub fn catalogue_photos(records: &[Record], hashes: &[String]) -> Vec<EnrolPhoto> {
+    records
+        .iter()
+        .zip(hashes)
+        .map(|(r, h)| EnrolPhoto {
+            path: std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone()),
+            content_hash: h.clone(),
+            dataset: r.dataset.clone().unwrap_or_default(),
+            species: r.species.clone(),
+            individual: r.identity.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The content hash of every record's file, in parallel.

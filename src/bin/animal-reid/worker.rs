@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use reid_backbone::pipeline::extract_skipping;
-use reid_catalogue::catalogue::{Catalogue, ChangeContext, EnrolPhoto, content_hash, now_rfc3339};
+use reid_catalogue::catalogue::{Catalogue, ChangeContext, content_hash, now_rfc3339};
 use reid_catalogue::queue::{BatchResult, WorkerInfo};
 use reid_core::Record;
 
@@ -86,18 +86,7 @@ pub fn ingest(location: &str, a: &IngestArgs, ctx: &ChangeContext) -> Result<i32
         eprintln!("the catalogue's model changed ({prev} -> {})", model.id);
     }
     let hashes = photos::hashes(&ds.records)?;
-    let list: Vec<EnrolPhoto> = ds
-        .records
-        .iter()
-        .zip(&hashes)
-        .map(|(r, h)| EnrolPhoto {
-            path: std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone()),
-            content_hash: h.clone(),
-            dataset: r.dataset.clone().unwrap_or_default(),
-            species: r.species.clone(),
-            individual: r.identity.clone().unwrap_or_default(),
-        })
-        .collect();
+    let list = photos::catalogue_photos(&ds.records, &hashes);
     let report = cat.ingest(&list, &model, ctx)?;
     // Photos of the catalogue still lacking an embedding (an earlier
     // model) are queued too.
@@ -164,6 +153,7 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
     };
     loop {
         let t = Instant::now();
+        cat.park_abandoned(&model, a.max_attempts)?;
         let jobs = cat.claim(&model, &id, a.batch, lease)?;
         info.queue_seconds += t.elapsed().as_secs_f64();
         if jobs.is_empty() {
