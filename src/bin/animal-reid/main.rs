@@ -29,7 +29,18 @@ use clap::{Parser, Subcommand};
 /// A catalogue of known individuals: enrol labelled photos, identify new
 /// ones, review and apply the decisions, undo, check.
 #[derive(Debug, Parser)]
-#[command(name = "animal-reid", version, about, long_about = None)]
+#[command(
+    name = "animal-reid",
+    version,
+    about = "A catalogue of known individual animals: enrol labelled photos, identify new ones, \
+             review and apply the decisions (journalled, undoable), over SQLite or PostgreSQL",
+    after_help = "Example:\n  \
+        animal-reid --catalogue cows.db init --backbone mobilenet_v2 --local sift\n  \
+        animal-reid --catalogue cows.db enrol --folder known/ --dataset farm-a\n  \
+        animal-reid --catalogue cows.db identify --folder batch-07/ --dataset farm-a --out review-07\n  \
+        animal-reid --catalogue cows.db apply review-07/decisions.csv --actor maria\n\n\
+        `animal-reid COMMAND --help` for each command's options."
+)]
 pub struct Cli {
     /// The catalogue: a SQLite file (`cows.db`, `sqlite://cows.db`) or a
     /// PostgreSQL URL (`postgres://user@host:5432/db`). Default:
