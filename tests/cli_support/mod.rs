@@ -22,7 +22,12 @@ pub fn cli(location: &str, args: &[&str]) -> Command {
 
 /// Runs the program; fails with its output unless it exits 0.
 pub fn run(location: &str, args: &[&str]) -> Result<String> {
-    let out = cli(location, args).output()?;
+    run_with(location, args, &[])
+}
+
+/// [`run`] with environment variables set.
+pub fn run_with(location: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
+    let out = cli(location, args).envs(env.iter().copied()).output()?;
     if !out.status.success() {
         bail!(
             "animal-reid {args:?} failed ({}):\n{}\n{}",

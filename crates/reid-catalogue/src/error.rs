@@ -68,6 +68,14 @@ pub enum CatalogueError {
         /// Why not.
         message: String,
     },
+    /// A photo registered by URL could not be downloaded.
+    #[error("{url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The HTTP status or transport failure.
+        message: String,
+    },
     /// A file the core writer failed on.
     #[error(transparent)]
     Core(#[from] reid_core::CoreError),

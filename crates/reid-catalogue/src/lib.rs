@@ -22,7 +22,10 @@
 //!   machines (`animal-reid worker`).
 //! - [`decisions`]: the decisions CSV a person edits; [`review`]: the
 //!   self-contained HTML review page.
-//! - [`testing`]: a throwaway PostgreSQL server for tests.
+//! - [`storage`]: where photos' bytes live: paths on shared storage (with a
+//!   per-machine prefix map) or http(s) URLs, downloaded into a cache.
+//! - [`testing`]: a throwaway PostgreSQL server and a static HTTP server for
+//!   tests.
 //!
 //! ```
 //! use reid_catalogue::catalogue::{Catalogue, ChangeContext, EnrolPhoto, Model};
@@ -64,6 +67,7 @@ pub mod gallery;
 pub mod queue;
 pub mod review;
 pub mod schema;
+pub mod storage;
 pub mod store;
 pub mod testing;
 

@@ -48,6 +48,9 @@ pub struct ReviewPage<'a> {
     /// Longer side of the thumbnails in pixels ([`DEFAULT_THUMBNAIL_PX`]),
     /// within [`THUMBNAIL_PX_RANGE`].
     pub thumbnail_px: u32,
+    /// Reads photos registered by URL or under a mapped prefix (`None`:
+    /// every path is read as it is).
+    pub photos: Option<&'a crate::storage::PhotoFetcher>,
 }
 
 impl<'a> ReviewPage<'a> {
@@ -64,6 +67,7 @@ impl<'a> ReviewPage<'a> {
             model: model.into(),
             items,
             thumbnail_px: DEFAULT_THUMBNAIL_PX,
+            photos: None,
         }
     }
 }
@@ -89,7 +93,7 @@ pub fn review_page_html(page: &ReviewPage<'_>) -> Result<String> {
             THUMBNAIL_PX_RANGE.end()
         )));
     }
-    let thumbs = thumbnails(page.items, page.thumbnail_px);
+    let thumbs = thumbnails(page.items, page.thumbnail_px, page.photos);
     Ok(render(page, &thumbs))
 }
 
@@ -97,7 +101,11 @@ pub fn review_page_html(page: &ReviewPage<'_>) -> Result<String> {
 type Thumb = std::result::Result<String, String>;
 
 /// The thumbnails of every distinct file of `items`, decoded in parallel.
-fn thumbnails(items: &[ReviewItem], px: u32) -> HashMap<&Path, Thumb> {
+fn thumbnails<'a>(
+    items: &'a [ReviewItem],
+    px: u32,
+    photos: Option<&crate::storage::PhotoFetcher>,
+) -> HashMap<&'a Path, Thumb> {
     let mut files: Vec<&Path> = items
         .iter()
         .flat_map(|it| {
@@ -109,7 +117,14 @@ fn thumbnails(items: &[ReviewItem], px: u32) -> HashMap<&Path, Thumb> {
     files.dedup();
     files
         .into_par_iter()
-        .map(|f| (f, thumbnail(f, px)))
+        .map(|f| {
+            let t = match photos.map(|p| p.local(f)) {
+                None => thumbnail(f, px),
+                Some(Ok(local)) => thumbnail(&local, px),
+                Some(Err(e)) => Err(e.to_string()),
+            };
+            (f, t)
+        })
         .collect()
 }
 

@@ -493,3 +493,126 @@ fn path_arg(p: &Path) -> Result<String, String> {
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+/// A static HTTP/1.1 file server on a free port of 127.0.0.1, serving the
+/// files under a folder as they are at each request (so a test can replace
+/// one), for tests of photos registered by URL; stopped on drop.
+///
+/// ```
+/// use reid_catalogue::testing::StaticHttp;
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.jpg"), b"bytes")?;
+/// let server = StaticHttp::serve(dir.path())?;
+/// assert!(server.url("a.jpg").starts_with("http://127.0.0.1:"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StaticHttp {
+    base: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    requests: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StaticHttp {
+    /// Serves `root`: `GET /a/b.jpg` answers `root/a/b.jpg`, 404 when it is
+    /// not a file (or the path climbs out with `..`).
+    pub fn serve(root: &Path) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let root = root.to_path_buf();
+        let (s, n) = (stop.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = conn {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let root = root.clone();
+                    std::thread::spawn(move || answer(stream, &root));
+                }
+            }
+        });
+        Ok(Self {
+            base,
+            stop,
+            requests,
+            thread: Some(thread),
+        })
+    }
+
+    /// The URL of `rel` (a path under the served folder).
+    pub fn url(&self, rel: &str) -> String {
+        format!("{}/{}", self.base, rel.trim_start_matches('/'))
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for StaticHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accepting thread.
+        let _ = std::net::TcpStream::connect(self.base.trim_start_matches("http://"));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers one request of [`StaticHttp`].
+fn answer(mut stream: std::net::TcpStream, root: &Path) {
+    use std::io::{BufRead, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(clone) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = std::io::BufReader::new(clone);
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    // The headers, up to the blank line.
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let target = first.split_whitespace().nth(1).unwrap_or("/");
+    let rel = target
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('/');
+    let safe = !rel.is_empty() && !rel.split('/').any(|c| c == ".." || c.is_empty());
+    let body = if safe {
+        std::fs::read(root.join(rel)).ok()
+    } else {
+        None
+    };
+    let _ = match body {
+        Some(b) => stream
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                    b.len()
+                )
+                .as_bytes(),
+            )
+            .and_then(|()| stream.write_all(&b)),
+        None => stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found",
+        ),
+    };
+    let _ = stream.flush();
+}

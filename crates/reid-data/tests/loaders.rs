@@ -800,3 +800,41 @@ fn writer_rejects_duplicates() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn url_cells_are_kept_as_they_are_and_not_checked_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    std::fs::write(dir.path().join("img/good.jpg"), b"\xff\xd8\xff").unwrap();
+    let p = write(
+        dir.path(),
+        "m.csv",
+        &format!(
+            "{HEADER}0,a,img/good.jpg,,,,,\n1,a,https://photos.example.org/a/1.jpg?sig=x,,,,,\n\
+             2,b,HTTP://10.0.0.2:8080/b.png,,,,,\n3,b,ftp://host/c.jpg,,,,,\n"
+        ),
+    );
+    let opts = LoadOptions::skip().with_check_files(true);
+    let (ds, report) = load_animalclef(&p, &opts).unwrap();
+    let paths: Vec<String> = ds
+        .records
+        .iter()
+        .map(|r| r.path.display().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            dir.path().join("img/good.jpg").display().to_string(),
+            "https://photos.example.org/a/1.jpg?sig=x".into(),
+            "HTTP://10.0.0.2:8080/b.png".into(),
+        ]
+    );
+    // Another scheme is a relative path like any other: joined, checked,
+    // and missing.
+    assert_eq!(report.skipped.len(), 1);
+    assert!(
+        report.skipped[0].error.to_string().contains("host/c.jpg"),
+        "{}",
+        report.skipped[0].error
+    );
+}

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use ndarray::Array2;
 use rayon::prelude::*;
-use reid_catalogue::catalogue::{Catalogue, ChangeContext, content_hash};
+use reid_catalogue::catalogue::{Catalogue, ChangeContext};
 use reid_catalogue::decisions::{Suggestion, read_decisions, write_decisions};
 use reid_catalogue::gallery::{
     QueryPhoto, all_new_items, identification_input, load_gallery, photo_record, review_items,
@@ -282,7 +282,7 @@ fn identify_cmd(location: &str, a: &IdentifyArgs, ctx: &ChangeContext, quiet: bo
         .zip(&hashes)
         .map(|(rec, h)| QueryPhoto {
             id: rec.image_id.clone(),
-            path: std::fs::canonicalize(&rec.path).unwrap_or_else(|_| rec.path.clone()),
+            path: photos::location_of(rec),
             content_hash: h.clone(),
             dataset: rec.dataset.clone().unwrap_or_default(),
             species: rec.species.clone(),
@@ -300,6 +300,7 @@ fn identify_cmd(location: &str, a: &IdentifyArgs, ctx: &ChangeContext, quiet: bo
             Some(why) => eprintln!("search index rebuilt ({} photos): {why}", g.gallery.len()),
         }
     }
+    let fetcher = crate::fetcher()?;
     let t = Instant::now();
     let (items, thresholds) = if g.gallery.is_empty() {
         eprintln!(
@@ -308,7 +309,9 @@ fn identify_cmd(location: &str, a: &IdentifyArgs, ctx: &ChangeContext, quiet: bo
         (all_new_items(&queries), serde_json::json!({}))
     } else {
         let (records, m) = identification_input(&g.gallery, &queries, &q)?;
-        let ident = match decide(&records, &m, &r.config, None, quiet) {
+        // Local matching reads the photos: this machine's copies.
+        let records_here = photos::localize(&fetcher, &records)?;
+        let ident = match decide(&records_here, &m, &r.config, None, quiet) {
             Err(e) if calibration_impossible(&e) => {
                 eprintln!(
                     "the catalogue is too small to calibrate a threshold from itself ({e:#}); \
@@ -317,7 +320,7 @@ fn identify_cmd(location: &str, a: &IdentifyArgs, ctx: &ChangeContext, quiet: bo
                     r.config.fallback_threshold
                 );
                 decide(
-                    &records,
+                    &records_here,
                     &m,
                     &r.config,
                     Some(r.config.fallback_threshold),
@@ -343,6 +346,7 @@ fn identify_cmd(location: &str, a: &IdentifyArgs, ctx: &ChangeContext, quiet: bo
             model: format!("{} ({})", r.model.id, r.model.description),
             items: &items,
             thumbnail_px: 224,
+            photos: Some(&fetcher),
         },
     )?;
     let known = items
@@ -559,12 +563,16 @@ fn check(location: &str, a: &CheckArgs, quiet: bool) -> Result<i32> {
     let mut problems = cat.check()?;
     if a.files {
         let photos = cat.photos(None)?;
+        let fetcher = crate::fetcher()?;
         let pb = reid_examples::bar(photos.len(), "reading photo files", quiet);
         let bad: Vec<String> = photos
             .par_iter()
             .filter_map(|p| {
                 pb.inc(1);
-                match content_hash(&p.path) {
+                match fetcher
+                    .local_with_hash(&p.path, &p.content_hash)
+                    .map(|(_, h)| h)
+                {
                     Err(e) => Some(format!("photo {}: {e}", p.id)),
                     Ok(h) if h != p.content_hash => Some(format!(
                         "photo {} ({}): file changed (sha256 {h}, enrolled {})",

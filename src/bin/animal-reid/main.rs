@@ -56,6 +56,13 @@ pub struct Cli {
     /// No progress bars.
     #[arg(long, global = true)]
     pub quiet: bool,
+    /// Where this machine sees photos registered under another prefix,
+    /// `FROM=TO` (repeatable; e.g. the share mounted at `/data/photos` where
+    /// they were registered and at `/mnt/photos` here). Also
+    /// `$ANIMAL_REID_PATH_MAP` (`FROM=TO;FROM=TO`). Photos registered by
+    /// http(s) URL are downloaded into the animal-reid cache instead.
+    #[arg(long, global = true, value_name = "FROM=TO")]
+    pub path_map: Vec<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -143,8 +150,22 @@ pub enum Command {
     Check(commands::CheckArgs),
 }
 
+/// The `--path-map` options of this run.
+static PATH_MAPS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Where this run reads photos from: paths (after `--path-map` and
+/// `$ANIMAL_REID_PATH_MAP`), and http(s) URLs downloaded into the cache.
+pub fn fetcher() -> anyhow::Result<reid_catalogue::storage::PhotoFetcher> {
+    let mut f = reid_catalogue::storage::PhotoFetcher::new(reid_catalogue::storage::default_dir());
+    for spec in PATH_MAPS.get().into_iter().flatten() {
+        f = f.map_spec(spec)?;
+    }
+    Ok(f.with_env_maps()?)
+}
+
 fn main() {
     let cli = Cli::parse();
+    let _ = PATH_MAPS.set(cli.path_map.clone());
     match commands::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

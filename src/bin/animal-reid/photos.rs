@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use reid_backbone::backbone::Backbone;
 use reid_backbone::pipeline::embedding_config;
 use reid_catalogue::catalogue::{Catalogue, EnrolPhoto, Model, content_hash};
+use reid_catalogue::storage::{PhotoFetcher, is_url};
 use reid_core::{Record, SplitRole};
 use reid_data::Dataset;
 use reid_data::loaders::{load_animalclef, load_folders};
@@ -78,10 +79,82 @@ pub fn load(src: &PhotoSource, need_identity: bool) -> Result<Dataset> {
             );
         }
     }
+    fetch_remote(&mut ds.records, src.skip_bad)?;
     if ds.records.is_empty() {
         bail!("no photos to work on");
     }
     Ok(ds)
+}
+
+/// The attribute holding a record's location as the catalogue registers
+/// it, where that is not its (local) path: the URL of a downloaded photo.
+pub const LOCATION: &str = "location";
+
+/// Downloads the photos given by http(s) URL into the cache: each record's
+/// path becomes the local copy, its URL kept under [`LOCATION`].
+/// Unreachable photos stop the command, or are left out (reported) with
+/// `skip_bad`.
+fn fetch_remote(records: &mut Vec<Record>, skip_bad: bool) -> Result<()> {
+    let remote = records.iter().filter(|r| is_url(&r.path)).count();
+    if remote == 0 {
+        return Ok(());
+    }
+    let fetcher = crate::fetcher()?;
+    let pb = bar(remote, "downloading photos", false);
+    let fetched: Vec<Option<reid_catalogue::Result<std::path::PathBuf>>> = records
+        .par_iter()
+        .map(|r| {
+            is_url(&r.path).then(|| {
+                let got = fetcher.local(&r.path);
+                pb.inc(1);
+                got
+            })
+        })
+        .collect();
+    pb.finish_and_clear();
+    let mut kept = Vec::with_capacity(records.len());
+    for (mut r, f) in std::mem::take(records).into_iter().zip(fetched) {
+        match f {
+            None => kept.push(r),
+            Some(Ok(local)) => {
+                r.attributes
+                    .insert(LOCATION.into(), r.path.display().to_string());
+                r.path = local;
+                kept.push(r);
+            }
+            Some(Err(e)) if skip_bad => eprintln!("skipped {}: {e}", r.image_id),
+            Some(Err(e)) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("photo {}: cannot download it", r.image_id)));
+            }
+        }
+    }
+    *records = kept;
+    Ok(())
+}
+
+/// Where the catalogue records `r`'s photo: its URL when it was downloaded,
+/// else its canonical path.
+pub fn location_of(r: &Record) -> std::path::PathBuf {
+    match r.attributes.get(LOCATION) {
+        Some(url) => url.into(),
+        None => std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone()),
+    }
+}
+
+/// `records` with every path turned into a file this machine reads (the
+/// cached download of a URL, a mapped path), in parallel.
+pub fn localize(fetcher: &PhotoFetcher, records: &[Record]) -> Result<Vec<Record>> {
+    records
+        .par_iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.path = fetcher
+                .local(&r.path)
+                .with_context(|| format!("photo {}", r.image_id))?;
+            Ok(r)
+        })
+        .collect()
 }
 
 /// The photos of `records` (content `hashes`) as the catalogue registers
@@ -92,7 +165,7 @@ pub fn catalogue_photos(records: &[Record], hashes: &[String]) -> Vec<EnrolPhoto
         .iter()
         .zip(hashes)
         .map(|(r, h)| EnrolPhoto {
-            path: std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone()),
+            path: location_of(r),
             content_hash: h.clone(),
             dataset: r.dataset.clone().unwrap_or_default(),
             species: r.species.clone(),
@@ -177,11 +250,12 @@ pub fn catch_up(
     if missing.is_empty() {
         return Ok(0);
     }
+    let fetcher = crate::fetcher()?;
     let pb = bar(missing.len(), "checking photo files", quiet);
-    let checked: Vec<Result<()>> = missing
+    let checked: Vec<Result<std::path::PathBuf>> = missing
         .par_iter()
         .map(|p| {
-            let h = content_hash(&p.path).with_context(|| {
+            let (local, h) = fetcher.local_with_hash(&p.path, &p.content_hash).with_context(|| {
                 format!(
                     "photo {} of the catalogue must be embedded with {} but its file cannot be read",
                     p.id, model.id
@@ -198,14 +272,15 @@ pub fn catch_up(
                     h
                 );
             }
-            Ok(())
+            Ok(local)
         })
         .collect();
     pb.finish_and_clear();
-    checked.into_iter().collect::<Result<()>>()?;
+    let local = checked.into_iter().collect::<Result<Vec<_>>>()?;
     let records: Vec<Record> = missing
         .iter()
-        .map(|p| Record::new(format!("photo-{}", p.id), p.path.clone()))
+        .zip(local)
+        .map(|(p, local)| Record::new(format!("photo-{}", p.id), local))
         .collect();
     let hashes: Vec<String> = missing.iter().map(|p| p.content_hash.clone()).collect();
     embeddings(cat, model, args, bb, &records, &hashes, cache, quiet, true)?;

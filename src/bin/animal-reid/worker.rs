@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use reid_backbone::pipeline::extract_skipping;
-use reid_catalogue::catalogue::{Catalogue, ChangeContext, content_hash, now_rfc3339};
+use reid_catalogue::catalogue::{Catalogue, ChangeContext, now_rfc3339};
 use reid_catalogue::queue::{BatchResult, WorkerInfo};
 use reid_core::Record;
 
@@ -29,11 +29,17 @@ pub struct WorkerArgs {
     /// each).
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    /// Seconds a claimed batch stays leased; a worker that dies loses its
-    /// batch to the others this long after its claim. Keep it well above
-    /// the time one batch takes.
+    /// Seconds a claimed batch stays leased without news from its worker:
+    /// a live worker renews its lease every third of this (a thread of its
+    /// own, so a slow batch is not taken from it), a worker that dies or
+    /// loses the network loses its batch to the others this long after its
+    /// last renewal.
     #[arg(long, default_value_t = 300.0)]
     lease: f64,
+    /// Renewals of one batch's lease before the worker stops renewing it
+    /// (a worker stuck on one batch gives it up to the others).
+    #[arg(long, default_value_t = 20)]
+    max_renewals: u32,
     /// Claims of a photo that fails (e.g. an undecodable image) before it
     /// is parked.
     #[arg(long, default_value_t = 3)]
@@ -138,11 +144,13 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
         }
     }
     cat.enqueue_missing(&model.id)?;
+    let fetcher = crate::fetcher()?;
     let id =
         a.id.clone()
             .unwrap_or_else(|| format!("{}-{}", host(), std::process::id()));
     let params = args.extract_params(None)?;
     let lease = Duration::from_secs_f64(a.lease);
+    let heartbeat = Heartbeat::start(location, &model, &id, lease, a.max_renewals)?;
     let mut info = WorkerInfo {
         id: id.clone(),
         host: host(),
@@ -155,7 +163,9 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
         let t = Instant::now();
         cat.park_abandoned(&model, a.max_attempts)?;
         let jobs = cat.claim(&model, &id, a.batch, lease)?;
+        heartbeat.batch_started();
         info.queue_seconds += t.elapsed().as_secs_f64();
+        slow_batch_fault();
         if jobs.is_empty() {
             let s = cat.queue_status(&model.id)?;
             let open = s.states.get("pending").copied().unwrap_or(0)
@@ -166,46 +176,49 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
             std::thread::sleep(Duration::from_secs_f64(a.poll));
             continue;
         }
-        // Compute: each file must still hold the bytes it was registered
-        // with; unreadable and undecodable images are failures, not stops.
+        // Compute: each file (a URL's download) must still hold the bytes
+        // it was registered with; unreadable and undecodable images are
+        // failures, not stops.
         let t = Instant::now();
-        let checked: Vec<Result<(), String>> = jobs
+        let checked: Vec<Result<std::path::PathBuf, String>> = jobs
             .par_iter()
-            .map(|j| match content_hash(&j.path) {
-                Err(e) => Err(e.to_string()),
-                Ok(h) if h != j.content_hash => Err(format!(
-                    "{}: file changed since it was registered (sha256 {h}, registered {})",
-                    j.path.display(),
-                    j.content_hash
-                )),
-                Ok(_) => Ok(()),
-            })
+            .map(
+                |j| match fetcher.local_with_hash(&j.path, &j.content_hash) {
+                    Err(e) => Err(e.to_string()),
+                    Ok((_, h)) if h != j.content_hash => Err(format!(
+                        "{}: file changed since it was registered (sha256 {h}, registered {})",
+                        j.path.display(),
+                        j.content_hash
+                    )),
+                    Ok((local, _)) => Ok(local),
+                },
+            )
             .collect();
         let mut result = BatchResult::default();
         let mut todo = Vec::new();
         for (j, c) in jobs.iter().zip(checked) {
             match c {
-                Ok(()) => todo.push(j),
+                Ok(local) => todo.push((j, local)),
                 Err(e) => result.failed.push((j.content_hash.clone(), e)),
             }
         }
         if !todo.is_empty() {
             let records: Vec<Record> = todo
                 .iter()
-                .map(|j| Record::new(j.content_hash.clone(), j.path.clone()))
+                .map(|(j, local)| Record::new(j.content_hash.clone(), local.clone()))
                 .collect();
             let (emb, skipped) = extract_skipping(&bb, &records, &params, |_| {})?;
             let bad: std::collections::HashSet<usize> = skipped.iter().map(|s| s.index).collect();
             for s in skipped {
                 result
                     .failed
-                    .push((todo[s.index].content_hash.clone(), s.error));
+                    .push((todo[s.index].0.content_hash.clone(), s.error));
             }
             let good = todo
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !bad.contains(i))
-                .map(|(_, j)| j);
+                .map(|(_, (j, _))| j);
             for (j, row) in good.zip(emb.matrix.rows()) {
                 result.done.push((j.content_hash.clone(), row.to_vec()));
             }
@@ -213,6 +226,7 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
         info.compute_seconds += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let c = cat.complete(&model, &id, &result, a.max_attempts)?;
+        heartbeat.batch_done();
         info.photos += c.written as i64;
         info.failed += (c.retried + c.parked) as i64;
         info.last_seen = now_rfc3339();
@@ -234,6 +248,85 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
     cat.report_worker(&info)?;
     println!("{}", serde_json::to_string(&info)?);
     Ok(0)
+}
+
+/// A fault-injection knob for the tests: `ANIMAL_REID_FAULT_SLOW_BATCH_MS`
+/// makes every batch that long slower (a batch slower than its lease must
+/// stay with its live worker).
+fn slow_batch_fault() {
+    if let Some(ms) = std::env::var("ANIMAL_REID_FAULT_SLOW_BATCH_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+/// Renews a worker's leases from a thread (and a database connection) of
+/// its own while a batch is being computed, so that a batch slower than the
+/// lease stays with its live worker; the process dying (SIGKILL, power) or
+/// losing the database stops the renewals and the lease runs out. A batch
+/// held past `max_renewals` renewals is no longer renewed.
+struct Heartbeat {
+    /// Renewals left for the batch in hand; 0 when none is.
+    left: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    max_renewals: u32,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(
+        location: &str,
+        model: &reid_catalogue::catalogue::Model,
+        id: &str,
+        lease: Duration,
+        max_renewals: u32,
+    ) -> Result<Self> {
+        use std::sync::atomic::Ordering;
+        let mut cat =
+            Catalogue::open(location).context("the worker's second connection (lease renewals)")?;
+        let left = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (l, model, id) = (left.clone(), model.clone(), id.to_string());
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(lease / 3)
+            {
+                let renew = l
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if renew && let Err(e) = cat.renew(&model, &id, lease) {
+                    eprintln!("{id}: could not renew the lease (will retry): {e}");
+                }
+            }
+        });
+        Ok(Self {
+            left,
+            max_renewals,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn batch_started(&self) {
+        self.left
+            .store(self.max_renewals, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn batch_done(&self) {
+        self.left.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// The queue's progress across workers.

@@ -395,7 +395,7 @@ fn parse_row(
         return Err(bad(format!("empty path (column `{}`)", cols.path)));
     }
     let rel = Path::new(rel);
-    let path = if rel.is_absolute() {
+    let path = if rel.is_absolute() || is_url_cell(rel) {
         rel.to_path_buf()
     } else {
         root.join(rel)
@@ -438,6 +438,17 @@ fn parse_row(
         }
     }
     Ok(r)
+}
+
+/// Whether a path cell is an `http://` or `https://` URL: kept as it is
+/// (not joined to the CSV's folder, not checked on disk), for callers that
+/// fetch photos from shared storage (`reid_catalogue::storage`).
+pub fn is_url_cell(path: &Path) -> bool {
+    path.to_str().is_some_and(|s| {
+        s.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+        })
+    })
 }
 
 fn check_file(path: &Path) -> Result<()> {
@@ -564,7 +575,7 @@ pub(super) fn load_csv_impl(
                     first_line: first,
                 });
             }
-            if opts.check_files {
+            if opts.check_files && !is_url_cell(&r.path) {
                 check_file(&r.path)?;
             }
             Ok(r)
