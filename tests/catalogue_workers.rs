@@ -42,6 +42,40 @@ fn embeddings(location: &str, dir: &Path) -> Result<HashMap<String, Vec<f32>>> {
         .collect()
 }
 
+/// A synthetic set of `individuals` × 8 photos in a fresh folder, and the
+/// rows of its metadata CSV.
+fn synthetic(individuals: usize, seed: u64) -> Result<(tempfile::TempDir, Vec<csv::StringRecord>)> {
+    let data = tempfile::tempdir()?;
+    SyntheticParams::default()
+        .n_individuals(individuals)
+        .images_per_individual(8)
+        .seed(seed)
+        .check()?
+        .generate(data.path())?;
+    let mut r = csv::Reader::from_path(data.path().join("metadata.csv"))?;
+    let rows = r.records().collect::<Result<Vec<_>, _>>()?;
+    Ok((data, rows))
+}
+
+/// The largest difference between `got` and `reference`, each photo of
+/// `reference` present in `got`.
+fn largest_difference(
+    reference: &HashMap<String, Vec<f32>>,
+    got: &HashMap<String, Vec<f32>>,
+) -> Result<f32> {
+    let mut worst = 0f32;
+    for (h, v) in reference {
+        let w = got.get(h).with_context(|| format!("{h} missing"))?;
+        let d = v
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        worst = worst.max(d);
+    }
+    Ok(worst)
+}
+
 fn worker(location: &str, id: &str) -> Result<Child> {
     Ok(cli(
         location,
@@ -72,19 +106,9 @@ fn worker(location: &str, id: &str) -> Result<Child> {
 
 #[test]
 fn three_workers_one_killed_mid_batch_leave_exactly_one_embedding_per_photo() -> Result<()> {
-    let data = tempfile::tempdir()?;
-    SyntheticParams::default()
-        .n_individuals(30)
-        .images_per_individual(8)
-        .seed(17)
-        .check()?
-        .generate(data.path())?;
     // Every photo labelled (the archive of a programme), plus one
     // undecodable file.
-    let rows: Vec<_> = {
-        let mut r = csv::Reader::from_path(data.path().join("metadata.csv"))?;
-        r.records().collect::<Result<Vec<_>, _>>()?
-    };
+    let (data, rows) = synthetic(30, 17)?;
     let bad = data.path().join("images/broken.jpg");
     std::fs::write(&bad, b"\xFF\xD8\xFF\xE0 this is not a JPEG")?;
     let csv = data.path().join("archive.csv");
@@ -205,16 +229,7 @@ fn three_workers_one_killed_mid_batch_leave_exactly_one_embedding_per_photo() ->
     assert_eq!(stats["embeddings"][model], n, "{stats}");
     let got = embeddings(&url, &data.path().join("pg-export"))?;
     assert_eq!(got.len(), n);
-    let mut worst = 0f32;
-    for (h, v) in &reference {
-        let w = got.get(h).with_context(|| format!("{h} missing"))?;
-        let d = v
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        worst = worst.max(d);
-    }
+    let worst = largest_difference(&reference, &got)?;
     eprintln!("largest difference from the single-process run: {worst:e}");
     assert!(worst < 1e-4, "embeddings differ by {worst}");
     let photos: i64 = reports
@@ -237,17 +252,7 @@ fn three_workers_one_killed_mid_batch_leave_exactly_one_embedding_per_photo() ->
 /// is an error naming it; a moved share is read through `--path-map`.
 #[test]
 fn photos_by_url_and_slow_batches() -> Result<()> {
-    let data = tempfile::tempdir()?;
-    SyntheticParams::default()
-        .n_individuals(6)
-        .images_per_individual(8)
-        .seed(23)
-        .check()?
-        .generate(data.path())?;
-    let rows: Vec<_> = {
-        let mut r = csv::Reader::from_path(data.path().join("metadata.csv"))?;
-        r.records().collect::<Result<Vec<_>, _>>()?
-    };
+    let (data, rows) = synthetic(6, 23)?;
     let server = animal_reid::catalogue::testing::StaticHttp::serve(data.path())?;
     let cache = tempfile::tempdir()?;
     let cache_dir = cache.path().join("photos");
@@ -304,7 +309,7 @@ fn photos_by_url_and_slow_batches() -> Result<()> {
     let requests = server.requests();
     assert_eq!(requests, n_db as u64, "ingest downloads each photo once");
 
-    // One worker claims every photo in one batch that takes 6 times its
+    // One worker claims every photo in one batch that takes 4 times its
     // lease; a second worker, started once the batch is claimed, finds
     // nothing to take.
     let slow_args = |id: &str| -> Vec<String> {
@@ -316,7 +321,7 @@ fn photos_by_url_and_slow_batches() -> Result<()> {
             "--batch-size",
             "8",
             "--lease",
-            "0.5",
+            "2",
             "--poll",
             "0.2",
             "--max-attempts",
@@ -331,7 +336,7 @@ fn photos_by_url_and_slow_batches() -> Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let slow = cli(&url, &args)
         .envs(env)
-        .env("ANIMAL_REID_FAULT_SLOW_BATCH_MS", "3000")
+        .env("ANIMAL_REID_FAULT_SLOW_BATCH_MS", "8000")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -377,15 +382,8 @@ fn photos_by_url_and_slow_batches() -> Result<()> {
     );
     let got = embeddings(&url, &data.path().join("pg-export"))?;
     assert_eq!(got.len(), reference.len());
-    for (h, v) in &reference {
-        let w = got.get(h).with_context(|| format!("{h} missing"))?;
-        let d = v
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(d < 1e-4, "{h}: by URL and from the file differ by {d}");
-    }
+    let worst = largest_difference(&reference, &got)?;
+    assert!(worst < 1e-4, "by URL and from the file differ by {worst}");
 
     // The cache is gone (another machine): identify downloads what it needs.
     std::fs::remove_dir_all(&cache_dir)?;

@@ -36,10 +36,10 @@ pub struct WorkerArgs {
     /// last renewal.
     #[arg(long, default_value_t = 300.0)]
     lease: f64,
-    /// Renewals of one batch's lease before the worker stops renewing it
-    /// (a worker stuck on one batch gives it up to the others).
-    #[arg(long, default_value_t = 20)]
-    max_renewals: u32,
+    /// Seconds one batch may take: past this the worker stops renewing its
+    /// lease (a worker stuck on one batch gives it up to the others).
+    #[arg(long, default_value_t = 3600.0)]
+    max_batch_seconds: f64,
     /// Claims of a photo that fails (e.g. an undecodable image) before it
     /// is parked.
     #[arg(long, default_value_t = 3)]
@@ -120,8 +120,16 @@ pub fn ingest(location: &str, a: &IngestArgs, ctx: &ChangeContext) -> Result<i32
 /// Claims batches, embeds them, writes them back, until the queue is empty
 /// (with `--exit-when-idle`) or forever.
 pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) -> Result<i32> {
-    if a.batch == 0 || a.lease <= 0.0 || a.poll <= 0.0 || a.max_attempts < 1 {
-        bail!("--batch, --lease, --poll and --max-attempts must be positive");
+    if a.batch == 0
+        || a.lease.is_nan()
+        || a.lease <= 0.0
+        || a.poll.is_nan()
+        || a.poll <= 0.0
+        || a.max_attempts < 1
+        || a.max_batch_seconds.is_nan()
+        || a.max_batch_seconds <= 0.0
+    {
+        bail!("--batch, --lease, --poll, --max-attempts and --max-batch-seconds must be positive");
     }
     let started = Instant::now();
     let mut cat = Catalogue::open(location)?;
@@ -150,7 +158,13 @@ pub fn worker(location: &str, a: &WorkerArgs, ctx: &ChangeContext, quiet: bool) 
             .unwrap_or_else(|| format!("{}-{}", host(), std::process::id()));
     let params = args.extract_params(None)?;
     let lease = Duration::from_secs_f64(a.lease);
-    let heartbeat = Heartbeat::start(location, &model, &id, lease, a.max_renewals)?;
+    let heartbeat = Heartbeat::start(
+        location,
+        &model,
+        &id,
+        lease,
+        Duration::from_secs_f64(a.max_batch_seconds),
+    )?;
     let mut info = WorkerInfo {
         id: id.clone(),
         host: host(),
@@ -267,11 +281,12 @@ fn slow_batch_fault() {
 /// its own while a batch is being computed, so that a batch slower than the
 /// lease stays with its live worker; the process dying (SIGKILL, power) or
 /// losing the database stops the renewals and the lease runs out. A batch
-/// held past `max_renewals` renewals is no longer renewed.
+/// held longer than `max_batch` is no longer renewed.
 struct Heartbeat {
-    /// Renewals left for the batch in hand; 0 when none is.
-    left: std::sync::Arc<std::sync::atomic::AtomicU32>,
-    max_renewals: u32,
+    /// When the batch in hand was claimed, in ms since `epoch` plus one; 0
+    /// when no batch is in hand.
+    claimed: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    epoch: Instant,
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -282,41 +297,44 @@ impl Heartbeat {
         model: &reid_catalogue::catalogue::Model,
         id: &str,
         lease: Duration,
-        max_renewals: u32,
+        max_batch: Duration,
     ) -> Result<Self> {
         use std::sync::atomic::Ordering;
         let mut cat =
             Catalogue::open(location).context("the worker's second connection (lease renewals)")?;
-        let left = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let epoch = Instant::now();
+        let claimed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let (l, model, id) = (left.clone(), model.clone(), id.to_string());
+        let (c, model, id) = (claimed.clone(), model.clone(), id.to_string());
         let thread = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                 stopped.recv_timeout(lease / 3)
             {
-                let renew = l
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if renew && let Err(e) = cat.renew(&model, &id, lease) {
+                let at = c.load(Ordering::SeqCst);
+                let now = epoch.elapsed().as_millis() as u64 + 1;
+                if at > 0
+                    && u128::from(now.saturating_sub(at)) <= max_batch.as_millis()
+                    && let Err(e) = cat.renew(&model, &id, lease)
+                {
                     eprintln!("{id}: could not renew the lease (will retry): {e}");
                 }
             }
         });
         Ok(Self {
-            left,
-            max_renewals,
+            claimed,
+            epoch,
             stop,
             thread: Some(thread),
         })
     }
 
     fn batch_started(&self) {
-        self.left
-            .store(self.max_renewals, std::sync::atomic::Ordering::SeqCst);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        self.claimed.store(now, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn batch_done(&self) {
-        self.left.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.claimed.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
