@@ -73,17 +73,6 @@ pub fn is_url(location: &Path) -> bool {
     reid_data::loaders::is_url_cell(location)
 }
 
-/// The lower-cased scheme of `s` when it reads `scheme://...`.
-fn url_scheme(s: &str) -> Option<String> {
-    let (scheme, _) = s.split_once("://")?;
-    let ok = !scheme.is_empty()
-        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    ok.then(|| scheme.to_ascii_lowercase())
-}
-
 fn fetch_err(url: &str, message: impl Into<String>) -> CatalogueError {
     CatalogueError::Fetch {
         url: url.to_string(),
@@ -201,16 +190,25 @@ impl PhotoFetcher {
     /// (the object was replaced since it was cached); the hash returned is
     /// then the fresh one, for the caller to compare.
     pub fn local_with_hash(&self, location: &Path, expected: &str) -> Result<(PathBuf, String)> {
-        let file = self.local(location)?;
-        let hash = crate::catalogue::content_hash(&file)?;
-        match self.url_of(location)? {
-            Some(url) if hash != expected => {
-                self.download(url, &file)?;
-                let again = crate::catalogue::content_hash(&file)?;
-                Ok((file, again))
-            }
-            _ => Ok((file, hash)),
+        let Some(url) = self.url_of(location)? else {
+            let file = self.mapped(location);
+            let hash = crate::catalogue::content_hash(&file)?;
+            return Ok((file, hash));
+        };
+        let file = self.cached_path(url);
+        if !file.is_file() {
+            // A fresh download is what the URL serves now: no second try.
+            self.download(url, &file)?;
+            let hash = crate::catalogue::content_hash(&file)?;
+            return Ok((file, hash));
         }
+        let hash = crate::catalogue::content_hash(&file)?;
+        if hash == expected {
+            return Ok((file, hash));
+        }
+        self.download(url, &file)?;
+        let again = crate::catalogue::content_hash(&file)?;
+        Ok((file, again))
     }
 
     /// The URL of `location` (`None`: a path); other schemes are refused.
@@ -218,7 +216,7 @@ impl PhotoFetcher {
         let Some(s) = location.to_str() else {
             return Ok(None);
         };
-        match url_scheme(s).as_deref() {
+        match reid_data::loaders::url_scheme(s).as_deref() {
             None => Ok(None),
             Some("http" | "https") => Ok(Some(s)),
             Some(other) => Err(fetch_err(

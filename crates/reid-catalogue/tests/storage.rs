@@ -59,6 +59,11 @@ fn a_replaced_object_is_downloaded_again_and_its_new_hash_returned() {
     assert_eq!(h, new);
     assert_eq!(std::fs::read(local).unwrap(), b"second version");
     assert_eq!(server.requests(), 2);
+    // Nothing cached yet and the object differs from what was expected: one
+    // download, its hash returned for the caller to compare, no second try.
+    let fresh = PhotoFetcher::new(cache.path().join("other"));
+    let (_, h) = fresh.local_with_hash(Path::new(&url), &old).unwrap();
+    assert_eq!((h.as_str(), server.requests()), (new.as_str(), 3));
 }
 
 #[test]

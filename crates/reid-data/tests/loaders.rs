@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use reid_data::loaders::{
-    BboxColumns, CsvColumns, LoadOptions, load_animalclef, load_csv, load_folders,
+    BboxColumns, CsvColumns, LoadOptions, load_animalclef, load_csv, load_folders, url_scheme,
     write_metadata_csv,
 };
 use reid_data::{BBox, DataError, Dataset, Date, Record, SplitRole};
@@ -837,4 +837,21 @@ fn url_cells_are_kept_as_they_are_and_not_checked_on_disk() {
         "{}",
         report.skipped[0].error
     );
+}
+
+#[test]
+fn url_schemes_are_read_by_rfc_3986_syntax() {
+    let cases: [(&str, Option<&str>); 8] = [
+        ("HTTPS://host/a.jpg", Some("https")),
+        ("s3+tls://bucket/key", Some("s3+tls")),
+        ("gs://b/k", Some("gs")),
+        ("1http://x", None),
+        ("://x", None),
+        ("ht tp://x", None),
+        ("/data/cows/0001.jpg", None),
+        ("C:\\photos\\a.jpg", None),
+    ];
+    for (s, want) in cases {
+        assert_eq!(url_scheme(s).as_deref(), want, "{s}");
+    }
 }

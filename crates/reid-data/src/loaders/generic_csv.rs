@@ -444,11 +444,21 @@ fn parse_row(
 /// (not joined to the CSV's folder, not checked on disk), for callers that
 /// fetch photos from shared storage (`reid_catalogue::storage`).
 pub fn is_url_cell(path: &Path) -> bool {
-    path.to_str().is_some_and(|s| {
-        s.split_once("://").is_some_and(|(scheme, _)| {
-            scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
-        })
-    })
+    path.to_str()
+        .and_then(url_scheme)
+        .is_some_and(|scheme| scheme == "http" || scheme == "https")
+}
+
+/// The lower-cased scheme of `s` when it reads `scheme://...` with a
+/// well-formed scheme (RFC 3986: a letter, then letters, digits, `+`, `-`
+/// or `.`); `None` for anything else, such as a Windows path `C:\...`.
+pub fn url_scheme(s: &str) -> Option<String> {
+    let (scheme, _) = s.split_once("://")?;
+    let ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    ok.then(|| scheme.to_ascii_lowercase())
 }
 
 fn check_file(path: &Path) -> Result<()> {

@@ -46,7 +46,9 @@ mod write;
 pub use animalclef::{ANIMALCLEF_COLUMNS, BBOX_COLUMNS, load_animalclef};
 pub use date::parse_date;
 pub use folders::{IMAGE_EXTENSIONS, load_folders};
-pub use generic_csv::{BboxColumns, CsvColumns, is_url_cell, load_csv, load_csv_with_root};
+pub use generic_csv::{
+    BboxColumns, CsvColumns, is_url_cell, load_csv, load_csv_with_root, url_scheme,
+};
 pub use write::write_metadata_csv;
 
 use std::path::{Path, PathBuf};
