@@ -5,8 +5,10 @@
 //!
 //! - `cosine`: the embeddings as given, a self-calibrated threshold;
 //! - `cosine + whiten(…)`, `cosine + lda(…)`: each projection `--adapt
-//!   auto` tries, the one it chooses (the best episode score on the
-//!   database) marked `*`;
+//!   auto` tries, then the neighbourhood steps it tries on the best of
+//!   them (`+ dba K`: database-side augmentation within identities; `+ qe
+//!   K`: α-query expansion), the one it chooses (the best episode score on
+//!   the database) marked `*`;
 //! - `cosine + sift`: local matching fused on each query's shortlist
 //!   (`--local`, `--shortlist`);
 //! - `default`: the chosen projection and the local matching together
@@ -35,7 +37,8 @@ use animal_reid::data::loaders::load_animalclef;
 use animal_reid::openset::PairScorer;
 use animal_reid::pipeline::{
     Headline, Identification, OpenSetParams, ParamGuard, Record, ValidOpenSetParams,
-    choose_adaptation, default_adapt_candidates, evaluate, fuse, identify,
+    choose_adaptation_staged, default_adapt_candidates, default_neighbourhood_candidates, evaluate,
+    fuse, identify,
 };
 use ndarray::ArrayView2;
 use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, shared_dir};
@@ -129,7 +132,13 @@ fn main() -> Result<()> {
 
     // Every projection's episode score on the database, and the choice.
     let t = Instant::now();
-    let choice = choose_adaptation(records, emb, &base, &default_adapt_candidates())?;
+    let choice = choose_adaptation_staged(
+        records,
+        emb,
+        &base,
+        &default_adapt_candidates(),
+        default_neighbourhood_candidates,
+    )?;
     let choose_seconds = t.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     let mut chosen_ident = None;
@@ -179,6 +188,9 @@ fn main() -> Result<()> {
                 .fusion
                 .as_ref()
                 .map_or(f64::NAN, |f| f.all().self_calibration.score_mean);
+            if let Some(f) = &fused.fusion {
+                println!("{stage}: sources combined by: {}", f.combine_summary());
+            }
             let r = row(stage, records, emb, &fused, episode, extra)?;
             println!("{}: episode score {:.3}", r.stage, r.episode_score);
             rows.push(r);

@@ -303,6 +303,7 @@ fn local_fusion(
             f.all().self_calibration.threshold,
             f.all().self_calibration.score_mean
         );
+        println!("  sources combined by: {}", f.combine_summary());
         report.metric(
             format!("B={b}: episode score on the database"),
             f.all().self_calibration.score_mean,

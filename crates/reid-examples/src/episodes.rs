@@ -5,7 +5,10 @@ use std::time::Instant;
 use ndarray::ArrayView2;
 use reid_core::{ParamGuard, Record};
 use reid_openset::{AdaptParams, Adaptation, OpensetError, SelfCalibrationParams};
-use reid_pipeline::{AdaptChoice, ValidOpenSetParams, choose_adaptation, default_adapt_candidates};
+use reid_pipeline::{
+    AdaptChoice, DEFAULT_DBA, DEFAULT_QE, ValidOpenSetParams, choose_adaptation_staged,
+    default_adapt_candidates, neighbourhood_candidates,
+};
 
 /// The self-calibration options of the examples that decide known / new.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,8 +47,9 @@ pub struct AdaptArgs {
     /// Projection of the embeddings fitted on each dataset's database (and
     /// refitted on every self-calibration episode's pseudo-gallery): `auto`
     /// (the best of none, `whiten` and `lda` at shrinkage 0.1, 0.5, 0.9 by
-    /// the database's own episode score), `none`, `center`, `pca` (PCA
-    /// whitening), `whiten` (within-identity whitening) or `lda`.
+    /// the database's own episode score, then `--dba` / `--qe` tried on
+    /// it), `none`, `center`, `pca` (PCA whitening), `whiten`
+    /// (within-identity whitening) or `lda`.
     #[arg(long, default_value = "auto")]
     pub adapt: String,
     /// Shrinkage of the projection's scatter matrices, in [0, 1] (not with
@@ -55,6 +59,22 @@ pub struct AdaptArgs {
     /// Dimensions the projection keeps (default: all it gives).
     #[arg(long)]
     pub adapt_dim: Option<usize>,
+    /// After the projection, merge each database photo with its K nearest
+    /// photos of the same individual (database-side augmentation; 0: none).
+    /// Default: with `--adapt auto`, chosen on the database's episodes
+    /// among 0, 3 and 5 (on the chosen projection); otherwise 0.
+    #[arg(long)]
+    pub dba: Option<usize>,
+    /// After the projection, merge each query with its K nearest database
+    /// photos (α-query expansion; 0: none). Default: with `--adapt auto`,
+    /// chosen on the database's episodes among 0 and 2 (on the chosen
+    /// projection); otherwise 0.
+    #[arg(long)]
+    pub qe: Option<usize>,
+    /// Exponent α of the neighbour weights max(cos, 0)^α of `--dba` and
+    /// `--qe`.
+    #[arg(long, default_value_t = 3.0)]
+    pub expand_alpha: f32,
 }
 
 impl AdaptArgs {
@@ -73,20 +93,38 @@ impl AdaptArgs {
             "auto" => Adaptation::Lda,
             name => name.parse::<Adaptation>()?,
         };
-        let p = AdaptParams::new(method)
-            .shrinkage(self.shrinkage)
-            .dim(self.adapt_dim);
+        let p = self.neighbourhood(
+            AdaptParams::new(method)
+                .shrinkage(self.shrinkage)
+                .dim(self.adapt_dim),
+        );
         p.check_ref()?;
         Ok((!self.auto()).then_some(p))
+    }
+
+    /// `p` with `--dba`, `--qe` (0 where not given) and `--expand-alpha`.
+    fn neighbourhood(&self, p: AdaptParams) -> AdaptParams {
+        p.dba(self.dba.unwrap_or(0))
+            .qe(self.qe.unwrap_or(0))
+            .alpha(self.expand_alpha)
+    }
+
+    /// The neighbourhood steps `--adapt auto` tries after choosing the
+    /// projection: [`DEFAULT_DBA`] × [`DEFAULT_QE`], with `--dba` / `--qe`
+    /// fixed where given, at `--expand-alpha`.
+    fn neighbourhood_candidates(&self, p: AdaptParams) -> Vec<AdaptParams> {
+        let dbas = self.dba.map_or(DEFAULT_DBA.to_vec(), |k| vec![k]);
+        let qes = self.qe.map_or(DEFAULT_QE.to_vec(), |k| vec![k]);
+        neighbourhood_candidates(p, &dbas, &qes, self.expand_alpha)
     }
 }
 
 impl AdaptArgs {
     /// `params` with the projection asked for: unchanged unless `--adapt
     /// auto`, which tries [`default_adapt_candidates`] (with `--adapt-dim`)
-    /// on the database's self-calibration episodes
-    /// ([`choose_adaptation`]), prints each one's episode score, and keeps
-    /// the best.
+    /// on the database's self-calibration episodes, then the neighbourhood
+    /// steps on the chosen projection ([`choose_adaptation_staged`]), prints
+    /// each one's episode score, and keeps the best.
     pub fn resolve(
         &self,
         records: &[Record],
@@ -101,7 +139,9 @@ impl AdaptArgs {
             .into_iter()
             .map(|c| c.map(|c| c.dim(self.adapt_dim)))
             .collect();
-        let choice = choose_adaptation(records, embeddings, &params, &candidates)?;
+        let choice = choose_adaptation_staged(records, embeddings, &params, &candidates, |p| {
+            self.neighbourhood_candidates(p)
+        })?;
         println!("{}", choice_summary(&choice, t.elapsed().as_secs_f64()));
         let params = choice.params(&params)?;
         Ok((params, Some(choice)))
@@ -182,5 +222,32 @@ mod tests {
         assert!(e.to_string().contains("shrinkage"), "{e}");
         let e = parse(&["--adapt", "whitening"]).params().unwrap_err();
         assert!(e.to_string().contains("whitening"), "{e}");
+        let p = parse(&["--adapt", "whiten", "--shrinkage", "0.1", "--dba", "3"])
+            .params()
+            .unwrap();
+        assert_eq!(
+            p.unwrap().check().unwrap().to_string(),
+            "whiten(shrinkage 0.1) + dba 3 (alpha 3)"
+        );
+        let e = parse(&["--adapt", "lda", "--expand-alpha=-1"])
+            .params()
+            .unwrap_err();
+        assert!(e.to_string().contains("alpha"), "{e}");
+    }
+
+    #[test]
+    fn auto_tries_the_neighbourhood_steps_not_given() {
+        let base = reid_openset::AdaptParams::new(reid_openset::Adaptation::Whiten);
+        let names = |a: &AdaptArgs| -> Vec<String> {
+            a.neighbourhood_candidates(base)
+                .into_iter()
+                .map(|c| c.check().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(&parse(&[])).len(), 6);
+        assert_eq!(
+            names(&parse(&["--dba", "4", "--qe", "0"])),
+            ["whiten(shrinkage 0.5) + dba 4 (alpha 3)"]
+        );
     }
 }

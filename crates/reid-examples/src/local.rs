@@ -89,6 +89,12 @@ pub struct LocalArgs {
     /// divides the calibration's cost.
     #[arg(long)]
     pub fusion_episodes: Option<usize>,
+    /// How the calibrated sources become one score: `mean` (their weighted
+    /// mean), `logistic` (a logistic regression on their logits, fitted on
+    /// the database pairs that calibrate them) or `auto` (whichever scores
+    /// better on the database's own episodes, per dataset).
+    #[arg(long, default_value = "auto")]
+    pub fusion_combine: String,
     /// SIFT: longer image side for keypoint detection (images are downscaled).
     #[arg(long, default_value_t = 512)]
     pub local_max_side: u32,
@@ -264,6 +270,10 @@ impl LocalArgs {
                 self.local_weight
             );
         }
+        let combine: reid_openset::Combine = self
+            .fusion_combine
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--fusion-combine: {e}"))?;
         let mut weights = vec![1.0];
         weights.extend(std::iter::repeat_n(self.local_weight, self.kinds().len()));
         self.shortlist
@@ -273,6 +283,7 @@ impl LocalArgs {
                     .shortlist(b)
                     .weights(weights.clone())
                     .calibration_episodes(self.fusion_episodes)
+                    .combine(combine)
                     .check()?)
             })
             .collect()

@@ -129,6 +129,9 @@ pub struct AdaptParams {
     method: Adaptation,
     shrinkage: f64,
     dim: Option<usize>,
+    dba: usize,
+    qe: usize,
+    alpha: f32,
 }
 
 /// Checked [`AdaptParams`].
@@ -136,12 +139,16 @@ pub struct AdaptParams {
 pub struct ValidAdaptParams(AdaptParams);
 
 impl AdaptParams {
-    /// `method` with shrinkage 0.5 and every dimension it can give.
+    /// `method` with shrinkage 0.5, every dimension it can give, and no
+    /// neighbourhood step (`dba` and `qe` 0, `alpha` 3).
     pub fn new(method: Adaptation) -> Self {
         Self {
             method,
             shrinkage: 0.5,
             dim: None,
+            dba: 0,
+            qe: 0,
+            alpha: 3.0,
         }
     }
 
@@ -158,6 +165,17 @@ impl AdaptParams {
         /// data for PCA, `identities - 1` for LDA, all for the others, which
         /// ignore it).
         dim: Option<usize>,
+        /// After the projection, database-side augmentation within
+        /// identities over this many same-identity neighbours, the row
+        /// itself included ([`crate::expand::augment_database`]; 0 or 1:
+        /// none).
+        dba: usize,
+        /// After the projection, α-query expansion with this many nearest
+        /// database rows ([`crate::expand::expand_queries`]; 0: none).
+        qe: usize,
+        /// Exponent of the neighbour weights `max(cos, 0)^alpha` of `dba`
+        /// and `qe`.
+        alpha: f32,
     }
 }
 
@@ -178,6 +196,12 @@ impl ParamGuard for AdaptParams {
                 reason: "must be at least 1".into(),
             });
         }
+        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
+            return Err(OpensetError::InvalidParam {
+                name: "alpha",
+                reason: format!("must be finite and at least 0, got {}", self.alpha),
+            });
+        }
         Ok(())
     }
 
@@ -195,6 +219,13 @@ impl ValidAdaptParams {
         shrinkage: f64,
         /// Dimensions kept, when set.
         dim: Option<usize>,
+        /// Same-identity neighbours of database-side augmentation (0 or 1:
+        /// none).
+        dba: usize,
+        /// Database rows of α-query expansion (0: none).
+        qe: usize,
+        /// Exponent of the neighbour weights.
+        alpha: f32,
     }
     /// Back to the builder, to change a setting.
     pub fn into_params(self) -> AdaptParams {
@@ -203,18 +234,61 @@ impl ValidAdaptParams {
 }
 
 impl fmt::Display for ValidAdaptParams {
-    /// `lda(shrinkage 0.5)`, `pca(shrinkage 0, dim 64)`, `center`.
+    /// `lda(shrinkage 0.5)`, `pca(shrinkage 0, dim 64)`, `center`,
+    /// `whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 3)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.0;
         if p.method == Adaptation::Center {
-            return f.write_str("center");
+            f.write_str("center")?;
+        } else {
+            write!(f, "{}(shrinkage {}", p.method, p.shrinkage)?;
+            if let Some(d) = p.dim {
+                write!(f, ", dim {d}")?;
+            }
+            f.write_str(")")?;
         }
-        write!(f, "{}(shrinkage {}", p.method, p.shrinkage)?;
-        if let Some(d) = p.dim {
-            write!(f, ", dim {d}")?;
+        if p.dba > 1 {
+            write!(f, " + dba {}", p.dba)?;
         }
-        f.write_str(")")
+        if p.qe > 0 {
+            write!(f, " + qe {}", p.qe)?;
+        }
+        if p.dba > 1 || p.qe > 0 {
+            write!(f, " (alpha {})", p.alpha)?;
+        }
+        Ok(())
     }
+}
+
+/// The database and query rows as every cosine of the pipeline sees them
+/// under `params`: both through a [`Projection`] fitted on `database` and
+/// its `labels` alone, then the database augmented within identities and
+/// the queries expanded with the augmented database ([`crate::expand`]).
+/// No query row shapes the projection or another query.
+///
+/// ```
+/// use ndarray::array;
+/// use reid_openset::{AdaptParams, Adaptation, ParamGuard, adapt::adapt_split};
+/// let db = array![[1.0f32, 0.1], [0.2, 0.12], [0.9, -0.1], [0.1, -0.09]];
+/// let labels = ["a", "a", "b", "b"];
+/// let q = array![[0.5f32, 0.11]];
+/// let p = AdaptParams::new(Adaptation::Whiten).shrinkage(0.1).dba(2).qe(1).check()?;
+/// let (g, y) = adapt_split(db.view(), &labels, q.view(), &p)?;
+/// assert_eq!((g.dim(), y.dim()), ((4, 2), (1, 2)));
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+pub fn adapt_split<S: AsRef<str>>(
+    database: ArrayView2<'_, f32>,
+    labels: &[S],
+    queries: ArrayView2<'_, f32>,
+    params: &ValidAdaptParams,
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    let proj = Projection::fit(database, labels, params)?;
+    let g = proj.transform(database)?;
+    let q = proj.transform(queries)?;
+    let g = crate::expand::augment_database(g.view(), labels, params.dba(), params.alpha())?;
+    let q = crate::expand::expand_queries(q.view(), g.view(), params.qe(), params.alpha())?;
+    Ok((g, q))
 }
 
 /// A fitted projection: `y = (x - mean) W`, rows then L2-normalised by

@@ -27,7 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use reid_core::ParamGuard;
 use reid_index::Gallery;
 
-use crate::adapt::{Projection, ValidAdaptParams};
+use crate::adapt::{ValidAdaptParams, adapt_split};
 use crate::decision::Rule;
 use crate::{OpensetError, Result, check};
 
@@ -303,7 +303,8 @@ pub(crate) fn labels(gallery: &Gallery) -> Result<Vec<&str>> {
 /// What `episode` of `gallery` (row labels `labels`) searches: its
 /// pseudo-gallery and the embeddings of its pseudo-queries (in the order of
 /// [`Episode::queries`]). With `adapt`, both are projected by a
-/// [`Projection`] fitted on the pseudo-gallery rows and their labels only:
+/// [`crate::Projection`] (and the neighbourhood steps of [`crate::expand`])
+/// fitted on the pseudo-gallery rows and their labels only:
 /// the pseudo-queries never shape the projection they are scored through.
 ///
 /// ```
@@ -345,13 +346,9 @@ pub fn episode_view<S: AsRef<str>>(
         .iter()
         .map(|&r| labels[r].as_ref())
         .collect();
-    let proj = Projection::fit(sub.embeddings(), &g_labels, adapt)?;
-    let g = Gallery::from_parts(
-        sub.model_id().to_owned(),
-        proj.transform(sub.embeddings())?.view(),
-        sub.records().to_vec(),
-    )?;
-    Ok((g, proj.transform(q.view())?))
+    let (g, q) = adapt_split(sub.embeddings(), &g_labels, q.view(), adapt)?;
+    let g = Gallery::from_parts(sub.model_id().to_owned(), g.view(), sub.records().to_vec())?;
+    Ok((g, q))
 }
 
 /// Runs `rule` on one episode of `gallery` (whose row labels are `labels`),

@@ -27,6 +27,7 @@ use crate::episodes::{
     simulate_episodes,
 };
 use crate::probability::{CalibrationMethod, Calibrator};
+use crate::stack::LogisticStack;
 use crate::threshold::{
     EpisodeCurve, SelfCalibration, episode_curves, no_group_calibrates, pool_curves, rows_by_group,
     summarise,
@@ -197,7 +198,22 @@ pub struct FusedShortlist {
 /// [`fuse`], also keeping each source's calibrated score of every
 /// re-ranked candidate (to draw, say, a reliability diagram per source).
 pub fn fuse_with_sources(shortlist: &TopK, sources: &[FusionSource<'_>]) -> Result<FusedShortlist> {
+    fuse_stacked(shortlist, sources, None)
+}
+
+/// [`fuse_with_sources`], the fused score given by `stack` (a
+/// [`LogisticStack`] over the sources of non-zero weight, in order; see
+/// [`FusionCalibration::stack`]) instead of the weighted mean when set.
+pub fn fuse_stacked(
+    shortlist: &TopK,
+    sources: &[FusionSource<'_>],
+    stack: Option<&LogisticStack>,
+) -> Result<FusedShortlist> {
     check_sources(sources)?;
+    if let Some(st) = stack {
+        let used = sources.iter().filter(|s| s.weight > 0.0).count();
+        check::same_len("stacked sources", st.weights().len(), used)?;
+    }
     let total: f64 = sources.iter().map(|s| f64::from(s.weight)).sum();
     let (q, b) = shortlist.indices.dim();
     let pairs: Vec<(usize, usize)> = shortlist
@@ -222,6 +238,13 @@ pub fn fuse_with_sources(shortlist: &TopK, sources: &[FusionSource<'_>]) -> Resu
             *acc += f64::from(s.weight) * f64::from(p);
         }
         per_source.push(Some(probs));
+    }
+    if let Some(st) = stack {
+        let used: Vec<&Vec<f32>> = per_source.iter().flatten().collect();
+        for (e, acc) in fused.iter_mut().enumerate() {
+            let one: Vec<f32> = used.iter().map(|p| p[e]).collect();
+            *acc = f64::from(st.predict(&one)) * total;
+        }
     }
     let mut indices = Array2::zeros((q, b));
     let mut scores = Array2::zeros((q, b));
@@ -294,6 +317,50 @@ pub struct FusionParams {
     weights: Vec<f32>,
     method: CalibrationMethod,
     calibration_episodes: Option<usize>,
+    combine: Combine,
+}
+
+/// How the calibrated sources of a fusion become one score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Combine {
+    /// The weighted mean of the calibrated probabilities.
+    Mean,
+    /// A [`LogisticStack`] fitted on the calibration's database pairs
+    /// (the weights only say which sources are scored: weight 0, none).
+    Logistic,
+    /// Both, each group keeping the one whose episode score on the
+    /// database is higher (the mean on a tie).
+    Auto,
+}
+
+impl Combine {
+    /// The name used on command lines and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Combine::Mean => "mean",
+            Combine::Logistic => "logistic",
+            Combine::Auto => "auto",
+        }
+    }
+}
+
+impl std::fmt::Display for Combine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Combine {
+    type Err = OpensetError;
+    fn from_str(s: &str) -> Result<Self> {
+        [Combine::Mean, Combine::Logistic, Combine::Auto]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| OpensetError::InvalidParam {
+                name: "combine",
+                reason: format!("unknown `{s}`: one of mean, logistic, auto"),
+            })
+    }
 }
 
 /// Checked [`FusionParams`].
@@ -309,6 +376,7 @@ impl Default for FusionParams {
             weights: vec![1.0, 1.0],
             method: CalibrationMethod::Isotonic,
             calibration_episodes: None,
+            combine: Combine::Mean,
         }
     }
 }
@@ -333,6 +401,10 @@ impl FusionParams {
         /// `episodes / n`; the episodes are random draws, so the first `n`
         /// are an unbiased subsample.
         calibration_episodes: Option<usize>,
+
+        /// How the calibrated sources become one score (default: the
+        /// weighted mean).
+        combine: Combine,
     }
 }
 
@@ -378,6 +450,8 @@ impl ValidFusionParams {
         method: CalibrationMethod,
         /// How many episodes per group calibrate the fusion (`None`: all).
         calibration_episodes: Option<usize>,
+        /// How the sources are combined.
+        combine: Combine,
     }
     /// The weight of each source.
     pub fn weights(&self) -> &[f32] {
@@ -399,6 +473,13 @@ pub struct FusionCalibration {
     pub pairs: usize,
     /// How many of them show the same individual.
     pub positives: usize,
+    /// The stack that combines the sources when it was chosen
+    /// ([`Combine::Logistic`], or [`Combine::Auto`] finding it better);
+    /// `None`: the weighted mean.
+    pub stack: Option<LogisticStack>,
+    /// Each combination tried and its mean episode score (one entry unless
+    /// [`Combine::Auto`]).
+    pub combine_scores: Vec<(Combine, f64)>,
 }
 
 /// Fusions calibrated per group ([`self_calibrate_fusion_groups`]).
@@ -422,6 +503,25 @@ impl FusionGroupCalibration {
     pub fn get(&self, group: &str) -> &FusionCalibration {
         self.per_group.get(group).unwrap_or(&self.all)
     }
+}
+
+/// A combination's calibration: the fitted sources, the stack when it was
+/// kept, the episode report, and each combination's episode score.
+type Calibrated = (
+    FittedSources,
+    Option<LogisticStack>,
+    SelfCalibration,
+    Vec<(Combine, f64)>,
+);
+
+/// Calibrators fitted on some of a calibration's pairs.
+struct FittedSources {
+    calibrators: Vec<Calibrator>,
+    /// Per source, every pair's calibrated probability (`None`: weight 0).
+    probs: Vec<Option<Vec<f32>>>,
+    /// The pairs fitted on, and their outcomes.
+    sel: Vec<usize>,
+    labels: Vec<bool>,
 }
 
 /// One group's episodes with each pseudo-query's shortlist, as gallery rows.
@@ -544,23 +644,83 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
         })
         .collect::<Result<_>>()?;
     let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
-    // Calibrators fitted on the pairs `keep` selects, and the fused score of
-    // every pair under them.
-    let fit = |keep: &dyn Fn(usize) -> bool| -> Result<(Vec<Calibrator>, Vec<f64>)> {
+    // Calibrators fitted on the pairs `keep` selects, and every pair's
+    // calibrated probability per source (`None` for a source of weight 0).
+    let fit = |keep: &dyn Fn(usize) -> bool| -> Result<FittedSources> {
         let sel: Vec<usize> = (0..pairs.len()).filter(|&e| keep(e)).collect();
         let y: Vec<bool> = sel.iter().map(|&e| same[e]).collect();
         let mut cals = Vec::with_capacity(raw.len());
-        let mut fused = vec![0.0f64; pairs.len()];
+        let mut probs = Vec::with_capacity(raw.len());
         for (r, &w) in raw.iter().zip(weights) {
             let x: Vec<f32> = sel.iter().map(|&e| r[e]).collect();
             let cal = Calibrator::fit(params.method(), &x, &y)?;
-            for (acc, &v) in fused.iter_mut().zip(r) {
-                *acc += f64::from(w) * f64::from(cal.probability(v));
-            }
+            probs.push((w > 0.0).then(|| r.iter().map(|&v| cal.probability(v)).collect()));
             cals.push(cal);
         }
-        fused.iter_mut().for_each(|f| *f /= total);
-        Ok((cals, fused))
+        Ok(FittedSources {
+            calibrators: cals,
+            probs,
+            sel,
+            labels: y,
+        })
+    };
+    // The fused score of every pair under one combination.
+    let combined = |f: &FittedSources, how: Combine| -> Result<(Option<LogisticStack>, Vec<f64>)> {
+        if how == Combine::Mean {
+            let mut fused = vec![0.0f64; pairs.len()];
+            for (p, &w) in f.probs.iter().zip(weights) {
+                if let Some(p) = p {
+                    for (acc, &v) in fused.iter_mut().zip(p) {
+                        *acc += f64::from(w) * f64::from(v);
+                    }
+                }
+            }
+            fused.iter_mut().for_each(|v| *v /= total);
+            return Ok((None, fused));
+        }
+        let used: Vec<&Vec<f32>> = f.probs.iter().flatten().collect();
+        let on_sel: Vec<Vec<f32>> = used
+            .iter()
+            .map(|p| f.sel.iter().map(|&e| p[e]).collect())
+            .collect();
+        let stack = LogisticStack::fit(&on_sel, &f.labels)?;
+        let fused = (0..pairs.len())
+            .map(|e| {
+                let one: Vec<f32> = used.iter().map(|p| p[e]).collect();
+                f64::from(stack.predict(&one))
+            })
+            .collect();
+        Ok((Some(stack), fused))
+    };
+    let tried: Vec<Combine> = match params.combine() {
+        Combine::Auto => vec![Combine::Mean, Combine::Logistic],
+        c => vec![c],
+    };
+    // Each combination's calibration from the pairs `keep` selects and the
+    // curves `curves` draws under a fused score; the best episode score
+    // wins, the earlier of equals.
+    let calibrate = |keep: &dyn Fn(usize) -> bool,
+                     curves: &dyn Fn(&[f64]) -> Vec<EpisodeCurve>|
+     -> Result<Calibrated> {
+        let f = fit(keep)?;
+        let mut best: Option<(Option<LogisticStack>, SelfCalibration)> = None;
+        let mut scores = Vec::with_capacity(tried.len());
+        for &how in &tried {
+            let (stack, fused) = combined(&f, how)?;
+            let cal = summarise(&curves(&fused), episodes.grid());
+            scores.push((how, cal.score_mean));
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| cal.score_mean > b.score_mean)
+            {
+                best = Some((stack, cal));
+            }
+        }
+        let (stack, cal) = best.ok_or_else(|| OpensetError::InvalidParam {
+            name: "combine",
+            reason: "no combination to try".into(),
+        })?;
+        Ok((f, stack, cal, scores))
     };
     // A group's episode curves under the fused scores `fused`.
     let curves_of = |g: &GroupEpisodes, fused: &[f64]| -> Vec<EpisodeCurve> {
@@ -612,25 +772,32 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     let mut per_group = BTreeMap::new();
     for (gi, g) in prepared.iter().enumerate() {
         let keep = |e: usize| group_of_pair[e] == gi;
-        let (calibrators, fused) = fit(&keep)?;
+        let (f, stack, self_calibration, combine_scores) =
+            calibrate(&keep, &|fused: &[f64]| curves_of(g, fused))?;
         let (n, positives) = counts(&keep);
         per_group.insert(
             g.name.clone(),
             FusionCalibration {
-                calibrators,
-                self_calibration: summarise(&curves_of(g, &fused), episodes.grid()),
+                calibrators: f.calibrators,
+                self_calibration,
                 pairs: n,
                 positives,
+                stack,
+                combine_scores,
             },
         );
     }
-    let (calibrators, fused) = fit(&|_| true)?;
-    let pooled: Vec<Vec<EpisodeCurve>> = prepared.iter().map(|g| curves_of(g, &fused)).collect();
+    let (f, stack, self_calibration, combine_scores) = calibrate(&|_| true, &|fused: &[f64]| {
+        let pooled: Vec<Vec<EpisodeCurve>> = prepared.iter().map(|g| curves_of(g, fused)).collect();
+        pool_curves(&pooled)
+    })?;
     let all = FusionCalibration {
-        calibrators,
-        self_calibration: summarise(&pool_curves(&pooled), episodes.grid()),
+        calibrators: f.calibrators,
+        self_calibration,
         pairs: pairs.len(),
         positives: same.iter().filter(|&&s| s).count(),
+        stack,
+        combine_scores,
     };
     let mut thresholds = Thresholds::new(all.self_calibration.threshold)?;
     for (g, c) in &per_group {

@@ -62,9 +62,11 @@ pub mod cluster;
 pub mod decision;
 pub mod episodes;
 pub mod error;
+pub mod expand;
 pub mod fusion;
 pub mod probability;
 pub mod score;
+pub mod stack;
 pub mod threshold;
 
 pub use adapt::{AdaptParams, Adaptation, Projection, ValidAdaptParams};
@@ -78,8 +80,8 @@ pub use episodes::{
 };
 pub use error::{OpensetError, Result};
 pub use fusion::{
-    EmbeddingScorer, FnScorer, FusedShortlist, FusionCalibration, FusionGroupCalibration,
-    FusionParams, FusionSource, PairScorer, ValidFusionParams, fuse, fuse_embeddings,
+    Combine, EmbeddingScorer, FnScorer, FusedShortlist, FusionCalibration, FusionGroupCalibration,
+    FusionParams, FusionSource, PairScorer, ValidFusionParams, fuse, fuse_embeddings, fuse_stacked,
     fuse_with_sources, self_calibrate_fusion, self_calibrate_fusion_groups,
 };
 pub use probability::{
@@ -88,6 +90,7 @@ pub use probability::{
 };
 pub use reid_core::ParamGuard;
 pub use reid_index::TopK;
+pub use stack::LogisticStack;
 pub use threshold::{
     CurvePoint, EpisodeOutcome, GroupCalibration, SelfCalibration, self_calibrate,
     self_calibrate_groups,

@@ -98,6 +98,7 @@ fn lda_matches_scikit_learn() {
 #[test]
 fn an_episode_projection_never_sees_its_pseudo_queries() {
     use reid_openset::episodes::episode_view;
+    use reid_openset::expand::{augment_database, expand_queries};
     use reid_openset::simulate_episodes;
     let sizes = [6, 5, 5, 4, 4, 3, 3, 2, 2, 1];
     let (x, labels) = common::planted(&sizes, 0.5, 0.2, 24, 11);
@@ -108,34 +109,48 @@ fn an_episode_projection_never_sees_its_pseudo_queries() {
         Adaptation::Whiten,
         Adaptation::Lda,
     ] {
-        let p = AdaptParams::new(method).shrinkage(0.3).check().unwrap();
-        for (e, ep) in eps.iter().enumerate() {
-            let g = common::gallery(&x, &labels);
-            let (pseudo, q) = episode_view(&g, &labels, ep, Some(&p)).unwrap();
-            let mut noisy = x.clone();
-            let noise = common::random_rows(ep.queries.len(), x.ncols(), 100 + e as u64);
-            for (k, &r) in ep.queries.iter().enumerate() {
-                noisy.row_mut(r).assign(&noise.row(k));
+        // The projection alone, then with the neighbourhood steps.
+        for (dba, qe) in [(0, 0), (3, 2)] {
+            let p = AdaptParams::new(method)
+                .shrinkage(0.3)
+                .dba(dba)
+                .qe(qe)
+                .check()
+                .unwrap();
+            for (e, ep) in eps.iter().enumerate() {
+                let g = common::gallery(&x, &labels);
+                let (pseudo, q) = episode_view(&g, &labels, ep, Some(&p)).unwrap();
+                let mut noisy = x.clone();
+                let noise = common::random_rows(ep.queries.len(), x.ncols(), 100 + e as u64);
+                for (k, &r) in ep.queries.iter().enumerate() {
+                    noisy.row_mut(r).assign(&noise.row(k));
+                }
+                let g2 = common::gallery(&noisy, &labels);
+                let (pseudo2, q2) = episode_view(&g2, &labels, ep, Some(&p)).unwrap();
+                assert_eq!(pseudo.embeddings(), pseudo2.embeddings(), "{p} episode {e}");
+                assert_ne!(q, q2, "{p} episode {e}: the queries did change");
+                // One query changed: no other query moves (a query is
+                // expanded with database rows only).
+                let mut one = x.clone();
+                one.row_mut(ep.queries[0]).assign(&noise.row(0));
+                let (_, q3) =
+                    episode_view(&common::gallery(&one, &labels), &labels, ep, Some(&p)).unwrap();
+                assert_eq!(
+                    q.slice(ndarray::s![1.., ..]),
+                    q3.slice(ndarray::s![1.., ..])
+                );
+                // The same steps, fitted by hand on the pseudo-gallery.
+                let rows = common::rows_of(&x, &ep.gallery);
+                let g_labels: Vec<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+                let own = Projection::fit(rows.view(), &g_labels, &p).unwrap();
+                let own_g = own.transform(rows.view()).unwrap();
+                let own_g = augment_database(own_g.view(), &g_labels, dba, 3.0).unwrap();
+                assert_eq!(pseudo.embeddings(), own_g, "{p}");
+                let q_rows = common::rows_of(&x, &ep.queries);
+                let own_q = own.transform(q_rows.view()).unwrap();
+                let own_q = expand_queries(own_q.view(), own_g.view(), qe, 3.0).unwrap();
+                assert_eq!(q, own_q, "{p}");
             }
-            let g2 = common::gallery(&noisy, &labels);
-            let (pseudo2, q2) = episode_view(&g2, &labels, ep, Some(&p)).unwrap();
-            assert_eq!(
-                pseudo.embeddings(),
-                pseudo2.embeddings(),
-                "{method} episode {e}"
-            );
-            assert_ne!(q, q2, "{method} episode {e}: the queries did change");
-            // The same projection, fitted by hand on the pseudo-gallery.
-            let rows = common::rows_of(&x, &ep.gallery);
-            let g_labels: Vec<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
-            let own = Projection::fit(rows.view(), &g_labels, &p).unwrap();
-            assert_eq!(
-                pseudo.embeddings(),
-                own.transform(rows.view()).unwrap(),
-                "{method}"
-            );
-            let q_rows = common::rows_of(&x, &ep.queries);
-            assert_eq!(q, own.transform(q_rows.view()).unwrap(), "{method}");
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayView2, Axis, s};
 use reid_core::{ParamGuard, Record};
-use reid_openset::{AdaptParams, Adaptation, Projection, ValidAdaptParams, self_calibrate_groups};
+use reid_openset::adapt::adapt_split;
+use reid_openset::{AdaptParams, Adaptation, ValidAdaptParams, self_calibrate_groups};
 use serde::Serialize;
 
 use crate::identify::check_rows;
@@ -75,13 +76,15 @@ pub(crate) fn adapt_embeddings(
             .map(|&p| split.database_labels[p].as_str())
             .collect();
         let x = embeddings.select(Axis(0), &rows);
-        let proj = Projection::fit(x.view(), &labels, params)?;
-        parts.push((rows.clone(), proj.transform(x.view())?));
-        if let Some(qs) = q_by_group.get(name) {
-            let q_rows: Vec<usize> = qs.iter().map(|&qi| split.queries[qi]).collect();
-            let yq = proj.transform(embeddings.select(Axis(0), &q_rows).view())?;
-            parts.push((q_rows, yq));
-        }
+        let q_rows: Vec<usize> = q_by_group
+            .get(name)
+            .map(|qs| qs.iter().map(|&qi| split.queries[qi]).collect())
+            .unwrap_or_default();
+        let xq = embeddings.select(Axis(0), &q_rows);
+        let (yg, yq) = adapt_split(x.view(), &labels, xq.view(), params)?;
+        let dim = yg.ncols();
+        parts.push((rows.clone(), yg));
+        parts.push((q_rows, yq));
         let mut identities = labels.clone();
         identities.sort_unstable();
         identities.dedup();
@@ -90,7 +93,7 @@ pub(crate) fn adapt_embeddings(
             AdaptedGroup {
                 rows: rows.len(),
                 identities: identities.len(),
-                dim: proj.output_dim(),
+                dim,
                 seconds: t.elapsed().as_secs_f64(),
             },
         );
@@ -231,4 +234,71 @@ pub fn choose_adaptation(
         }
     }
     Ok(AdaptChoice { trials, chosen })
+}
+
+/// Same-identity neighbours of database-side augmentation `--adapt auto`
+/// tries (0: none).
+pub const DEFAULT_DBA: [usize; 3] = [0, 3, 5];
+/// Database rows of α-query expansion `--adapt auto` tries (0: none).
+pub const DEFAULT_QE: [usize; 2] = [0, 2];
+
+/// The neighbourhood steps ([`reid_openset::expand`]) to try on a chosen
+/// projection `p`: every `dba` of `dbas` with every `qe` of `qes`, weights
+/// at exponent `alpha`, in that order, without repeats.
+pub fn neighbourhood_candidates(
+    p: AdaptParams,
+    dbas: &[usize],
+    qes: &[usize],
+    alpha: f32,
+) -> Vec<AdaptParams> {
+    let mut out: Vec<AdaptParams> = Vec::new();
+    for &dba in dbas {
+        for &qe in qes {
+            let c = p.dba(dba).qe(qe).alpha(alpha);
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// [`neighbourhood_candidates`] over [`DEFAULT_DBA`] and [`DEFAULT_QE`],
+/// α = 3.
+pub fn default_neighbourhood_candidates(p: AdaptParams) -> Vec<AdaptParams> {
+    neighbourhood_candidates(p, &DEFAULT_DBA, &DEFAULT_QE, 3.0)
+}
+
+/// [`choose_adaptation`] in two stages: the projection among `candidates`,
+/// then, when one was chosen, the neighbourhood steps `steps(chosen)` on it
+/// (the chosen settings themselves are not scored twice). One list of
+/// trials, the projections' first; the best of all is chosen, the earliest
+/// of equals. Every score comes from the database's episodes alone.
+pub fn choose_adaptation_staged(
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidOpenSetParams,
+    candidates: &[Option<AdaptParams>],
+    steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
+) -> Result<AdaptChoice> {
+    let mut choice = choose_adaptation(records, embeddings, params, candidates)?;
+    let Some(chosen) = choice.adapt().map(ValidAdaptParams::into_params) else {
+        return Ok(choice);
+    };
+    let second: Vec<Option<AdaptParams>> = steps(chosen)
+        .into_iter()
+        .filter(|c| *c != chosen)
+        .map(Some)
+        .collect();
+    if second.is_empty() {
+        return Ok(choice);
+    }
+    let more = choose_adaptation(records, embeddings, params, &second)?;
+    let offset = choice.trials.len();
+    let better = more.best().map(|b| b.score) > choice.best().map(|b| b.score);
+    choice.trials.extend(more.trials);
+    if better {
+        choice.chosen = offset + more.chosen;
+    }
+    Ok(choice)
 }

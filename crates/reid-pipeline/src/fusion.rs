@@ -8,7 +8,7 @@ use ndarray::{ArrayView2, Axis};
 use reid_core::{ParamGuard, Record};
 use reid_openset::{
     DecisionParams, EmbeddingScorer, FusionCalibration, FusionGroupCalibration, FusionSource,
-    PairScorer, Thresholds, ValidFusionParams, fuse_with_sources, self_calibrate_fusion_groups,
+    PairScorer, Thresholds, ValidFusionParams, fuse_stacked, self_calibrate_fusion_groups,
 };
 
 use crate::identify::{
@@ -64,6 +64,35 @@ impl FusionReport {
     /// The calibration the default threshold comes from.
     pub fn all(&self) -> &FusionCalibration {
         &self.calibration.all
+    }
+
+    /// One line on how the sources were combined, per dataset: each
+    /// combination tried with its episode score on the database, and the
+    /// one kept (`cattle: mean 0.714, logistic 0.731 -> logistic`).
+    pub fn combine_summary(&self) -> String {
+        let one = |name: &str, c: &FusionCalibration| {
+            let tried: Vec<String> = c
+                .combine_scores
+                .iter()
+                .map(|(how, s)| format!("{how} {s:.3}"))
+                .collect();
+            let kept = if c.stack.is_some() {
+                "logistic"
+            } else {
+                "mean"
+            };
+            format!("{name}: {} -> {kept}", tried.join(", "))
+        };
+        let mut parts: Vec<String> = self
+            .calibration
+            .per_group
+            .iter()
+            .map(|(g, c)| one(g, c))
+            .collect();
+        if parts.is_empty() {
+            parts.push(one("all", &self.calibration.all));
+        }
+        parts.join("; ")
     }
 }
 
@@ -246,7 +275,7 @@ pub fn fuse(
                     weight,
                 })
                 .collect();
-            let fused = fuse_with_sources(&short, &sources)?;
+            let fused = fuse_stacked(&short, &sources, cal.stack.as_ref())?;
             for (s, probs) in fused.sources.iter().enumerate() {
                 if let Some(probs) = probs {
                     for (&qi, row) in rows.iter().zip(probs.outer_iter()) {

@@ -72,7 +72,9 @@ pub mod score;
 pub mod split;
 
 pub use adapt::{
-    AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, choose_adaptation, default_adapt_candidates,
+    AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, DEFAULT_DBA, DEFAULT_QE, choose_adaptation,
+    choose_adaptation_staged, default_adapt_candidates, default_neighbourhood_candidates,
+    neighbourhood_candidates,
 };
 pub use error::{PipelineError, Result};
 pub use evaluate::{Discovery, Evaluation, Headline, Summary, evaluate};
