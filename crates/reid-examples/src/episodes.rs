@@ -62,7 +62,7 @@ pub struct AdaptArgs {
     /// After the projection, merge each database photo with its K nearest
     /// photos of the same individual (database-side augmentation; 0: none).
     /// Default: with `--adapt auto`, chosen on the database's episodes
-    /// among 0, 3 and 5 (on the chosen projection); otherwise 0.
+    /// among 0, 5 and 20 (on the chosen projection); otherwise 0.
     #[arg(long)]
     pub dba: Option<usize>,
     /// After the projection, merge each query with its K nearest database
@@ -73,7 +73,7 @@ pub struct AdaptArgs {
     pub qe: Option<usize>,
     /// Exponent α of the neighbour weights max(cos, 0)^α of `--dba` and
     /// `--qe`.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub expand_alpha: f32,
 }
 
@@ -227,7 +227,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             p.unwrap().check().unwrap().to_string(),
-            "whiten(shrinkage 0.1) + dba 3 (alpha 3)"
+            "whiten(shrinkage 0.1) + dba 3 (alpha 1)"
         );
         let e = parse(&["--adapt", "lda", "--expand-alpha=-1"])
             .params()
@@ -247,7 +247,7 @@ mod tests {
         assert_eq!(names(&parse(&[])).len(), 6);
         assert_eq!(
             names(&parse(&["--dba", "4", "--qe", "0"])),
-            ["whiten(shrinkage 0.5) + dba 4 (alpha 3)"]
+            ["whiten(shrinkage 0.5) + dba 4 (alpha 1)"]
         );
     }
 }

@@ -14,7 +14,7 @@ use reid_glue::{
 use reid_local::{
     CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer,
 };
-use reid_openset::{FusionParams, PairScorer, ValidFusionParams};
+use reid_openset::{Aggregate, FusionParams, PairScorer, Rule, ValidFusionParams};
 use reid_pipeline::{Identification, SourceCost, ValidOpenSetParams, fuse};
 
 use crate::bar;
@@ -95,6 +95,13 @@ pub struct LocalArgs {
     /// better on the database's own episodes, per dataset).
     #[arg(long, default_value = "auto")]
     pub fusion_combine: String,
+    /// How a query is decided from its fused shortlist: `top1` (the best
+    /// photo's fused probability), a rule such as `knn:50:noisyor:3` (each
+    /// individual scored by the noisy-or of its 3 best photos' fused
+    /// probabilities), or `auto` (`top1` or `knn:B:noisyor:3`, whichever
+    /// scores better on the database's own episodes, per dataset).
+    #[arg(long, default_value = "auto")]
+    pub fusion_rule: String,
     /// SIFT: longer image side for keypoint detection (images are downscaled).
     #[arg(long, default_value_t = 512)]
     pub local_max_side: u32,
@@ -284,9 +291,30 @@ impl LocalArgs {
                     .weights(weights.clone())
                     .calibration_episodes(self.fusion_episodes)
                     .combine(combine)
+                    .rules(self.fusion_rules(b)?)
                     .check()?)
             })
             .collect()
+    }
+
+    /// The decision rules `--fusion-rule` asks the fusion to try at
+    /// shortlist size `b`.
+    fn fusion_rules(&self, b: usize) -> anyhow::Result<Vec<Rule>> {
+        if self.fusion_rule == "auto" {
+            return Ok(vec![
+                Rule::Top1,
+                Rule::Knn {
+                    k: b,
+                    per_identity: 3,
+                    aggregate: Aggregate::NoisyOr,
+                },
+            ]);
+        }
+        let rule: Rule = self
+            .fusion_rule
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--fusion-rule: {e}"))?;
+        Ok(vec![rule])
     }
 
     /// The fusion of a job that writes one answer (a submission, a

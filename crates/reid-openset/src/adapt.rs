@@ -140,7 +140,7 @@ pub struct ValidAdaptParams(AdaptParams);
 
 impl AdaptParams {
     /// `method` with shrinkage 0.5, every dimension it can give, and no
-    /// neighbourhood step (`dba` and `qe` 0, `alpha` 3).
+    /// neighbourhood step (`dba` and `qe` 0, `alpha` 1).
     pub fn new(method: Adaptation) -> Self {
         Self {
             method,
@@ -148,7 +148,7 @@ impl AdaptParams {
             dim: None,
             dba: 0,
             qe: 0,
-            alpha: 3.0,
+            alpha: 1.0,
         }
     }
 
@@ -235,7 +235,7 @@ impl ValidAdaptParams {
 
 impl fmt::Display for ValidAdaptParams {
     /// `lda(shrinkage 0.5)`, `pca(shrinkage 0, dim 64)`, `center`,
-    /// `whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 3)`.
+    /// `whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 1)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.0;
         if p.method == Adaptation::Center {

@@ -72,6 +72,12 @@ pub enum Aggregate {
     Max,
     /// The mean of the (up to `per_identity`) best similarities.
     Mean,
+    /// `1 - Π(1 - p)` over the (up to `per_identity`) best scores, each
+    /// clamped to `[0, 1]`: for probabilities (a fused shortlist), the
+    /// chance that at least one of the identity's photos is a true match
+    /// if each were independent evidence. Several good matches of one
+    /// animal add up; one stays as it is.
+    NoisyOr,
 }
 
 /// How a query's ranked matches become a candidate identity and a score.
@@ -177,6 +183,14 @@ impl Rule {
                     (sims.iter().map(|&v| f64::from(v)).sum::<f64>() / sims.len().max(1) as f64)
                         as f32
                 }
+                Aggregate::NoisyOr if sims.is_empty() => f32::NEG_INFINITY,
+                Aggregate::NoisyOr => {
+                    let miss: f64 = sims
+                        .iter()
+                        .map(|&v| 1.0 - f64::from(v.clamp(0.0, 1.0)))
+                        .product();
+                    (1.0 - miss) as f32
+                }
             };
             if best.is_none_or(|(_, b)| score > b) {
                 best = Some((first, score));
@@ -191,9 +205,10 @@ impl std::str::FromStr for Rule {
 
     /// `top1`; `knn:K` (the identity with the best similarity among the
     /// `K` nearest, [`Aggregate::Max`] over up to `K` per identity); or
-    /// `knn:K:mean:P` / `knn:K:max:P` (each identity scored by the mean /
-    /// max of its best `P` similarities among the `K` nearest). The numbers
-    /// are checked; [`std::fmt::Display`] writes the same forms.
+    /// `knn:K:mean:P` / `knn:K:max:P` / `knn:K:noisyor:P` (each identity
+    /// scored by the mean / max / noisy-or of its best `P` similarities
+    /// among the `K` nearest). The numbers are checked;
+    /// [`std::fmt::Display`] writes the same forms.
     ///
     /// ```
     /// use reid_openset::{Aggregate, Rule};
@@ -206,13 +221,19 @@ impl std::str::FromStr for Rule {
     ///     "knn:10:mean:3".parse::<Rule>()?,
     ///     Rule::Knn { k: 10, per_identity: 3, aggregate: Aggregate::Mean }
     /// );
+    /// assert_eq!(
+    ///     "knn:50:noisyor:3".parse::<Rule>()?.to_string(),
+    ///     "knn:50:noisyor:3"
+    /// );
     /// assert!("knn:0".parse::<Rule>().is_err() && "best".parse::<Rule>().is_err());
     /// # Ok::<(), reid_openset::OpensetError>(())
     /// ```
     fn from_str(s: &str) -> Result<Self> {
         let bad = |why: &str| OpensetError::InvalidParam {
             name: "rule",
-            reason: format!("`{s}`: {why} (use top1, knn:K or knn:K:mean:P, knn:K:max:P)"),
+            reason: format!(
+                "`{s}`: {why} (use top1, knn:K or knn:K:mean:P, knn:K:max:P, knn:K:noisyor:P)"
+            ),
         };
         let number = |v: &str| {
             v.parse::<usize>()
@@ -229,13 +250,13 @@ impl std::str::FromStr for Rule {
                     aggregate: Aggregate::Max,
                 }
             }
-            ["knn", k, agg @ ("mean" | "max"), p] => Rule::Knn {
+            ["knn", k, agg @ ("mean" | "max" | "noisyor"), p] => Rule::Knn {
                 k: number(k)?,
                 per_identity: number(p)?,
-                aggregate: if *agg == "mean" {
-                    Aggregate::Mean
-                } else {
-                    Aggregate::Max
+                aggregate: match *agg {
+                    "mean" => Aggregate::Mean,
+                    "max" => Aggregate::Max,
+                    _ => Aggregate::NoisyOr,
                 },
             },
             _ => return Err(bad("unknown rule")),
@@ -264,6 +285,11 @@ impl std::fmt::Display for Rule {
                 per_identity,
                 aggregate: Aggregate::Mean,
             } => write!(f, "knn:{k}:mean:{per_identity}"),
+            Rule::Knn {
+                k,
+                per_identity,
+                aggregate: Aggregate::NoisyOr,
+            } => write!(f, "knn:{k}:noisyor:{per_identity}"),
         }
     }
 }

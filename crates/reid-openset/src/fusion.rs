@@ -21,7 +21,7 @@ use ndarray::{Array2, ArrayView2};
 use reid_core::ParamGuard;
 use reid_index::{Gallery, TopK, exact_topk};
 
-use crate::decision::Thresholds;
+use crate::decision::{Rule, Thresholds};
 use crate::episodes::{
     EpisodeQuery, ValidSelfCalibrationParams, episode_view, identity_numbers, labels,
     simulate_episodes,
@@ -318,6 +318,7 @@ pub struct FusionParams {
     method: CalibrationMethod,
     calibration_episodes: Option<usize>,
     combine: Combine,
+    rules: Vec<Rule>,
 }
 
 /// How the calibrated sources of a fusion become one score.
@@ -377,6 +378,7 @@ impl Default for FusionParams {
             method: CalibrationMethod::Isotonic,
             calibration_episodes: None,
             combine: Combine::Mean,
+            rules: vec![Rule::Top1],
         }
     }
 }
@@ -405,6 +407,14 @@ impl FusionParams {
         /// How the calibrated sources become one score (default: the
         /// weighted mean).
         combine: Combine,
+
+        /// The decision rules to try on the fused shortlist (at least one;
+        /// default: [`Rule::Top1`]); each group keeps the one whose episode
+        /// score on the database is highest, the earliest of equals. A rule
+        /// that aggregates an identity's photos
+        /// (`knn:B:noisyor:3`) lets several good matches of one animal add
+        /// up.
+        rules: Vec<Rule>,
     }
 }
 
@@ -433,6 +443,15 @@ reid_core::param_guard!(FusionParams => ValidFusionParams, OpensetError, |p| {
             reason: "all weights are 0".into(),
         });
     }
+    if p.rules.is_empty() {
+        return Err(OpensetError::InvalidParam {
+            name: "rules",
+            reason: "at least one decision rule to try".into(),
+        });
+    }
+    for r in &p.rules {
+        r.validate()?;
+    }
     if p.calibration_episodes == Some(0) {
         return Err(OpensetError::InvalidParam {
             name: "calibration_episodes",
@@ -452,6 +471,10 @@ impl ValidFusionParams {
         calibration_episodes: Option<usize>,
         /// How the sources are combined.
         combine: Combine,
+    }
+    /// The decision rules tried on the fused shortlist.
+    pub fn rules(&self) -> &[Rule] {
+        &self.0.rules
     }
     /// The weight of each source.
     pub fn weights(&self) -> &[f32] {
@@ -477,9 +500,24 @@ pub struct FusionCalibration {
     /// ([`Combine::Logistic`], or [`Combine::Auto`] finding it better);
     /// `None`: the weighted mean.
     pub stack: Option<LogisticStack>,
-    /// Each combination tried and its mean episode score (one entry unless
-    /// [`Combine::Auto`]).
-    pub combine_scores: Vec<(Combine, f64)>,
+    /// The decision rule on the fused shortlist (the best of
+    /// [`ValidFusionParams::rules`] on the episodes).
+    pub rule: Rule,
+    /// Each (combination, rule) tried and its mean episode score (one entry
+    /// for one combination and one rule).
+    pub trials: Vec<FusionTrial>,
+}
+
+/// One way of deciding from a fused shortlist, scored on the database's
+/// episodes ([`FusionCalibration::trials`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusionTrial {
+    /// How the sources were combined.
+    pub combine: Combine,
+    /// The decision rule.
+    pub rule: Rule,
+    /// Mean episode score at the best threshold.
+    pub score: f64,
 }
 
 /// Fusions calibrated per group ([`self_calibrate_fusion_groups`]).
@@ -510,9 +548,13 @@ impl FusionGroupCalibration {
 type Calibrated = (
     FittedSources,
     Option<LogisticStack>,
+    Rule,
     SelfCalibration,
-    Vec<(Combine, f64)>,
+    Vec<FusionTrial>,
 );
+
+/// Draws the episode curves under a fused score and a decision rule.
+type CurvesOf<'a> = dyn Fn(&[f64], &Rule) -> Result<Vec<EpisodeCurve>> + 'a;
 
 /// Calibrators fitted on some of a calibration's pairs.
 struct FittedSources {
@@ -556,9 +598,10 @@ struct GroupEpisodes {
 /// pair scores are those projected cosines (the first source is then the
 /// cosine of the embeddings; its scorer is not called).
 ///
-/// Use the result with [`fuse`] (sources with these calibrators, scoring
-/// query × gallery rows) and [`crate::decide_topk`] with
-/// [`crate::Rule::Top1`] at the group's threshold.
+/// Use the result with [`fuse_stacked`] (sources with these calibrators
+/// and the calibration's stack, scoring query × gallery rows) and
+/// [`crate::decide_topk`] with the calibration's
+/// [`FusionCalibration::rule`] at the group's threshold.
 pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     gallery: &Gallery,
     groups: &[S],
@@ -699,62 +742,62 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     // Each combination's calibration from the pairs `keep` selects and the
     // curves `curves` draws under a fused score; the best episode score
     // wins, the earlier of equals.
-    let calibrate = |keep: &dyn Fn(usize) -> bool,
-                     curves: &dyn Fn(&[f64]) -> Vec<EpisodeCurve>|
-     -> Result<Calibrated> {
+    let calibrate = |keep: &dyn Fn(usize) -> bool, curves: &CurvesOf<'_>| -> Result<Calibrated> {
         let f = fit(keep)?;
-        let mut best: Option<(Option<LogisticStack>, SelfCalibration)> = None;
-        let mut scores = Vec::with_capacity(tried.len());
+        let mut best: Option<(Option<LogisticStack>, Rule, SelfCalibration)> = None;
+        let mut trials = Vec::with_capacity(tried.len() * params.rules().len());
         for &how in &tried {
             let (stack, fused) = combined(&f, how)?;
-            let cal = summarise(&curves(&fused), episodes.grid());
-            scores.push((how, cal.score_mean));
-            if best
-                .as_ref()
-                .is_none_or(|(_, b)| cal.score_mean > b.score_mean)
-            {
-                best = Some((stack, cal));
+            for rule in params.rules() {
+                let cal = summarise(&curves(&fused, rule)?, episodes.grid());
+                trials.push(FusionTrial {
+                    combine: how,
+                    rule: *rule,
+                    score: cal.score_mean,
+                });
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, _, b)| cal.score_mean > b.score_mean)
+                {
+                    best = Some((stack.clone(), *rule, cal));
+                }
             }
         }
-        let (stack, cal) = best.ok_or_else(|| OpensetError::InvalidParam {
+        let (stack, rule, cal) = best.ok_or_else(|| OpensetError::InvalidParam {
             name: "combine",
             reason: "no combination to try".into(),
         })?;
-        Ok((f, stack, cal, scores))
+        Ok((f, stack, rule, cal, trials))
     };
-    // A group's episode curves under the fused scores `fused`.
-    let curves_of = |g: &GroupEpisodes, fused: &[f64]| -> Vec<EpisodeCurve> {
-        let runs: Vec<Vec<EpisodeQuery>> = g
-            .lists
-            .iter()
-            .zip(&g.is_new)
-            .map(|(one, is_new)| {
-                one.iter()
-                    .zip(is_new)
-                    .map(|((q, cands), &is_new)| {
-                        // Best fused score; ties keep the cosine order.
-                        let mut best: Option<(usize, f64)> = None;
-                        for &c in cands {
-                            let f = unique.get(&(*q, c)).map_or(0.0, |&e| fused[e]);
-                            if best.is_none_or(|(_, b)| f > b) {
-                                best = Some((c, f));
-                            }
-                        }
-                        let (correct, score) = match best {
-                            Some((c, f)) => (labels[c] == labels[*q], f as f32),
-                            None => (false, f32::NEG_INFINITY),
-                        };
-                        EpisodeQuery {
-                            identity: g.identity_of.get(q).copied().unwrap_or_default(),
-                            is_new,
-                            correct,
-                            score,
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        episode_curves(&runs, episodes.grid())
+    // A group's episode curves under the fused scores `fused`, each
+    // pseudo-query decided by `rule` over its shortlist ranked by them.
+    let curves_of = |g: &GroupEpisodes, fused: &[f64], rule: &Rule| -> Result<Vec<EpisodeCurve>> {
+        let mut runs: Vec<Vec<EpisodeQuery>> = Vec::with_capacity(g.lists.len());
+        for (one, is_new) in g.lists.iter().zip(&g.is_new) {
+            let mut run = Vec::with_capacity(one.len());
+            for ((q, cands), &is_new) in one.iter().zip(is_new) {
+                // Ranked by fused score; ties keep the cosine order.
+                let mut ranked: Vec<(usize, f32)> = cands
+                    .iter()
+                    .map(|&c| (c, unique.get(&(*q, c)).map_or(0.0, |&e| fused[e]) as f32))
+                    .collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let idx: Vec<usize> = ranked.iter().map(|r| r.0).collect();
+                let sc: Vec<f32> = ranked.iter().map(|r| r.1).collect();
+                let (correct, score) = match rule.candidate(&idx, &sc, &labels)? {
+                    Some((c, f)) => (labels[c] == labels[*q], f),
+                    None => (false, f32::NEG_INFINITY),
+                };
+                run.push(EpisodeQuery {
+                    identity: g.identity_of.get(q).copied().unwrap_or_default(),
+                    is_new,
+                    correct,
+                    score,
+                });
+            }
+            runs.push(run);
+        }
+        Ok(episode_curves(&runs, episodes.grid()))
     };
     let group_of_pair: Vec<usize> = pairs
         .iter()
@@ -772,8 +815,10 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     let mut per_group = BTreeMap::new();
     for (gi, g) in prepared.iter().enumerate() {
         let keep = |e: usize| group_of_pair[e] == gi;
-        let (f, stack, self_calibration, combine_scores) =
-            calibrate(&keep, &|fused: &[f64]| curves_of(g, fused))?;
+        let (f, stack, rule, self_calibration, trials) =
+            calibrate(&keep, &|fused: &[f64], rule: &Rule| {
+                curves_of(g, fused, rule)
+            })?;
         let (n, positives) = counts(&keep);
         per_group.insert(
             g.name.clone(),
@@ -783,21 +828,27 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
                 pairs: n,
                 positives,
                 stack,
-                combine_scores,
+                rule,
+                trials,
             },
         );
     }
-    let (f, stack, self_calibration, combine_scores) = calibrate(&|_| true, &|fused: &[f64]| {
-        let pooled: Vec<Vec<EpisodeCurve>> = prepared.iter().map(|g| curves_of(g, fused)).collect();
-        pool_curves(&pooled)
-    })?;
+    let (f, stack, rule, self_calibration, trials) =
+        calibrate(&|_| true, &|fused: &[f64], rule: &Rule| {
+            let pooled = prepared
+                .iter()
+                .map(|g| curves_of(g, fused, rule))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(pool_curves(&pooled))
+        })?;
     let all = FusionCalibration {
         calibrators: f.calibrators,
         self_calibration,
         pairs: pairs.len(),
         positives: same.iter().filter(|&&s| s).count(),
         stack,
-        combine_scores,
+        rule,
+        trials,
     };
     let mut thresholds = Thresholds::new(all.self_calibration.threshold)?;
     for (g, c) in &per_group {

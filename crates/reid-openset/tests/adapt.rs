@@ -144,11 +144,11 @@ fn an_episode_projection_never_sees_its_pseudo_queries() {
                 let g_labels: Vec<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
                 let own = Projection::fit(rows.view(), &g_labels, &p).unwrap();
                 let own_g = own.transform(rows.view()).unwrap();
-                let own_g = augment_database(own_g.view(), &g_labels, dba, 3.0).unwrap();
+                let own_g = augment_database(own_g.view(), &g_labels, dba, p.alpha()).unwrap();
                 assert_eq!(pseudo.embeddings(), own_g, "{p}");
                 let q_rows = common::rows_of(&x, &ep.queries);
                 let own_q = own.transform(q_rows.view()).unwrap();
-                let own_q = expand_queries(own_q.view(), own_g.view(), qe, 3.0).unwrap();
+                let own_q = expand_queries(own_q.view(), own_g.view(), qe, p.alpha()).unwrap();
                 assert_eq!(q, own_q, "{p}");
             }
         }

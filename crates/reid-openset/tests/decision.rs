@@ -87,6 +87,14 @@ fn knn_vote_by_hand() {
     // per_identity 1 makes the mean a max.
     let p = run(knn(4, 1, Aggregate::Mean), 0.0);
     assert_eq!(p.candidate, "a");
+    // Noisy-or over the 2 best of the top 4: a 1 - 0.1 · 0.5 = 0.95,
+    // b 1 - 0.15 · 0.16 = 0.976: two good matches beat one excellent one.
+    let p = run(knn(4, 2, Aggregate::NoisyOr), 0.0);
+    assert_eq!(p.candidate, "b");
+    assert!((p.similarity - 0.976).abs() < 1e-6, "{}", p.similarity);
+    // Over one photo each it is the max.
+    let p = run(knn(4, 1, Aggregate::NoisyOr), 0.0);
+    assert_eq!((p.candidate.as_str(), p.similarity), ("a", 0.9));
     // Same vote, threshold above the winning score: new, candidate kept.
     let p = run(knn(4, 2, Aggregate::Mean), 0.85);
     assert_eq!(p.decision, Decision::New);
@@ -288,6 +296,7 @@ fn rules_parse_and_display() {
         ("knn:3:max:7", knn(3, 7, Aggregate::Max)),
         ("knn:10:mean:3", knn(10, 3, Aggregate::Mean)),
         ("knn:4:mean:4", knn(4, 4, Aggregate::Mean)),
+        ("knn:50:noisyor:3", knn(50, 3, Aggregate::NoisyOr)),
     ];
     for (text, rule) in cases {
         assert_eq!(text.parse::<Rule>().unwrap(), rule, "{text}");

@@ -101,7 +101,7 @@ fn the_settings_name_themselves() {
         .unwrap();
     assert_eq!(
         p.to_string(),
-        "whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 3)"
+        "whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 1)"
     );
     let p = AdaptParams::new(Adaptation::Center).check().unwrap();
     assert_eq!(p.to_string(), "center");

@@ -9,8 +9,9 @@ use ndarray::{Array2, array};
 use rand::{Rng, SeedableRng};
 use reid_index::{Gallery, TopK};
 use reid_openset::{
-    CalibrationMethod, Combine, EmbeddingScorer, FnScorer, FusionParams, FusionSource,
-    LogisticStack, OpensetError, ParamGuard, fuse_stacked, linear_grid, self_calibrate_fusion,
+    Aggregate, CalibrationMethod, Combine, EmbeddingScorer, FnScorer, FusionParams, FusionSource,
+    FusionTrial, LogisticStack, OpensetError, ParamGuard, Rule, fuse_stacked, linear_grid,
+    self_calibrate_fusion,
 };
 
 fn logit(p: f64) -> f64 {
@@ -160,19 +161,27 @@ fn auto_keeps_the_better_combination_on_the_database() {
     let auto = run(Combine::Auto);
     assert!(mean.stack.is_none());
     assert!(logistic.stack.is_some());
+    let trial = |c: Combine, score: f64| FusionTrial {
+        combine: c,
+        rule: Rule::Top1,
+        score,
+    };
     assert_eq!(
-        mean.combine_scores,
-        [(Combine::Mean, mean.self_calibration.score_mean)]
+        mean.trials,
+        [trial(Combine::Mean, mean.self_calibration.score_mean)]
     );
     assert_eq!(
-        logistic.combine_scores,
-        [(Combine::Logistic, logistic.self_calibration.score_mean)]
+        logistic.trials,
+        [trial(
+            Combine::Logistic,
+            logistic.self_calibration.score_mean
+        )]
     );
     assert_eq!(
-        auto.combine_scores,
+        auto.trials,
         [
-            (Combine::Mean, mean.self_calibration.score_mean),
-            (Combine::Logistic, logistic.self_calibration.score_mean)
+            trial(Combine::Mean, mean.self_calibration.score_mean),
+            trial(Combine::Logistic, logistic.self_calibration.score_mean)
         ]
     );
     let best = mean
@@ -189,4 +198,68 @@ fn auto_keeps_the_better_combination_on_the_database() {
     assert!(w[1] > 0.0, "{w:?}");
     assert!("median".parse::<Combine>().is_err());
     assert_eq!("logistic".parse::<Combine>().unwrap(), Combine::Logistic);
+}
+
+/// Rules tried on the fused shortlist: every (combination, rule) pair is
+/// scored on the same episodes and the best kept. A source that scores
+/// each pair of one animal moderately (0.6 after calibration, say) is what
+/// noisy-or aggregation is for; whichever wins, the trial list is complete
+/// and the kept rule is the best-scored one.
+#[test]
+fn fusion_rules_are_chosen_on_the_database() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let n = 48;
+    let emb = random_unit_rows(&mut rng, n, 16);
+    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
+    let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
+    let noise: Vec<f32> = (0..n * n).map(|_| rng.gen_range(0.0..4.0)).collect();
+    let kp = FnScorer::new("keypoints", |q, g| {
+        Ok(noise[q * n + g] + if labels[q] == labels[g] { 1.5 } else { 0.0 })
+    });
+    let params = common::episodes(0.3, 0.5, 8, 3, linear_grid(0.0..=1.0, 100));
+    let noisy = Rule::Knn {
+        k: 12,
+        per_identity: 3,
+        aggregate: Aggregate::NoisyOr,
+    };
+    let run = |rules: Vec<Rule>| {
+        let f = FusionParams::default()
+            .shortlist(12)
+            .weights(vec![1.0, 1.0])
+            .rules(rules)
+            .check()
+            .unwrap();
+        self_calibrate_fusion(&gallery, &[&cosine, &kp], &f, &params).unwrap()
+    };
+    let top1 = run(vec![Rule::Top1]);
+    let agg = run(vec![noisy]);
+    let both = run(vec![Rule::Top1, noisy]);
+    assert_eq!((top1.rule, agg.rule), (Rule::Top1, noisy));
+    let scores: Vec<f64> = both.trials.iter().map(|t| t.score).collect();
+    assert_eq!(
+        scores,
+        [
+            top1.self_calibration.score_mean,
+            agg.self_calibration.score_mean
+        ]
+    );
+    let want = if agg.self_calibration.score_mean > top1.self_calibration.score_mean {
+        noisy
+    } else {
+        Rule::Top1
+    };
+    assert_eq!(both.rule, want);
+    assert_eq!(
+        both.self_calibration.score_mean,
+        top1.self_calibration
+            .score_mean
+            .max(agg.self_calibration.score_mean)
+    );
+    // The two rules do decide differently on these episodes.
+    assert_ne!(
+        top1.self_calibration.score_mean,
+        agg.self_calibration.score_mean
+    );
+    assert!(FusionParams::default().rules(vec![]).check().is_err());
 }

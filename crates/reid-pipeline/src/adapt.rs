@@ -238,7 +238,7 @@ pub fn choose_adaptation(
 
 /// Same-identity neighbours of database-side augmentation `--adapt auto`
 /// tries (0: none).
-pub const DEFAULT_DBA: [usize; 3] = [0, 3, 5];
+pub const DEFAULT_DBA: [usize; 3] = [0, 5, 20];
 /// Database rows of α-query expansion `--adapt auto` tries (0: none).
 pub const DEFAULT_QE: [usize; 2] = [0, 2];
 
@@ -264,9 +264,10 @@ pub fn neighbourhood_candidates(
 }
 
 /// [`neighbourhood_candidates`] over [`DEFAULT_DBA`] and [`DEFAULT_QE`],
-/// α = 3.
+/// α = 1 (the projected cosines these steps follow are low: at α = 3 the
+/// neighbours' weights all but vanish).
 pub fn default_neighbourhood_candidates(p: AdaptParams) -> Vec<AdaptParams> {
-    neighbourhood_candidates(p, &DEFAULT_DBA, &DEFAULT_QE, 3.0)
+    neighbourhood_candidates(p, &DEFAULT_DBA, &DEFAULT_QE, 1.0)
 }
 
 /// [`choose_adaptation`] in two stages: the projection among `candidates`,

@@ -12,8 +12,7 @@ use reid_openset::{
 };
 
 use crate::identify::{
-    FUSED_RULE, Identification, StageSeconds, check_rows, decide_by_scope, final_ids,
-    search_by_scope,
+    Identification, StageSeconds, check_rows, decide_by_scope, final_ids, search_by_scope,
 };
 use crate::params::ValidOpenSetParams;
 use crate::{PipelineError, Result};
@@ -66,22 +65,23 @@ impl FusionReport {
         &self.calibration.all
     }
 
-    /// One line on how the sources were combined, per dataset: each
-    /// combination tried with its episode score on the database, and the
-    /// one kept (`cattle: mean 0.714, logistic 0.731 -> logistic`).
+    /// One line on how the sources were combined and decided, per dataset:
+    /// each (combination, rule) tried with its episode score on the
+    /// database, and the one kept (`cattle: mean + top1 0.714, logistic +
+    /// top1 0.731 -> logistic + top1`).
     pub fn combine_summary(&self) -> String {
         let one = |name: &str, c: &FusionCalibration| {
             let tried: Vec<String> = c
-                .combine_scores
+                .trials
                 .iter()
-                .map(|(how, s)| format!("{how} {s:.3}"))
+                .map(|t| format!("{} + {} {:.3}", t.combine, t.rule, t.score))
                 .collect();
             let kept = if c.stack.is_some() {
                 "logistic"
             } else {
                 "mean"
             };
-            format!("{name}: {} -> {kept}", tried.join(", "))
+            format!("{name}: {} -> {kept} + {}", tried.join(", "), c.rule)
         };
         let mut parts: Vec<String> = self
             .calibration
@@ -291,14 +291,16 @@ pub fn fuse(
         }
         fused_parts.push((scope, rows, out));
     }
-    let dp = DecisionParams::new(thresholds.clone())
-        .rule(FUSED_RULE)
-        .check()?;
+    // Each scope decided by its calibration's rule.
     let (predictions, matches) = decide_by_scope(
         &fused_parts,
         split.queries.len(),
         &split.database_labels,
-        &dp,
+        &|scope| {
+            Ok(DecisionParams::new(thresholds.clone())
+                .rule(calibration.get(scope.name()).rule)
+                .check()?)
+        },
     )?;
     // New individuals cluster by cosine, at the cosine thresholds.
     let final_ids = final_ids(

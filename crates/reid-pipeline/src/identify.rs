@@ -9,7 +9,7 @@ use ndarray::{ArrayView2, Axis};
 use reid_core::{ParamGuard, Record, Scope};
 use reid_index::{Filter, Gallery, TopK};
 use reid_openset::{
-    ClusterParams, Decision, DecisionParams, GroupCalibration, Prediction, Rule, Thresholds,
+    ClusterParams, Decision, DecisionParams, GroupCalibration, Prediction, Thresholds,
     ValidDecisionParams, assign_new_ids, decide_topk, self_calibrate_groups,
 };
 
@@ -163,19 +163,20 @@ pub(crate) fn search_by_scope(
         .collect()
 }
 
-/// Decides the queries of every scope from its matches; returns the
-/// predictions and matches in query order.
+/// Decides the queries of every scope from its matches, by the decision
+/// parameters `params_of` gives the scope; returns the predictions and
+/// matches in query order.
 pub(crate) fn decide_by_scope(
     parts: &[(Scope, Vec<usize>, TopK)],
     n_queries: usize,
     labels: &[String],
-    params: &ValidDecisionParams,
+    params_of: &dyn Fn(&Scope) -> Result<ValidDecisionParams>,
 ) -> Result<(Vec<Prediction>, Vec<Vec<Match>>)> {
     let mut predictions: Vec<Option<Prediction>> = vec![None; n_queries];
     let mut matches = vec![Vec::new(); n_queries];
     for (scope, rows, top) in parts {
         let names = vec![scope.name(); rows.len()];
-        let preds = decide_topk(top, labels, Some(&names), params)?;
+        let preds = decide_topk(top, labels, Some(&names), &params_of(scope)?)?;
         for ((&qi, p), (idx, sc)) in rows
             .iter()
             .zip(preds)
@@ -269,7 +270,9 @@ pub fn identify(
         .rule(params.rule)
         .check()?;
     let (predictions, matches) =
-        decide_by_scope(&parts, split.queries.len(), &split.database_labels, &dp)?;
+        decide_by_scope(&parts, split.queries.len(), &split.database_labels, &|_| {
+            Ok(dp.clone())
+        })?;
     let final_ids = final_ids(&predictions, &split.scopes, q.view(), &thresholds, params)?;
     Ok(Identification {
         database: split.database,
@@ -330,6 +333,3 @@ pub(crate) fn final_ids(
     }
     Ok(final_ids)
 }
-
-/// The rule the fused decisions use.
-pub(crate) const FUSED_RULE: Rule = Rule::Top1;
