@@ -365,6 +365,7 @@ impl LocalArgs {
             t.elapsed().as_secs_f64()
         );
         if let Some(f) = &fused.fusion {
+            println!("  sources combined by: {}", f.combine_summary());
             for c in &f.sources {
                 println!("{}", cost_summary(c, fused.queries.len()));
             }

@@ -14,7 +14,9 @@
 //! - [`decision`]: [`Decision`], top-1 with a threshold, k-NN vote over
 //!   identities, thresholds per species or dataset ([`Thresholds`]).
 //! - [`adapt`]: projections fitted on the database's labels (centring, PCA
-//!   whitening, supervised whitening, LDA), refitted inside every episode.
+//!   whitening, supervised whitening, LDA), refitted inside every episode,
+//!   followed by [`expand`]: database-side augmentation within identities
+//!   and α-query expansion.
 //! - [`episodes`]: open-set episodes simulated inside the database, on
 //!   which every choice below is made (never on the queries).
 //! - [`threshold`]: a threshold chosen from the database alone on those
@@ -22,9 +24,11 @@
 //!   never crossing groups.
 //! - [`probability`]: similarity → match probability (isotonic, Platt),
 //!   fitted on database episodes, with expected calibration error.
-//! - [`fusion`]: weighted mean of calibrated similarity sources over a
-//!   shortlist of the first source (embeddings now, keypoints later through
-//!   [`fusion::PairScorer`]).
+//! - [`fusion`]: calibrated similarity sources over a shortlist of the
+//!   first source (embeddings, keypoints through [`fusion::PairScorer`]),
+//!   combined by their weighted mean or a [`stack::LogisticStack`], decided
+//!   by a rule chosen on the episodes (top-1, or an identity-level
+//!   noisy-or).
 //! - [`cluster`](mod@cluster): queries judged new are clustered so each new animal gets
 //!   one id (`new_0001`, ...), scored by the adjusted Rand index.
 //!
