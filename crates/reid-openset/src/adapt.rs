@@ -424,18 +424,7 @@ impl Projection {
             Some(w) => centred.dot(w),
             None => centred,
         };
-        for mut row in y.rows_mut() {
-            let norm = row
-                .iter()
-                .map(|&v| f64::from(v) * f64::from(v))
-                .sum::<f64>()
-                .sqrt();
-            if norm > 0.0 && norm.is_finite() {
-                row.mapv_inplace(|v| (f64::from(v) / norm) as f32);
-            } else {
-                row.fill(0.0);
-            }
-        }
+        y.rows_mut().into_iter().for_each(check::normalise_row);
         Ok(y)
     }
 }

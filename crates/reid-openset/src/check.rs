@@ -61,3 +61,18 @@ pub(crate) fn labels(gallery: &reid_index::Gallery) -> Result<Vec<&str>> {
         })
         .collect()
 }
+
+/// Scales `row` to unit L2 norm (computed in f64); a row of zero or
+/// non-finite norm becomes zero.
+pub(crate) fn normalise_row(mut row: ndarray::ArrayViewMut1<'_, f32>) {
+    let norm = row
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        row.mapv_inplace(|v| (f64::from(v) / norm) as f32);
+    } else {
+        row.fill(0.0);
+    }
+}

@@ -54,17 +54,6 @@ fn weight(s: f32, alpha: f32) -> f32 {
     s.max(0.0).powf(alpha)
 }
 
-fn normalise(mut row: ArrayViewMut1<'_, f32>) {
-    let norm = row
-        .iter()
-        .map(|&v| f64::from(v) * f64::from(v))
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        row.mapv_inplace(|v| (f64::from(v) / norm) as f32);
-    }
-}
-
 fn check_inputs(x: ArrayView2<'_, f32>, what: &'static str, alpha: f32) -> Result<()> {
     check::finite_2d(x, what)?;
     if !(alpha.is_finite() && alpha >= 0.0) {
@@ -99,7 +88,7 @@ fn weighted_sum(
     for &(j, s) in picked {
         out.scaled_add(weight(s, alpha), &rows.row(j));
     }
-    normalise(out);
+    check::normalise_row(out);
 }
 
 /// Database-side augmentation within identities: row `i` becomes the

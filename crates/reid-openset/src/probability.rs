@@ -147,12 +147,35 @@ pub struct PlattModel {
 }
 
 /// `log(1 + exp(z))` without overflow.
-fn softplus(z: f64) -> f64 {
+pub(crate) fn softplus(z: f64) -> f64 {
     if z > 0.0 {
         z + (-z).exp().ln_1p()
     } else {
         z.exp().ln_1p()
     }
+}
+
+/// One backtracking (Armijo) step of a Newton-type minimiser: from `theta`
+/// along `dir` (whose directional derivative is `slope`, negative), the
+/// first of steps 1, 1/2, 1/4, ... whose loss is finite and at most `cur +
+/// 1e-4 · step · slope`; `None` when none above 1e-10 is.
+pub(crate) fn armijo_step(
+    theta: &[f64],
+    dir: &[f64],
+    slope: f64,
+    cur: f64,
+    loss: &dyn Fn(&[f64]) -> f64,
+) -> Option<(Vec<f64>, f64)> {
+    let mut step = 1.0;
+    while step > 1e-10 {
+        let next: Vec<f64> = theta.iter().zip(dir).map(|(t, d)| t + step * d).collect();
+        let nl = loss(&next);
+        if nl.is_finite() && nl <= cur + 1e-4 * step * slope {
+            return Some((next, nl));
+        }
+        step *= 0.5;
+    }
+    None
 }
 
 impl PlattModel {
@@ -203,23 +226,16 @@ impl PlattModel {
             }
             let da = -(hbb * ga - hab * gb) / det;
             let db = -(haa * gb - hab * ga) / det;
-            let mut step = 1.0;
-            let mut improved = false;
-            while step > 1e-10 {
-                let (na, nb) = (a + step * da, b + step * db);
-                let nl = loss(na, nb);
-                if nl.is_finite() && nl <= cur + 1e-4 * step * (ga * da + gb * db) {
-                    a = na;
-                    b = nb;
-                    cur = nl;
-                    improved = true;
-                    break;
-                }
-                step *= 0.5;
-            }
-            if !improved {
+            let Some((next, nl)) = armijo_step(
+                &[a, b],
+                &[da, db],
+                ga * da + gb * db,
+                cur,
+                &|t: &[f64]| loss(t[0], t[1]),
+            ) else {
                 break;
-            }
+            };
+            (a, b, cur) = (next[0], next[1], nl);
         }
         Ok(Self { a, b })
     }

@@ -24,6 +24,7 @@
 //! # Ok::<(), reid_openset::OpensetError>(())
 //! ```
 
+use crate::probability::{armijo_step, softplus};
 use crate::{OpensetError, Result, check};
 
 /// A fitted logistic stack over `n` sources.
@@ -44,15 +45,6 @@ fn sigmoid(z: f64) -> f64 {
     } else {
         let e = z.exp();
         e / (1.0 + e)
-    }
-}
-
-/// `log(1 + e^z)` without overflow.
-fn softplus(z: f64) -> f64 {
-    if z > 0.0 {
-        z + (-z).exp().ln_1p()
-    } else {
-        z.exp().ln_1p()
     }
 }
 
@@ -181,26 +173,10 @@ impl LogisticStack {
                 break;
             };
             let slope: f64 = g.iter().zip(&step_dir).map(|(a, b)| a * b).sum();
-            let mut step = 1.0;
-            let mut improved = false;
-            while step > 1e-10 {
-                let next: Vec<f64> = theta
-                    .iter()
-                    .zip(&step_dir)
-                    .map(|(t, s)| t + step * s)
-                    .collect();
-                let nl = loss(&next);
-                if nl.is_finite() && nl <= cur + 1e-4 * step * slope {
-                    theta = next;
-                    cur = nl;
-                    improved = true;
-                    break;
-                }
-                step *= 0.5;
-            }
-            if !improved {
+            let Some((next, nl)) = armijo_step(&theta, &step_dir, slope, cur, &loss) else {
                 break;
-            }
+            };
+            (theta, cur) = (next, nl);
         }
         let intercept = theta[d];
         theta.truncate(d);

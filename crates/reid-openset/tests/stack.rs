@@ -120,13 +120,25 @@ fn stacked_fusion_scores_by_hand() {
     assert!(matches!(e, OpensetError::Length { .. }), "{e}");
 }
 
-fn random_unit_rows(rng: &mut rand_chacha::ChaCha8Rng, n: usize, d: usize) -> Array2<f32> {
-    let mut emb = Array2::from_shape_fn((n, d), |_| rng.gen_range(-1.0f32..1.0));
-    for mut r in emb.rows_mut() {
-        let norm = r.dot(&r).sqrt();
-        r /= norm;
-    }
-    emb
+/// 48 random unit embeddings, 12 animals of 4 photos, and a noisy
+/// keypoint-like score per ordered pair (uniform in [0, 4), plus `boost`
+/// for two photos of one animal).
+fn planted_pairs(seed: u64, boost: f32) -> (Array2<f32>, Vec<String>, Vec<f32>) {
+    let n = 48;
+    let emb = common::random_rows(n, 16, seed);
+    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let kp = (0..n * n)
+        .map(|e| {
+            rng.gen_range(0.0..4.0)
+                + if labels[e / n] == labels[e % n] {
+                    boost
+                } else {
+                    0.0
+                }
+        })
+        .collect();
+    (emb, labels, kp)
 }
 
 /// `Auto` tries both combinations on the same episodes and keeps the
@@ -134,17 +146,11 @@ fn random_unit_rows(rng: &mut rand_chacha::ChaCha8Rng, n: usize, d: usize) -> Ar
 /// `Auto`'s figures for that combination.
 #[test]
 fn auto_keeps_the_better_combination_on_the_database() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
-    let n = 48;
-    let emb = random_unit_rows(&mut rng, n, 16);
-    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let (emb, labels, scores) = planted_pairs(21, 2.0);
+    let n = labels.len();
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
-    // A noisy but informative second source.
-    let noise: Vec<f32> = (0..n * n).map(|_| rng.gen_range(0.0..4.0)).collect();
-    let kp = FnScorer::new("keypoints", |q, g| {
-        Ok(noise[q * n + g] + if labels[q] == labels[g] { 2.0 } else { 0.0 })
-    });
+    let kp = FnScorer::new("keypoints", |q, g| Ok(scores[q * n + g]));
     let params = common::episodes(0.3, 0.5, 8, 3, linear_grid(0.0..=1.0, 100));
     let run = |c: Combine| {
         let f = FusionParams::default()
@@ -207,16 +213,11 @@ fn auto_keeps_the_better_combination_on_the_database() {
 /// and the kept rule is the best-scored one.
 #[test]
 fn fusion_rules_are_chosen_on_the_database() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let n = 48;
-    let emb = random_unit_rows(&mut rng, n, 16);
-    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let (emb, labels, scores) = planted_pairs(11, 0.7);
+    let n = labels.len();
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
-    let noise: Vec<f32> = (0..n * n).map(|_| rng.gen_range(0.0..4.0)).collect();
-    let kp = FnScorer::new("keypoints", |q, g| {
-        Ok(noise[q * n + g] + if labels[q] == labels[g] { 1.5 } else { 0.0 })
-    });
+    let kp = FnScorer::new("keypoints", |q, g| Ok(scores[q * n + g]));
     let params = common::episodes(0.3, 0.5, 8, 3, linear_grid(0.0..=1.0, 100));
     let noisy = Rule::Knn {
         k: 12,
