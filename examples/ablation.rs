@@ -109,7 +109,7 @@ fn main() -> Result<()> {
     let base = OpenSetParams::default()
         .episodes(args.episodes.params())
         .check()?;
-    let fusion = args.local.single_fusion()?;
+    let fusions = args.local.fusions()?;
     reid_examples::prepare_out_dir("--out", &args.out)?;
     let csv = args
         .csv
@@ -160,7 +160,7 @@ fn main() -> Result<()> {
     let (chosen, chosen_params) = chosen_ident.context("no projection was chosen")?;
 
     // Local matching, alone and with the chosen projection.
-    if let Some(fusion) = &fusion {
+    if !fusions.is_empty() {
         let kp = args.local.keypoints(records, args.quiet)?;
         for s in &kp.sources {
             println!("{}", s.summary(&kp.cache));
@@ -183,17 +183,35 @@ fn main() -> Result<()> {
                 choose_seconds,
             ),
         ] {
-            let fused = fuse(ident, records, emb, params, &refs, fusion)?;
-            let episode = fused
-                .fusion
-                .as_ref()
-                .map_or(f64::NAN, |f| f.all().self_calibration.score_mean);
-            if let Some(f) = &fused.fusion {
-                println!("{stage}: sources combined by: {}", f.combine_summary());
+            // One row per shortlist size; the best episode score is the
+            // size the programs keep (marked `*` on the default rows).
+            let mut stage_rows = Vec::new();
+            for fusion in &fusions {
+                let fused = fuse(ident, records, emb, params, &refs, fusion)?;
+                let episode = fused
+                    .fusion
+                    .as_ref()
+                    .map_or(f64::NAN, |f| f.episode_score());
+                let name = format!("{stage}, B = {}", fusion.shortlist());
+                if let Some(f) = &fused.fusion {
+                    println!("{name}: sources combined by: {}", f.combine_summary());
+                }
+                let r = row(name, records, emb, &fused, episode, extra)?;
+                println!("{}: episode score {:.3}", r.stage, r.episode_score);
+                stage_rows.push(r);
             }
-            let r = row(stage, records, emb, &fused, episode, extra)?;
-            println!("{}: episode score {:.3}", r.stage, r.episode_score);
-            rows.push(r);
+            if stage == "default" {
+                let mut best: Option<usize> = None;
+                for (i, r) in stage_rows.iter().enumerate() {
+                    if best.is_none_or(|b| r.episode_score > stage_rows[b].episode_score) {
+                        best = Some(i);
+                    }
+                }
+                if let Some(b) = best {
+                    stage_rows[b].chosen = true;
+                }
+            }
+            rows.extend(stage_rows);
         }
     }
     print_table(&rows, &chosen_params);
@@ -244,7 +262,7 @@ fn print_table(rows: &[Row], chosen: &ValidOpenSetParams) {
         );
     }
     println!(
-        "(* the projection chosen on the database's episodes: {}; `default` = it + local matching)",
+        "(* the projection chosen on the database's episodes: {}; `default` = it + local matching, * at the shortlist size kept)",
         chosen
             .adapt()
             .map_or_else(|| "none".to_owned(), ToString::to_string)

@@ -86,7 +86,7 @@ fn main() -> Result<()> {
         .episodes(args.episodes.params())
         .adapt(args.adapt.params()?)
         .check()?;
-    let fusion = args.local.single_fusion()?;
+    let fusions = args.local.fusions()?;
     let report_dir = args.report.clone().unwrap_or_else(|| {
         args.out
             .parent()
@@ -121,14 +121,9 @@ fn main() -> Result<()> {
     let emb = run.embeddings.matrix.view();
     let (params, _) = args.adapt.resolve(&ds.records, emb, params)?;
     let cosine = identify(&ds.records, emb, &params)?;
-    let fused = args.local.refine(
-        fusion.as_ref(),
-        &cosine,
-        &ds.records,
-        emb,
-        &params,
-        args.quiet,
-    )?;
+    let fused = args
+        .local
+        .refine(&fusions, &cosine, &ds.records, emb, &params, args.quiet)?;
     let ident = fused.as_ref().unwrap_or(&cosine);
     for (g, th) in ident.thresholds.groups() {
         println!("threshold {g}: {th:.3}");

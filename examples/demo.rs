@@ -91,7 +91,7 @@ fn main() -> Result<()> {
         .episodes(episodes.params())
         .adapt(args.adapt.params()?)
         .check()?;
-    let fusion = args.local.single_fusion()?;
+    let fusions = args.local.fusions()?;
     args.output.pictures(args.seed).check()?;
     reid_examples::prepare_out_dir("--out", &args.out)?;
     let mut report = Report::new("animal-reid demo: synthetic open-set re-identification");
@@ -181,7 +181,7 @@ fn main() -> Result<()> {
         .resolve(&ds.records, emb.matrix.view(), openset)?;
     let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
     let fused = args.local.refine(
-        fusion.as_ref(),
+        &fusions,
         &cosine,
         &ds.records,
         emb.matrix.view(),
@@ -189,7 +189,7 @@ fn main() -> Result<()> {
         args.quiet,
     )?;
     let ident = fused.as_ref().unwrap_or(&cosine);
-    let stage = if fusion.is_some() {
+    let stage = if !fusions.is_empty() {
         "self-calibrate, search, local matching, decide, cluster"
     } else {
         "self-calibrate, search, decide, cluster"

@@ -136,9 +136,9 @@ fn two_sites_of_one_species_give_a_valid_submission() {
         std::fs::remove_dir_all(&report).unwrap();
         std::fs::remove_file(&out).unwrap();
     }
-    // A job with one answer takes one shortlist size; the error says so
-    // and nothing is written.
-    let out = dir.path().join("never.csv");
+    // Several shortlist sizes: each calibrated on the database's episodes,
+    // the best episode score kept and said.
+    let out = dir.path().join("two-sizes.csv");
     let two = [
         "--local",
         "sift",
@@ -148,8 +148,29 @@ fn two_sites_of_one_species_give_a_valid_submission() {
         cache,
     ];
     let run = animalclef(&out, &two);
-    assert!(!run.status.success());
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("--shortlist: one size"), "{err}");
-    assert!(!out.exists());
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let scores: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("fused with cosine at shortlist B = "))
+        .map(|l| {
+            l.rsplit("episode score ")
+                .next()
+                .and_then(|t| t.split_whitespace().next())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(scores.len(), 2, "{text}");
+    let kept = if scores[1] > scores[0] { 10 } else { 5 };
+    assert!(
+        text.contains(&format!("kept shortlist B = {kept} ")),
+        "{text}"
+    );
+    assert!(out.exists());
 }

@@ -77,8 +77,9 @@ pub struct LocalArgs {
     pub local: Vec<LocalKind>,
     /// Shortlist sizes B: each query's B nearest database images by cosine
     /// (in its dataset) are re-ranked by the fusion; several
-    /// comma-separated (e.g. `10,50`), each scored.
-    #[arg(long, value_delimiter = ',', default_value = "50")]
+    /// comma-separated, each calibrated on the database's episodes and the
+    /// best episode score kept (the smaller size of equals).
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200")]
     pub shortlist: Vec<usize>,
     /// Weight of each local matcher against cosine's 1 in the fusion.
     #[arg(long, default_value_t = 1.0)]
@@ -317,60 +318,61 @@ impl LocalArgs {
         Ok(vec![rule])
     }
 
-    /// The fusion of a job that writes one answer (a submission, a
-    /// report): `None` without `--local`, else the one `--shortlist` size's
-    /// (several sizes are an error here: `evaluate` compares them). Call it
-    /// before any work, so that a bad setting stops the job at once.
-    pub fn single_fusion(&self) -> anyhow::Result<Option<ValidFusionParams>> {
-        let mut fusions = self.fusions()?;
-        if fusions.is_empty() {
-            return Ok(None);
-        }
-        if fusions.len() != 1 {
-            anyhow::bail!(
-                "--shortlist: one size for a job with one answer, got {:?}",
-                self.shortlist
-            );
-        }
-        Ok(fusions.pop())
-    }
-
-    /// `None` when `fusion` is `None` (no `--local`: the answer is
-    /// `cosine` itself), else the fusion of cosine with every `--local`
-    /// matcher under `fusion` (from [`LocalArgs::single_fusion`]). Prints
-    /// what the matchers cost.
+    /// `None` when `fusions` is empty (no `--local`: the answer is `cosine`
+    /// itself), else the fusion of cosine with every `--local` matcher under
+    /// each of `fusions` (from [`LocalArgs::fusions`]), keeping the
+    /// one whose episode score on the database is highest (the smaller
+    /// shortlist of equals). Prints what each cost and scored.
     pub fn refine(
         &self,
-        fusion: Option<&ValidFusionParams>,
+        fusions: &[ValidFusionParams],
         cosine: &Identification,
         records: &[Record],
         embeddings: ArrayView2<'_, f32>,
         params: &ValidOpenSetParams,
         quiet: bool,
     ) -> anyhow::Result<Option<Identification>> {
-        let Some(fusion) = fusion else {
+        if fusions.is_empty() {
             return Ok(None);
-        };
+        }
         let kp = self.keypoints(records, quiet)?;
         for s in &kp.sources {
             println!("{}", s.summary(&kp.cache));
         }
         let scorers = kp.scorers();
         let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
-        let t = Instant::now();
-        let fused = fuse(cosine, records, embeddings, params, &refs, fusion)?;
-        println!(
-            "fused with cosine at shortlist B = {} in {:.1} s",
-            fusion.shortlist(),
-            t.elapsed().as_secs_f64()
-        );
-        if let Some(f) = &fused.fusion {
-            println!("  sources combined by: {}", f.combine_summary());
-            for c in &f.sources {
+        let mut best: Option<(f64, Identification)> = None;
+        for fusion in fusions {
+            let t = Instant::now();
+            let fused = fuse(cosine, records, embeddings, params, &refs, fusion)?;
+            let report = fused
+                .fusion
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the fused identification has no fusion report"))?;
+            let score = report.episode_score();
+            println!(
+                "fused with cosine at shortlist B = {} in {:.1} s: episode score {score:.3} on the database",
+                fusion.shortlist(),
+                t.elapsed().as_secs_f64()
+            );
+            println!("  sources combined by: {}", report.combine_summary());
+            for c in &report.sources {
                 println!("{}", cost_summary(c, fused.queries.len()));
             }
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, fused));
+            }
         }
-        Ok(Some(fused))
+        if fusions.len() > 1
+            && let Some((score, f)) = &best
+            && let Some(r) = &f.fusion
+        {
+            println!(
+                "kept shortlist B = {} (episode score {score:.3})",
+                r.shortlist
+            );
+        }
+        Ok(best.map(|(_, f)| f))
     }
 
     /// The feature cache folder.
@@ -477,15 +479,14 @@ mod tests {
     }
 
     #[test]
-    fn sift_at_fifty_by_default_and_none_turns_it_off() {
+    fn sift_at_three_shortlists_by_default_and_none_turns_it_off() {
         let a = parse(&[]);
         assert_eq!(a.kinds(), vec![LocalKind::Sift]);
-        let f = a.single_fusion().unwrap().unwrap();
-        assert_eq!(f.shortlist(), 50);
+        let sizes: Vec<usize> = a.fusions().unwrap().iter().map(|f| f.shortlist()).collect();
+        assert_eq!(sizes, [50, 100, 200]);
         let off = parse(&["--local", "none"]);
         assert!(!off.enabled());
         assert!(off.fusions().unwrap().is_empty());
-        assert!(off.single_fusion().unwrap().is_none());
         let two = parse(&["--local", "sift,xfeat", "--shortlist", "10,20"]);
         assert_eq!(two.kinds(), vec![LocalKind::Sift, LocalKind::Xfeat]);
         assert_eq!(two.fusions().unwrap().len(), 2);
@@ -495,10 +496,6 @@ mod tests {
     fn none_with_a_matcher_is_an_error() {
         let e = parse(&["--local", "none,sift"]).fusions().unwrap_err();
         assert!(e.to_string().contains("`none` cannot be combined"), "{e}");
-        let e = parse(&["--shortlist", "20,50"])
-            .single_fusion()
-            .unwrap_err();
-        assert!(e.to_string().contains("one size"), "{e}");
     }
 
     /// Bad numbers are refused naming the flag the user typed, before work.

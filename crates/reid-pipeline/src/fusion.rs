@@ -65,6 +65,23 @@ impl FusionReport {
         &self.calibration.all
     }
 
+    /// The fusion's mean episode score on the database: the mean over the
+    /// calibrated datasets of each one's own, else the pooled one. What
+    /// choosing between fusions (say two shortlist sizes) compares.
+    pub fn episode_score(&self) -> f64 {
+        let per: Vec<f64> = self
+            .calibration
+            .per_group
+            .values()
+            .map(|c| c.self_calibration.score_mean)
+            .collect();
+        if per.is_empty() {
+            self.calibration.all.self_calibration.score_mean
+        } else {
+            per.iter().sum::<f64>() / per.len() as f64
+        }
+    }
+
     /// One line on how the sources were combined and decided, per dataset:
     /// each (combination, rule) tried with its episode score on the
     /// database, and the one kept (`cattle: mean + top1 0.714, logistic +

@@ -411,8 +411,8 @@ fn decide(
     let (openset, _) = adapt.resolve(records, m.view(), openset)?;
     let cosine = identify(records, m.view(), &openset)?;
     let local = config.local_args()?;
-    let fusion = local.single_fusion()?;
-    let fused = local.refine(fusion.as_ref(), &cosine, records, m.view(), &openset, quiet)?;
+    let fusions = local.fusions()?;
+    let fused = local.refine(&fusions, &cosine, records, m.view(), &openset, quiet)?;
     Ok(fused.unwrap_or(cosine))
 }
 
