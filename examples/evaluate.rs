@@ -229,27 +229,9 @@ fn main() -> Result<()> {
         &stage_refs,
     )?);
     // The answer: the shortlist size whose fusion scores best on the
-    // database's episodes (the smaller of equals).
-    let mut fused_best: Option<(f64, Identification)> = None;
-    for f in fused {
-        let score = f
-            .fusion
-            .as_ref()
-            .map_or(f64::NEG_INFINITY, |r| r.episode_score());
-        if fused_best.as_ref().is_none_or(|(b, _)| score > *b) {
-            fused_best = Some((score, f));
-        }
-    }
-    if fusions.len() > 1
-        && let Some((score, f)) = &fused_best
-        && let Some(r) = &f.fusion
-    {
-        println!(
-            "\nkept shortlist B = {} (the best episode score on the database, {score:.3})",
-            r.shortlist
-        );
-    }
-    let fused = fused_best.map(|(_, f)| f);
+    // database's episodes.
+    println!();
+    let fused = reid_examples::keep_best_fusion(fused);
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &ident),
         fixed: Some(&fixed),

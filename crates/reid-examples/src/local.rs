@@ -341,7 +341,7 @@ impl LocalArgs {
         }
         let scorers = kp.scorers();
         let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
-        let mut best: Option<(f64, Identification)> = None;
+        let mut all = Vec::with_capacity(fusions.len());
         for fusion in fusions {
             let t = Instant::now();
             let fused = fuse(cosine, records, embeddings, params, &refs, fusion)?;
@@ -349,30 +349,19 @@ impl LocalArgs {
                 .fusion
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("the fused identification has no fusion report"))?;
-            let score = report.episode_score();
             println!(
-                "fused with cosine at shortlist B = {} in {:.1} s: episode score {score:.3} on the database",
+                "fused with cosine at shortlist B = {} in {:.1} s: episode score {:.3} on the database",
                 fusion.shortlist(),
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64(),
+                report.episode_score()
             );
             println!("  sources combined by: {}", report.combine_summary());
             for c in &report.sources {
                 println!("{}", cost_summary(c, fused.queries.len()));
             }
-            if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                best = Some((score, fused));
-            }
+            all.push(fused);
         }
-        if fusions.len() > 1
-            && let Some((score, f)) = &best
-            && let Some(r) = &f.fusion
-        {
-            println!(
-                "kept shortlist B = {} (episode score {score:.3})",
-                r.shortlist
-            );
-        }
-        Ok(best.map(|(_, f)| f))
+        Ok(keep_best_fusion(all))
     }
 
     /// The feature cache folder.
@@ -459,6 +448,33 @@ impl LocalArgs {
             cache: dir,
         })
     }
+}
+
+/// Of fusions at several shortlist sizes, the one whose episode score on
+/// the database is highest (the earlier, smaller size of equals); says
+/// which when there was a choice.
+pub fn keep_best_fusion(fused: Vec<Identification>) -> Option<Identification> {
+    let several = fused.len() > 1;
+    let mut best: Option<(f64, Identification)> = None;
+    for f in fused {
+        let score = f
+            .fusion
+            .as_ref()
+            .map_or(f64::NEG_INFINITY, |r| r.episode_score());
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            best = Some((score, f));
+        }
+    }
+    if several
+        && let Some((score, f)) = &best
+        && let Some(r) = &f.fusion
+    {
+        println!(
+            "kept shortlist B = {} (the best episode score on the database, {score:.3})",
+            r.shortlist
+        );
+    }
+    best.map(|(_, f)| f)
 }
 
 #[cfg(test)]
