@@ -214,7 +214,6 @@ pub fn fuse_stacked(
         let used = sources.iter().filter(|s| s.weight > 0.0).count();
         check::same_len("stacked sources", st.weights().len(), used)?;
     }
-    let total: f64 = sources.iter().map(|s| f64::from(s.weight)).sum();
     let (q, b) = shortlist.indices.dim();
     let pairs: Vec<(usize, usize)> = shortlist
         .indices
@@ -222,7 +221,6 @@ pub fn fuse_stacked(
         .enumerate()
         .flat_map(|(qi, row)| row.iter().map(move |&g| (qi, g)).collect::<Vec<_>>())
         .collect();
-    let mut fused = vec![0.0f64; pairs.len()];
     let mut per_source: Vec<Option<Vec<f32>>> = Vec::with_capacity(sources.len());
     for s in sources {
         if s.weight == 0.0 {
@@ -234,18 +232,10 @@ pub fn fuse_stacked(
             .iter()
             .map(|&r| s.calibrator.map_or(r, |c| c.probability(r)))
             .collect();
-        for (acc, &p) in fused.iter_mut().zip(&probs) {
-            *acc += f64::from(s.weight) * f64::from(p);
-        }
         per_source.push(Some(probs));
     }
-    if let Some(st) = stack {
-        let used: Vec<&Vec<f32>> = per_source.iter().flatten().collect();
-        for (e, acc) in fused.iter_mut().enumerate() {
-            let one: Vec<f32> = used.iter().map(|p| p[e]).collect();
-            *acc = f64::from(st.predict(&one)) * total;
-        }
-    }
+    let weights: Vec<f32> = sources.iter().map(|s| s.weight).collect();
+    let fused = fused_scores(&per_source, &weights, stack, pairs.len());
     let mut indices = Array2::zeros((q, b));
     let mut scores = Array2::zeros((q, b));
     let mut out_sources: Vec<Option<Array2<f32>>> = per_source
@@ -254,7 +244,7 @@ pub fn fuse_stacked(
         .collect();
     for qi in 0..q {
         let mut cand: Vec<(usize, f32, usize)> = (qi * b..(qi + 1) * b)
-            .map(|e| (pairs[e].1, (fused[e] / total) as f32, e))
+            .map(|e| (pairs[e].1, fused[e] as f32, e))
             .collect();
         cand.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
         for (j, (g, s, e)) in cand.into_iter().enumerate() {
@@ -271,6 +261,38 @@ pub fn fuse_stacked(
         top: TopK { indices, scores },
         sources: out_sources,
     })
+}
+
+/// Every one of `n` pairs' fused score from each source's calibrated
+/// probabilities (`probs[s]`; `None` for a source of weight 0, not
+/// scored): the `stack` over the scored sources when given, else their
+/// mean weighted by `weights` (divided by the sum of all weights).
+fn fused_scores(
+    probs: &[Option<Vec<f32>>],
+    weights: &[f32],
+    stack: Option<&LogisticStack>,
+    n: usize,
+) -> Vec<f64> {
+    let scored: Vec<&Vec<f32>> = probs.iter().flatten().collect();
+    if let Some(st) = stack {
+        return (0..n)
+            .map(|e| {
+                let one: Vec<f32> = scored.iter().map(|p| p[e]).collect();
+                f64::from(st.predict(&one))
+            })
+            .collect();
+    }
+    let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    let mut fused = vec![0.0f64; n];
+    for (p, &w) in probs.iter().zip(weights) {
+        if let Some(p) = p {
+            for (acc, &v) in fused.iter_mut().zip(p) {
+                *acc += f64::from(w) * f64::from(v);
+            }
+        }
+    }
+    fused.iter_mut().for_each(|v| *v /= total);
+    fused
 }
 
 /// `scorer`'s scores of `pairs`, every one finite, failures located.
@@ -686,7 +708,6 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
             }
         })
         .collect::<Result<_>>()?;
-    let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
     // Calibrators fitted on the pairs `keep` selects, and every pair's
     // calibrated probability per source (`None` for a source of weight 0).
     let fit = |keep: &dyn Fn(usize) -> bool| -> Result<FittedSources> {
@@ -707,33 +728,22 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
             labels: y,
         })
     };
-    // The fused score of every pair under one combination.
+    // The fused score of every pair under one combination (the stack
+    // fitted on the pairs `f` was fitted on).
     let combined = |f: &FittedSources, how: Combine| -> Result<(Option<LogisticStack>, Vec<f64>)> {
-        if how == Combine::Mean {
-            let mut fused = vec![0.0f64; pairs.len()];
-            for (p, &w) in f.probs.iter().zip(weights) {
-                if let Some(p) = p {
-                    for (acc, &v) in fused.iter_mut().zip(p) {
-                        *acc += f64::from(w) * f64::from(v);
-                    }
-                }
-            }
-            fused.iter_mut().for_each(|v| *v /= total);
-            return Ok((None, fused));
-        }
-        let used: Vec<&Vec<f32>> = f.probs.iter().flatten().collect();
-        let on_sel: Vec<Vec<f32>> = used
-            .iter()
-            .map(|p| f.sel.iter().map(|&e| p[e]).collect())
-            .collect();
-        let stack = LogisticStack::fit(&on_sel, &f.labels)?;
-        let fused = (0..pairs.len())
-            .map(|e| {
-                let one: Vec<f32> = used.iter().map(|p| p[e]).collect();
-                f64::from(stack.predict(&one))
-            })
-            .collect();
-        Ok((Some(stack), fused))
+        let stack = if how == Combine::Mean {
+            None
+        } else {
+            let on_sel: Vec<Vec<f32>> = f
+                .probs
+                .iter()
+                .flatten()
+                .map(|p| f.sel.iter().map(|&e| p[e]).collect())
+                .collect();
+            Some(LogisticStack::fit(&on_sel, &f.labels)?)
+        };
+        let fused = fused_scores(&f.probs, weights, stack.as_ref(), pairs.len());
+        Ok((stack, fused))
     };
     let tried: Vec<Combine> = match params.combine() {
         Combine::Auto => vec![Combine::Mean, Combine::Logistic],
