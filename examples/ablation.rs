@@ -201,13 +201,8 @@ fn main() -> Result<()> {
                 stage_rows.push(r);
             }
             if stage == "default" {
-                let mut best: Option<usize> = None;
-                for (i, r) in stage_rows.iter().enumerate() {
-                    if best.is_none_or(|b| r.episode_score > stage_rows[b].episode_score) {
-                        best = Some(i);
-                    }
-                }
-                if let Some(b) = best {
+                let scores: Vec<f64> = stage_rows.iter().map(|r| r.episode_score).collect();
+                if let Some(b) = reid_examples::best_index(&scores) {
                     stage_rows[b].chosen = true;
                 }
             }

@@ -450,31 +450,41 @@ impl LocalArgs {
     }
 }
 
+/// The index of the highest of `scores`, the earliest of equals (`None`
+/// when empty).
+pub fn best_index(scores: &[f64]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &v) in scores.iter().enumerate() {
+        if best.is_none_or(|b| v > scores[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 /// Of fusions at several shortlist sizes, the one whose episode score on
 /// the database is highest (the earlier, smaller size of equals); says
 /// which when there was a choice.
-pub fn keep_best_fusion(fused: Vec<Identification>) -> Option<Identification> {
-    let several = fused.len() > 1;
-    let mut best: Option<(f64, Identification)> = None;
-    for f in fused {
-        let score = f
-            .fusion
-            .as_ref()
-            .map_or(f64::NEG_INFINITY, |r| r.episode_score());
-        if best.as_ref().is_none_or(|(b, _)| score > *b) {
-            best = Some((score, f));
-        }
-    }
-    if several
-        && let Some((score, f)) = &best
-        && let Some(r) = &f.fusion
+pub fn keep_best_fusion(mut fused: Vec<Identification>) -> Option<Identification> {
+    let scores: Vec<f64> = fused
+        .iter()
+        .map(|f| {
+            f.fusion
+                .as_ref()
+                .map_or(f64::NEG_INFINITY, |r| r.episode_score())
+        })
+        .collect();
+    let best = best_index(&scores)?;
+    let kept = fused.swap_remove(best);
+    if scores.len() > 1
+        && let Some(r) = &kept.fusion
     {
         println!(
-            "kept shortlist B = {} (the best episode score on the database, {score:.3})",
-            r.shortlist
+            "kept shortlist B = {} (the best episode score on the database, {:.3})",
+            r.shortlist, scores[best]
         );
     }
-    best.map(|(_, f)| f)
+    Some(kept)
 }
 
 #[cfg(test)]
@@ -512,6 +522,13 @@ mod tests {
     fn none_with_a_matcher_is_an_error() {
         let e = parse(&["--local", "none,sift"]).fusions().unwrap_err();
         assert!(e.to_string().contains("`none` cannot be combined"), "{e}");
+    }
+
+    #[test]
+    fn best_index_keeps_the_earliest_of_equals() {
+        assert_eq!(super::best_index(&[0.7, 0.9, 0.9, 0.8]), Some(1));
+        assert_eq!(super::best_index(&[0.5]), Some(0));
+        assert_eq!(super::best_index(&[]), None);
     }
 
     /// Bad numbers are refused naming the flag the user typed, before work.
