@@ -269,7 +269,11 @@ fn barnes_hut_tracks_the_exact_gradient() {
 /// 0.4's vantage-point tree draws its vantage points from an unseeded
 /// generator and, partitioning at the wrong index, misses a few true
 /// neighbours, differently each run (see the module doc). Repeats agree in
-/// quality, not in bits.
+/// quality, not in bits: most land within 10 % of the exact engine's KL, and
+/// now and then one settles in a worse local minimum (60 repeats measured:
+/// 57 at 0.578, three ≤ 0.62; one CI run met 0.88 against an exact 0.566), so
+/// the median is held to 10 % of exact and every repeat to 1.7× exact with
+/// the clusters kept apart.
 #[test]
 fn barnes_hut_repeats_agree_in_quality() {
     let (x, labels) = blobs(4, 40, 24, 0.3, 5);
@@ -278,12 +282,20 @@ fn barnes_hut_repeats_agree_in_quality() {
         .max_iter(400)
         .seed(42)
         .engine(TsneEngine::Linfa);
+    let exact = run(x.view(), &params.clone().theta(0.0))
+        .unwrap()
+        .kl_divergence;
     let runs: Vec<_> = (0..3).map(|_| run(x.view(), &params).unwrap()).collect();
-    let kls: Vec<f64> = runs.iter().map(|r| r.kl_divergence).collect();
-    let (lo, hi) = kls
-        .iter()
-        .fold((f64::INFINITY, 0.0_f64), |(l, h), &k| (l.min(k), h.max(k)));
-    assert!(hi - lo < 0.1 * lo + 0.02, "KL of repeats {kls:?}");
+    let mut kls: Vec<f64> = runs.iter().map(|r| r.kl_divergence).collect();
+    kls.sort_by(f64::total_cmp);
+    assert!(
+        (kls[1] - exact).abs() < 0.1 * exact,
+        "median KL of repeats {kls:?} vs exact {exact}"
+    );
+    assert!(
+        kls[2] < 1.7 * exact,
+        "KL of repeats {kls:?} vs exact {exact}"
+    );
     for r in &runs {
         assert!(nn_agreement(r.embedding.view(), &labels) > 0.95);
     }
