@@ -192,12 +192,14 @@ fn bad_input_is_a_typed_error() {
         BackboneError::NonFinite { row, .. } => assert_eq!(row, 2),
         other => panic!("{other}"),
     }
-    // Reduced precision on the CPU, unknown model, pooling that does not fit.
+    // f16 on the CPU (bf16 is tested in tests/bf16_cpu.rs), unknown model,
+    // pooling that does not fit.
     let e = BackboneBuilder::new("efficientnet_lite0")
-        .precision(Precision::Bf16)
+        .precision(Precision::F16)
         .build()
         .unwrap_err();
     assert!(matches!(e, BackboneError::Precision { .. }), "{e}");
+    assert!(e.to_string().contains("f16"), "{e}");
     assert!(BackboneBuilder::new("resnet9000").build().is_err());
     let e = BackboneBuilder::new("efficientnet_lite0")
         .pooling(Pooling::Cls)

@@ -30,7 +30,7 @@ pub struct BackboneArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Precision: f32, or f16 / bf16 on CUDA.
+    /// Precision: f32; f16 on CUDA; bf16 on CUDA and on CPUs with AVX-512 BF16.
     #[arg(long, default_value = "f32")]
     pub precision: String,
     /// Pooling: default, avg, gem, gem:P, cls, cls+mean.

@@ -13,7 +13,7 @@ use reid_data::preprocess::Interpolation;
 use tch::Tensor;
 use tch::nn::{self, Module};
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec};
+use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
 
 /// LayerNorm eps of every ConvNeXt norm (timm's `LayerNorm`/`LayerNorm2d` default).
 const LN_EPS: f64 = 1e-6;
@@ -237,7 +237,7 @@ impl Architecture for ConvNeXt {
                 x = layer_norm_2d(norm, &x).apply(conv);
             }
             for block in &stage.blocks {
-                x = block.forward(&x);
+                x = block.forward(&to_kind_of(&x, &block.conv_dw.ws));
             }
         }
         x
@@ -262,5 +262,9 @@ impl Architecture for ConvNeXt {
 
     fn default_pooling(&self) -> DefaultPooling {
         DefaultPooling::Avg
+    }
+
+    fn full_precision_prefixes(&self) -> &'static [&'static str] {
+        &["stem.", "stages.0.blocks.0.", "head."]
     }
 }

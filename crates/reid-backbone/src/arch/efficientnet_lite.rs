@@ -19,7 +19,7 @@ use reid_data::preprocess::Interpolation;
 use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec};
+use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
 
 /// Batch-norm epsilon of the TensorFlow original (`batch_norm_epsilon=1e-3`).
 const BN_EPS: f64 = 1e-3;
@@ -317,7 +317,7 @@ impl Architecture for EfficientNetLite {
             .forward_t(&self.conv_stem.forward(x), train)
             .relu6();
         for block in &self.blocks {
-            y = block.forward(&y, train);
+            y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
         self.bn1
             .forward_t(&self.conv_head.forward(&y), train)
@@ -338,6 +338,10 @@ impl Architecture for EfficientNetLite {
 
     fn default_pooling(&self) -> DefaultPooling {
         DefaultPooling::Avg
+    }
+
+    fn full_precision_prefixes(&self) -> &'static [&'static str] {
+        &["_conv_stem.", "_bn0.", "_blocks.0.", "_fc."]
     }
 }
 

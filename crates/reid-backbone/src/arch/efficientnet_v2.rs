@@ -22,7 +22,7 @@ use reid_data::preprocess::Interpolation;
 use tch::Tensor;
 use tch::nn;
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec};
+use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
 
 /// Inception-style mean (timm `IMAGENET_INCEPTION_MEAN`), used by the `tf_` weights.
 const INCEPTION_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
@@ -445,6 +445,15 @@ impl Residual {
         Residual { block, skip }
     }
 
+    /// The first convolution's weight (its kind is the block's).
+    fn weight(&self) -> &Tensor {
+        match &self.block {
+            Block::ConvBnAct(b) => &b.0.conv.ws,
+            Block::Fused(b) => &b.conv_exp.conv.ws,
+            Block::MbConv(b) => &b.conv_pw.conv.ws,
+        }
+    }
+
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let y = match &self.block {
             Block::ConvBnAct(b) => {
@@ -547,7 +556,7 @@ impl Architecture for EfficientNetV2 {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
         let mut x = self.bn1.forward(&self.conv_stem.forward(x), train);
         for block in &self.blocks {
-            x = block.forward(&x, train);
+            x = block.forward(&to_kind_of(&x, block.weight()), train);
         }
         self.bn2.forward(&self.conv_head.forward(&x), train)
     }
@@ -566,6 +575,10 @@ impl Architecture for EfficientNetV2 {
 
     fn default_pooling(&self) -> DefaultPooling {
         DefaultPooling::Avg
+    }
+
+    fn full_precision_prefixes(&self) -> &'static [&'static str] {
+        &["conv_stem.", "bn1.", "blocks.0.0.", "classifier."]
     }
 }
 

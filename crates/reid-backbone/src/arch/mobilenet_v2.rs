@@ -13,7 +13,7 @@ use reid_data::preprocess::{IMAGENET_MEAN, IMAGENET_STD, Interpolation};
 use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec};
+use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
 
 /// Stem and head widths.
 const STEM: i64 = 32;
@@ -172,7 +172,7 @@ impl Architecture for MobileNetV2 {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = self.stem.forward(x, train);
         for block in &self.blocks {
-            y = block.forward(&y, train);
+            y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
         self.head.forward(&y, train)
     }
@@ -191,6 +191,10 @@ impl Architecture for MobileNetV2 {
 
     fn default_pooling(&self) -> DefaultPooling {
         DefaultPooling::Avg
+    }
+
+    fn full_precision_prefixes(&self) -> &'static [&'static str] {
+        &["features.0.", "features.1.", "classifier."]
     }
 }
 

@@ -25,7 +25,7 @@ use reid_data::preprocess::Interpolation;
 use tch::{Tensor, nn, nn::Module};
 
 use super::transformer::{Mlp, dims, layer_norm, linear, merge_heads, split_qkv};
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec};
+use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
 
 /// timm's `IMAGENET_DEFAULT_MEAN` / `_STD`.
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -429,7 +429,7 @@ impl Architecture for SwinTransformer {
                 x = d.forward(&x);
             }
             for block in &stage.blocks {
-                x = block.forward(&x);
+                x = block.forward(&to_kind_of(&x, &block.attn.qkv.ws));
             }
         }
         self.norm.forward(&x).permute([0, 3, 1, 2])
@@ -449,6 +449,10 @@ impl Architecture for SwinTransformer {
 
     fn default_pooling(&self) -> DefaultPooling {
         DefaultPooling::Avg
+    }
+
+    fn full_precision_prefixes(&self) -> &'static [&'static str] {
+        &["patch_embed.", "layers.0.blocks.0.", "head."]
     }
 }
 

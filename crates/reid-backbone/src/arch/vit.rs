@@ -20,7 +20,7 @@ use reid_data::preprocess::Interpolation;
 use tch::{Kind, Tensor, nn, nn::Module};
 
 use super::transformer::{Mlp, dims, layer_norm, linear, merge_heads, split_qkv};
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec};
+use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
 use crate::{BackboneError, Result};
 
 /// timm's `IMAGENET_INCEPTION_MEAN` / `_STD` (the original ViT weights).
@@ -438,7 +438,7 @@ impl Architecture for VisionTransformer {
         };
         let mut x = x + pos;
         for block in &self.blocks {
-            x = block.forward(&x);
+            x = block.forward(&to_kind_of(&x, &block.qkv.ws));
         }
         self.norm.forward(&x)
     }
@@ -457,5 +457,15 @@ impl Architecture for VisionTransformer {
 
     fn default_pooling(&self) -> DefaultPooling {
         DefaultPooling::Cls
+    }
+
+    fn full_precision_prefixes(&self) -> &'static [&'static str] {
+        &[
+            "patch_embed.",
+            "cls_token",
+            "pos_embed",
+            "blocks.0.",
+            "head.",
+        ]
     }
 }
