@@ -26,7 +26,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ndarray::Array2;
 
-use animal_reid::backbone::backbone::{BackboneBuilder, WeightsSource, array4_to_tensor};
+use animal_reid::backbone::backbone::{
+    BackboneBuilder, Precision, WeightsSource, array4_to_tensor,
+};
 use animal_reid::backbone::pipeline::{ExtractParams, extract};
 use animal_reid::data::Record;
 use animal_reid::eval::tsne::{Affinities, TsneEngine, TsneInit, TsneParams};
@@ -189,6 +191,9 @@ struct ExtractArgs {
     /// Random weights with this seed (speed does not depend on the values).
     #[arg(long)]
     random_init: Option<i64>,
+    /// Precision: f32, or bf16 (CUDA, or a CPU with AVX-512 BF16).
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// A text file with one image path per line.
     #[arg(long)]
     list: PathBuf,
@@ -591,7 +596,7 @@ fn extract_files(a: &ExtractArgs) -> Result<()> {
         .map(|(i, p)| Record::new(format!("img{i}"), p.trim()))
         .collect();
     anyhow::ensure!(!records.is_empty(), "{}: no files listed", a.list.display());
-    let mut builder = BackboneBuilder::new(&a.backbone);
+    let mut builder = BackboneBuilder::new(&a.backbone).precision(Precision::parse(&a.precision)?);
     if let Some(w) = &a.weights {
         builder = builder.weights_file(w);
     }
@@ -628,7 +633,7 @@ fn extract_files(a: &ExtractArgs) -> Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "backbone": info.name, "input_size": info.input_size, "crop_pct": info.crop_pct,
+            "backbone": info.name, "precision": info.precision.name(), "input_size": info.input_size, "crop_pct": info.crop_pct,
             "interpolation": info.interpolation, "mean": info.mean, "std": info.std,
             "images": n, "batch_size": a.batch_size, "threads": tch::get_num_threads(),
             "preprocess_img_per_s": n as f64 / pre_s, "model_img_per_s": n as f64 / model_s,

@@ -4,22 +4,29 @@ PyTorch eager (Python), same torch (2.11.0), same model and weights, same
 preprocessing, same thread count, same files, in one run.
 
 The files are the lion photos of ../shared/datasets/lion and large photo-like
-2000x1500 JPEGs made here (seeded). For each set the script runs
+2000x1500 JPEGs made here (seeded). For each backbone and set the script runs
 
 * ours: ``compare extract`` (built with ``cargo build --release --example
-  compare``), which prints preprocessing-only, model-only and
-  end-to-end images/s;
-* PyTorch: PIL decode + resize + centre crop + normalise (the timm eval transform
-  with the same size, crop_pct, filter, mean and std) and the same model in eval
-  mode under ``torch.inference_mode()``, both single-process and with a
-  ``DataLoader`` of 2 workers; the faster of the two is the peer,
+  compare``) in each precision asked for (``--precisions f32,bf16``; bf16
+  needs a CPU with AVX-512 BF16), which prints preprocessing-only,
+  model-only and end-to-end images/s;
+* PyTorch at its defaults: PIL decode + resize + centre crop + normalise (the
+  timm eval transform with the same size, crop_pct, filter, mean and std) and
+  the same model in eval mode under ``torch.inference_mode()``, f32, NCHW,
+  both single-process and with a ``DataLoader`` of 2 workers (the faster of
+  the two counts);
+* PyTorch's own best CPU setting: the same with the model and batches in
+  channels-last and the forward under ``torch.autocast("cpu",
+  dtype=torch.bfloat16)`` (only when bf16 is asked for),
 
-then prints our / PyTorch images-per-second ratio and where the time goes.
+then prints images/s and the ratios: ours / PyTorch eager f32, and ours /
+PyTorch's best, stage by stage.
 
 Usage (from the repository root, after ``scripts/setup.sh``)::
 
     ~/.cache/animal-reid/torch-2.11.0/bin/python scripts/compare/extract_torch.py \
-        --backbone efficientnet_lite2 --threads 2
+        --backbones mobilenet_v2,efficientnet_lite2,convnext_tiny --precisions f32,bf16 \
+        --threads 2 --limit 128 --large 0
 """
 
 import argparse
@@ -104,15 +111,25 @@ class Files(torch.utils.data.Dataset):
         return (t - self.mean) / self.std
 
 
-def peer(paths, cfg, name, batch, threads, workers, repeat):
+def peer(paths, cfg, name, batch, threads, workers, repeat, best_setting=False):
+    """PyTorch's images/s; ``best_setting``: channels-last + CPU bf16 autocast."""
     torch.set_num_threads(threads)
     model = torch_model(name).eval()
+    if best_setting:
+        model = model.to(memory_format=torch.channels_last)
     ds = Files(paths, cfg)
+
+    def forward(x):
+        if not best_setting:
+            return features(model, name, x)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return features(model, name, x).float()
 
     def run(loader):
         with torch.inference_mode():
             for x in loader:
-                f = features(model, name, x)
+                f = forward(x)
                 torch.nn.functional.normalize(f, dim=1)
 
     def best(fn):
@@ -133,7 +150,7 @@ def peer(paths, cfg, name, batch, threads, workers, repeat):
     def model_only():
         with torch.inference_mode():
             for _ in range(steps):
-                features(model, name, x)
+                forward(x)
 
     model_s = best(model_only) * n / (steps * x.shape[0])
     single_s = best(lambda: run(loader0))
@@ -170,13 +187,18 @@ def lion_paths():
         return [os.path.join(root, r["path"]) for r in csv.DictReader(f)]
 
 
+STAGES = ("preprocess", "model", "end_to_end")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backbone", default="efficientnet_lite2")
+    ap.add_argument("--backbones", "--backbone", default="efficientnet_lite2",
+                    help="comma-separated registry names (seeded weights where none are bundled)")
+    ap.add_argument("--precisions", default="f32", help="ours: comma-separated, f32 and/or bf16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the second PyTorch variant")
-    ap.add_argument("--large", type=int, default=64, help="number of large synthetic JPEGs")
+    ap.add_argument("--large", type=int, default=64, help="number of large synthetic JPEGs (0: none)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N lion photos (0: all 740)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument(
@@ -189,33 +211,58 @@ def main():
     args = ap.parse_args()
     if not os.path.exists(args.ours):
         sys.exit(f"{args.ours} not found: cargo build --release --example compare")
-    extra = [] if args.backbone in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2") else ["--random-init", "0"]
+    backbones = [b for b in args.backbones.split(",") if b]
+    precisions = [p for p in args.precisions.split(",") if p]
+    bad = [p for p in precisions if p not in ("f32", "bf16")]
+    if bad:
+        sys.exit(f"--precisions: {bad}; use f32 and/or bf16")
+    bundled = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         lions = lion_paths()
         if args.limit > 0:
             lions = lions[: args.limit]
-        sets = {"lion": lions, "large_2000x1500": large_jpegs(tmp, args.large)}
-        for label, paths in sets.items():
-            lst = os.path.join(tmp, f"{label}.txt")
-            with open(lst, "w") as f:
-                f.write("\n".join(paths))
-            cmd = [args.ours, "extract", "--backbone", args.backbone, "--list", lst, "--threads", str(args.threads),
-                   "--batch-size", str(args.batch_size), "--repeat", str(args.repeat)] + extra
-            ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            theirs = peer(paths, ours, args.backbone, args.batch_size, args.threads, args.workers, args.repeat)
-            results[label] = {"images": len(paths), "ours": ours, "pytorch": theirs,
-                              "ratio_end_to_end": ours["end_to_end_img_per_s"] / theirs["end_to_end_img_per_s"]}
-    print(f"{args.backbone} @{results['lion']['ours']['input_size']}, batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}")
-    print(f"{'set':18} {'stage':12} {'ours img/s':>11} {'pytorch img/s':>14} {'ratio':>6}")
-    for label, r in results.items():
-        o, t = r["ours"], r["pytorch"]
-        for stage in ("preprocess", "model", "end_to_end"):
-            a, b = o[f"{stage}_img_per_s"], t[f"{stage}_img_per_s"]
-            print(f"{label:18} {stage:12} {a:11.1f} {b:14.1f} {a / b:6.2f}")
-        print(f"{'':18} {'(pytorch single-process ' + format(t['single_process_img_per_s'], '.1f') + ', dataloader ' + format(t.get('dataloader_img_per_s', 0), '.1f') + ')'}")
-    for label, r in results.items():
-        print(f"ratio ours/pytorch end to end, {label}: {r['ratio_end_to_end']:.2f}x")
+        sets = {"lion": lions}
+        if args.large > 0:
+            sets["large_2000x1500"] = large_jpegs(tmp, args.large)
+        for backbone in backbones:
+            extra = [] if backbone in bundled else ["--random-init", "0"]
+            for label, paths in sets.items():
+                lst = os.path.join(tmp, f"{label}.txt")
+                with open(lst, "w") as f:
+                    f.write("\n".join(paths))
+                row = {"images": len(paths)}
+                for precision in precisions:
+                    cmd = [args.ours, "extract", "--backbone", backbone, "--list", lst, "--threads", str(args.threads),
+                           "--batch-size", str(args.batch_size), "--repeat", str(args.repeat),
+                           "--precision", precision] + extra
+                    row[f"ours_{precision}"] = json.loads(
+                        subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+                cfg = row[f"ours_{precisions[0]}"]
+                row["pytorch_eager_f32"] = peer(paths, cfg, backbone, args.batch_size, args.threads, args.workers,
+                                                args.repeat)
+                if "bf16" in precisions:
+                    row["pytorch_cl_bf16_autocast"] = peer(paths, cfg, backbone, args.batch_size, args.threads,
+                                                           args.workers, args.repeat, best_setting=True)
+                results[f"{backbone}/{label}"] = row
+    print(f"batch {args.batch_size}, {args.threads} threads, torch {torch.__version__}; images/s")
+    peers = ["pytorch_eager_f32"] + (["pytorch_cl_bf16_autocast"] if "bf16" in precisions else [])
+    cols = [f"ours_{p}" for p in precisions] + peers
+    head = f"{'backbone/set':34} {'stage':11}" + "".join(f" {c:>24}" for c in cols)
+    print(head)
+    for key, row in results.items():
+        for stage in STAGES:
+            cells = "".join(f" {row[c][f'{stage}_img_per_s']:24.1f}" for c in cols)
+            print(f"{key:34} {stage:11}{cells}")
+    print()
+    for key, row in results.items():
+        for p in precisions:
+            ours = row[f"ours_{p}"]
+            for peer_name in peers:
+                for stage in ("model", "end_to_end"):
+                    r = ours[f"{stage}_img_per_s"] / row[peer_name][f"{stage}_img_per_s"]
+                    row.setdefault("ratios", {})[f"ours_{p}/{peer_name}/{stage}"] = r
+                    print(f"ratio {key}: ours {p} / {peer_name}, {stage}: {r:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
