@@ -19,7 +19,10 @@ use reid_data::preprocess::Interpolation;
 use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
+use super::{
+    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec,
+    conv_bn_eval, to_kind_of,
+};
 
 /// Batch-norm epsilon of the TensorFlow original (`batch_norm_epsilon=1e-3`).
 const BN_EPS: f64 = 1e-3;
@@ -128,6 +131,7 @@ struct SameConv {
     conv: nn::Conv2D,
     kernel: i64,
     stride: i64,
+    groups: i64,
 }
 
 impl SameConv {
@@ -142,22 +146,38 @@ impl SameConv {
             conv: nn::conv2d(p, cin, cout, kernel, cfg),
             kernel,
             stride,
+            groups,
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// `x` padded TensorFlow-style for this convolution.
+    fn pad(&self, x: &Tensor) -> Tensor {
         let (h, w) = match x.size().as_slice() {
             [.., h, w] => (*h, *w),
-            _ => return self.conv.forward(x),
+            _ => return x.shallow_clone(),
         };
         let (top, bottom) = same_pad(h, self.kernel, self.stride);
         let (left, right) = same_pad(w, self.kernel, self.stride);
         if top + bottom + left + right == 0 {
-            self.conv.forward(x)
+            x.shallow_clone()
         } else {
-            self.conv
-                .forward(&x.constant_pad_nd([left, right, top, bottom]))
+            x.constant_pad_nd([left, right, top, bottom])
         }
+    }
+
+    /// The convolution then `bn`; in eval mode one convolution with the
+    /// batch norm folded in ([`conv_bn_eval`]).
+    fn forward_bn(&self, x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
+        let x = self.pad(x);
+        if train {
+            return bn.forward_t(&self.conv.forward(&x), true);
+        }
+        let geom = ConvGeometry {
+            stride: self.stride,
+            padding: 0,
+            groups: self.groups,
+        };
+        conv_bn_eval(&x, &self.conv, geom, bn, BN_EPS)
     }
 }
 
@@ -211,14 +231,11 @@ impl MbConv {
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = match &self.expand {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x), train).relu6(),
+            Some((conv, bn)) => conv.forward_bn(x, bn, train).relu6(),
             None => x.shallow_clone(),
         };
-        y = self
-            .bn1
-            .forward_t(&self.depthwise.forward(&y), train)
-            .relu6();
-        y = self.bn2.forward_t(&self.project.forward(&y), train);
+        y = self.depthwise.forward_bn(&y, &self.bn1, train).relu6();
+        y = self.project.forward_bn(&y, &self.bn2, train);
         if !self.residual {
             return y;
         }
@@ -312,16 +329,11 @@ impl EfficientNetLite {
 
 impl Architecture for EfficientNetLite {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = self
-            .bn0
-            .forward_t(&self.conv_stem.forward(x), train)
-            .relu6();
+        let mut y = self.conv_stem.forward_bn(x, &self.bn0, train).relu6();
         for block in &self.blocks {
             y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
-        self.bn1
-            .forward_t(&self.conv_head.forward(&y), train)
-            .relu6()
+        self.conv_head.forward_bn(&y, &self.bn1, train).relu6()
     }
 
     fn layout(&self) -> FeatureLayout {

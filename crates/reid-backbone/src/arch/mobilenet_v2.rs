@@ -13,7 +13,13 @@ use reid_data::preprocess::{IMAGENET_MEAN, IMAGENET_STD, Interpolation};
 use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
+use super::{
+    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec,
+    conv_bn_eval, to_kind_of,
+};
+
+/// Batch-norm epsilon (PyTorch's default).
+const BN_EPS: f64 = 1e-5;
 
 /// Stem and head widths.
 const STEM: i64 = 32;
@@ -32,11 +38,13 @@ const SETTINGS: [(i64, i64, usize, i64); 7] = [
 ];
 
 /// Convolution + batch norm (+ ReLU6), torchvision's `Conv2dNormActivation`
-/// (`<path>.0` conv, `<path>.1` batch norm).
+/// (`<path>.0` conv, `<path>.1` batch norm); in eval mode one convolution
+/// with the batch norm folded in ([`conv_bn_eval`]).
 #[derive(Debug)]
 struct ConvBn {
     conv: nn::Conv2D,
     bn: nn::BatchNorm,
+    geom: ConvGeometry,
     relu: bool,
 }
 
@@ -50,22 +58,44 @@ impl ConvBn {
         groups: i64,
         relu: bool,
     ) -> Self {
-        let cfg = nn::ConvConfig {
+        Self::at(
+            &(p / 0),
+            &(p / 1),
+            [cin, cout, kernel, stride, groups],
+            relu,
+        )
+    }
+
+    /// The convolution under `conv_p` and its batch norm under `bn_p`;
+    /// `[cin, cout, kernel, stride, groups]`.
+    fn at(conv_p: &nn::Path<'_>, bn_p: &nn::Path<'_>, shape: [i64; 5], relu: bool) -> Self {
+        let [cin, cout, kernel, stride, groups] = shape;
+        let geom = ConvGeometry {
             stride,
             padding: (kernel - 1) / 2,
+            groups,
+        };
+        let cfg = nn::ConvConfig {
+            stride,
+            padding: geom.padding,
             groups,
             bias: false,
             ..Default::default()
         };
         ConvBn {
-            conv: nn::conv2d(p / 0, cin, cout, kernel, cfg),
-            bn: nn::batch_norm2d(p / 1, cout, Default::default()),
+            conv: nn::conv2d(conv_p, cin, cout, kernel, cfg),
+            bn: nn::batch_norm2d(bn_p, cout, Default::default()),
+            geom,
             relu,
         }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.bn.forward_t(&self.conv.forward(x), train);
+        let y = if train {
+            self.bn.forward_t(&self.conv.forward(x), true)
+        } else {
+            conv_bn_eval(x, &self.conv, self.geom, &self.bn, BN_EPS)
+        };
         if self.relu { y.relu6() } else { y }
     }
 }
@@ -76,8 +106,8 @@ impl ConvBn {
 struct InvertedResidual {
     expand: Option<ConvBn>,
     depthwise: ConvBn,
-    project: nn::Conv2D,
-    project_bn: nn::BatchNorm,
+    /// The linear projection (`conv.<i+1>` conv, `conv.<i+2>` batch norm).
+    project: ConvBn,
     residual: bool,
 }
 
@@ -92,17 +122,16 @@ impl InvertedResidual {
             ConvBn::new(&(&conv / 0), cin, hidden, 1, 1, 1, true)
         });
         let depthwise = ConvBn::new(&(&conv / i), hidden, hidden, 3, stride, hidden, true);
-        let cfg = nn::ConvConfig {
-            bias: false,
-            ..Default::default()
-        };
-        let project = nn::conv2d(&conv / (i + 1), hidden, cout, 1, cfg);
-        let project_bn = nn::batch_norm2d(&conv / (i + 2), cout, Default::default());
+        let project = ConvBn::at(
+            &(&conv / (i + 1)),
+            &(&conv / (i + 2)),
+            [hidden, cout, 1, 1, 1],
+            false,
+        );
         InvertedResidual {
             expand,
             depthwise,
             project,
-            project_bn,
             residual: stride == 1 && cin == cout,
         }
     }
@@ -113,7 +142,7 @@ impl InvertedResidual {
             None => x.shallow_clone(),
         };
         let y = self.depthwise.forward(&y, train);
-        let y = self.project_bn.forward_t(&self.project.forward(&y), train);
+        let y = self.project.forward(&y, train);
         if self.residual { y + x } else { y }
     }
 }
