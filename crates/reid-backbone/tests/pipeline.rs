@@ -366,3 +366,27 @@ fn builder_convnext_equals_timm() {
         .unwrap();
     common::assert_rel(&bb.logits(x).unwrap(), &io["logits"], 1e-4, "convnext_tiny");
 }
+
+/// The batch norms folded into the convolutions in eval mode are recomputed
+/// from the variables at each call: changing a running variance (what
+/// fine-tuning does) changes the next embedding, and putting it back gives the
+/// first one bit for bit.
+#[test]
+fn folded_batch_norms_follow_the_variables() {
+    let bb = lite0();
+    let s = bb.info().input_size;
+    tch::manual_seed(1);
+    let x = Tensor::randn([2, 3, s, s], (Kind::Float, tch::Device::Cpu));
+    let before = bb.embed_tensor(&x).unwrap();
+    let mut var = bb.var_store().variables()["_bn1.running_var"].shallow_clone();
+    let saved = var.copy();
+    tch::no_grad(|| {
+        let _ = var.g_mul_scalar_(4.0);
+    });
+    let changed = bb.embed_tensor(&x).unwrap();
+    let moved = (&changed - &before).abs().max().double_value(&[]);
+    assert!(moved > 1e-3, "embedding moved by {moved}");
+    tch::no_grad(|| var.copy_(&saved));
+    let back = bb.embed_tensor(&x).unwrap();
+    assert!(back.equal(&before));
+}
