@@ -23,12 +23,21 @@ use tch::{Device, Kind, Tensor};
 /// test get the same weights.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn skip() -> bool {
-    let no = !cpu_has_bf16();
-    if no {
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The test lock, or `None` (after saying so) on a CPU without bf16.
+fn bf16_cpu() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = lock();
+    if cpu_has_bf16() {
+        Some(guard)
+    } else {
         eprintln!("skipping: this CPU has no AVX-512 BF16");
+        None
     }
-    no
 }
 
 fn build(name: &str, precision: Precision, weights: WeightsSource) -> Backbone {
@@ -61,12 +70,9 @@ fn kinds(bb: &Backbone) -> (Vec<String>, Vec<String>) {
 
 #[test]
 fn real_weights_on_lion_photos_keep_cosine_0_999() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if skip() {
+    let Some(_serial) = bf16_cpu() else {
         return;
-    }
+    };
     // 40 photos spread over the file (the CSV lists each lion's photos together).
     let records: Vec<_> = common::lion_records(usize::MAX)
         .into_iter()
@@ -131,12 +137,9 @@ fn real_weights_on_lion_photos_keep_cosine_0_999() {
 /// cosine 0.59); its family's guard is the real-weights test above.
 #[test]
 fn every_family_runs_in_bf16_on_the_cpu() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if skip() {
+    let Some(_serial) = bf16_cpu() else {
         return;
-    }
+    };
     let mut seen = Vec::new();
     for spec in arch::models() {
         if seen.contains(&spec.family) {
@@ -178,9 +181,7 @@ fn every_family_runs_in_bf16_on_the_cpu() {
 
 #[test]
 fn reduced_precisions_the_cpu_cannot_run_are_refused() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = lock();
     // f16 on the CPU, on every machine.
     let e = BackboneBuilder::new("mobilenet_v2")
         .weights(WeightsSource::Random(1))
