@@ -261,7 +261,7 @@ fn main() -> Result<()> {
         .checkpoint_dir(a.out.clone())
         .resume(!a.fresh)
         .max_epochs_this_run(a.max_epochs_this_run)
-        .eval_batch(m.batch_size)
+        .eval_batch(m.batch_size()?)
         .check()?;
     if a.fresh && a.out.join("state.json").exists() {
         std::fs::remove_file(a.out.join("state.json"))?;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use reid_backbone::backbone::{Backbone, BackboneBuilder, Precision, parse_device};
 use reid_backbone::pipeline::{
-    Embeddings, ExtractParams, Progress, SkippedImage, ValidExtractParams, extract,
-    extract_skipping,
+    Embeddings, ExtractParams, Progress, SkippedImage, ValidExtractParams, default_batch_size,
+    extract, extract_skipping,
 };
 use reid_backbone::pool::Pooling;
 use reid_core::{ParamGuard, Record};
@@ -39,9 +39,10 @@ pub struct BackboneArgs {
     /// Average each embedding with that of the mirror image.
     #[arg(long)]
     pub flip: bool,
-    /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    /// Images per batch (default: 8 on the CPU, 32 on CUDA; see
+    /// `reid_backbone::pipeline::default_batch_size`).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
 }
 
 /// An embedding run: the backbone, the embeddings and the seconds taken.
@@ -73,10 +74,19 @@ impl BackboneArgs {
         Ok(self.builder()?.build()?)
     }
 
+    /// The batch size asked for, else the device's default
+    /// ([`default_batch_size`]).
+    pub fn batch_size(&self) -> anyhow::Result<usize> {
+        Ok(match self.batch_size {
+            Some(b) => b,
+            None => default_batch_size(parse_device(&self.device)?),
+        })
+    }
+
     /// Extraction parameters (batch size, flip), caching in `cache` if given.
     pub fn extract_params(&self, cache: Option<&Path>) -> anyhow::Result<ValidExtractParams> {
         let mut p = ExtractParams::default()
-            .batch_size(self.batch_size)
+            .batch_size(self.batch_size()?)
             .flip(self.flip);
         if let Some(c) = cache {
             p = p.cache_dir(c);

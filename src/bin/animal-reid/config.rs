@@ -160,7 +160,7 @@ impl PipelineConfig {
             precision: "f32".into(),
             pooling: self.pooling.clone(),
             flip: self.flip,
-            batch_size: 32,
+            batch_size: None,
         }
     }
 

@@ -54,9 +54,9 @@ pub struct WorkerArgs {
     /// Device of the network: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Images per forward pass (default: 8 on the CPU, 32 on CUDA).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// This worker's name in `status` (default: host-pid).
     #[arg(long)]
     id: Option<String>,
