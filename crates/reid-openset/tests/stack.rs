@@ -9,9 +9,9 @@ use ndarray::{Array2, array};
 use rand::{Rng, SeedableRng};
 use reid_index::{Gallery, TopK};
 use reid_openset::{
-    Aggregate, CalibrationMethod, Combine, EmbeddingScorer, FnScorer, FusionParams, FusionSource,
-    FusionTrial, LogisticStack, OpensetError, ParamGuard, Rule, fuse_stacked, linear_grid,
-    self_calibrate_fusion,
+    Aggregate, CalibrationMethod, Combine, EmbeddingScorer, FnScorer, FusionCalibration,
+    FusionParams, FusionSource, FusionTrial, LogisticStack, OpensetError, ParamGuard, Rule,
+    fuse_stacked, linear_grid, self_calibrate_fusion,
 };
 
 fn logit(p: f64) -> f64 {
@@ -141,30 +141,46 @@ fn planted_pairs(seed: u64, boost: f32) -> (Array2<f32>, Vec<String>, Vec<f32>) 
     (emb, labels, kp)
 }
 
-/// `Auto` tries both combinations on the same episodes and keeps the
-/// better episode score; `Mean` and `Logistic` each try one and reproduce
-/// `Auto`'s figures for that combination.
-#[test]
-fn auto_keeps_the_better_combination_on_the_database() {
-    let (emb, labels, scores) = planted_pairs(21, 2.0);
+/// Self-calibrates the fusion of cosine and the planted keypoint scores of
+/// `planted_pairs(seed, boost)` (shortlist 12, equal weights) once per
+/// variant of the parameters, on the same episodes.
+fn calibrate_planted(seed: u64, boost: f32, variants: Vec<FusionParams>) -> Vec<FusionCalibration> {
+    let (emb, labels, scores) = planted_pairs(seed, boost);
     let n = labels.len();
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
     let kp = FnScorer::new("keypoints", |q, g| Ok(scores[q * n + g]));
     let params = common::episodes(0.3, 0.5, 8, 3, linear_grid(0.0..=1.0, 100));
-    let run = |c: Combine| {
-        let f = FusionParams::default()
-            .shortlist(12)
-            .weights(vec![1.0, 1.0])
+    variants
+        .into_iter()
+        .map(|f| {
+            let f = f.shortlist(12).weights(vec![1.0, 1.0]).check().unwrap();
+            self_calibrate_fusion(&gallery, &[&cosine, &kp], &f, &params).unwrap()
+        })
+        .collect()
+}
+
+/// `Auto` tries both combinations on the same episodes and keeps the
+/// better episode score; `Mean` and `Logistic` each try one and reproduce
+/// `Auto`'s figures for that combination.
+#[test]
+fn auto_keeps_the_better_combination_on_the_database() {
+    let variant = |c: Combine| {
+        FusionParams::default()
             .method(CalibrationMethod::Isotonic)
             .combine(c)
-            .check()
-            .unwrap();
-        self_calibrate_fusion(&gallery, &[&cosine, &kp], &f, &params).unwrap()
     };
-    let mean = run(Combine::Mean);
-    let logistic = run(Combine::Logistic);
-    let auto = run(Combine::Auto);
+    let [mean, logistic, auto]: [FusionCalibration; 3] = calibrate_planted(
+        21,
+        2.0,
+        vec![
+            variant(Combine::Mean),
+            variant(Combine::Logistic),
+            variant(Combine::Auto),
+        ],
+    )
+    .try_into()
+    .unwrap();
     assert!(mean.stack.is_none());
     assert!(logistic.stack.is_some());
     let trial = |c: Combine, score: f64| FusionTrial {
@@ -213,29 +229,23 @@ fn auto_keeps_the_better_combination_on_the_database() {
 /// and the kept rule is the best-scored one.
 #[test]
 fn fusion_rules_are_chosen_on_the_database() {
-    let (emb, labels, scores) = planted_pairs(11, 0.7);
-    let n = labels.len();
-    let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
-    let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
-    let kp = FnScorer::new("keypoints", |q, g| Ok(scores[q * n + g]));
-    let params = common::episodes(0.3, 0.5, 8, 3, linear_grid(0.0..=1.0, 100));
     let noisy = Rule::Knn {
         k: 12,
         per_identity: 3,
         aggregate: Aggregate::NoisyOr,
     };
-    let run = |rules: Vec<Rule>| {
-        let f = FusionParams::default()
-            .shortlist(12)
-            .weights(vec![1.0, 1.0])
-            .rules(rules)
-            .check()
-            .unwrap();
-        self_calibrate_fusion(&gallery, &[&cosine, &kp], &f, &params).unwrap()
-    };
-    let top1 = run(vec![Rule::Top1]);
-    let agg = run(vec![noisy]);
-    let both = run(vec![Rule::Top1, noisy]);
+    let variant = |rules: Vec<Rule>| FusionParams::default().rules(rules);
+    let [top1, agg, both]: [FusionCalibration; 3] = calibrate_planted(
+        11,
+        0.7,
+        vec![
+            variant(vec![Rule::Top1]),
+            variant(vec![noisy]),
+            variant(vec![Rule::Top1, noisy]),
+        ],
+    )
+    .try_into()
+    .unwrap();
     assert_eq!((top1.rule, agg.rule), (Rule::Top1, noisy));
     let scores: Vec<f64> = both.trials.iter().map(|t| t.score).collect();
     assert_eq!(
