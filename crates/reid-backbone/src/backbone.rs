@@ -24,8 +24,9 @@ pub enum Precision {
     /// IEEE half precision (CUDA only).
     F16,
     /// bfloat16: CUDA, and CPUs with bf16 instructions (x86-64 AVX-512 BF16,
-    /// checked at run time; oneDNN then runs the convolutions and
-    /// matrix products in bf16, 2–2.5× f32 on these machines' AMD EPYC).
+    /// checked at run time; oneDNN then runs the convolutions and matrix
+    /// products in bf16: 1.3–2.1× f32 model only on these machines' AMD EPYC,
+    /// `cargo bench -p reid-backbone --bench backbones`).
     Bf16,
 }
 
@@ -626,7 +627,9 @@ impl Backbone {
     pub fn embed_tensor(&self, x: &Tensor) -> Result<Tensor> {
         let x = self.prepare(x)?;
         let pooled = match &self.net {
-            Net::Native(net) => tch::no_grad(|| self.pool(net.as_ref(), &x, false)),
+            Net::Native(net) => tch::no_grad(|| {
+                self.pool(net.as_ref(), &x, false, self.pooling, self.gem_p.as_ref())
+            }),
             Net::Script(m) => m.embed(&x)?,
         };
         let pooled = pooled.to_kind(Kind::Float);
@@ -637,13 +640,21 @@ impl Backbone {
         Ok(pooled / norm)
     }
 
-    /// Features of the prepared batch `x`, pooled in f32 (a global pool sums
-    /// thousands of values: in bf16 that alone moves the embedding), then the
-    /// architecture's pre-logits (kept in f32 at every precision).
-    fn pool(&self, net: &dyn Architecture, x: &Tensor, train: bool) -> Tensor {
+    /// Features of the prepared batch `x`, pooled by `pooling` in f32 (a
+    /// global pool sums thousands of values: in bf16 that alone moves the
+    /// embedding), then the architecture's pre-logits (kept in f32 at every
+    /// precision).
+    fn pool(
+        &self,
+        net: &dyn Architecture,
+        x: &Tensor,
+        train: bool,
+        pooling: Pooling,
+        gem_p: Option<&Tensor>,
+    ) -> Tensor {
         let f = net.forward_features(x, train).to_kind(Kind::Float);
-        let p = self.pooling.apply(&f, self.layout, self.gem_p.as_ref());
-        match self.pooling {
+        let p = pooling.apply(&f, self.layout, gem_p);
+        match pooling {
             Pooling::ClsMeanPatch => p,
             _ => net.pre_logits(&p, train),
         }
@@ -661,7 +672,7 @@ impl Backbone {
                 reason: "a TorchScript backbone cannot be fine-tuned here".into(),
             });
         };
-        Ok(self.pool(net.as_ref(), &x, train))
+        Ok(self.pool(net.as_ref(), &x, train, self.pooling, self.gem_p.as_ref()))
     }
 
     /// Classifier logits `[B, classes]` (f32) with the model's own pooling,
@@ -675,12 +686,10 @@ impl Backbone {
             });
         };
         let out = tch::no_grad(|| {
-            let f = net.forward_features(&x, false).to_kind(Kind::Float);
             let pool = Pooling::Default
                 .resolve(self.layout, net.default_pooling())
                 .unwrap_or(Pooling::Avg);
-            let p = pool.apply(&f, self.layout, None);
-            net.classifier(&net.pre_logits(&p, false))
+            net.classifier(&self.pool(net.as_ref(), &x, false, pool, None))
         });
         let out = out.ok_or_else(|| BackboneError::InvalidParam {
             name: "classifier",

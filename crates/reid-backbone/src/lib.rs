@@ -12,7 +12,8 @@
 //!   preprocessing.
 //! - [`backbone`]: [`backbone::BackboneBuilder`] → [`backbone::Backbone`]:
 //!   weights (bundled, a file, or seeded random), device (`cpu`, `cuda:N`),
-//!   precision (f32; f16 on CUDA; bf16 on CUDA and CPUs with AVX-512 BF16, stem and first block kept in f32), pooling ([`pool::Pooling`]:
+//!   precision (f32; f16 on CUDA; bf16 on CUDA and CPUs with AVX-512 BF16,
+//!   the stem and first block kept in f32), pooling ([`pool::Pooling`]:
 //!   average, GeM, class token, class token + mean patch).
 //! - [`pipeline`]: records → prefetched parallel batches → backbone →
 //!   [`pipeline::Embeddings`], with flip / five-crop test-time augmentation and

@@ -17,11 +17,11 @@
 
 use reid_data::preprocess::Interpolation;
 use tch::Tensor;
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 
 use super::{
-    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec,
-    conv_bn_eval, to_kind_of,
+    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, conv_bn,
+    to_kind_of,
 };
 
 /// Batch-norm epsilon of the TensorFlow original (`batch_norm_epsilon=1e-3`).
@@ -166,18 +166,14 @@ impl SameConv {
     }
 
     /// The convolution then `bn`; in eval mode one convolution with the
-    /// batch norm folded in ([`conv_bn_eval`]).
+    /// batch norm folded in ([`conv_bn`]).
     fn forward_bn(&self, x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
-        let x = self.pad(x);
-        if train {
-            return bn.forward_t(&self.conv.forward(&x), true);
-        }
         let geom = ConvGeometry {
             stride: self.stride,
             padding: 0,
             groups: self.groups,
         };
-        conv_bn_eval(&x, &self.conv, geom, bn, BN_EPS)
+        conv_bn(&self.pad(x), &self.conv, geom, bn, BN_EPS, train)
     }
 }
 

@@ -11,11 +11,11 @@
 
 use reid_data::preprocess::{IMAGENET_MEAN, IMAGENET_STD, Interpolation};
 use tch::Tensor;
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 
 use super::{
-    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec,
-    conv_bn_eval, to_kind_of,
+    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, conv_bn,
+    to_kind_of,
 };
 
 /// Batch-norm epsilon (PyTorch's default).
@@ -39,7 +39,7 @@ const SETTINGS: [(i64, i64, usize, i64); 7] = [
 
 /// Convolution + batch norm (+ ReLU6), torchvision's `Conv2dNormActivation`
 /// (`<path>.0` conv, `<path>.1` batch norm); in eval mode one convolution
-/// with the batch norm folded in ([`conv_bn_eval`]).
+/// with the batch norm folded in ([`conv_bn`]).
 #[derive(Debug)]
 struct ConvBn {
     conv: nn::Conv2D,
@@ -91,11 +91,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = if train {
-            self.bn.forward_t(&self.conv.forward(x), true)
-        } else {
-            conv_bn_eval(x, &self.conv, self.geom, &self.bn, BN_EPS)
-        };
+        let y = conv_bn(x, &self.conv, self.geom, &self.bn, BN_EPS, train);
         if self.relu { y.relu6() } else { y }
     }
 }

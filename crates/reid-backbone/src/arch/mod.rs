@@ -16,7 +16,7 @@ pub mod vit;
 pub use transformer::linear;
 
 use reid_data::preprocess::Interpolation;
-use tch::nn::ModuleT;
+use tch::nn::{Module, ModuleT};
 use tch::{Kind, Tensor, nn};
 
 /// How the output of [`Architecture::forward_features`] is laid out.
@@ -66,7 +66,7 @@ pub trait Architecture: Send + std::fmt::Debug {
 }
 
 /// Stride, symmetric padding and groups of a 2-D convolution (tch keeps its
-/// own configuration private), for [`conv_bn_eval`].
+/// own configuration private), for [`conv_bn`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConvGeometry {
     pub stride: i64,
@@ -74,8 +74,9 @@ pub(crate) struct ConvGeometry {
     pub groups: i64,
 }
 
-/// `conv` (with geometry `geom`) followed by `bn` (epsilon `eps`) in eval
-/// mode. In f32, run as ONE convolution: the batch norm folded into the
+/// `conv` (with geometry `geom`, the one it was built with) followed by `bn`
+/// (epsilon `eps`), `train` selecting batch statistics. In eval mode in f32,
+/// run as ONE convolution: the batch norm folded into the
 /// weights and bias, w·γ/√(σ² + ε) per output channel and
 /// β + (b − μ)·γ/√(σ² + ε). Folding skips the batch-norm pass over the activations (a third of
 /// MobileNetV2's CPU time in PyTorch's profile) for one pass over the
@@ -85,24 +86,16 @@ pub(crate) struct ConvGeometry {
 /// (EfficientNet-Lite0's worst cosine to f32 on lion photos fell from 0.9992
 /// to 0.9981), while the batch norm normalises the bf16 output with its f32
 /// statistics.
-pub(crate) fn conv_bn_eval(
+pub(crate) fn conv_bn(
     x: &Tensor,
     conv: &nn::Conv2D,
     geom: ConvGeometry,
     bn: &nn::BatchNorm,
     eps: f64,
+    train: bool,
 ) -> Tensor {
-    let kind = conv.ws.kind();
-    if kind != Kind::Float {
-        let y = x.conv2d(
-            &conv.ws,
-            conv.bs.as_ref(),
-            [geom.stride; 2],
-            [geom.padding; 2],
-            [1, 1],
-            geom.groups,
-        );
-        return bn.forward_t(&y, false);
+    if train || conv.ws.kind() != Kind::Float {
+        return bn.forward_t(&conv.forward(x), train);
     }
     let f32 = |t: &Tensor| t.to_kind(Kind::Float);
     let mut scale = (f32(&bn.running_var) + eps).rsqrt();
