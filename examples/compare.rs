@@ -76,6 +76,14 @@ struct GlueArgs {
     /// Timed repetitions of each measurement (the best is reported).
     #[arg(long, default_value_t = 2)]
     repeat: usize,
+    /// Pairs per padded batch in the batched matching (LightGlue's
+    /// `batch_size`; the default: the library's).
+    #[arg(long)]
+    chunk: Option<usize>,
+    /// Precision of LightGlue's attention blocks: f32 or bf16 (the
+    /// extractors run in f32).
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -234,8 +242,10 @@ fn glue(a: &GlueArgs) -> Result<()> {
         "aliked" => LearnedKind::Aliked,
         other => bail!("--matcher: xfeat, disk or aliked, not {other}"),
     };
+    let precision = Precision::parse(&a.precision)?;
     let params = LearnedParams::default()
         .max_keypoints(a.keypoints)
+        .precision(precision)
         .check()?;
     let mut m = LearnedMatcher::load(kind, &params, tch::Device::Cpu)?;
     let list = std::fs::read_to_string(&a.list).with_context(|| a.list.display().to_string())?;
@@ -267,7 +277,11 @@ fn glue(a: &GlueArgs) -> Result<()> {
         Ok(())
     })?;
     // One pair at a time, full depth and width (what the batched path computes).
-    let full = (*m.glue().params().get()).full_depth().check()?;
+    let mut full = (*m.glue().params().get()).full_depth();
+    if let Some(chunk) = a.chunk {
+        full = full.batch_size(chunk);
+    }
+    let full = full.check()?;
     m.set_glue_params(full);
     let tensors: Vec<(tch::Tensor, tch::Tensor)> = feats
         .iter()
@@ -300,6 +314,7 @@ fn glue(a: &GlueArgs) -> Result<()> {
             "pair_ms_single_full_depth": 1000.0 * single / pairs as f64,
             "pair_ms_batched": 1000.0 * batched / pairs as f64,
             "batch": pairs,
+            "precision": precision.name(),
             "matches_first_query": matched,
         })
     );

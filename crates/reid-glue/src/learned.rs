@@ -13,6 +13,7 @@ use crate::lightglue::{GlueKind, LightGlue, LightGlueParams, MatchInput};
 use crate::scorer::{PairMatcher, PairMatches};
 use crate::weights::GlueWeights;
 use crate::xfeat::{XFeat, XFeatParams};
+use reid_backbone::backbone::Precision;
 use reid_core::ParamGuard;
 
 /// The keypoints and descriptors of [`Features`] as the tensors LightGlue
@@ -85,6 +86,7 @@ impl LearnedKind {
 pub struct LearnedParams {
     max_keypoints: usize,
     filter_threshold: f64,
+    precision: Precision,
 }
 
 impl Default for LearnedParams {
@@ -92,6 +94,7 @@ impl Default for LearnedParams {
         LearnedParams {
             max_keypoints: 256,
             filter_threshold: 0.1,
+            precision: Precision::F32,
         }
     }
 }
@@ -104,6 +107,10 @@ impl LearnedParams {
         /// LightGlue's match threshold; in `[0, 1]`, default 0.1 (the
         /// references' and wildlife-tools').
         filter_threshold: f64,
+        /// The precision of LightGlue's attention blocks
+        /// ([`LightGlue::with_precision`]); default `f32`. The extractors
+        /// run in `f32`.
+        precision: Precision,
     }
 }
 
@@ -235,7 +242,8 @@ impl LearnedMatcher {
             glue_kind,
             glue_params,
             device,
-        )?;
+        )?
+        .with_precision(p.precision)?;
         Ok(LearnedMatcher {
             kind,
             extractor,

@@ -66,7 +66,19 @@
 //! on every call. On CUDA both references cast the self-attention to half
 //! precision (FlashAttention) and prune only above 1536 keypoints
 //! ([`LightGlueParams::pruning_min_keypoints`] `None` follows the latter);
-//! this port stays in `f32` on every device.
+//! this port runs in `f32` on every device unless asked otherwise.
+//!
+//! # Reduced precision
+//!
+//! [`LightGlue::with_precision`] runs the linear layers of the attention
+//! blocks (most of the work) in `bf16` on CPUs with AVX-512 BF16 or in
+//! `bf16`/`f16` on CUDA, with the residual stream, positional
+//! encoding, the attention itself (similarities, softmax, weighted sums),
+//! token confidences and log assignment in `f32`. LightGlue (DISK, ALIKED)
+//! then keeps its matches (on the parity fixtures every f32 match, at most
+//! 1 % new ones); XFeat's LighterGlue, one head of 96 dimensions, is more
+//! sensitive (90–92 % kept, up to 13 % new): test `bf16_keeps_the_matches`
+//! in `tests/lightglue.rs`. Speed: `scripts/compare/glue_speed.py`.
 //!
 //! ```no_run
 //! use reid_glue::lightglue::{GlueKind, ImageSize, LightGlue, MatchInput};
@@ -94,6 +106,7 @@ mod params;
 
 use std::path::Path;
 
+use reid_backbone::backbone::Precision;
 use reid_backbone::state_dict::{self, Loader};
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
@@ -213,6 +226,7 @@ pub struct LightGlue {
     net: Net,
     kind: GlueKind,
     params: ValidLightGlueParams,
+    precision: Precision,
 }
 
 impl LightGlue {
@@ -244,7 +258,38 @@ impl LightGlue {
             net,
             kind,
             params,
+            precision: Precision::F32,
         })
+    }
+
+    /// Runs the attention blocks in `precision` (see the module's "Reduced
+    /// precision"); `f32` as loaded. A precision the device cannot run
+    /// (`bf16` on a CPU without AVX-512 BF16, `f16` on the CPU) is a typed
+    /// error, as is reducing an already reduced network to another kind
+    /// (load it again: its `f32` weights are gone).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if precision == self.precision {
+            return Ok(self);
+        }
+        precision.check(self.device())?;
+        if self.precision != Precision::F32 {
+            return Err(GlueError::param(
+                "precision",
+                format!(
+                    "this LightGlue already runs in {}; load it again for {}",
+                    self.precision.name(),
+                    precision.name()
+                ),
+            ));
+        }
+        Net::reduce_precision(&self.vs, precision.kind());
+        self.precision = precision;
+        Ok(self)
+    }
+
+    /// The precision of the attention blocks.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The network.

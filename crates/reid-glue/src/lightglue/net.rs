@@ -6,10 +6,17 @@
 //! order (the same `einsum` equations, `scaled_dot_product_attention` for
 //! self-attention, explicit softmaxes for cross-attention), so that the
 //! results agree with it to float rounding.
+//!
+//! The attention blocks run their linear layers (projections and
+//! feed-forward) in the element kind of their weights (`f32` as loaded;
+//! `bf16` after [`Net::reduce_precision`]) and everything else in `f32`:
+//! the attention itself (similarities, softmax, weighted sums), the
+//! residual stream, the positional encoding, the token confidences and the
+//! log assignment.
 
 use tch::{Kind, Tensor, nn, nn::Module};
 
-use reid_backbone::arch::linear;
+use reid_backbone::arch::{linear, to_kind_of};
 
 use super::params::GlueKind;
 
@@ -102,9 +109,9 @@ impl SelfBlock {
     /// (true for real keypoints) hides padding from every query.
     fn forward(&self, x: &Tensor, encoding: &Tensor, key_mask: Option<&Tensor>) -> Tensor {
         let [b, n, _] = dims::<3>(x);
-        let qkv = self
-            .wqkv
-            .forward(x)
+        let xc = to_kind_of(x, &self.wqkv.ws);
+        // The projections in the weights' kind, the attention in f32.
+        let qkv = to_kind_of(&self.wqkv.forward(&xc), x)
             .reshape([b, n, self.heads, -1, 3])
             .transpose(1, 2);
         let q = apply_rotary(encoding, &qkv.select(-1, 0));
@@ -120,10 +127,9 @@ impl SelfBlock {
             None::<f64>,
             false,
         );
-        let message = self
-            .out_proj
-            .forward(&context.transpose(1, 2).flatten(-2, -1));
-        x + self.ffn.forward(&Tensor::cat(&[x, &message], -1))
+        let context = to_kind_of(&context.transpose(1, 2).flatten(-2, -1), &xc);
+        let message = self.out_proj.forward(&context);
+        x + to_kind_of(&self.ffn.forward(&Tensor::cat(&[&xc, &message], -1)), x)
     }
 }
 
@@ -164,10 +170,18 @@ impl CrossBlock {
     /// Image 0 is never padded, so the other direction needs no mask; the
     /// rows of padded keypoints come out finite and are never read.
     fn forward(&self, x0: &Tensor, x1: &Tensor, key_mask1: Option<&Tensor>) -> (Tensor, Tensor) {
-        let qk0 = self.split_heads(&self.to_qk.forward(x0)) * self.qk_scale;
-        let qk1 = self.split_heads(&self.to_qk.forward(x1)) * self.qk_scale;
-        let v0 = self.split_heads(&self.to_v.forward(x0));
-        let v1 = self.split_heads(&self.to_v.forward(x1));
+        let (xc0, xc1) = (
+            to_kind_of(x0, &self.to_qk.ws),
+            to_kind_of(x1, &self.to_qk.ws),
+        );
+        // The projections in the weights' kind, the attention in f32.
+        let project = |l: &nn::Linear, xc: &Tensor, x: &Tensor| {
+            self.split_heads(&to_kind_of(&l.forward(xc), x))
+        };
+        let qk0 = project(&self.to_qk, &xc0, x0) * self.qk_scale;
+        let qk1 = project(&self.to_qk, &xc1, x1) * self.qk_scale;
+        let v0 = project(&self.to_v, &xc0, x0);
+        let v1 = project(&self.to_v, &xc1, x1);
         let sim = Tensor::einsum("bhid, bhjd -> bhij", &[&qk0, &qk1], None::<&[i64]>);
         let attn01 = match key_mask1 {
             Some(mask) => sim
@@ -182,10 +196,14 @@ impl CrossBlock {
             &[&attn10.transpose(-2, -1), &v0],
             None::<&[i64]>,
         );
-        let m0 = self.to_out.forward(&m0.transpose(1, 2).flatten(-2, -1));
-        let m1 = self.to_out.forward(&m1.transpose(1, 2).flatten(-2, -1));
-        let y0 = x0 + self.ffn.forward(&Tensor::cat(&[x0, &m0], -1));
-        let y1 = x1 + self.ffn.forward(&Tensor::cat(&[x1, &m1], -1));
+        let m0 = self
+            .to_out
+            .forward(&to_kind_of(&m0.transpose(1, 2).flatten(-2, -1), &xc0));
+        let m1 = self
+            .to_out
+            .forward(&to_kind_of(&m1.transpose(1, 2).flatten(-2, -1), &xc1));
+        let y0 = x0 + to_kind_of(&self.ffn.forward(&Tensor::cat(&[&xc0, &m0], -1)), x0);
+        let y1 = x1 + to_kind_of(&self.ffn.forward(&Tensor::cat(&[&xc1, &m1], -1)), x1);
         (y0, y1)
     }
 }
@@ -297,6 +315,20 @@ impl Net {
             token_confidence,
             thresholds,
         }
+    }
+
+    /// Casts the attention blocks' weights (`transformers.*`) to `kind`;
+    /// the rest stays `f32`.
+    pub(crate) fn reduce_precision(vs: &nn::VarStore, kind: Kind) {
+        tch::no_grad(|| {
+            for (name, v) in vs.variables() {
+                if name.starts_with("transformers.") && v.is_floating_point() {
+                    let mut v = v.shallow_clone();
+                    let reduced = v.to_kind(kind);
+                    v.set_data(&reduced);
+                }
+            }
+        });
     }
 
     /// Layers.
