@@ -33,7 +33,7 @@ use animal_reid::backbone::pipeline::{ExtractParams, extract};
 use animal_reid::data::Record;
 use animal_reid::eval::tsne::{Affinities, TsneEngine, TsneInit, TsneParams};
 use animal_reid::index::synthetic::ClusteredParams;
-use animal_reid::index::{ExactParams, ParamGuard, exact_topk_with};
+use animal_reid::index::{ExactParams, Kernel, ParamGuard, exact_topk_with};
 
 /// One side of a side-by-side comparison, as one JSON line.
 #[derive(Debug, Parser)]
@@ -121,6 +121,10 @@ struct SearchArgs {
     /// Write the top-k row indices of the last run here (little-endian u64).
     #[arg(long)]
     out_indices: Option<PathBuf>,
+    /// Score kernel: f32, bf16 (bf16 pre-filter re-scored in f32; CPUs with
+    /// AVX-512 BF16) or auto.
+    #[arg(long, default_value = "auto")]
+    kernel: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -349,9 +353,16 @@ fn read_f32(path: &Path, dim: usize) -> Result<Array2<f32>> {
 }
 
 fn search(a: &SearchArgs) -> Result<()> {
+    let kernel = match a.kernel.as_str() {
+        "f32" => Kernel::F32,
+        "bf16" => Kernel::Bf16Prefilter,
+        "auto" => Kernel::Auto,
+        other => bail!("--kernel: f32, bf16 or auto, not {other}"),
+    };
     let cfg = ExactParams::default()
         .query_tile(a.query_tile)
         .gallery_tile(a.gallery_tile)
+        .kernel(kernel)
         .check()?;
     let random = |n: usize, seed: u64| {
         // Spread over the sphere: one cluster per row.
@@ -395,6 +406,7 @@ fn search(a: &SearchArgs) -> Result<()> {
             "engine": "reid-index exact_topk",
             "nq": queries.nrows(), "ng": gallery.nrows(), "dim": a.dim, "k": a.k,
             "threads": a.threads, "query_tile": cfg.query_tile(), "gallery_tile": cfg.gallery_tile(),
+            "kernel": format!("{:?}", cfg.kernel()),
             "seconds_best": best, "seconds_all": times, "gflops": flops / best / 1e9,
         })
     );

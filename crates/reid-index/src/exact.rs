@@ -10,7 +10,7 @@
 //! gallery index everywhere, so the result does not depend on the tiling or
 //! on the number of threads.
 
-use ndarray::{Array2, ArrayView2, Axis, s};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis, s};
 use rayon::prelude::*;
 
 use crate::matmul::inner_products_into;
@@ -51,6 +51,25 @@ pub struct TopK {
 pub struct ExactParams {
     query_tile: usize,
     gallery_tile: usize,
+    kernel: Kernel,
+}
+
+/// How the score tiles are computed. Every kernel gives exact top-k
+/// results: the same rows and f32 scores, up to the rounding of the f32 sum
+/// (about 1e-7), so a tie may fall the other way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernel {
+    /// f32 GEMM (the `gemm` crate), every CPU.
+    F32,
+    /// bf16 inner products with f32 accumulation as a pre-filter (x86-64
+    /// AVX-512 BF16), the survivors of its proven error bound re-scored in
+    /// f32: half the bytes per gallery value and twice the multiply-adds per
+    /// instruction. Refused by `check` on a CPU without the instructions.
+    Bf16Prefilter,
+    /// [`Kernel::Bf16Prefilter`] where the CPU has AVX-512 BF16, else
+    /// [`Kernel::F32`].
+    #[default]
+    Auto,
 }
 
 /// Checked [`ExactParams`].
@@ -62,6 +81,7 @@ impl Default for ExactParams {
         Self {
             query_tile: 128,
             gallery_tile: 1024,
+            kernel: Kernel::Auto,
         }
     }
 }
@@ -74,6 +94,9 @@ impl ExactParams {
         /// Gallery rows per tile (at least 1; the score tile `query_tile ×
         /// gallery_tile` at most 2^26 floats).
         gallery_tile: usize,
+
+        /// The score kernel (default [`Kernel::Auto`]).
+        kernel: Kernel,
     }
 }
 
@@ -83,6 +106,12 @@ reid_core::param_guard!(ExactParams => ValidExactParams, IndexError, |p| {
     }
     if p.gallery_tile == 0 {
         return Err(IndexError::param("gallery_tile", "must be at least 1"));
+    }
+    if p.kernel == Kernel::Bf16Prefilter && !crate::bf16::available() {
+        return Err(IndexError::param(
+            "kernel",
+            "Bf16Prefilter needs a CPU with AVX-512 BF16; use F32 or Auto",
+        ));
     }
     match p.query_tile.checked_mul(p.gallery_tile) {
         Some(t) if t <= 1 << 26 => Ok(()),
@@ -102,6 +131,15 @@ impl ValidExactParams {
         query_tile: usize,
         /// Gallery rows per tile.
         gallery_tile: usize,
+    }
+
+    /// The kernel that runs: [`Kernel::Auto`] resolved for this CPU.
+    pub fn kernel(&self) -> Kernel {
+        match self.0.kernel {
+            Kernel::Auto if crate::bf16::available() => Kernel::Bf16Prefilter,
+            Kernel::Auto => Kernel::F32,
+            k => k,
+        }
     }
 }
 
@@ -162,7 +200,12 @@ pub fn exact_topk_with(
     }
 
     let qt = config.query_tile().min(nq);
-    let gt = config.gallery_tile().min(n);
+    let mut gt = config.gallery_tile().min(n);
+    if config.kernel() == Kernel::Bf16Prefilter {
+        // The bf16 layout packs 16 rows per block: tiles (and so chunks)
+        // start on block boundaries.
+        gt = gt.div_ceil(16) * 16;
+    }
     let q_tiles = nq.div_ceil(qt);
     // Enough tasks to keep every thread busy: split the gallery into chunks
     // (whole gallery tiles) when there are too few query tiles.
@@ -173,6 +216,21 @@ pub fn exact_topk_with(
     let chunk_rows = tiles_per_chunk * gt;
     let chunks = n.div_ceil(chunk_rows);
 
+    let packed = match config.kernel() {
+        Kernel::Bf16Prefilter => match pack_gallery(gallery) {
+            // Scores are bounded by the product of the norms: past 1e36 a
+            // bf16 sum could overflow, and the f32 kernel judges those.
+            Ok(p) if p.max_norm * max_norm(queries) < 1e36 => Some(p),
+            Ok(_) => None,
+            Err(row) => {
+                return Err(IndexError::NonFinite {
+                    what: "gallery",
+                    row,
+                });
+            }
+        },
+        _ => None,
+    };
     let tasks: Vec<(usize, usize)> = (0..q_tiles)
         .flat_map(|qi| (0..chunks).map(move |ci| (qi, ci)))
         .collect();
@@ -183,13 +241,11 @@ pub fn exact_topk_with(
             let q1 = (q0 + qt).min(nq);
             let g0 = ci * chunk_rows;
             let g1 = (g0 + chunk_rows).min(n);
-            search_block(
-                queries.slice(s![q0..q1, ..]),
-                gallery.slice(s![g0..g1, ..]),
-                g0,
-                kk,
-                gt,
-            )
+            let (q, g) = (queries.slice(s![q0..q1, ..]), gallery.slice(s![g0..g1, ..]));
+            match &packed {
+                Some(p) => search_block_bf16(q, g, g0, kk, gt, p),
+                None => search_block(q, g, g0, kk, gt),
+            }
         })
         .collect();
 
@@ -359,6 +415,146 @@ fn search_block(
     Ok(heaps)
 }
 
+/// [`search_block`] with bf16 inner products as a pre-filter (AVX-512 BF16,
+/// [`crate::bf16`]): every gallery row whose bf16 score is within twice the
+/// proven error bound of the `kk`-th best bf16 score is re-scored in f32
+/// with [`dot`], and the best `kk` of those are kept. A row of the true
+/// top-`kk` has a bf16 score at least its f32 score minus the bound, which is
+/// at least the `kk`-th bf16 score minus twice the bound, so none is lost:
+/// the result is exact (f32 scores, ties to the lower row).
+fn search_block_bf16(
+    q: ArrayView2<'_, f32>,
+    g: ArrayView2<'_, f32>,
+    g_offset: usize,
+    kk: usize,
+    gt: usize,
+    packed: &PackedGallery,
+) -> std::result::Result<Vec<Heap>, Bad> {
+    let (m, d) = q.dim();
+    let pairs = d.div_ceil(2);
+    let norm = |r: ArrayView1<'_, f32>| r.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let g_max = packed.max_norm;
+    let mut qp = vec![0u32; m * pairs];
+    let mut tmp = Vec::new();
+    let mut margin = Vec::with_capacity(m);
+    for (row, out) in q.rows().into_iter().zip(qp.chunks_exact_mut(pairs)) {
+        crate::bf16::pack_row(contiguous(&row, &mut tmp), out);
+        margin.push(2.0 * crate::bf16::error_bound(norm(row), g_max, d));
+    }
+    let mut approx: Vec<Heap> = (0..m).map(|_| Heap::new(kk)).collect();
+    let mut cands: Vec<Vec<(f32, usize)>> = vec![Vec::new(); m];
+    let ld_max = gt.min(g.nrows()).div_ceil(16) * 16;
+    let mut buf = vec![0.0f32; m * ld_max];
+    let mut start = 0;
+    while start < g.nrows() {
+        let end = (start + gt).min(g.nrows());
+        let w = end - start;
+        let blocks = w.div_ceil(16);
+        let ld = blocks * 16;
+        // Tiles and chunks start on 16-row boundaries (see exact_topk_with).
+        let first = (g_offset + start) / 16 * pairs * 16;
+        let words = &packed.words[first..first + blocks * pairs * 16];
+        crate::bf16::scores(&qp, m, words, blocks, pairs, &mut buf, ld);
+        let base = g_offset + start;
+        for r in 0..m {
+            let row = &buf[r * ld..r * ld + w];
+            let (heap, list) = (&mut approx[r], &mut cands[r]);
+            let mut keep = heap.threshold() - margin[r];
+            // Scores are finite here (norms bounded, see exact_topk_with):
+            // skip 16 at a time while their maximum is below the bar.
+            for (c, chunk) in row.chunks(16).enumerate() {
+                if chunk.iter().copied().fold(f32::NEG_INFINITY, f32::max) < keep {
+                    continue;
+                }
+                for (j, &sc) in chunk.iter().enumerate() {
+                    if sc >= keep {
+                        let i = base + 16 * c + j;
+                        list.push((sc, i));
+                        if sc > heap.threshold() {
+                            heap.push((sc, i));
+                            keep = heap.threshold() - margin[r];
+                        }
+                    }
+                }
+            }
+            if list.len() > 4 * kk + 256 {
+                list.retain(|c| !(c.0 < keep));
+            }
+        }
+        start = end;
+    }
+    // Re-score the survivors in f32, in increasing row order (as the heap
+    // expects of one task's candidates).
+    let mut exact: Vec<Heap> = (0..m).map(|_| Heap::new(kk)).collect();
+    let mut grow = Vec::with_capacity(d);
+    for (r, (list, heap)) in cands.iter().zip(&mut exact).enumerate() {
+        let keep = approx[r].threshold() - margin[r];
+        let qr = q.row(r);
+        let qr = contiguous(&qr, &mut tmp);
+        for &(sc, i) in list {
+            if sc < keep {
+                continue;
+            }
+            let gr = g.row(i - g_offset);
+            let e = dot(qr, contiguous(&gr, &mut grow));
+            if !e.is_finite() {
+                return Err(Bad {
+                    query: r,
+                    gallery: i,
+                });
+            }
+            if e > heap.threshold() {
+                heap.push((e, i));
+            }
+        }
+    }
+    Ok(exact)
+}
+
+/// `row` as a slice: itself when contiguous, else copied into `buf`.
+fn contiguous<'a>(row: &'a ArrayView1<'_, f32>, buf: &'a mut Vec<f32>) -> &'a [f32] {
+    match row.as_slice() {
+        Some(s) => s,
+        None => {
+            buf.clear();
+            buf.extend(row.iter().copied());
+            buf
+        }
+    }
+}
+
+/// The gallery in the bf16 kernel's layout, packed once per search.
+struct PackedGallery {
+    words: Vec<u32>,
+    /// The largest row norm (the error bound's scale).
+    max_norm: f32,
+}
+
+/// The largest row norm of `a` (finite rows).
+fn max_norm(a: ArrayView2<'_, f32>) -> f32 {
+    a.axis_iter(Axis(0))
+        .into_par_iter()
+        .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
+        .reduce(|| 0.0, f32::max)
+}
+
+/// Packs `gallery` for [`search_block_bf16`], or names the first row that
+/// is not finite.
+fn pack_gallery(gallery: ArrayView2<'_, f32>) -> std::result::Result<PackedGallery, usize> {
+    let norms: Vec<f32> = gallery
+        .axis_iter(Axis(0))
+        .into_par_iter()
+        .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
+        .collect();
+    if let Some(row) = norms.iter().position(|n| !n.is_finite()) {
+        return Err(row);
+    }
+    Ok(PackedGallery {
+        words: crate::bf16::pack_rows(gallery),
+        max_norm: norms.iter().copied().fold(0.0, f32::max),
+    })
+}
+
 /// Vectorisable finiteness check of a score row: `x * 0.0` is `±0.0` for
 /// finite `x` and NaN for NaN or infinite `x`, so the lane sums stay zero
 /// exactly when every score is finite.
@@ -403,7 +599,6 @@ pub(crate) fn first_non_finite_row(a: ArrayView2<'_, f32>) -> Option<usize> {
 
 /// `a·b`, 16 lanes wide so the compiler vectorises it (for re-scoring a few
 /// candidates, where a matrix product does not pay).
-#[cfg_attr(not(feature = "hnsw"), allow(dead_code))]
 #[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];

@@ -65,6 +65,7 @@
 
 #[cfg(feature = "hnsw")]
 pub mod ann;
+pub mod bf16;
 pub mod error;
 pub mod exact;
 pub mod filter;
@@ -78,7 +79,7 @@ pub mod synthetic;
 #[cfg(feature = "hnsw")]
 pub use ann::{HnswParams, ValidHnswParams};
 pub use error::{IndexError, Result};
-pub use exact::{ExactParams, TopK, ValidExactParams, exact_topk, exact_topk_with};
+pub use exact::{ExactParams, Kernel, TopK, ValidExactParams, exact_topk, exact_topk_with};
 pub use filter::Filter;
 pub use gallery::{Gallery, Hit};
 pub use reid_core::ParamGuard;

@@ -7,8 +7,19 @@ mod common;
 use common::{brute, int_rows, unit_rows};
 use ndarray::{Array2, array, s};
 use reid_index::{
-    ExactParams, IndexError, ParamGuard, ValidExactParams, exact_topk, exact_topk_with,
+    ExactParams, IndexError, Kernel, ParamGuard, ValidExactParams, exact_topk, exact_topk_with,
 };
+
+/// The kernels this CPU runs (bf16 only with AVX-512 BF16).
+fn kernels() -> Vec<Kernel> {
+    let mut k = vec![Kernel::F32];
+    if reid_index::bf16::available() {
+        k.push(Kernel::Bf16Prefilter);
+    } else {
+        eprintln!("no AVX-512 BF16: the bf16 kernel is not tested here");
+    }
+    k
+}
 
 #[test]
 fn hand_worked_three_by_two() {
@@ -77,10 +88,14 @@ fn integer_data_equals_brute_force_exactly_with_ties() {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            for (qt, gt) in tilings {
+            for ((qt, gt), kernel) in tilings
+                .into_iter()
+                .flat_map(|t| kernels().into_iter().map(move |k| (t, k)))
+            {
                 let cfg = ExactParams::default()
                     .query_tile(qt)
                     .gallery_tile(gt)
+                    .kernel(kernel)
                     .check()
                     .unwrap();
                 let top = pool
@@ -95,7 +110,10 @@ fn integer_data_equals_brute_force_exactly_with_ties() {
                         .zip(top.scores.row(i))
                         .map(|(&a, &b)| (a, b as f64))
                         .collect();
-                    assert_eq!(&got, w, "query {i}, tiling {qt}x{gt}, {threads} threads");
+                    assert_eq!(
+                        &got, w,
+                        "query {i}, tiling {qt}x{gt}, {threads} threads, {kernel:?}"
+                    );
                 }
             }
         }
@@ -107,29 +125,95 @@ fn unit_data_matches_f64_brute_force() {
     let q = unit_rows(37, 64, 7);
     let g = unit_rows(2500, 64, 8);
     let k = 10;
-    let want = brute(q.view(), g.view(), k);
-    let top = exact_topk_with(
-        q.view(),
-        g.view(),
-        k,
-        &ExactParams::default()
-            .query_tile(16)
-            .gallery_tile(300)
-            .check()
-            .unwrap(),
-    )
-    .unwrap();
+    let want = brute(q.view(), g.view(), k + 10);
+    for kernel in kernels() {
+        let top = exact_topk_with(
+            q.view(),
+            g.view(),
+            k,
+            &ExactParams::default()
+                .query_tile(16)
+                .gallery_tile(300)
+                .kernel(kernel)
+                .check()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_close_to_brute(&top, &want);
+    }
+}
+
+/// Scores within 1e-5 of f64 position by position; where an index differs
+/// from brute force's, it is one whose f64 score (in `want`, which lists
+/// more than k) is within rounding of the expected one (a near-tie).
+fn assert_close_to_brute(top: &reid_index::TopK, want: &[Vec<(usize, f64)>]) {
     for (i, w) in want.iter().enumerate() {
-        for (j, &(idx, sc)) in w.iter().enumerate() {
-            assert!((top.scores[[i, j]] as f64 - sc).abs() < 1e-5);
-            // Indices agree unless two scores are within rounding of each other.
-            if top.indices[[i, j]] != idx {
-                assert!((top.scores[[i, j]] as f64 - sc).abs() < 1e-5 && j + 1 < w.len());
+        for (j, (&idx, &sc)) in top.indices.row(i).iter().zip(top.scores.row(i)).enumerate() {
+            let sc = f64::from(sc);
+            assert!(
+                (sc - w[j].1).abs() < 1e-5,
+                "query {i} rank {j}: {sc} vs {}",
+                w[j].1
+            );
+            if idx != w[j].0 {
+                let other = w.iter().find(|x| x.0 == idx).map(|x| x.1);
                 assert!(
-                    (w[j + 1].1 - sc).abs() < 1e-5 || (j > 0 && (w[j - 1].1 - sc).abs() < 1e-5)
+                    other.is_some_and(|o| (o - w[j].1).abs() < 1e-5),
+                    "query {i} rank {j}: row {idx} ({other:?}) instead of {:?}",
+                    w[j]
                 );
             }
         }
+    }
+}
+
+/// Near-duplicates: 40 tight clusters (offsets of norm 0.02, cluster mates
+/// at cosine ~0.9996) so that the best scores of a query lie far closer
+/// together than bf16's resolution (2^-8), yet apart in f32: the bf16
+/// pre-filter must still return the f32 kernel's rows and scores.
+#[test]
+fn bf16_prefilter_loses_nothing_among_near_duplicates() {
+    if !reid_index::bf16::available() {
+        eprintln!("skipping: no AVX-512 BF16");
+        return;
+    }
+    let centres = unit_rows(40, 96, 11);
+    let noise = unit_rows(4000, 96, 12);
+    let mut g = Array2::<f32>::zeros((4000, 96));
+    for (i, mut row) in g.rows_mut().into_iter().enumerate() {
+        let c = centres.row(i % 40);
+        row.assign(&(&c + &(&noise.row(i) * 0.02)));
+        let n = row.dot(&row).sqrt();
+        row /= n;
+    }
+    let q = g.slice(s![..50, ..]).to_owned();
+    let k = 25;
+    let want = brute(q.view(), g.view(), k + 10);
+    let run = |kernel| {
+        let cfg = ExactParams::default().kernel(kernel).check().unwrap();
+        exact_topk_with(q.view(), g.view(), k, &cfg).unwrap()
+    };
+    let (f32_top, bf16_top) = (run(Kernel::F32), run(Kernel::Bf16Prefilter));
+    assert_close_to_brute(&bf16_top, &want);
+    assert_close_to_brute(&f32_top, &want);
+    // The spread of a query's top 25 is below bf16's step: the filter
+    // really had to keep more than k candidates.
+    let spread = want[0][0].1 - want[0][k - 1].1;
+    assert!(spread < 2f64.powi(-8), "spread {spread}");
+    for (a, b) in f32_top.scores.iter().zip(&bf16_top.scores) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn the_bf16_kernel_is_refused_without_the_instructions() {
+    let r = ExactParams::default().kernel(Kernel::Bf16Prefilter).check();
+    if reid_index::bf16::available() {
+        assert_eq!(r.unwrap().kernel(), Kernel::Bf16Prefilter);
+        assert_eq!(ValidExactParams::default().kernel(), Kernel::Bf16Prefilter);
+    } else {
+        assert!(r.unwrap_err().to_string().contains("AVX-512 BF16"));
+        assert_eq!(ValidExactParams::default().kernel(), Kernel::F32);
     }
 }
 
