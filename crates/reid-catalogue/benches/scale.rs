@@ -537,7 +537,7 @@ fn run_engine(
         photos as f64 / bs.iter().sum::<f64>()
     };
     out.first_batch_photos_per_s = rate(&out.batch_seconds[..1]);
-    out.last_batch_photos_per_s = if args.photos % args.batch == 0 {
+    out.last_batch_photos_per_s = if args.photos.is_multiple_of(args.batch) {
         rate(&out.batch_seconds[batches - 1..])
     } else {
         (args.photos % args.batch) as f64 / out.batch_seconds[batches - 1]

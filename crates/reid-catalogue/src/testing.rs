@@ -317,21 +317,21 @@ impl ThrowawayPostgres {
 
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
-        if self.data.join("postmaster.pid").exists() {
-            if let Ok(data) = path_arg(&self.data) {
-                // Best effort: nothing to do about a server that will not stop.
-                let _ = self.run(
-                    "pg_ctl",
-                    &[
-                        "stop".into(),
-                        "-m".into(),
-                        "immediate".into(),
-                        "-w".into(),
-                        "-D".into(),
-                        data,
-                    ],
-                );
-            }
+        if self.data.join("postmaster.pid").exists()
+            && let Ok(data) = path_arg(&self.data)
+        {
+            // Best effort: nothing to do about a server that will not stop.
+            let _ = self.run(
+                "pg_ctl",
+                &[
+                    "stop".into(),
+                    "-m".into(),
+                    "immediate".into(),
+                    "-w".into(),
+                    "-D".into(),
+                    data,
+                ],
+            );
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some(mut watchdog) = self.watchdog.take() {

@@ -188,16 +188,16 @@ impl ParamGuard for PreprocessParams {
                 ),
             ));
         }
-        if let ResizeMode::ShorterSideCrop { shorter } = self.resize {
-            if shorter < self.width.max(self.height) {
-                return Err(DataError::param(
-                    "shorter",
-                    format!(
-                        "shorter side {shorter} is smaller than the {}x{} crop",
-                        self.width, self.height
-                    ),
-                ));
-            }
+        if let ResizeMode::ShorterSideCrop { shorter } = self.resize
+            && shorter < self.width.max(self.height)
+        {
+            return Err(DataError::param(
+                "shorter",
+                format!(
+                    "shorter side {shorter} is smaller than the {}x{} crop",
+                    self.width, self.height
+                ),
+            ));
         }
         for c in 0..3 {
             if !self.mean[c].is_finite() {

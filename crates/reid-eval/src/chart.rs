@@ -482,13 +482,13 @@ impl Chart {
             }
         }
         for (name, r) in [("x_range", self.x_range), ("y_range", self.y_range)] {
-            if let Some((lo, hi)) = r {
-                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-                    return Err(EvalError::InvalidParam {
-                        name,
-                        reason: format!("must be finite with lo < hi, got {lo}..{hi}"),
-                    });
-                }
+            if let Some((lo, hi)) = r
+                && !(lo.is_finite() && hi.is_finite() && lo < hi)
+            {
+                return Err(EvalError::InvalidParam {
+                    name,
+                    reason: format!("must be finite with lo < hi, got {lo}..{hi}"),
+                });
             }
         }
         for l in &self.lines {

@@ -658,23 +658,23 @@ fn table_html(h: &mut String, t: &Table) {
 /// as formatted JSON.
 fn value_html(h: &mut String, v: &serde_json::Value) {
     use serde_json::Value;
-    if let Value::Object(m) = v {
-        if m.values().all(|x| !x.is_object() && !x.is_array()) {
-            h.push_str("<table>\n<tbody>\n");
-            for (k, x) in m {
-                let cell = match x {
-                    Value::String(s) => format!("<td>{}</td>", escape(s)),
-                    Value::Number(n) => format!(
-                        "<td class=\"num\">{}</td>",
-                        escape(&n.as_f64().map_or_else(|| n.to_string(), fmt_num))
-                    ),
-                    other => format!("<td>{}</td>", escape(&other.to_string())),
-                };
-                let _ = writeln!(h, "<tr><td>{}</td>{cell}</tr>", escape(k));
-            }
-            h.push_str("</tbody>\n</table>\n");
-            return;
+    if let Value::Object(m) = v
+        && m.values().all(|x| !x.is_object() && !x.is_array())
+    {
+        h.push_str("<table>\n<tbody>\n");
+        for (k, x) in m {
+            let cell = match x {
+                Value::String(s) => format!("<td>{}</td>", escape(s)),
+                Value::Number(n) => format!(
+                    "<td class=\"num\">{}</td>",
+                    escape(&n.as_f64().map_or_else(|| n.to_string(), fmt_num))
+                ),
+                other => format!("<td>{}</td>", escape(&other.to_string())),
+            };
+            let _ = writeln!(h, "<tr><td>{}</td>{cell}</tr>", escape(k));
         }
+        h.push_str("</tbody>\n</table>\n");
+        return;
     }
     let rounded = rounded(v);
     let text = serde_json::to_string_pretty(&rounded).unwrap_or_else(|_| rounded.to_string());

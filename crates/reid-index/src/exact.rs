@@ -478,7 +478,7 @@ fn search_block_bf16(
                 }
             }
             if list.len() > 4 * kk + 256 {
-                list.retain(|c| !(c.0 < keep));
+                list.retain(|c| c.0 >= keep);
             }
         }
         start = end;

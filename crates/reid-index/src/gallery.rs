@@ -393,10 +393,10 @@ impl Gallery {
                     .filter(|h| seen.insert(h.identity.unwrap_or(h.id)))
                     .take(k)
                     .collect();
-                if best.len() == k || complete {
-                    if let Some(slot) = out.get_mut(qi) {
-                        *slot = Some(best);
-                    }
+                if (best.len() == k || complete)
+                    && let Some(slot) = out.get_mut(qi)
+                {
+                    *slot = Some(best);
                 }
             }
             if complete {

@@ -350,11 +350,11 @@ impl Graph {
                 self.neighbours(c.node, level, &mut buf);
                 fresh.clear();
                 for &n in &buf {
-                    if let Some(m) = marks.get_mut(n as usize) {
-                        if *m != g {
-                            *m = g;
-                            fresh.push(n);
-                        }
+                    if let Some(m) = marks.get_mut(n as usize)
+                        && *m != g
+                    {
+                        *m = g;
+                        fresh.push(n);
                     }
                 }
                 self.dists(qv, &fresh, &mut ds);

@@ -87,7 +87,7 @@ pub fn inner_products_into(
 /// assert_eq!(out, [11.0, 4.0]);
 /// ```
 pub fn inner_products_of_rows(a: &[f32], b: &[f32], d: usize, dst: &mut [f32]) -> bool {
-    if d == 0 || a.len() % d != 0 || b.len() % d != 0 {
+    if d == 0 || !a.len().is_multiple_of(d) || !b.len().is_multiple_of(d) {
         return false;
     }
     match (

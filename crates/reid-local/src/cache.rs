@@ -261,14 +261,14 @@ pub fn decode_features(bytes: &[u8], path: &Path, expected: Option<&CacheKey>) -
     }
     let mut key = [0u8; 32];
     key.copy_from_slice(&bytes[12..44]);
-    if let Some(k) = expected {
-        if k.0 != key {
-            return Err(LocalError::CacheKeyMismatch {
-                path: path.to_path_buf(),
-                found: hex::encode(key),
-                expected: k.hex(),
-            });
-        }
+    if let Some(k) = expected
+        && k.0 != key
+    {
+        return Err(LocalError::CacheKeyMismatch {
+            path: path.to_path_buf(),
+            found: hex::encode(key),
+            expected: k.hex(),
+        });
     }
     let (sw, sh, ow, oh) = (u32_at(44), u32_at(48), u32_at(52), u32_at(56));
     let f32_at = |at: usize| f32::from_bits(u32_at(at));

@@ -326,18 +326,18 @@ fn the_report_embeds_every_figure_and_keeps_the_data() {
     let mut seen = 0;
     for s in &back.sections {
         for item in &s.items {
-            if let Item::Chart { chart, .. } = item {
-                if chart.title.ends_with("CMC of the known queries") {
-                    let g = chart.title.split(':').next().unwrap();
-                    let ys: Vec<f64> = chart.lines[0].points.iter().map(|p| p.1).collect();
-                    let fig = figs.iter().find(|f| f.dataset == g).unwrap();
-                    assert_eq!(fig.cmc.as_ref(), Some(&cmc[g]));
-                    assert_eq!(ys.len(), cmc[g].len());
-                    for (a, b) in ys.iter().zip(&cmc[g]) {
-                        assert!((a - b).abs() < 1e-12, "{g}: {ys:?} vs {:?}", cmc[g]);
-                    }
-                    seen += 1;
+            if let Item::Chart { chart, .. } = item
+                && chart.title.ends_with("CMC of the known queries")
+            {
+                let g = chart.title.split(':').next().unwrap();
+                let ys: Vec<f64> = chart.lines[0].points.iter().map(|p| p.1).collect();
+                let fig = figs.iter().find(|f| f.dataset == g).unwrap();
+                assert_eq!(fig.cmc.as_ref(), Some(&cmc[g]));
+                assert_eq!(ys.len(), cmc[g].len());
+                for (a, b) in ys.iter().zip(&cmc[g]) {
+                    assert!((a - b).abs() < 1e-12, "{g}: {ys:?} vs {:?}", cmc[g]);
                 }
+                seen += 1;
             }
         }
     }

@@ -87,10 +87,10 @@ pub fn check_labels(labels: &Tensor, batch: i64, classes: Option<i64>) -> Result
     if lo < 0 {
         return Err(bad(format!("label {lo} is negative")));
     }
-    if let Some(c) = classes {
-        if hi >= c {
-            return Err(bad(format!("label {hi} is not below the {c} classes")));
-        }
+    if let Some(c) = classes
+        && hi >= c
+    {
+        return Err(bad(format!("label {hi} is not below the {c} classes")));
     }
     Ok(())
 }
@@ -456,14 +456,14 @@ pub fn softmax_cross_entropy(
     let (b, d) = check_embeddings(x, "embeddings")?;
     let c = weight.size().first().copied().unwrap_or(0);
     check_weight(weight, c, d, "softmax class weights")?;
-    if let Some(bias) = bias {
-        if bias.size() != [c] {
-            return Err(TrainError::Shape {
-                what: "softmax bias".into(),
-                expected: format!("[{c}]"),
-                got: shape_str(bias),
-            });
-        }
+    if let Some(bias) = bias
+        && bias.size() != [c]
+    {
+        return Err(TrainError::Shape {
+            what: "softmax bias".into(),
+            expected: format!("[{c}]"),
+            got: shape_str(bias),
+        });
     }
     check_labels(labels, b, Some(c))?;
     let logits = x.linear(weight, bias);

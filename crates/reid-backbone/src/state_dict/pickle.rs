@@ -651,7 +651,7 @@ fn global_value(module: &str, name: &str) -> Value {
 }
 
 fn set_items(dict: &Dict, items: Vec<Value>) -> PResult<()> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return perr("SETITEMS with an odd number of items");
     }
     let mut d = dict.borrow_mut();

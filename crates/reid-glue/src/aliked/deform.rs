@@ -158,10 +158,10 @@ pub fn deform_conv2d(
             return Err(GlueError::shape("mask", format!("{want:?}"), &m.size()));
         }
     }
-    if let Some(bias) = bias {
-        if bias.size() != [o] {
-            return Err(GlueError::shape("bias", format!("[{o}]"), &bias.size()));
-        }
+    if let Some(bias) = bias
+        && bias.size() != [o]
+    {
+        return Err(GlueError::shape("bias", format!("[{o}]"), &bias.size()));
     }
     let device = input.device();
     if b == 0 {

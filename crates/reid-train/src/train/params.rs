@@ -299,10 +299,10 @@ impl TrainParams {
                 format!("{}; must be >= 0", c.warmup_epochs),
             ));
         }
-        if let Some(n) = c.clip_norm {
-            if !(n.is_finite() && n > 0.0) {
-                return Err(TrainError::param("clip_norm", format!("{n}; must be > 0")));
-            }
+        if let Some(n) = c.clip_norm
+            && !(n.is_finite() && n > 0.0)
+        {
+            return Err(TrainError::param("clip_norm", format!("{n}; must be > 0")));
         }
         if c.patience == Some(0) {
             return Err(TrainError::param("patience", "0; must be at least 1"));

@@ -365,24 +365,24 @@ impl Trainer {
             stopped_early: false,
             log: Vec::new(),
         };
-        if let (true, Some(dir)) = (c.resume, c.checkpoint_dir.as_deref()) {
-            if let Some(st) = read_state(dir)? {
-                if st.seed != c.seed || st.loss != c.loss.name() {
-                    return Err(TrainError::Checkpoint {
-                        path: dir.join(files::STATE),
-                        reason: format!(
-                            "was made with seed {} and loss {}, this run has seed {} and loss {}",
-                            st.seed,
-                            st.loss,
-                            c.seed,
-                            c.loss.name()
-                        ),
-                    });
-                }
-                load_var_store(backbone.var_store(), &dir.join(files::BACKBONE))?;
-                load_var_store(&self.head_vs, &dir.join(files::HEAD))?;
-                state = st;
+        if let (true, Some(dir)) = (c.resume, c.checkpoint_dir.as_deref())
+            && let Some(st) = read_state(dir)?
+        {
+            if st.seed != c.seed || st.loss != c.loss.name() {
+                return Err(TrainError::Checkpoint {
+                    path: dir.join(files::STATE),
+                    reason: format!(
+                        "was made with seed {} and loss {}, this run has seed {} and loss {}",
+                        st.seed,
+                        st.loss,
+                        c.seed,
+                        c.loss.name()
+                    ),
+                });
             }
+            load_var_store(backbone.var_store(), &dir.join(files::BACKBONE))?;
+            load_var_store(&self.head_vs, &dir.join(files::HEAD))?;
+            state = st;
         }
         if let Some(dir) = c.checkpoint_dir.as_deref() {
             std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
