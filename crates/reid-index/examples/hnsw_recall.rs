@@ -7,6 +7,13 @@
 //!     --n 1000000 --dim 256 --nq 1000 --m 16 --efc 100 --ef 16,32,64,128 --threads 2
 //! ```
 //!
+//! With `--features usearch` and `--engines ours,usearch:f32,usearch:bf16,usearch:i8`
+//! the same data and queries also go through USearch (same M, ef_construction
+//! and thread count; its vectors stored in f32, bf16 or i8), one JSON line
+//! per engine and `ef` with its build time and memory. `--dump DIR` writes
+//! the gallery, queries and exact top-k for `scripts/compare/faiss_hnsw.py`
+//! (faiss `IndexHNSWFlat` on the same data).
+//!
 //! The data: `n / 100` random unit centres (100 photos per "individual"),
 //! each point its centre plus Gaussian noise of `--sigma` per coordinate,
 //! L2-normalised; queries are fresh points of the same clusters. In `dim`
@@ -85,34 +92,181 @@ fn main() -> Result<()> {
     let exact = pool.install(|| exact_topk(queries.view(), g.embeddings(), k))?;
     let exact_s = t.elapsed().as_secs_f64();
     eprintln!("exact search {nq} queries: {exact_s:.2}s");
+    if let Some(dir) = get("--dump") {
+        // For scripts/compare/faiss_hnsw.py: the same data, raw little-endian.
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir)?;
+        let f32s = |a: ndarray::ArrayView2<'_, f32>| -> Vec<u8> {
+            a.iter().flat_map(|x| x.to_le_bytes()).collect()
+        };
+        std::fs::write(dir.join("gallery.f32"), f32s(g.embeddings()))?;
+        std::fs::write(dir.join("queries.f32"), f32s(queries.view()))?;
+        let idx: Vec<u8> = exact
+            .indices
+            .iter()
+            .flat_map(|&i| (i as u64).to_le_bytes())
+            .collect();
+        std::fs::write(dir.join("exact.u64"), idx)?;
+        std::fs::write(
+            dir.join("meta.json"),
+            serde_json::json!({"n": n, "dim": dim, "nq": nq, "k": k, "exact_s": exact_s,
+                               "threads": threads, "sigma": sigma, "clusters": clusters})
+            .to_string(),
+        )?;
+        eprintln!("data written to {}", dir.display());
+    }
 
-    let t = Instant::now();
-    pool.install(|| g.build_hnsw(HnswParams::default().m(m).ef_construction(efc).check()?))?;
-    let build_s = t.elapsed().as_secs_f64();
-    eprintln!("HNSW build (M={m}, efc={efc}): {build_s:.1}s");
-
-    for ef in efs {
-        let t = Instant::now();
-        let approx = pool.install(|| g.search_approx(queries.view(), k, ef, None))?;
-        let s = t.elapsed().as_secs_f64();
+    let engines: Vec<String> = get("--engines")
+        .unwrap_or_else(|| "ours".into())
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    let recall = |rows: &[Vec<usize>]| {
         let mut r1 = 0.0;
         let mut r10 = 0.0;
-        for (qi, hits) in approx.iter().enumerate() {
+        for (qi, hits) in rows.iter().enumerate() {
             let truth: HashSet<usize> = exact.indices.row(qi).iter().copied().collect();
-            if hits.first().map(|h| h.row) == exact.indices.row(qi).first().copied() {
+            if hits.first() == exact.indices.row(qi).first() {
                 r1 += 1.0;
             }
-            r10 += hits.iter().filter(|h| truth.contains(&h.row)).count() as f64 / k as f64;
+            r10 += hits.iter().filter(|h| truth.contains(h)).count() as f64 / k as f64;
         }
+        (r1 / nq as f64, r10 / nq as f64)
+    };
+    let report = |engine: &str,
+                  ef: usize,
+                  build_s: f64,
+                  bytes: usize,
+                  s: f64,
+                  rows: &[Vec<usize>]| {
+        let (r1, r10) = recall(rows);
         println!(
             "{}",
             serde_json::json!({
-                "n": n, "dim": dim, "nq": nq, "clusters": clusters, "sigma": sigma, "threads": threads,
-                "m": m, "ef_construction": efc, "ef": ef, "build_s": build_s,
-                "exact_s": exact_s, "approx_s": s, "speedup": exact_s / s,
-                "recall_at_1": r1 / nq as f64, "recall_at_10": r10 / nq as f64,
+                "engine": engine, "n": n, "dim": dim, "nq": nq, "clusters": clusters, "sigma": sigma,
+                "threads": threads, "m": m, "ef_construction": efc, "ef": ef, "build_s": build_s,
+                "index_bytes": bytes, "exact_s": exact_s, "approx_s": s, "speedup": exact_s / s,
+                "recall_at_1": r1, "recall_at_10": r10,
             })
         );
+    };
+    for engine in &engines {
+        match engine.as_str() {
+            "ours" => {
+                let t = Instant::now();
+                pool.install(|| {
+                    g.build_hnsw(HnswParams::default().m(m).ef_construction(efc).check()?)
+                })?;
+                let build_s = t.elapsed().as_secs_f64();
+                eprintln!("ours: HNSW build (M={m}, efc={efc}): {build_s:.1}s");
+                // The graph's own memory: u8 codes, links of M (2M at layer 0) u32s.
+                let bytes = n * dim + n * 2 * m * 4;
+                for &ef in &efs {
+                    let t = Instant::now();
+                    let approx = pool.install(|| g.search_approx(queries.view(), k, ef, None))?;
+                    let s = t.elapsed().as_secs_f64();
+                    let rows: Vec<Vec<usize>> = approx
+                        .iter()
+                        .map(|hits| hits.iter().map(|h| h.row).collect())
+                        .collect();
+                    report("ours", ef, build_s, bytes, s, &rows);
+                }
+            }
+            #[cfg(feature = "usearch")]
+            other if other.starts_with("usearch") => {
+                let kind = other.strip_prefix("usearch:").unwrap_or("f32");
+                usearch_engine(
+                    kind,
+                    &g,
+                    &queries,
+                    (m, efc, threads, k),
+                    &efs,
+                    &pool,
+                    &report,
+                )?;
+            }
+            other => anyhow::bail!(
+                "unknown engine {other} (ours; usearch:f32|bf16|i8 with --features usearch)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Prints one result line: engine, ef, build seconds, index bytes, search
+/// seconds, the found rows of each query.
+#[cfg(feature = "usearch")]
+type Report<'a> = dyn Fn(&str, usize, f64, usize, f64, &[Vec<usize>]) + 'a;
+
+/// Builds a USearch index of the gallery (inner product, `kind` storage,
+/// `m` links, `efc`) with `threads` threads adding in parallel, then times
+/// each `ef` on the queries.
+#[cfg(feature = "usearch")]
+fn usearch_engine(
+    kind: &str,
+    g: &Gallery,
+    queries: &ndarray::Array2<f32>,
+    (m, efc, threads, k): (usize, usize, usize, usize),
+    efs: &[usize],
+    pool: &rayon::ThreadPool,
+    report: &Report<'_>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+    let quantization = match kind {
+        "f32" => ScalarKind::F32,
+        "bf16" => ScalarKind::BF16,
+        "i8" => ScalarKind::I8,
+        other => anyhow::bail!("usearch storage {other}: f32, bf16 or i8"),
+    };
+    let emb = g.embeddings();
+    let (n, dim) = emb.dim();
+    let options = IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::IP,
+        quantization,
+        connectivity: m,
+        expansion_add: efc,
+        expansion_search: 64,
+        multi: false,
+    };
+    let index = Index::new(&options).map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    index
+        .reserve_capacity_and_threads(n, threads)
+        .map_err(|e| anyhow::anyhow!("usearch: {e}"))?;
+    let t = Instant::now();
+    pool.install(|| {
+        (0..n).into_par_iter().try_for_each(|i| {
+            let row = emb.row(i);
+            let row = row.as_slice().context("gallery rows are contiguous")?;
+            index
+                .add(i as u64, row)
+                .map_err(|e| anyhow::anyhow!("usearch add: {e}"))
+        })
+    })?;
+    let build_s = t.elapsed().as_secs_f64();
+    let bytes = index.memory_usage();
+    let engine = format!("usearch-{}-{kind}", usearch::version());
+    eprintln!("{engine}: build (M={m}, efc={efc}): {build_s:.1}s, {bytes} bytes");
+    for &ef in efs {
+        index.change_expansion_search(ef);
+        let t = Instant::now();
+        let rows: Vec<Vec<usize>> = pool.install(|| {
+            (0..queries.nrows())
+                .into_par_iter()
+                .map(|qi| {
+                    let q = queries.row(qi);
+                    let q = q.as_slice().context("query rows are contiguous")?;
+                    let found = index
+                        .search(q, k)
+                        .map_err(|e| anyhow::anyhow!("usearch search: {e}"))?;
+                    Ok(found.keys.iter().map(|&key| key as usize).collect())
+                })
+                .collect::<Result<_>>()
+        })?;
+        let s = t.elapsed().as_secs_f64();
+        report(&engine, ef, build_s, bytes, s, &rows);
     }
     Ok(())
 }
