@@ -18,20 +18,10 @@ use reid_backbone::arch;
 use reid_backbone::backbone::{Backbone, BackboneBuilder, Precision, WeightsSource, cpu_has_bf16};
 use tch::{Device, Kind, Tensor};
 
-/// The tests build seeded networks, and libtorch's random generator is one
-/// per process: run them one at a time so that the f32 and bf16 builds of a
-/// test get the same weights.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// The test lock, or `None` (after saying so) on a CPU without bf16.
 fn bf16_cpu() -> Option<std::sync::MutexGuard<'static, ()>> {
-    let guard = lock();
+    // The f32 and bf16 builds of a test must get the same seeded weights.
+    let guard = common::serial();
     if cpu_has_bf16() {
         Some(guard)
     } else {
@@ -181,7 +171,7 @@ fn every_family_runs_in_bf16_on_the_cpu() {
 
 #[test]
 fn reduced_precisions_the_cpu_cannot_run_are_refused() {
-    let _serial = lock();
+    let _serial = common::serial();
     // f16 on the CPU, on every machine.
     let e = BackboneBuilder::new("mobilenet_v2")
         .weights(WeightsSource::Random(1))

@@ -20,6 +20,8 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::path::PathBuf;
 
 use reid_backbone::ParamGuard;
@@ -27,15 +29,6 @@ use reid_backbone::arch;
 use reid_backbone::backbone::{Backbone, BackboneBuilder, Precision, WeightsSource};
 use reid_backbone::weights::Pretrained;
 use tch::{Device, Kind, Tensor};
-
-/// Seeded builds must not interleave (libtorch has one generator per process).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn cuda() -> Device {
     assert!(
@@ -76,7 +69,7 @@ fn relative(a: &Tensor, b: &Tensor) -> f64 {
 fn every_architecture_on_cuda_equals_the_cpu() {
     let dev = cuda();
     for spec in arch::models() {
-        let _g = lock();
+        let _g = common::serial();
         let cpu = build(
             spec.name,
             WeightsSource::Random(0),
@@ -128,7 +121,8 @@ fn real_weights_on_cuda_embed_lion_photos_as_the_cpu() {
     let lion = reid_core::paths::shared_data()
         .unwrap()
         .join("datasets/lion");
-    // Every 90th photo of lion.csv (column `path`), 9 in all.
+    // Every 90th photo of lion.csv (column `path`), 9 in all: read from the
+    // CSV's rows alone, since the GPU check carries only these 9 photos.
     let csv = std::fs::read_to_string(lion.join("lion.csv")).unwrap();
     let photos: Vec<PathBuf> = csv
         .lines()
@@ -152,7 +146,7 @@ fn real_weights_on_cuda_embed_lion_photos_as_the_cpu() {
         ran += 1;
         // Building initialises the variables before loading the file: that
         // draws from the generator the seeded test relies on.
-        let _g = lock();
+        let _g = common::serial();
         let cpu = build(name, WeightsSource::Pretrained, Device::Cpu, Precision::F32);
         let batch = cpu
             .preprocess_params()

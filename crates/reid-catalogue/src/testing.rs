@@ -230,17 +230,7 @@ impl ThrowawayPostgres {
     /// Ctrl-C of the tests does not reach it), that waits for this process
     /// to end, then stops the server and removes the folder.
     fn spawn_watchdog(&self) -> Result<Child, String> {
-        let stop = self.shell_line(
-            "pg_ctl",
-            &[
-                "stop".into(),
-                "-m".into(),
-                "immediate".into(),
-                "-w".into(),
-                "-D".into(),
-                path_arg(&self.data)?,
-            ],
-        )?;
+        let stop = self.shell_line("pg_ctl", &stop_now(path_arg(&self.data)?))?;
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
              if [ -f {pidfile} ]; then {stop} >/dev/null 2>&1; fi; rm -rf {dir}",
@@ -321,17 +311,7 @@ impl Drop for ThrowawayPostgres {
             && let Ok(data) = path_arg(&self.data)
         {
             // Best effort: nothing to do about a server that will not stop.
-            let _ = self.run(
-                "pg_ctl",
-                &[
-                    "stop".into(),
-                    "-m".into(),
-                    "immediate".into(),
-                    "-w".into(),
-                    "-D".into(),
-                    data,
-                ],
-            );
+            let _ = self.run("pg_ctl", &stop_now(data));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some(mut watchdog) = self.watchdog.take() {
@@ -615,4 +595,14 @@ fn answer(mut stream: std::net::TcpStream, root: &Path) {
         ),
     };
     let _ = stream.flush();
+}
+
+/// `pg_ctl`'s arguments that stop the server of data folder `data` at once
+/// (immediate mode) and wait for it.
+fn stop_now(data: String) -> Vec<String> {
+    ["stop", "-m", "immediate", "-w", "-D"]
+        .into_iter()
+        .map(String::from)
+        .chain([data])
+        .collect()
 }

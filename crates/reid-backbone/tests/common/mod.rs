@@ -5,6 +5,19 @@ use std::path::PathBuf;
 
 use tch::Tensor;
 
+/// The tests that build seeded networks run one at a time: libtorch's
+/// random generator is one per process, and a build (even one that then
+/// loads a file) draws from it, so two builds that should get the same
+/// weights must not interleave with another.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the test lock (see `SERIAL`) until dropped.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The folder of fixtures made by `scripts/fixtures/<stem>.py` (run by
 /// `scripts/setup.sh test`). Missing fixtures fail the test with the command to run.
 pub fn fixture_dir(stem: &str) -> PathBuf {
