@@ -80,8 +80,8 @@ struct GlueArgs {
     /// `batch_size`; the default: the library's).
     #[arg(long)]
     chunk: Option<usize>,
-    /// Precision of LightGlue's attention blocks: f32 or bf16 (the
-    /// extractors run in f32).
+    /// Precision of the linear layers of LightGlue's attention blocks: f32
+    /// or bf16 (the extractors run in f32).
     #[arg(long, default_value = "f32")]
     precision: String,
 }

@@ -15,19 +15,15 @@
 #![allow(clippy::print_stderr)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reid_backbone::backbone::{
-    BackboneBuilder, Precision, WeightsSource, cpu_has_bf16, parse_device,
-};
+use reid_backbone::backbone::{BackboneBuilder, Precision, WeightsSource, cpu_has_bf16};
+use reid_backbone::device::{BENCH_DEVICE_ENV, bench_device};
 use tch::{Device, Kind, Tensor};
 
 fn bench(c: &mut Criterion) {
-    let device = match std::env::var("ANIMAL_REID_BENCH_DEVICE") {
-        Ok(d) if !d.is_empty() => parse_device(&d).unwrap_or_else(|e| {
-            eprintln!("ANIMAL_REID_BENCH_DEVICE: {e}; benchmarking the CPU");
-            Device::Cpu
-        }),
-        _ => Device::Cpu,
-    };
+    let device = bench_device().unwrap_or_else(|e| {
+        eprintln!("{BENCH_DEVICE_ENV}: {e}; benchmarking the CPU");
+        Device::Cpu
+    });
     let (batch, models, precisions): (i64, Vec<(&str, WeightsSource)>, Vec<Precision>) =
         if device.is_cuda() {
             (

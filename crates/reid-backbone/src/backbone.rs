@@ -430,13 +430,19 @@ fn reduce_precision(vs: &nn::VarStore, precision: Precision, keep: &[&str]) {
         let module = name.rsplit_once('.').map_or("", |(m, _)| m);
         vars.contains_key(&format!("{module}.running_mean"))
     };
+    cast_variables(vs, kind, |name| {
+        !keep.iter().any(|p| name.starts_with(p)) && !batch_norm(name)
+    });
+}
+
+/// Casts, in place, every floating-point variable of `vs` whose name `pick`
+/// accepts to `kind` (the way a model is put in reduced precision; used
+/// here for backbones and by `reid-glue` for LightGlue).
+pub fn cast_variables(vs: &nn::VarStore, kind: Kind, pick: impl Fn(&str) -> bool) {
     tch::no_grad(|| {
-        for (name, v) in &vars {
-            let mut v = v.shallow_clone();
-            if v.is_floating_point()
-                && !keep.iter().any(|p| name.starts_with(p))
-                && !batch_norm(name)
-            {
+        for (name, v) in vs.variables() {
+            if v.is_floating_point() && pick(&name) {
+                let mut v = v.shallow_clone();
                 let reduced = v.to_kind(kind);
                 v.set_data(&reduced);
             }

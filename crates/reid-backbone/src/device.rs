@@ -35,3 +35,25 @@ impl DeviceInfo {
         }
     }
 }
+
+/// The variable naming the device the benchmarks run on.
+pub const BENCH_DEVICE_ENV: &str = "ANIMAL_REID_BENCH_DEVICE";
+
+/// The device the criterion benches run on: `$ANIMAL_REID_BENCH_DEVICE`
+/// (`cpu`, `cuda`, `cuda:N`, `auto`, as [`crate::backbone::parse_device`]
+/// reads it), the CPU when unset or empty; an unknown or absent device is an
+/// error naming it (`scripts/gpu_check.sh` sets `cuda`).
+///
+/// ```
+/// // Unset in doctests: the CPU.
+/// if std::env::var_os(reid_backbone::device::BENCH_DEVICE_ENV).is_none() {
+///     assert_eq!(reid_backbone::device::bench_device()?, tch::Device::Cpu);
+/// }
+/// # Ok::<(), reid_backbone::BackboneError>(())
+/// ```
+pub fn bench_device() -> crate::Result<tch::Device> {
+    match std::env::var(BENCH_DEVICE_ENV) {
+        Ok(d) if !d.is_empty() => crate::backbone::parse_device(&d),
+        _ => Ok(tch::Device::Cpu),
+    }
+}

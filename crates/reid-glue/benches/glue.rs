@@ -14,7 +14,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use reid_backbone::backbone::{Precision, cpu_has_bf16, parse_device};
+use reid_backbone::backbone::{Precision, cpu_has_bf16};
+use reid_backbone::device::{BENCH_DEVICE_ENV, bench_device};
 use reid_core::paths::shared_dir;
 use reid_glue::{
     LearnedKind, LearnedMatcher, LearnedParams, PairMatcher, ParamGuard, image_tensor,
@@ -52,13 +53,10 @@ fn features(m: &LearnedMatcher, images: &[Tensor]) -> Vec<Features> {
 }
 
 fn bench(c: &mut Criterion) {
-    let device = match std::env::var("ANIMAL_REID_BENCH_DEVICE") {
-        Ok(d) if !d.is_empty() => parse_device(&d).unwrap_or_else(|e| {
-            eprintln!("ANIMAL_REID_BENCH_DEVICE: {e}; benchmarking the CPU");
-            Device::Cpu
-        }),
-        _ => Device::Cpu,
-    };
+    let device = bench_device().unwrap_or_else(|e| {
+        eprintln!("{BENCH_DEVICE_ENV}: {e}; benchmarking the CPU");
+        Device::Cpu
+    });
     let precisions = if device.is_cuda() {
         vec![Precision::F32, Precision::F16, Precision::Bf16]
     } else if cpu_has_bf16() {

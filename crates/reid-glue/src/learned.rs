@@ -107,9 +107,9 @@ impl LearnedParams {
         /// LightGlue's match threshold; in `[0, 1]`, default 0.1 (the
         /// references' and wildlife-tools').
         filter_threshold: f64,
-        /// The precision of LightGlue's attention blocks
-        /// ([`LightGlue::with_precision`]); default `f32`. The extractors
-        /// run in `f32`.
+        /// The precision of the linear layers of LightGlue's attention
+        /// blocks ([`LightGlue::with_precision`]); default `f32`. The
+        /// extractors run in `f32`.
         precision: Precision,
     }
 }

@@ -73,16 +73,10 @@ pub fn pack_rows(rows: ndarray::ArrayView2<'_, f32>) -> Vec<u32> {
                 if r >= n {
                     break;
                 }
-                let row = rows.row(r);
-                let row = match row.as_slice() {
-                    Some(s) => s,
-                    None => {
-                        tmp.clear();
-                        tmp.extend(row.iter().copied());
-                        &tmp[..]
-                    }
-                };
-                pack_row(row, &mut packed);
+                pack_row(
+                    crate::exact::contiguous(&rows.row(r), &mut tmp),
+                    &mut packed,
+                );
                 for (p, &w) in packed.iter().enumerate() {
                     block[p * 16 + lane] = w;
                 }
@@ -141,9 +135,8 @@ mod kernel {
         _mm512_storeu_ps,
     };
 
-    // R must match the `go!` arms below.
-
-    /// Queries per register block (2 × R accumulators of 16 lanes).
+    /// Queries per register block (2 × R accumulators of 16 lanes); the
+    /// `go!` arms below list 1..=R.
     const R: usize = 12;
 
     #[target_feature(enable = "avx512f,avx512bf16")]

@@ -217,10 +217,12 @@ pub fn exact_topk_with(
     let chunks = n.div_ceil(chunk_rows);
 
     let packed = match config.kernel() {
-        Kernel::Bf16Prefilter => match pack_gallery(gallery) {
+        Kernel::Bf16Prefilter => match pack_gallery(gallery, queries) {
             // Scores are bounded by the product of the norms: past 1e36 a
             // bf16 sum could overflow, and the f32 kernel judges those.
-            Ok(p) if p.max_norm * max_norm(queries) < 1e36 => Some(p),
+            Ok(p) if p.max_norm * p.query_norms.iter().copied().fold(0.0, f32::max) < 1e36 => {
+                Some(p)
+            }
             Ok(_) => None,
             Err(row) => {
                 return Err(IndexError::NonFinite {
@@ -243,7 +245,7 @@ pub fn exact_topk_with(
             let g1 = (g0 + chunk_rows).min(n);
             let (q, g) = (queries.slice(s![q0..q1, ..]), gallery.slice(s![g0..g1, ..]));
             match &packed {
-                Some(p) => search_block_bf16(q, g, g0, kk, gt, p),
+                Some(p) => search_block_bf16(q, g, g0, kk, gt, p, &p.query_norms[q0..q1]),
                 None => search_block(q, g, g0, kk, gt),
             }
         })
@@ -429,18 +431,19 @@ fn search_block_bf16(
     kk: usize,
     gt: usize,
     packed: &PackedGallery,
+    q_norms: &[f32],
 ) -> std::result::Result<Vec<Heap>, Bad> {
     let (m, d) = q.dim();
     let pairs = d.div_ceil(2);
-    let norm = |r: ArrayView1<'_, f32>| r.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let g_max = packed.max_norm;
     let mut qp = vec![0u32; m * pairs];
     let mut tmp = Vec::new();
-    let mut margin = Vec::with_capacity(m);
     for (row, out) in q.rows().into_iter().zip(qp.chunks_exact_mut(pairs)) {
         crate::bf16::pack_row(contiguous(&row, &mut tmp), out);
-        margin.push(2.0 * crate::bf16::error_bound(norm(row), g_max, d));
     }
+    let margin: Vec<f32> = q_norms
+        .iter()
+        .map(|&n| 2.0 * crate::bf16::error_bound(n, packed.max_norm, d))
+        .collect();
     let mut approx: Vec<Heap> = (0..m).map(|_| Heap::new(kk)).collect();
     let mut cands: Vec<Vec<(f32, usize)>> = vec![Vec::new(); m];
     let ld_max = gt.min(g.nrows()).div_ceil(16) * 16;
@@ -512,7 +515,7 @@ fn search_block_bf16(
 }
 
 /// `row` as a slice: itself when contiguous, else copied into `buf`.
-fn contiguous<'a>(row: &'a ArrayView1<'_, f32>, buf: &'a mut Vec<f32>) -> &'a [f32] {
+pub(crate) fn contiguous<'a>(row: &'a ArrayView1<'_, f32>, buf: &'a mut Vec<f32>) -> &'a [f32] {
     match row.as_slice() {
         Some(s) => s,
         None => {
@@ -523,35 +526,40 @@ fn contiguous<'a>(row: &'a ArrayView1<'_, f32>, buf: &'a mut Vec<f32>) -> &'a [f
     }
 }
 
-/// The gallery in the bf16 kernel's layout, packed once per search.
+/// The gallery in the bf16 kernel's layout, packed once per search, with
+/// the norms the error bound scales with.
 struct PackedGallery {
     words: Vec<u32>,
-    /// The largest row norm (the error bound's scale).
+    /// The largest gallery row norm.
     max_norm: f32,
+    /// Each query's norm.
+    query_norms: Vec<f32>,
 }
 
-/// The largest row norm of `a` (finite rows).
-fn max_norm(a: ArrayView2<'_, f32>) -> f32 {
-    a.axis_iter(Axis(0))
-        .into_par_iter()
-        .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
-        .reduce(|| 0.0, f32::max)
+/// The L2 norm of a row.
+fn row_norm(r: ArrayView1<'_, f32>) -> f32 {
+    r.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
 
-/// Packs `gallery` for [`search_block_bf16`], or names the first row that
-/// is not finite.
-fn pack_gallery(gallery: ArrayView2<'_, f32>) -> std::result::Result<PackedGallery, usize> {
-    let norms: Vec<f32> = gallery
-        .axis_iter(Axis(0))
-        .into_par_iter()
-        .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
-        .collect();
+/// The norm of each row of `a`.
+fn row_norms(a: ArrayView2<'_, f32>) -> Vec<f32> {
+    a.axis_iter(Axis(0)).into_par_iter().map(row_norm).collect()
+}
+
+/// Packs `gallery` for [`search_block_bf16`] with the norms of its rows and
+/// of the `queries`, or names the first gallery row that is not finite.
+fn pack_gallery(
+    gallery: ArrayView2<'_, f32>,
+    queries: ArrayView2<'_, f32>,
+) -> std::result::Result<PackedGallery, usize> {
+    let norms = row_norms(gallery);
     if let Some(row) = norms.iter().position(|n| !n.is_finite()) {
         return Err(row);
     }
     Ok(PackedGallery {
         words: crate::bf16::pack_rows(gallery),
         max_norm: norms.iter().copied().fold(0.0, f32::max),
+        query_norms: row_norms(queries),
     })
 }
 

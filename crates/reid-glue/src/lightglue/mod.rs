@@ -262,8 +262,8 @@ impl LightGlue {
         })
     }
 
-    /// Runs the attention blocks in `precision` (see the module's "Reduced
-    /// precision"); `f32` as loaded. A precision the device cannot run
+    /// Runs the linear layers of the attention blocks in `precision` (see
+    /// the module's "Reduced precision"); `f32` as loaded. A precision the device cannot run
     /// (`bf16` on a CPU without AVX-512 BF16, `f16` on the CPU) is a typed
     /// error, as is reducing an already reduced network to another kind
     /// (load it again: its `f32` weights are gone).
@@ -287,7 +287,7 @@ impl LightGlue {
         Ok(self)
     }
 
-    /// The precision of the attention blocks.
+    /// The precision of the attention blocks' linear layers.
     pub fn precision(&self) -> Precision {
         self.precision
     }

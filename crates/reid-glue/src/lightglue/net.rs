@@ -17,6 +17,7 @@
 use tch::{Kind, Tensor, nn, nn::Module};
 
 use reid_backbone::arch::{linear, to_kind_of};
+use reid_backbone::backbone::cast_variables;
 
 use super::params::GlueKind;
 
@@ -320,15 +321,7 @@ impl Net {
     /// Casts the attention blocks' weights (`transformers.*`) to `kind`;
     /// the rest stays `f32`.
     pub(crate) fn reduce_precision(vs: &nn::VarStore, kind: Kind) {
-        tch::no_grad(|| {
-            for (name, v) in vs.variables() {
-                if name.starts_with("transformers.") && v.is_floating_point() {
-                    let mut v = v.shallow_clone();
-                    let reduced = v.to_kind(kind);
-                    v.set_data(&reduced);
-                }
-            }
-        });
+        cast_variables(vs, kind, |name| name.starts_with("transformers."));
     }
 
     /// Layers.
