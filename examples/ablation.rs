@@ -118,6 +118,7 @@ fn main() -> Result<()> {
     let (ds, _) = load_animalclef(&csv, &reid_examples::load_options(false))
         .with_context(|| format!("loading {}", csv.display()))?;
     print!("{}", ds.stats());
+    println!("{}", args.episodes.encounters_summary(&ds.records));
     let run = args
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
@@ -126,7 +127,7 @@ fn main() -> Result<()> {
     println!(
         "embedded {} images with {} in {:.1} s",
         ds.len(),
-        run.backbone.info().name,
+        run.describe(),
         run.seconds
     );
 
@@ -212,7 +213,7 @@ fn main() -> Result<()> {
     print_table(&rows, &chosen_params);
     let json = serde_json::json!({
         "csv": csv,
-        "backbone": run.backbone.info().name,
+        "backbone": run.name(),
         "episodes": args.episodes.episodes,
         "seed": args.episodes.seed,
         "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),

@@ -105,6 +105,7 @@ fn main() -> Result<()> {
         eprintln!("skipped {}: {}", s.location, s.error);
     }
     print!("{}", ds.stats());
+    println!("{}", args.episodes.encounters_summary(&ds.records));
 
     // With --skip-bad, images that cannot be decoded leave the job here too.
     let run =
@@ -114,16 +115,34 @@ fn main() -> Result<()> {
     println!(
         "embedded {} images with {} in {:.1} s",
         ds.len(),
-        run.backbone.info().name,
+        run.describe(),
         run.seconds
     );
 
+    // The report: thresholds, each dataset's scores and calibration curve
+    // (no truth, so no score), and where the time went.
+    let mut report = Report::new(format!(
+        "animal-reid: AnimalCLEF submission for {}",
+        csv.display()
+    ));
+    reid_examples::record_embedding(&mut report, &run);
     let emb = run.embeddings.matrix.view();
-    let (params, _) = args.adapt.resolve(&ds.records, emb, params)?;
+    let t = Instant::now();
+    let (params, choice) = args.adapt.resolve(&ds.records, emb, params)?;
+    if choice.is_some() {
+        report.timing_since("choose the projection", t);
+    }
     let cosine = identify(&ds.records, emb, &params)?;
-    let fused = args
-        .local
-        .refine(&fusions, &cosine, &ds.records, emb, &params, args.quiet)?;
+    reid_examples::record_identification(&mut report, "cosine", &cosine.seconds);
+    let fused = args.local.refine(
+        &fusions,
+        &cosine,
+        &ds.records,
+        emb,
+        &params,
+        args.quiet,
+        Some(&mut report),
+    )?;
     let ident = fused.as_ref().unwrap_or(&cosine);
     for (g, th) in ident.thresholds.groups() {
         println!("threshold {g}: {th:.3}");
@@ -142,22 +161,15 @@ fn main() -> Result<()> {
     write_validated_submission(&args.out, &rows, &reference)?;
     println!("wrote {} rows to {}", rows.len(), args.out.display());
 
-    // The report: thresholds, each dataset's scores and calibration curve
-    // (no truth, so no score).
-    let mut report = Report::new(format!(
-        "animal-reid: AnimalCLEF submission for {}",
-        csv.display()
-    ));
     report
-        .version("backbone", run.backbone.info().name.clone())
+        .version("backbone", run.name())
         .config(serde_json::json!({
             "root": args.root, "submission": args.out, "backbone": args.model.backbone,
             "threshold": args.threshold, "episodes": args.episodes.episodes,
             "seed": args.episodes.seed, "adapt": params.adapt().map(ToString::to_string),
             "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
             "shortlist": args.local.shortlist,
-        }))
-        .timing("embed", run.seconds);
+        }));
     add_thresholds(&mut report, ident)?;
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &cosine),
@@ -165,6 +177,10 @@ fn main() -> Result<()> {
     };
     write_figures(&mut report, &ds.records, ident, None, &inputs, &report_dir)?;
     report.timing_since("total", start);
+    println!(
+        "\nwhere the time went:\n{}",
+        reid_examples::timing_table(&report)
+    );
     let (_, html) = write_report(&report, &report_dir)?;
     println!("report: {}", html.display());
     Ok(())

@@ -86,6 +86,7 @@ fn main() -> Result<()> {
         new_fraction: 0.3,
         query_fraction: 0.3,
         seed: args.seed,
+        encounters: "none".into(),
     };
     let openset = OpenSetParams::default()
         .episodes(episodes.params())
@@ -161,9 +162,9 @@ fn main() -> Result<()> {
             .map_or_else(|| "random".into(), |p| p.display().to_string())
     );
     let cache = (!args.no_cache).then(|| args.data.join("embedding-cache"));
-    let (emb, secs) = args
-        .model
-        .embed_with(&bb, &ds.records, cache.as_deref(), args.quiet)?;
+    let (emb, secs, last) =
+        args.model
+            .embed_with(&bb, &ds.records, cache.as_deref(), args.quiet)?;
     println!(
         "embedded {} images in {:.2} s ({:.1} images/s)",
         ds.len(),
@@ -171,15 +172,19 @@ fn main() -> Result<()> {
         ds.len() as f64 / secs
     );
 
-    report.timing("embed", secs);
+    reid_examples::record_extraction(&mut report, secs, last.as_ref());
 
     // 5. Open set: a projection and a threshold from the database alone,
     //    decisions, new ids.
     let t = Instant::now();
-    let (openset, _) = args
+    let (openset, choice) = args
         .adapt
         .resolve(&ds.records, emb.matrix.view(), openset)?;
+    if choice.is_some() {
+        report.timing_since("choose the projection", t);
+    }
     let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
+    reid_examples::record_identification(&mut report, "cosine", &cosine.seconds);
     let fused = args.local.refine(
         &fusions,
         &cosine,
@@ -187,14 +192,9 @@ fn main() -> Result<()> {
         emb.matrix.view(),
         &openset,
         args.quiet,
+        Some(&mut report),
     )?;
     let ident = fused.as_ref().unwrap_or(&cosine);
-    let stage = if !fusions.is_empty() {
-        "self-calibrate, search, local matching, decide, cluster"
-    } else {
-        "self-calibrate, search, decide, cluster"
-    };
-    report.timing_since(stage, t);
     println!(
         "\nopen set: {} queries decided in {:.2} s; {} called new, grouped into {} new ids",
         ident.queries.len(),

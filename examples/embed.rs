@@ -68,14 +68,11 @@ fn main() -> Result<()> {
     let run =
         args.model
             .embed_dataset(&mut ds, args.cache.as_deref(), args.quiet, args.skip_bad)?;
-    let (bb, emb) = (run.backbone, run.embeddings);
     let secs = run.seconds;
     println!(
-        "embedded {} images with {} @{} ({}-d) in {:.1} s ({:.1} images/s)",
+        "embedded {} images with {} in {:.1} s ({:.1} images/s)",
         ds.len(),
-        bb.info().name,
-        bb.info().input_size,
-        bb.info().dim,
+        run.describe(),
         secs,
         ds.len() as f64 / secs.max(1e-9)
     );
@@ -84,15 +81,14 @@ fn main() -> Result<()> {
     // path and every extra column travel into the file.
     let records = ds.records.clone();
     let model_id = format!(
-        "{}@{}{}",
-        bb.info().name,
-        bb.info().input_size,
+        "{}{}",
+        run.model_id(),
         args.model
             .weights
             .as_ref()
             .map_or_else(String::new, |w| format!(" ({})", w.display()))
     );
-    let gallery = Gallery::from_parts(model_id, emb.matrix.view(), records)?;
+    let gallery = Gallery::from_parts(model_id, run.embeddings.matrix.view(), records)?;
     gallery.save(&args.out)?;
     println!(
         "wrote {} embeddings ({} x {}) to {}",

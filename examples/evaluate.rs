@@ -16,14 +16,21 @@
 //!    learned matchers, several comma-separated in one fusion).
 //!
 //! It prints BAKS, BAUS and the AnimalCLEF score of each stage, the ranking
-//! and clustering figures, and writes a t-SNE plot, match sheets, a JSON
-//! and HTML report and `summary.json` (the default pipeline's score, BAKS,
-//! BAUS, top-1, mAP, seconds, and per dataset) into `--out`.
+//! and clustering figures, where the time went (embedding: waiting for the
+//! decoder, the network; the projection's choice; per identification: its
+//! database work (projection fit, threshold self-calibration, the fusion's
+//! calibration) and its queries' (search, local matching, deciding)), and
+//! writes a t-SNE plot, match sheets, a JSON and HTML report and
+//! `summary.json` (the default pipeline's score, BAKS, BAUS, top-1, mAP,
+//! seconds, per dataset, and `stages`: the timings) into `--out`.
+//! `--backbone a+b` embeds with an ensemble: each backbone's unit
+//! embeddings concatenated, the cosine the mean of theirs.
 //!
 //! ```sh
 //! cargo run --release --example evaluate -- --csv ../shared/datasets/lion/lion.csv --out out/lion
 //! cargo run --release --example evaluate -- --adapt none --local none --out out/lion-cosine
 //! cargo run --release --example evaluate -- --local sift,xfeat --shortlist 10,50 --out out/lion-local
+//! cargo run --release --example evaluate -- --backbone mobilenet_v2+efficientnet_lite0 --out out/lion-ensemble
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -110,6 +117,7 @@ fn main() -> Result<()> {
     let (ds, _) = load_animalclef(&csv, &reid_examples::load_options(false))
         .with_context(|| format!("loading {}", csv.display()))?;
     print!("{}", ds.stats());
+    println!("{}", args.episodes.encounters_summary(&ds.records));
     let mut report = Report::new(format!(
         "animal-reid: open-set evaluation of {}",
         csv.display()
@@ -118,7 +126,9 @@ fn main() -> Result<()> {
     let run = args
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
-    let (bb, emb) = (run.backbone, run.embeddings);
+    reid_examples::record_embedding(&mut report, &run);
+    let (described, name) = (run.describe(), run.name());
+    let emb = run.embeddings;
     let t = Instant::now();
     let (params, choice) = args.adapt.resolve(&ds.records, emb.matrix.view(), params)?;
     if let Some(c) = &choice {
@@ -131,14 +141,9 @@ fn main() -> Result<()> {
             );
         }
     }
-    report.timing("embed", run.seconds);
-    let info = bb.info();
     println!(
-        "embedded {} images with {} @{} ({}-d) in {:.1} s",
+        "embedded {} images with {described} in {:.1} s",
         ds.len(),
-        info.name,
-        info.input_size,
-        info.dim,
         run.seconds
     );
 
@@ -164,7 +169,7 @@ fn main() -> Result<()> {
     // Self-calibrated from each dataset's database alone.
     let t = Instant::now();
     let ident = identify(&ds.records, emb.matrix.view(), &params)?;
-    report.timing_since("self-calibrate, search, decide, cluster", t);
+    reid_examples::record_identification(&mut report, "cosine", &ident.seconds);
     println!(
         "\nself-calibrated from the database alone ({} episodes, {:.2} s):",
         args.episodes.episodes,
@@ -174,18 +179,17 @@ fn main() -> Result<()> {
         println!("{}", reid_examples::adapt_summary(a));
         report.metric("projection fit seconds", a.seconds);
     }
-    report
-        .version("backbone", info.name.clone())
-        .config(serde_json::json!({
-            "csv": csv, "backbone": args.model.backbone, "input_size": info.input_size,
-            "rule": args.rule.to_string(), "fixed_threshold": args.threshold,
-            "episodes": args.episodes.episodes, "new_fraction": args.episodes.new_fraction,
-            "query_fraction": args.episodes.query_fraction, "seed": args.episodes.seed,
-            "per_dataset": !args.one_threshold,
-            "adapt": params.adapt().map(ToString::to_string), "adapt_flag": args.adapt.adapt,
-            "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
-            "shortlist": args.local.shortlist,
-        }));
+    report.version("backbone", name).config(serde_json::json!({
+        "csv": csv, "backbone": args.model.backbone, "model": described,
+        "rule": args.rule.to_string(), "fixed_threshold": args.threshold,
+        "episodes": args.episodes.episodes, "new_fraction": args.episodes.new_fraction,
+        "query_fraction": args.episodes.query_fraction, "seed": args.episodes.seed,
+        "encounters": args.episodes.encounters,
+        "per_dataset": !args.one_threshold,
+        "adapt": params.adapt().map(ToString::to_string), "adapt_flag": args.adapt.adapt,
+        "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "shortlist": args.local.shortlist,
+    }));
     // The score of each stage, for one table.
     let mut stages: Vec<(String, IdentificationScore)> = Vec::new();
     if let Some(s) = fixed_score {
@@ -278,6 +282,7 @@ fn local_fusion(
     ));
     for s in &kp.sources {
         println!("\n{}", s.summary(&kp.cache));
+        report.timing(format!("local features ({})", s.kind.name()), s.seconds);
         report.metric(
             format!("{}: feature extraction seconds", s.kind.name()),
             s.seconds,
@@ -294,6 +299,7 @@ fn local_fusion(
         let t = Instant::now();
         let fused = fuse(ident, records, embeddings, params, &scorer_refs, fusion)?;
         let wall = t.elapsed().as_secs_f64();
+        reid_examples::record_fusion(report, &format!("fusion B = {b}"), &fused.seconds);
         let f = fused
             .fusion
             .as_ref()

@@ -115,6 +115,39 @@ fn two_sites_of_one_species_give_a_valid_submission() {
             }
         }
         assert!(known > 0, "{extra:?}: no query was recognised: {rows:?}");
+        // Where the time went, stage by stage: the fusion's own stages only
+        // when it ran.
+        let text = String::from_utf8_lossy(&run.stdout);
+        let table = text
+            .split("where the time went:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{extra:?}: no timing table:\n{text}"));
+        for stage in [
+            "embed (decode + network)",
+            "  network",
+            "cosine: database",
+            "  threshold self-calibration",
+            "cosine: queries",
+            "  search",
+            "total",
+        ] {
+            assert!(
+                table.lines().any(|l| l.starts_with(stage)),
+                "{extra:?}: no {stage:?} in\n{table}"
+            );
+        }
+        let fused = [
+            "local features (sift)",
+            "fusion B = 5: database",
+            "  local matching",
+        ];
+        for stage in fused {
+            assert_eq!(
+                table.lines().any(|l| l.starts_with(stage)),
+                extra == &local[..],
+                "{extra:?}: {stage:?} in\n{table}"
+            );
+        }
         // The report beside the submission: each site's query scores against
         // its threshold and its calibration curve (no truth: nothing else),
         // embedded in one offline HTML file.

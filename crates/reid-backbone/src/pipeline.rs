@@ -15,6 +15,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -164,6 +165,15 @@ pub struct Progress {
     pub cached: usize,
     /// Damaged cache entries found (recomputed).
     pub damaged: usize,
+    /// Time so far spent looking up, reading and writing the cache.
+    pub cache_time: Duration,
+    /// Time so far spent waiting for the background decoder (reading,
+    /// decoding, resizing and normalising the images): the part of the
+    /// decoding the network did not hide.
+    pub decode_wait: Duration,
+    /// Time so far spent in the network (with any test-time augmentation)
+    /// and copying its output.
+    pub network: Duration,
 }
 
 /// What an embedding depends on, as text: the model, its weights' sha256,
@@ -238,6 +248,65 @@ pub fn extract_skipping(
     extract_inner(bb, records, params, true, progress)
 }
 
+/// One ensemble embedding from the embeddings of the same records by
+/// several models: each part's unit rows side by side, divided by `√k` for
+/// `k` parts, so the rows stay unit length and the cosine of two images is
+/// the mean of the parts' cosines. Each part's rows must be L2-normalised
+/// (as [`extract`] returns them) and hold the same records in the same
+/// order; an empty list, or parts of other records, is a
+/// [`BackboneError::Shape`] naming the part and row.
+///
+/// ```
+/// use ndarray::array;
+/// use reid_backbone::pipeline::{Embeddings, concat_embeddings};
+///
+/// let ids = vec!["a".to_string(), "b".to_string()];
+/// let one = Embeddings { ids: ids.clone(), matrix: array![[1.0, 0.0], [0.0, 1.0]] };
+/// let two = Embeddings { ids, matrix: array![[0.6, 0.8], [0.6, 0.8]] };
+/// let both = concat_embeddings(&[one, two])?;
+/// // cos(a, b) = (0 + 1) / 2
+/// let (a, b) = (both.matrix.row(0), both.matrix.row(1));
+/// assert!((a.dot(&b) - 0.5).abs() < 1e-6);
+/// # Ok::<(), reid_backbone::BackboneError>(())
+/// ```
+pub fn concat_embeddings(parts: &[Embeddings]) -> Result<Embeddings> {
+    let Some(first) = parts.first() else {
+        return Err(BackboneError::Shape {
+            what: "ensemble embeddings".into(),
+            expected: "at least one part".into(),
+            got: "none".into(),
+        });
+    };
+    for (k, p) in parts.iter().enumerate().skip(1) {
+        if p.ids.len() != first.ids.len() || p.matrix.nrows() != first.matrix.nrows() {
+            return Err(BackboneError::Shape {
+                what: format!("ensemble part {k}"),
+                expected: format!("{} rows, as part 0", first.ids.len()),
+                got: format!("{} rows", p.ids.len()),
+            });
+        }
+        if let Some(row) = p.ids.iter().zip(&first.ids).position(|(a, b)| a != b) {
+            return Err(BackboneError::Shape {
+                what: format!("ensemble part {k}, row {row}"),
+                expected: format!("image {:?}, as part 0", first.ids[row]),
+                got: format!("image {:?}", p.ids[row]),
+            });
+        }
+    }
+    let scale = 1.0 / (parts.len() as f32).sqrt();
+    let views: Vec<_> = parts.iter().map(|p| p.matrix.view()).collect();
+    let matrix =
+        ndarray::concatenate(ndarray::Axis(1), &views).map_err(|e| BackboneError::Shape {
+            what: "ensemble embeddings".into(),
+            expected: "parts of equal row counts".into(),
+            got: e.to_string(),
+        })? * scale;
+    Ok(Embeddings {
+        ids: first.ids.clone(),
+        matrix,
+    })
+}
+
 fn extract_inner(
     bb: &Backbone,
     records: &[Record],
@@ -254,7 +323,11 @@ fn extract_inner(
         total: n,
         cached: 0,
         damaged: 0,
+        cache_time: Duration::ZERO,
+        decode_wait: Duration::ZERO,
+        network: Duration::ZERO,
     };
+    let cache_start = Instant::now();
     // 1. The cache: which records are done already?
     let cache = match &p.cache_dir {
         Some(dir) => Some(EmbeddingCache::open(dir, &cache_config(bb, p.tta), dim)?),
@@ -287,6 +360,7 @@ fn extract_inner(
             }
             keys[i] = Some(key);
         }
+        state.cache_time = cache_start.elapsed();
         if state.cached > 0 {
             progress(state);
         }
@@ -312,8 +386,13 @@ fn extract_inner(
     let bs = opts.batch_size();
     let mut next = 0usize;
     let mut skipped: Vec<SkippedImage> = Vec::new();
-    let batches = BatchIter::new(todo_records.clone(), pre.clone(), opts);
-    for (b, batch) in batches.enumerate() {
+    let mut batches = BatchIter::new(todo_records.clone(), pre.clone(), opts).enumerate();
+    loop {
+        let waiting = Instant::now();
+        let Some((b, batch)) = batches.next() else {
+            break;
+        };
+        state.decode_wait += waiting.elapsed();
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) if !(skip_unreadable && e.is_unreadable_file()) => return Err(e.into()),
@@ -351,9 +430,12 @@ fn extract_inner(
             progress(state);
             continue;
         }
+        let running = Instant::now();
         let x = array4_to_tensor(batch.images.view());
         let emb = embed_tta(bb, &x, p.tta, size)?;
         let rows = tensor_to_array2(&emb)?;
+        state.network += running.elapsed();
+        let writing = Instant::now();
         for row in rows.outer_iter() {
             // Step over the placeholders of images left out.
             while todo.get(next) == Some(&usize::MAX) {
@@ -371,6 +453,9 @@ fn extract_inner(
                 cache.put(key, &row.to_vec())?;
             }
             next += 1;
+        }
+        if cache.is_some() {
+            state.cache_time += writing.elapsed();
         }
         state.done += rows.nrows();
         progress(state);

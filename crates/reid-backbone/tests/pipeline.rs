@@ -13,6 +13,8 @@ use reid_backbone::backbone::{
 };
 use reid_backbone::pipeline::{ExtractParams, Tta, embed_tta, extract, extract_skipping};
 use reid_backbone::pool::Pooling;
+use std::time::Duration;
+
 use tch::{Kind, Tensor};
 
 fn lite0() -> Backbone {
@@ -50,6 +52,11 @@ fn extract_equals_the_model_by_hand_and_the_cache_returns_it() {
     let first = extract(&bb, &records, &params, |p| last = Some(p)).unwrap();
     let p = last.unwrap();
     assert_eq!((p.done, p.total, p.cached), (10, 10, 0));
+    // Where the time went: the network ran, the cache was written.
+    assert!(
+        p.network > Duration::ZERO && p.cache_time > Duration::ZERO,
+        "{p:?}"
+    );
     assert_eq!(first.ids, batch.ids);
     // Batches of 4 against one batch of 10: same values up to kernel rounding.
     assert!(max_abs(&first.matrix, &by_hand) < 1e-5);
@@ -57,7 +64,11 @@ fn extract_equals_the_model_by_hand_and_the_cache_returns_it() {
     // Second run: everything from the cache, bit for bit.
     let mut last = None;
     let second = extract(&bb, &records, &params, |p| last = Some(p)).unwrap();
-    assert_eq!(last.unwrap().cached, 10);
+    let p = last.unwrap();
+    assert_eq!(p.cached, 10);
+    // Nothing decoded, nothing through the network.
+    assert_eq!((p.network, p.decode_wait), (Duration::ZERO, Duration::ZERO));
+    assert!(p.cache_time > Duration::ZERO);
     assert_eq!(second.matrix, first.matrix);
 
     // Damage one entry: it is recomputed, not trusted.
@@ -389,4 +400,55 @@ fn folded_batch_norms_follow_the_variables() {
     tch::no_grad(|| var.copy_(&saved));
     let back = bb.embed_tensor(&x).unwrap();
     assert!(back.equal(&before));
+}
+
+/// An ensemble of two models' embeddings: unit rows whose cosines are the
+/// mean of the parts' (worked out by hand), and typed errors naming the
+/// part and row for parts of other records.
+#[test]
+fn ensemble_embeddings_average_the_cosines() {
+    use ndarray::array;
+    use reid_backbone::pipeline::{Embeddings, concat_embeddings};
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let a = Embeddings {
+        ids: ids(&["x", "y", "z"]),
+        matrix: array![[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
+    };
+    let b = Embeddings {
+        ids: ids(&["x", "y", "z"]),
+        matrix: array![[0.0, 0.0, 1.0], [0.0, 0.8, 0.6], [1.0, 0.0, 0.0]],
+    };
+    let e = concat_embeddings(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(e.ids, a.ids);
+    assert_eq!(e.matrix.dim(), (3, 5));
+    let cos = |i: usize, j: usize| e.matrix.row(i).dot(&e.matrix.row(j));
+    for i in 0..3 {
+        assert!((cos(i, i) - 1.0).abs() < 1e-6);
+    }
+    // x·y: (0 + 0.6) / 2; x·z: (0.6 + 0) / 2; y·z: (0.8 + 0) / 2.
+    assert!((cos(0, 1) - 0.3).abs() < 1e-6);
+    assert!((cos(0, 2) - 0.3).abs() < 1e-6);
+    assert!((cos(1, 2) - 0.4).abs() < 1e-6);
+    // One part: itself.
+    assert_eq!(concat_embeddings(std::slice::from_ref(&a)).unwrap(), a);
+
+    let err = concat_embeddings(&[]).unwrap_err().to_string();
+    assert!(err.contains("at least one part"), "{err}");
+    let swapped = Embeddings {
+        ids: ids(&["x", "z", "y"]),
+        ..b.clone()
+    };
+    let err = concat_embeddings(&[a.clone(), swapped])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("part 1, row 1") && err.contains("\"z\""),
+        "{err}"
+    );
+    let short = Embeddings {
+        ids: ids(&["x", "y"]),
+        matrix: array![[1.0, 0.0], [0.0, 1.0]],
+    };
+    let err = concat_embeddings(&[a, short]).unwrap_err().to_string();
+    assert!(err.contains("part 1") && err.contains("2 rows"), "{err}");
 }

@@ -17,7 +17,9 @@ use crate::bar;
 /// The backbone options every example that embeds images takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackboneArgs {
-    /// Backbone, by registry name: mobilenet_v2, efficientnet_lite0/1/2,
+    /// Backbone, by registry name (or an ensemble of several joined by `+`,
+    /// e.g. `mobilenet_v2+efficientnet_lite0`: each one's unit embedding
+    /// concatenated, the cosine the mean of theirs): mobilenet_v2, efficientnet_lite0/1/2,
     /// convnext_tiny/small/base, tf_efficientnetv2_s/m/l, efficientnetv2_s/m/l,
     /// vit_base_patch16_224/384, vit_small/base/large_patch14_dinov2,
     /// swin_base/large_patch4_window12_384, or torchscript (with --weights).
@@ -45,21 +47,80 @@ pub struct BackboneArgs {
     pub batch_size: Option<usize>,
 }
 
-/// An embedding run: the backbone, the embeddings and the seconds taken.
+/// An embedding run: the backbones, the embeddings and the seconds taken.
 pub struct Embedded {
-    /// The backbone used.
-    pub backbone: Backbone,
+    /// The backbones used: one, or the parts of an ensemble (`--backbone
+    /// a+b`) whose unit embeddings were concatenated
+    /// ([`reid_backbone::pipeline::concat_embeddings`]).
+    pub backbones: Vec<Backbone>,
     /// One L2-normalised row per record.
     pub embeddings: Embeddings,
     /// Wall time of the extraction.
     pub seconds: f64,
+    /// The extraction's last progress report: where its time went (cache,
+    /// waiting for the decoder, the network); `None` for no records.
+    pub last: Option<Progress>,
+}
+
+impl Embedded {
+    /// The backbones' names, joined by `+`.
+    pub fn name(&self) -> String {
+        self.backbones
+            .iter()
+            .map(|b| b.info().name.clone())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// The model id of the embeddings: each backbone's `name@input_size`,
+    /// joined by `+`.
+    pub fn model_id(&self) -> String {
+        self.backbones
+            .iter()
+            .map(|b| format!("{}@{}", b.info().name, b.info().input_size))
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// `mobilenet_v2 @224 (1280-d)`, or each part's name and size joined by
+    /// ` + ` and the ensemble's dimension.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .backbones
+            .iter()
+            .map(|b| format!("{} @{}", b.info().name, b.info().input_size))
+            .collect();
+        format!(
+            "{} ({}-d)",
+            parts.join(" + "),
+            self.embeddings.matrix.ncols()
+        )
+    }
 }
 
 impl BackboneArgs {
+    /// The backbone names asked for: one, or the parts of an ensemble
+    /// (`--backbone mobilenet_v2+efficientnet_lite0`).
+    pub fn names(&self) -> Vec<&str> {
+        self.backbone.split('+').map(str::trim).collect()
+    }
+
     /// The builder these options describe (to set more, e.g. the input
     /// size, before building).
     pub fn builder(&self) -> anyhow::Result<BackboneBuilder> {
-        let mut b = BackboneBuilder::new(&self.backbone)
+        let names = self.names();
+        let [name] = names.as_slice() else {
+            anyhow::bail!(
+                "--backbone {}: an ensemble is not taken here, give one backbone",
+                self.backbone
+            );
+        };
+        self.builder_of(name)
+    }
+
+    /// The builder of backbone `name` with the other options.
+    fn builder_of(&self, name: &str) -> anyhow::Result<BackboneBuilder> {
+        let mut b = BackboneBuilder::new(name)
             .device(parse_device(&self.device)?)
             .precision(Precision::parse(&self.precision)?)
             .pooling(Pooling::parse(&self.pooling)?);
@@ -69,9 +130,28 @@ impl BackboneArgs {
         Ok(b)
     }
 
-    /// Builds the backbone these options describe.
+    /// Builds the backbone these options describe (one, not an ensemble).
     pub fn build(&self) -> anyhow::Result<Backbone> {
         Ok(self.builder()?.build()?)
+    }
+
+    /// Builds every backbone of `--backbone` (one, or each part of an
+    /// ensemble; `--weights` only with one).
+    pub fn build_all(&self) -> anyhow::Result<Vec<Backbone>> {
+        let names = self.names();
+        if names.len() > 1 && self.weights.is_some() {
+            anyhow::bail!(
+                "--weights goes with one backbone, not the ensemble {}",
+                self.backbone
+            );
+        }
+        if names.iter().any(|n| n.is_empty()) {
+            anyhow::bail!("--backbone {}: an empty name", self.backbone);
+        }
+        names
+            .iter()
+            .map(|n| Ok(self.builder_of(n)?.build()?))
+            .collect()
     }
 
     /// The batch size asked for, else the device's default
@@ -102,27 +182,30 @@ impl BackboneArgs {
         cache: Option<&Path>,
         quiet: bool,
     ) -> anyhow::Result<Embedded> {
-        let backbone = self.build()?;
-        let (embeddings, seconds) = self.embed_with(&backbone, records, cache, quiet)?;
+        let backbones = self.build_all()?;
+        let (embeddings, _, seconds, last) =
+            self.run_all(&backbones, records, cache, quiet, false)?;
         Ok(Embedded {
-            backbone,
+            backbones,
             embeddings,
             seconds,
+            last,
         })
     }
 
     /// Embeds `records` with `backbone` and these options (cached in `cache`
     /// if given) with a progress bar, hidden when `quiet`; returns the
-    /// embeddings and the seconds taken.
+    /// embeddings, the seconds taken and the last progress report (where
+    /// the time went; `None` for no records).
     pub fn embed_with(
         &self,
         backbone: &Backbone,
         records: &[Record],
         cache: Option<&Path>,
         quiet: bool,
-    ) -> anyhow::Result<(Embeddings, f64)> {
-        let (embeddings, _, seconds) = self.run(backbone, records, cache, quiet, false)?;
-        Ok((embeddings, seconds))
+    ) -> anyhow::Result<(Embeddings, f64, Option<Progress>)> {
+        let (embeddings, _, seconds, last) = self.run(backbone, records, cache, quiet, false)?;
+        Ok((embeddings, seconds, last))
     }
 
     /// [`BackboneArgs::embed`] of a loaded dataset; with `skip_bad`, the
@@ -136,27 +219,61 @@ impl BackboneArgs {
         quiet: bool,
         skip_bad: bool,
     ) -> anyhow::Result<Embedded> {
-        let backbone = self.build()?;
-        let (embeddings, skipped, seconds) =
-            self.run(&backbone, &ds.records, cache, quiet, skip_bad)?;
+        let backbones = self.build_all()?;
+        let (embeddings, skipped, seconds, last) =
+            self.run_all(&backbones, &ds.records, cache, quiet, skip_bad)?;
         for s in &skipped {
             eprintln!("skipped {} (row {}): {}", s.image_id, s.index + 1, s.error);
         }
         if !skipped.is_empty() {
-            let mut bad = skipped.iter().map(|s| s.index).peekable();
-            let records = std::mem::take(&mut ds.records);
-            ds.records = records
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| bad.next_if_eq(i).is_none())
-                .map(|(_, r)| r)
-                .collect();
+            ds.records = without_skipped(&ds.records, &skipped);
         }
         Ok(Embedded {
-            backbone,
+            backbones,
             embeddings,
             seconds,
+            last,
         })
+    }
+
+    /// [`BackboneArgs::run`] with each backbone, the parts concatenated
+    /// into one ensemble embedding (the records the first left out are left
+    /// out of the others); the progress reports' times are summed.
+    fn run_all(
+        &self,
+        backbones: &[Backbone],
+        records: &[Record],
+        cache: Option<&Path>,
+        quiet: bool,
+        skip: bool,
+    ) -> anyhow::Result<(Embeddings, Vec<SkippedImage>, f64, Option<Progress>)> {
+        let Some((first, rest)) = backbones.split_first() else {
+            anyhow::bail!("--backbone: no backbone given");
+        };
+        let (emb, skipped, mut seconds, mut last) = self.run(first, records, cache, quiet, skip)?;
+        if rest.is_empty() {
+            return Ok((emb, skipped, seconds, last));
+        }
+        let kept = without_skipped(records, &skipped);
+        let mut parts = vec![emb];
+        for bb in rest {
+            let (e, _, s, p) = self.run(bb, &kept, cache, quiet, false)?;
+            parts.push(e);
+            seconds += s;
+            last = match (last, p) {
+                (Some(a), Some(b)) => Some(Progress {
+                    cached: a.cached + b.cached,
+                    damaged: a.damaged + b.damaged,
+                    cache_time: a.cache_time + b.cache_time,
+                    decode_wait: a.decode_wait + b.decode_wait,
+                    network: a.network + b.network,
+                    ..b
+                }),
+                (a, b) => a.or(b),
+            };
+        }
+        let embeddings = reid_backbone::pipeline::concat_embeddings(&parts)?;
+        Ok((embeddings, skipped, seconds, last))
     }
 
     /// Embeds `records` with a progress bar; with `skip`, unreadable images
@@ -168,17 +285,71 @@ impl BackboneArgs {
         cache: Option<&Path>,
         quiet: bool,
         skip: bool,
-    ) -> anyhow::Result<(Embeddings, Vec<SkippedImage>, f64)> {
+    ) -> anyhow::Result<(Embeddings, Vec<SkippedImage>, f64, Option<Progress>)> {
         let params = self.extract_params(cache)?;
         let t = Instant::now();
         let pb = bar(records.len(), "embedding", quiet);
-        let progress = |p: Progress| pb.set_position(p.done as u64);
+        let mut last = None;
+        let progress = |p: Progress| {
+            pb.set_position(p.done as u64);
+            last = Some(p);
+        };
         let (embeddings, skipped) = if skip {
             extract_skipping(backbone, records, &params, progress)?
         } else {
             (extract(backbone, records, &params, progress)?, Vec::new())
         };
         pb.finish_and_clear();
-        Ok((embeddings, skipped, t.elapsed().as_secs_f64()))
+        Ok((embeddings, skipped, t.elapsed().as_secs_f64(), last))
+    }
+}
+
+/// `records` without those `skipped` names (in record order, as
+/// [`extract_skipping`] returns them).
+fn without_skipped(records: &[Record], skipped: &[SkippedImage]) -> Vec<Record> {
+    let mut bad = skipped.iter().map(|s| s.index).peekable();
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bad.next_if_eq(i).is_none())
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use clap::Parser;
+
+    use super::BackboneArgs;
+
+    #[derive(Parser)]
+    struct A {
+        #[command(flatten)]
+        model: BackboneArgs,
+    }
+
+    fn parse(args: &[&str]) -> BackboneArgs {
+        A::parse_from(std::iter::once("prog").chain(args.iter().copied())).model
+    }
+
+    /// `--backbone a+b` names an ensemble; what cannot be one is refused
+    /// before any weights are read.
+    #[test]
+    fn ensembles_are_named_with_plus() {
+        let one = parse(&["--backbone", "mobilenet_v2"]);
+        assert_eq!(one.names(), ["mobilenet_v2"]);
+        let two = parse(&["--backbone", "mobilenet_v2 + efficientnet_lite0"]);
+        assert_eq!(two.names(), ["mobilenet_v2", "efficientnet_lite0"]);
+        let e = two.builder().unwrap_err().to_string();
+        assert!(e.contains("an ensemble is not taken here"), "{e}");
+        let weighted = parse(&["--backbone", "a+b", "--weights", "w.safetensors"]);
+        let e = weighted.build_all().unwrap_err().to_string();
+        assert!(e.contains("--weights goes with one backbone"), "{e}");
+        let e = parse(&["--backbone", "a++b"])
+            .build_all()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an empty name"), "{e}");
     }
 }

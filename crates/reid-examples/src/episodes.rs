@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use ndarray::ArrayView2;
 use reid_core::{ParamGuard, Record};
-use reid_openset::{AdaptParams, Adaptation, OpensetError, SelfCalibrationParams};
+use reid_openset::{AdaptParams, Adaptation, Encounters, OpensetError, SelfCalibrationParams};
 use reid_pipeline::{
     AdaptChoice, DEFAULT_DBA, DEFAULT_QE, ValidOpenSetParams, choose_adaptation_staged,
     default_adapt_candidates, neighbourhood_candidates,
@@ -25,6 +25,21 @@ pub struct EpisodeArgs {
     /// Seed of the episodes.
     #[arg(long, default_value_t = 2025)]
     pub seed: u64,
+    /// What groups database photos into encounters, so that episodes hold
+    /// out whole encounters as known pseudo-queries, as real queries from
+    /// encounters the database lacks would be: `none` (single photos, the
+    /// default), `auto` (a `video` or `encounter` column when every
+    /// database photo has one, else single photos), `date`, or a column
+    /// name. Their episode scores then estimate such queries' score.
+    #[arg(long, default_value = "none", value_parser = encounters_arg)]
+    pub encounters: String,
+}
+
+/// `--encounters`: a name [`Encounters`] parses, or `none`.
+fn encounters_arg(s: &str) -> Result<String, String> {
+    s.parse::<Encounters>()
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
 }
 
 impl EpisodeArgs {
@@ -37,6 +52,28 @@ impl EpisodeArgs {
             .episodes(self.episodes)
             .seed(self.seed)
             .grid_steps(-0.2..=1.0, 240)
+            .encounters(self.encounters())
+    }
+
+    /// `--encounters`: `None` for `none`.
+    pub fn encounters(&self) -> Option<Encounters> {
+        match self.encounters.trim() {
+            "none" => None,
+            s => s.parse().ok(),
+        }
+    }
+
+    /// One line on what the episodes hold out for `records`' database.
+    pub fn encounters_summary(&self, records: &[Record]) -> String {
+        let db: Vec<Record> = records
+            .iter()
+            .filter(|r| r.split == Some(reid_core::SplitRole::Database))
+            .cloned()
+            .collect();
+        match self.encounters().and_then(|e| e.resolve(&db)) {
+            Some(e) => format!("episodes hold out whole encounters (by `{e}`)"),
+            None => "episodes hold out single photos".to_string(),
+        }
     }
 }
 
@@ -249,5 +286,49 @@ mod tests {
             names(&parse(&["--dba", "4", "--qe", "0"])),
             ["whiten(shrinkage 0.5) + dba 4 (alpha 1)"]
         );
+    }
+
+    /// `--encounters`: `none` (photos) by default, `auto` (the `video`
+    /// column where every database photo has one), checked up front.
+    #[test]
+    fn encounters_flag() {
+        use super::EpisodeArgs;
+        use reid_core::{Record, SplitRole};
+        use reid_openset::Encounters;
+        #[derive(Parser)]
+        struct E {
+            #[command(flatten)]
+            episodes: EpisodeArgs,
+        }
+        let parse =
+            |a: &[&str]| E::try_parse_from(std::iter::once("prog").chain(a.iter().copied()));
+        let auto = parse(&["--encounters", "auto"]).unwrap().episodes;
+        assert_eq!(auto.encounters(), Some(Encounters::Auto));
+        assert_eq!(
+            auto.params().check().unwrap().encounters(),
+            Some(&Encounters::Auto)
+        );
+        let none = parse(&[]).unwrap().episodes;
+        assert_eq!(none.encounters(), None);
+        assert_eq!(none.params().check().unwrap().encounters(), None);
+        let col = parse(&["--encounters", "visit"]).unwrap().episodes;
+        assert_eq!(col.encounters(), Some(Encounters::Column("visit".into())));
+        assert!(parse(&["--encounters", " "]).is_err());
+        // What the run says it holds out: only database photos count.
+        let rec = |split, video: Option<&str>| {
+            let mut r = Record::new("x", "x.jpg").with_split(split);
+            if let Some(v) = video {
+                r.attributes.insert("video".into(), v.into());
+            }
+            r
+        };
+        let records = [
+            rec(SplitRole::Database, Some("a")),
+            rec(SplitRole::Query, None),
+        ];
+        assert!(auto.encounters_summary(&records).contains("by `video`"));
+        assert!(none.encounters_summary(&records).contains("single photos"));
+        let no_video = [rec(SplitRole::Database, None)];
+        assert!(auto.encounters_summary(&no_video).contains("single photos"));
     }
 }

@@ -14,6 +14,9 @@
 //! - [`LocalArgs`]: local keypoint fusion (`--local 10,50`, ...).
 //! - [`OutputArgs`] and [`finish`]: the figures printed and reported after
 //!   an identification, the t-SNE plot, the match sheets and the report.
+//! - [`record_embedding`], [`record_identification`], [`timing_table`]:
+//!   where a run's time went, stage by stage (printed by [`finish`] and
+//!   written to `summary.json` as `stages`).
 //! - [`bar`], [`shared_dir`], [`load_options`].
 //!
 //! ```
@@ -34,6 +37,7 @@ mod backbone;
 mod episodes;
 mod local;
 mod output;
+mod timings;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -42,6 +46,10 @@ pub use episodes::{AdaptArgs, EpisodeArgs, adapt_summary, choice_summary};
 pub use local::{Keypoints, LocalArgs, best_index, cost_summary, keep_best_fusion};
 pub use output::{
     OutputArgs, finish, prepare_out_dir, prepare_out_file, print_evaluation, write_json,
+};
+pub use timings::{
+    record_embedding, record_extraction, record_fusion, record_identification, timing_table,
+    timings_json,
 };
 
 /// A progress bar of `len` steps labelled `what`, hidden when `quiet`.

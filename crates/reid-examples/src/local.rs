@@ -17,6 +17,8 @@ use reid_local::{
 use reid_openset::{Aggregate, FusionParams, PairScorer, Rule, ValidFusionParams};
 use reid_pipeline::{Identification, SourceCost, ValidOpenSetParams, fuse};
 
+use reid_eval::report::Report;
+
 use crate::bar;
 
 /// A local matcher that can join cosine in the fusion.
@@ -327,7 +329,9 @@ impl LocalArgs {
     /// itself), else the fusion of cosine with every `--local` matcher under
     /// each of `fusions` (from [`LocalArgs::fusions`]), keeping the
     /// one whose episode score on the database is highest (the smaller
-    /// shortlist of equals). Prints what each cost and scored.
+    /// shortlist of equals). Prints what each cost and scored, and records
+    /// the stages' times in `report` when given.
+    #[allow(clippy::too_many_arguments)]
     pub fn refine(
         &self,
         fusions: &[ValidFusionParams],
@@ -336,6 +340,7 @@ impl LocalArgs {
         embeddings: ArrayView2<'_, f32>,
         params: &ValidOpenSetParams,
         quiet: bool,
+        mut report: Option<&mut Report>,
     ) -> anyhow::Result<Option<Identification>> {
         if fusions.is_empty() {
             return Ok(None);
@@ -343,6 +348,9 @@ impl LocalArgs {
         let kp = self.keypoints(records, quiet)?;
         for s in &kp.sources {
             println!("{}", s.summary(&kp.cache));
+            if let Some(r) = report.as_deref_mut() {
+                r.timing(format!("local features ({})", s.kind.name()), s.seconds);
+            }
         }
         let scorers = kp.scorers();
         let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
@@ -350,7 +358,7 @@ impl LocalArgs {
         for fusion in fusions {
             let t = Instant::now();
             let fused = fuse(cosine, records, embeddings, params, &refs, fusion)?;
-            let report = fused
+            let fr = fused
                 .fusion
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("the fused identification has no fusion report"))?;
@@ -358,11 +366,15 @@ impl LocalArgs {
                 "fused with cosine at shortlist B = {} in {:.1} s: episode score {:.3} on the database",
                 fusion.shortlist(),
                 t.elapsed().as_secs_f64(),
-                report.episode_score()
+                fr.episode_score()
             );
-            println!("  sources combined by: {}", report.combine_summary());
-            for c in &report.sources {
+            println!("  sources combined by: {}", fr.combine_summary());
+            for c in &fr.sources {
                 println!("{}", cost_summary(c, fused.queries.len()));
+            }
+            if let Some(r) = report.as_deref_mut() {
+                let name = format!("fusion B = {}", fusion.shortlist());
+                crate::record_fusion(r, &name, &fused.seconds);
             }
             all.push(fused);
         }

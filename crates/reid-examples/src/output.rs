@@ -97,7 +97,8 @@ pub fn print_evaluation(
 /// match sheets into `out`,
 /// and writes the report there, with the time since `start`, and
 /// `<out>/summary.json` ([`reid_pipeline::Summary`]: score, BAKS, BAUS,
-/// top-1, mAP and seconds, overall and `per_dataset`).
+/// top-1, mAP and seconds, overall and `per_dataset`; and `stages`, the
+/// report's timings in order, also printed as a table).
 #[allow(clippy::too_many_arguments)]
 pub fn finish(
     report: &mut Report,
@@ -147,10 +148,15 @@ pub fn finish(
         );
     }
     report.timing_since("total", start);
+    println!("\nwhere the time went:\n{}", crate::timing_table(report));
     let (json, html) = write_report(report, out)?;
     let summary = evaluation.summary(records, ident, start.elapsed().as_secs_f64());
     let path = out.join("summary.json");
-    write_json(&path, &serde_json::to_value(&summary)?)?;
+    let mut value = serde_json::to_value(&summary)?;
+    if let Some(o) = value.as_object_mut() {
+        o.insert("stages".into(), crate::timings_json(report));
+    }
+    write_json(&path, &value)?;
     println!(
         "report: {} and {}; figures: {}",
         html.display(),

@@ -14,6 +14,18 @@
 //!    whole in the gallery: a singleton is therefore either pseudo-new or
 //!    gallery, never a known query.
 //!
+//! With [`SelfCalibrationParams::encounters`] (photos grouped into
+//! encounters: a video, a visit, a day), step 2 holds out whole encounters
+//! instead of single photos, as real queries come from encounters the
+//! database lacks (a cow filmed in another video, a turtle photographed in
+//! another year): of a known identity with two or more encounters, whole
+//! encounters in shuffled order become pseudo-queries until
+//! `round(query_fraction * m)` photos are reached (at least one encounter,
+//! never all); an identity with one encounter stays whole in the gallery,
+//! and the identity kept known is one with two or more encounters. A photo
+//! without the key is an encounter of its own. When no identity has two
+//! encounters the episodes fall back to single photos.
+//!
 //! Episode `e` draws from the ChaCha8 stream `e` of the seed. The thresholds
 //! ([`crate::threshold`]), probability calibrators ([`crate::probability`])
 //! and fusions ([`crate::fusion`]) are all fitted on these episodes.
@@ -30,6 +42,80 @@ use reid_index::Gallery;
 use crate::adapt::{ValidAdaptParams, adapt_split};
 use crate::decision::Rule;
 use crate::{OpensetError, Result, check};
+
+/// What groups a database's photos into encounters (photos taken
+/// together, which a real query never shares with the database).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Encounters {
+    /// The first of the columns `video` and `encounter` that every photo of
+    /// the database (of the group calibrated) has; none if neither.
+    Auto,
+    /// The `date` column: the photos of one day are one encounter.
+    Date,
+    /// A metadata column kept in [`reid_core::Record::attributes`] (e.g.
+    /// `video`): the photos of one value are one encounter.
+    Column(String),
+}
+
+impl Encounters {
+    /// The columns [`Encounters::Auto`] looks for, in order.
+    pub const AUTO_COLUMNS: [&'static str; 2] = ["video", "encounter"];
+
+    /// The encounter of `record`, if it has the key (never for `Auto`:
+    /// resolve it first with [`Encounters::resolve`]).
+    pub fn key(&self, record: &reid_core::Record) -> Option<String> {
+        match self {
+            Encounters::Auto => None,
+            Encounters::Date => record.date.map(|d| d.to_string()),
+            Encounters::Column(c) => record.attributes.get(c).filter(|v| !v.is_empty()).cloned(),
+        }
+    }
+
+    /// What groups `records` into encounters: `Auto` becomes the first of
+    /// [`Encounters::AUTO_COLUMNS`] that every record has (`None` if
+    /// neither); the others stay themselves.
+    pub fn resolve(&self, records: &[reid_core::Record]) -> Option<Encounters> {
+        match self {
+            Encounters::Auto => Self::AUTO_COLUMNS
+                .iter()
+                .map(|c| Encounters::Column((*c).to_string()))
+                .find(|e| !records.is_empty() && records.iter().all(|r| e.key(r).is_some())),
+            other => Some(other.clone()),
+        }
+    }
+
+    /// `auto`, `date`, or the column's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Encounters::Auto => "auto",
+            Encounters::Date => "date",
+            Encounters::Column(c) => c,
+        }
+    }
+}
+
+impl std::str::FromStr for Encounters {
+    type Err = OpensetError;
+
+    /// `auto`, `date`, or a column name.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "" => Err(OpensetError::InvalidParam {
+                name: "encounters",
+                reason: "an empty column name".into(),
+            }),
+            "auto" => Ok(Encounters::Auto),
+            "date" => Ok(Encounters::Date),
+            c => Ok(Encounters::Column(c.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for Encounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Settings of the episodes and of the thresholds tried on them; checked by
 /// [`ParamGuard::check`] into [`ValidSelfCalibrationParams`].
@@ -55,6 +141,7 @@ pub struct SelfCalibrationParams {
     seed: u64,
     grid: Vec<f32>,
     adapt: Option<ValidAdaptParams>,
+    encounters: Option<Encounters>,
 }
 
 /// Checked [`SelfCalibrationParams`] (grid sorted and deduplicated).
@@ -72,6 +159,7 @@ impl Default for SelfCalibrationParams {
             seed: 0,
             grid: linear_grid(-1.0..=1.0, 200),
             adapt: None,
+            encounters: None,
         }
     }
 }
@@ -117,6 +205,10 @@ impl SelfCalibrationParams {
         /// pseudo-gallery (never on its pseudo-queries) before the episode
         /// is searched ([`episode_view`]); default none.
         adapt: Option<ValidAdaptParams>,
+
+        /// Hold out whole encounters as known pseudo-queries (see the
+        /// [module documentation](self)); default none: single photos.
+        encounters: Option<Encounters>,
     }
     /// The thresholds tried: `steps + 1` evenly spaced values over `range`.
     #[must_use]
@@ -185,6 +277,10 @@ impl ValidSelfCalibrationParams {
     pub fn adapt(&self) -> Option<&ValidAdaptParams> {
         self.0.adapt.as_ref()
     }
+    /// What groups photos into encounters, if anything.
+    pub fn encounters(&self) -> Option<&Encounters> {
+        self.0.encounters.as_ref()
+    }
     /// The thresholds tried, ascending.
     pub fn grid(&self) -> &[f32] {
         &self.0.grid
@@ -235,6 +331,22 @@ pub fn simulate_episodes<S: AsRef<str>>(
             "no identity has two images, so no known pseudo-query can be formed".into(),
         ));
     }
+    // Each photo its own encounter: the shared draw takes whole photos.
+    let units: Vec<Vec<Vec<usize>>> = ids
+        .iter()
+        .map(|rows| rows.iter().map(|&r| vec![r]).collect())
+        .collect();
+    Ok(draw_episodes(&units, params))
+}
+
+/// The episodes of `params` over identities made of encounters (`ids[i]`:
+/// identity `i`'s encounters, each a list of rows; at least two identities,
+/// one of them with two encounters): see the [module documentation](self).
+/// With one photo per encounter this is the photo-level draw: shuffling
+/// encounters draws the same permutation as shuffling photos, and taking
+/// whole encounters up to `round(query_fraction * m)` photos, never the
+/// last, takes that many photos clamped to `1..=m-1`.
+fn draw_episodes(ids: &[Vec<Vec<usize>>], params: &ValidSelfCalibrationParams) -> Vec<Episode> {
     let n_ids = ids.len();
     let n_new = ((params.new_fraction() * n_ids as f64).round() as usize).clamp(1, n_ids - 1);
     let mut out = Vec::with_capacity(params.episodes());
@@ -243,11 +355,12 @@ pub fn simulate_episodes<S: AsRef<str>>(
         rng.set_stream(e as u64);
         let mut order: Vec<usize> = (0..n_ids).collect();
         order.shuffle(&mut rng);
-        // The first identity (in shuffled order) with two images stays known.
+        // The first identity (in shuffled order) with two encounters stays
+        // known.
         let reserved = order
             .iter()
             .copied()
-            .find(|&i| ids.get(i).is_some_and(|r| r.len() >= 2));
+            .find(|&i| ids.get(i).is_some_and(|g| g.len() >= 2));
         let new_ids: Vec<usize> = order
             .iter()
             .copied()
@@ -256,19 +369,25 @@ pub fn simulate_episodes<S: AsRef<str>>(
             .collect();
         let mut gallery = Vec::new();
         let mut queries: Vec<(usize, bool)> = Vec::new();
-        for (i, rows) in ids.iter().enumerate() {
+        for (i, groups) in ids.iter().enumerate() {
             if new_ids.contains(&i) {
-                queries.extend(rows.iter().map(|&r| (r, true)));
-            } else if rows.len() >= 2 {
-                let m = rows.len();
-                let nq = ((params.query_fraction() * m as f64).round() as usize).clamp(1, m - 1);
-                let mut shuffled = (*rows).clone();
+                queries.extend(groups.iter().flatten().map(|&r| (r, true)));
+            } else if groups.len() >= 2 {
+                let m: usize = groups.iter().map(Vec::len).sum();
+                let want = ((params.query_fraction() * m as f64).round() as usize).max(1);
+                let mut shuffled: Vec<&Vec<usize>> = groups.iter().collect();
                 shuffled.shuffle(&mut rng);
-                let (q, g) = shuffled.split_at(nq);
-                queries.extend(q.iter().map(|&r| (r, false)));
-                gallery.extend_from_slice(g);
+                let mut taken = 0;
+                for (k, g) in shuffled.iter().enumerate() {
+                    if taken < want && k + 1 < shuffled.len() {
+                        queries.extend(g.iter().map(|&r| (r, false)));
+                        taken += g.len();
+                    } else {
+                        gallery.extend_from_slice(g);
+                    }
+                }
             } else {
-                gallery.extend_from_slice(rows);
+                gallery.extend(groups.iter().flatten());
             }
         }
         gallery.sort_unstable();
@@ -279,7 +398,79 @@ pub fn simulate_episodes<S: AsRef<str>>(
             is_new: queries.iter().map(|&(_, n)| n).collect(),
         });
     }
-    Ok(out)
+    out
+}
+
+/// The episodes of `params` over the rows of `gallery` (labels `labels`,
+/// one per row): by encounter when the params name one
+/// ([`simulate_episodes_in_encounters`] with each record's key), else by
+/// photo ([`simulate_episodes`]).
+pub(crate) fn gallery_episodes<S: AsRef<str>>(
+    gallery: &Gallery,
+    labels: &[S],
+    params: &ValidSelfCalibrationParams,
+) -> Result<Vec<Episode>> {
+    match params
+        .encounters()
+        .and_then(|e| e.resolve(gallery.records()))
+    {
+        None => simulate_episodes(labels, params),
+        Some(e) => {
+            let keys: Vec<Option<String>> = gallery.records().iter().map(|r| e.key(r)).collect();
+            simulate_episodes_in_encounters(labels, &keys, params)
+        }
+    }
+}
+
+/// [`simulate_episodes`] holding out whole encounters: `encounters[i]` is
+/// row `i`'s encounter (`None`: a photo on its own). Of each known
+/// identity with two or more encounters, whole encounters in shuffled
+/// order become pseudo-queries until `round(query_fraction * m)` of its `m`
+/// photos are reached (at least one encounter, never all); an identity
+/// with one encounter stays whole in the gallery. When no identity has two
+/// encounters, the photo-level episodes of [`simulate_episodes`].
+///
+/// ```
+/// use reid_openset::{ParamGuard, SelfCalibrationParams, simulate_episodes_in_encounters};
+/// // a: two videos (v1: rows 0, 1; v2: row 2); b: one video; c: one photo.
+/// let labels = ["a", "a", "a", "b", "b", "c"];
+/// let video = ["v1", "v1", "v2", "v3", "v3", "v4"].map(|v| Some(v.to_string()));
+/// let p = SelfCalibrationParams::default().new_fraction(0.3).episodes(4).check()?;
+/// for ep in simulate_episodes_in_encounters(&labels, &video, &p)? {
+///     // Known pseudo-queries are a's, never b's one video: v1 or v2 whole.
+///     let known: Vec<usize> = ep.queries.iter().zip(&ep.is_new)
+///         .filter(|(_, n)| !**n).map(|(q, _)| *q).collect();
+///     assert!(known == [0, 1] || known == [2], "{known:?}");
+/// }
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+pub fn simulate_episodes_in_encounters<S: AsRef<str>, T: AsRef<str>>(
+    labels: &[S],
+    encounters: &[Option<T>],
+    params: &ValidSelfCalibrationParams,
+) -> Result<Vec<Episode>> {
+    check::same_len("encounters", labels.len(), encounters.len())?;
+    // Each identity's rows, grouped by encounter (in order of first row).
+    let mut by_id: BTreeMap<&str, Vec<Vec<usize>>> = BTreeMap::new();
+    let mut slot: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (i, (l, e)) in labels.iter().zip(encounters).enumerate() {
+        let groups = by_id.entry(l.as_ref()).or_default();
+        match e {
+            Some(e) => {
+                let k = *slot.entry((l.as_ref(), e.as_ref())).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[k].push(i);
+            }
+            None => groups.push(vec![i]),
+        }
+    }
+    let ids: Vec<Vec<Vec<usize>>> = by_id.into_values().collect();
+    if ids.len() < 2 || !ids.iter().any(|g| g.len() >= 2) {
+        return simulate_episodes(labels, params);
+    }
+    Ok(draw_episodes(&ids, params))
 }
 
 /// A query of an episode, reduced to what threshold scoring needs.

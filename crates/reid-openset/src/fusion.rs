@@ -23,8 +23,8 @@ use reid_index::{Gallery, TopK, exact_topk};
 
 use crate::decision::{Rule, Thresholds};
 use crate::episodes::{
-    EpisodeQuery, ValidSelfCalibrationParams, episode_view, identity_numbers, labels,
-    simulate_episodes,
+    EpisodeQuery, ValidSelfCalibrationParams, episode_view, gallery_episodes, identity_numbers,
+    labels,
 };
 use crate::probability::{CalibrationMethod, Calibrator};
 use crate::stack::LogisticStack;
@@ -643,7 +643,8 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     let mut skipped = BTreeMap::new();
     for (name, idx) in rows_by_group(gallery, groups)? {
         let sub_labels: Vec<&str> = idx.iter().map(|&r| labels[r]).collect();
-        let eps = match simulate_episodes(&sub_labels, episodes) {
+        let sub = gallery.select_rows(&idx)?;
+        let eps = match gallery_episodes(&sub, &sub_labels, episodes) {
             Ok(mut e) => {
                 if let Some(n) = params.calibration_episodes() {
                     e.truncate(n);
@@ -656,7 +657,6 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
             }
             Err(e) => return Err(e),
         };
-        let sub = gallery.select_rows(&idx)?;
         let mut lists = Vec::with_capacity(eps.len());
         for ep in &eps {
             let (pseudo, q) = episode_view(&sub, &sub_labels, ep, episodes.adapt())?;

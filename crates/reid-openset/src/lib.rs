@@ -80,7 +80,8 @@ pub use decision::{
     ValidDecisionParams, decide, decide_topk,
 };
 pub use episodes::{
-    Episode, SelfCalibrationParams, ValidSelfCalibrationParams, linear_grid, simulate_episodes,
+    Encounters, Episode, SelfCalibrationParams, ValidSelfCalibrationParams, linear_grid,
+    simulate_episodes, simulate_episodes_in_encounters,
 };
 pub use error::{OpensetError, Result};
 pub use fusion::{

@@ -27,7 +27,7 @@ use reid_index::Gallery;
 
 use crate::decision::Rule;
 use crate::episodes::{
-    ValidSelfCalibrationParams, identity_numbers, labels, run_episode, simulate_episodes,
+    ValidSelfCalibrationParams, gallery_episodes, identity_numbers, labels, run_episode,
 };
 use crate::{OpensetError, Result, check};
 
@@ -337,7 +337,7 @@ pub fn database_samples(
 ) -> Result<CalibrationSamples> {
     rule.validate()?;
     let labels = labels(gallery)?;
-    let episodes = simulate_episodes(&labels, params)?;
+    let episodes = gallery_episodes(gallery, &labels, params)?;
     let ids = identity_numbers(&labels);
     let mut out = CalibrationSamples {
         scores: Vec::new(),

@@ -25,8 +25,8 @@ use reid_index::Gallery;
 
 use crate::decision::{Rule, Thresholds};
 use crate::episodes::{
-    EpisodeQuery, ValidSelfCalibrationParams, episode_score, identity_numbers, labels, run_episode,
-    simulate_episodes,
+    EpisodeQuery, ValidSelfCalibrationParams, episode_score, gallery_episodes, identity_numbers,
+    labels, run_episode,
 };
 use crate::{OpensetError, Result};
 
@@ -229,7 +229,7 @@ fn group_curves(
 ) -> Result<Vec<EpisodeCurve>> {
     rule.validate()?;
     let labels = labels(gallery)?;
-    let episodes = simulate_episodes(&labels, params)?;
+    let episodes = gallery_episodes(gallery, &labels, params)?;
     let identity_of = identity_numbers(&labels);
     let runs = episodes
         .iter()

@@ -198,3 +198,160 @@ fn databases_that_cannot_form_episodes() {
         assert!(ep.is_new[new_row]);
     }
 }
+
+/// Episodes by encounter: known pseudo-queries are whole encounters that
+/// the pseudo-gallery never shares, an identity's last encounter stays in
+/// the gallery, an identity of one encounter is never a known query, and
+/// the query share follows `query_fraction` in whole encounters.
+#[test]
+fn episodes_by_encounter_hold_out_whole_encounters() {
+    use reid_openset::simulate_episodes_in_encounters;
+    // 10 identities: identity k has k % 4 + 1 videos of 1..=3 photos each.
+    let mut labels = Vec::new();
+    let mut video = Vec::new();
+    for k in 0..10 {
+        for v in 0..(k % 4 + 1) {
+            for _ in 0..(1 + (k + v) % 3) {
+                labels.push(format!("id{k}"));
+                video.push(Some(format!("id{k}-v{v}")));
+            }
+        }
+    }
+    let params = common::episodes(0.3, 0.5, 12, 5, vec![0.5]);
+    let eps = simulate_episodes_in_encounters(&labels, &video, &params).unwrap();
+    assert_eq!(eps.len(), 12);
+    let n_videos = |id: &str| {
+        video
+            .iter()
+            .zip(&labels)
+            .filter(|(_, l)| *l == id)
+            .map(|(v, _)| v.clone())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    for ep in &eps {
+        let g_videos: BTreeSet<&str> = ep
+            .gallery
+            .iter()
+            .map(|&r| video[r].as_deref().unwrap())
+            .collect();
+        let g_ids: BTreeSet<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+        let mut known_queries = 0;
+        for (&q, &new) in ep.queries.iter().zip(&ep.is_new) {
+            let (id, v) = (labels[q].as_str(), video[q].as_deref().unwrap());
+            // No query shares an encounter with the gallery.
+            assert!(!g_videos.contains(v), "{v} in both");
+            assert_eq!(new, !g_ids.contains(id));
+            if !new {
+                known_queries += 1;
+                assert!(n_videos(id) >= 2, "{id} has one video but is a known query");
+            }
+        }
+        assert!(known_queries > 0);
+        // Every row is used once.
+        let mut all: Vec<usize> = ep.gallery.iter().chain(&ep.queries).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
+    }
+    // Identity 3 (4 videos of 1, 2, 3, 1 photos: 7 photos) is known in some
+    // episode; there round(0.5 × 7) = 4 photos are wanted, so whole videos
+    // are taken until at least 4 photos, never all four videos.
+    let id3: Vec<usize> = (0..labels.len()).filter(|&r| labels[r] == "id3").collect();
+    let mut seen_known = false;
+    for ep in &eps {
+        let q: Vec<usize> = ep
+            .queries
+            .iter()
+            .copied()
+            .filter(|r| id3.contains(r))
+            .collect();
+        if q.len() == id3.len() {
+            continue; // pseudo-new
+        }
+        seen_known = true;
+        let videos: BTreeSet<&str> = q.iter().map(|&r| video[r].as_deref().unwrap()).collect();
+        assert!((1..=3).contains(&videos.len()), "{videos:?}");
+        assert!(q.len() >= 4 || videos.len() == 3, "{} photos", q.len());
+    }
+    assert!(seen_known);
+    // Seeded: the same again.
+    assert_eq!(
+        eps,
+        simulate_episodes_in_encounters(&labels, &video, &params).unwrap()
+    );
+
+    // Photos without a key are encounters of their own: every identity of
+    // two or more photos can then give known queries, as by photo.
+    let none: Vec<Option<String>> = vec![None; labels.len()];
+    let by_photo = simulate_episodes_in_encounters(&labels, &none, &params).unwrap();
+    for ep in &by_photo {
+        let g_ids: BTreeSet<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+        // Identity 0 (one video of one photo) is never a known query; a
+        // known query of identity 4 (one video of 2 photos) now can be.
+        for &q in &ep.queries {
+            if labels[q] == "id0" {
+                assert!(!g_ids.contains("id0"));
+            }
+        }
+    }
+    assert!(by_photo.iter().any(|ep| {
+        let g: BTreeSet<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+        ep.queries.iter().any(|&q| labels[q] == "id4") && g.contains("id4")
+    }));
+    assert!(!eps.iter().any(|ep| {
+        let g: BTreeSet<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+        ep.queries.iter().any(|&q| labels[q] == "id4") && g.contains("id4")
+    }));
+    // When no identity has two encounters, the photo-level episodes.
+    let one_video: Vec<Option<String>> = labels.iter().map(|l| Some(l.clone())).collect();
+    assert_eq!(
+        simulate_episodes_in_encounters(&labels, &one_video, &params).unwrap(),
+        simulate_episodes(&labels, &params).unwrap()
+    );
+    // One key per label.
+    assert!(matches!(
+        simulate_episodes_in_encounters(&labels, &none[1..], &params),
+        Err(OpensetError::Length {
+            what: "encounters",
+            ..
+        })
+    ));
+}
+
+/// `auto` finds the `video` (else `encounter`) column only when every
+/// photo has it; names parse; a record's key is its column's value.
+#[test]
+fn encounters_resolve_and_parse() {
+    use reid_core::Record;
+    use reid_openset::Encounters;
+    let with = |k: &str, v: &str| {
+        let mut r = Record::new("x", "x.jpg");
+        r.attributes.insert(k.into(), v.into());
+        r
+    };
+    let videos = [with("video", "a"), with("video", "b")];
+    let col = |c: &str| Some(Encounters::Column(c.into()));
+    assert_eq!(Encounters::Auto.resolve(&videos), col("video"));
+    let mixed = [with("video", "a"), with("encounter", "e")];
+    assert_eq!(Encounters::Auto.resolve(&mixed), None);
+    let enc = [with("encounter", "e"), with("encounter", "f")];
+    assert_eq!(Encounters::Auto.resolve(&enc), col("encounter"));
+    let empty_value = [with("video", "a"), with("video", "")];
+    assert_eq!(Encounters::Auto.resolve(&empty_value), None);
+    assert_eq!(Encounters::Auto.resolve(&[]), None);
+    assert_eq!(Encounters::Date.resolve(&videos), Some(Encounters::Date));
+    assert_eq!("auto".parse::<Encounters>().unwrap(), Encounters::Auto);
+    assert_eq!("date".parse::<Encounters>().unwrap(), Encounters::Date);
+    assert_eq!(
+        "video".parse::<Encounters>().unwrap(),
+        Encounters::Column("video".into())
+    );
+    assert!(" ".parse::<Encounters>().is_err());
+    assert_eq!(
+        Encounters::Column("video".into())
+            .key(&videos[1])
+            .as_deref(),
+        Some("b")
+    );
+    assert_eq!(Encounters::Date.key(&videos[1]), None);
+}

@@ -548,3 +548,74 @@ fn default_threshold_by_hand_with_even_ties() {
         );
     }
 }
+
+/// The encounters named in the episode settings reach the episodes the
+/// calibration draws: on a database whose photos of one video are near
+/// copies (cosine ≈ 1) while two videos of one animal meet at cosine ≈ 0.5,
+/// photo-level episodes score known pseudo-queries by their copy, and
+/// episodes by `video` by another video of the animal, as a real query
+/// from a new video would be.
+#[test]
+fn calibration_samples_follow_the_encounters() {
+    use reid_openset::probability::database_samples;
+    use reid_openset::{Encounters, ParamGuard, Rule, SelfCalibrationParams};
+    const D: usize = 64;
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    let mut records = Vec::new();
+    for id in 0..8 {
+        for v in 0..3 {
+            // Identity axis id, video axis 8 + 3·id + v: cos between
+            // videos of one animal 0.5, between animals 0.
+            let mut x = vec![0.0f32; D];
+            x[id] = 1.0;
+            x[8 + 3 * id + v] = 1.0;
+            for p in 0..2 {
+                let mut y = x.clone();
+                y[D - 1] = 0.01 * p as f32;
+                let n = y.iter().map(|a| a * a).sum::<f32>().sqrt();
+                rows.push(y.iter().map(|a| a / n).collect());
+                let mut r = Record::new(format!("{id}-{v}-{p}"), "x.jpg");
+                r.identity = Some(format!("id{id}"));
+                r.attributes.insert("video".into(), format!("{id}-{v}"));
+                records.push(r);
+            }
+        }
+    }
+    let x = Array2::from_shape_fn((rows.len(), D), |(i, j)| rows[i][j]);
+    let g = Gallery::from_parts("m", x.view(), records).unwrap();
+    let known_scores = |enc: Option<Encounters>| {
+        let p = SelfCalibrationParams::default()
+            .new_fraction(0.25)
+            .query_fraction(0.3)
+            .episodes(6)
+            .seed(3)
+            .encounters(enc)
+            .check()
+            .unwrap();
+        let s = database_samples(&g, &Rule::Top1, &p).unwrap();
+        let known: Vec<f32> = s
+            .scores
+            .iter()
+            .zip(&s.is_new)
+            .filter(|(_, n)| !**n)
+            .map(|(v, _)| *v)
+            .collect();
+        assert!(!known.is_empty());
+        known
+    };
+    // By photo, most known pseudo-queries find their video's copy.
+    let by_photo = known_scores(None);
+    let copies = by_photo.iter().filter(|&&v| v > 0.99).count();
+    assert!(copies * 2 > by_photo.len(), "{by_photo:?}");
+    // By video (named, or found by `auto`), none can: every one is 0.5.
+    for enc in [
+        Some(Encounters::Column("video".into())),
+        Some(Encounters::Auto),
+    ] {
+        let by_video = known_scores(enc);
+        assert!(
+            by_video.iter().all(|&v| (v - 0.5).abs() < 1e-3),
+            "{by_video:?}"
+        );
+    }
+}

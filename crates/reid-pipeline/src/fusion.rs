@@ -261,6 +261,7 @@ pub fn fuse(
     // dataset's calibrators.
     let q_emb = working.select(Axis(0), &split.queries);
     let parts = search_by_scope(&split, database, q_emb.view(), fusion.shortlist())?;
+    let search_seconds = queries_start.elapsed().as_secs_f64();
     let mut query_cost = vec![(0usize, 0.0f64); scorers.len()];
     let mut fused_parts = Vec::with_capacity(parts.len());
     let mut source_probabilities = vec![vec![Vec::new(); scorers.len() + 1]; split.queries.len()];
@@ -357,9 +358,18 @@ pub fn fuse(
             sources,
             source_probabilities,
         }),
-        seconds: StageSeconds {
-            database: cosine.seconds.database + database_seconds,
-            queries: queries_start.elapsed().as_secs_f64(),
+        seconds: {
+            let queries = queries_start.elapsed().as_secs_f64();
+            let local: f64 = query_cost.iter().map(|c| c.1).sum();
+            StageSeconds {
+                database: cosine.seconds.database + database_seconds,
+                queries,
+                fusion_calibration: database_seconds,
+                search: search_seconds,
+                local,
+                decide: (queries - search_seconds - local).max(0.0),
+                ..cosine.seconds
+            }
         },
         ..cosine.clone()
     })

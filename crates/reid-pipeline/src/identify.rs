@@ -68,10 +68,28 @@ pub struct Identification {
 /// searching, deciding, new ids; after a fusion, its re-ranking instead).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct StageSeconds {
-    /// Seconds on the database alone.
+    /// Seconds on the database alone: `projection` + `calibration` +
+    /// `fusion_calibration` and the bookkeeping around them.
     pub database: f64,
-    /// Seconds for the queries.
+    /// Seconds for the queries: `search` + `local` + `decide`.
     pub queries: f64,
+    /// Of `database`: fitting the projection on the database and
+    /// projecting every embedding (0 without a projection).
+    pub projection: f64,
+    /// Of `database`: the self-calibration episodes that choose each
+    /// dataset's cosine threshold (0 with a fixed threshold).
+    pub calibration: f64,
+    /// Of `database`: calibrating the fusion on database pairs (0 without
+    /// a fusion).
+    pub fusion_calibration: f64,
+    /// Of `queries`: searching each query's database (its shortlist).
+    pub search: f64,
+    /// Of `queries`: the local matchers scoring the shortlisted pairs (0
+    /// without a fusion).
+    pub local: f64,
+    /// Of `queries`: fusing, deciding known / new and naming the new
+    /// animals.
+    pub decide: f64,
 }
 
 impl Identification {
@@ -236,12 +254,17 @@ pub fn identify(
         .adapt()
         .map(|a| adapt_embeddings(records, embeddings, &split, a))
         .transpose()?;
+    let projection_seconds = match &adapted {
+        Some(_) => start.elapsed().as_secs_f64(),
+        None => 0.0,
+    };
     let working = adapted
         .as_ref()
         .map_or(embeddings.view(), |a| a.embeddings.view());
     let database = split.database_gallery(records, working)?;
     let q = working.select(Axis(0), &split.queries);
 
+    let calibration_start = Instant::now();
     let (thresholds, calibration) = match &params.fixed {
         Some(t) => (t.clone(), None),
         None => {
@@ -262,10 +285,16 @@ pub fn identify(
             (t, Some(cal))
         }
     };
+    let calibration_seconds = match &calibration {
+        Some(_) => calibration_start.elapsed().as_secs_f64(),
+        None => 0.0,
+    };
     let database_seconds = start.elapsed().as_secs_f64();
     let queries_start = Instant::now();
     let k = params.shortlist.max(params.rule.neighbours());
     let parts = search_by_scope(&split, &database, q.view(), k)?;
+    let search_seconds = queries_start.elapsed().as_secs_f64();
+    let decide_start = Instant::now();
     let dp = DecisionParams::new(thresholds.clone())
         .rule(params.rule)
         .check()?;
@@ -274,6 +303,9 @@ pub fn identify(
             Ok(dp.clone())
         })?;
     let final_ids = final_ids(&predictions, &split.scopes, q.view(), &thresholds, params)?;
+    // The part first, then the whole, so the parts never exceed it.
+    let decide_seconds = decide_start.elapsed().as_secs_f64();
+    let queries_seconds = queries_start.elapsed().as_secs_f64();
     Ok(Identification {
         database: split.database,
         queries: split.queries,
@@ -288,7 +320,12 @@ pub fn identify(
         adapted,
         seconds: StageSeconds {
             database: database_seconds,
-            queries: queries_start.elapsed().as_secs_f64(),
+            queries: queries_seconds,
+            projection: projection_seconds,
+            calibration: calibration_seconds,
+            search: search_seconds,
+            decide: decide_seconds,
+            ..StageSeconds::default()
         },
     })
 }

@@ -54,6 +54,11 @@ fn decisions_new_ids_and_scores_by_hand() {
         .check()
         .unwrap();
     let job = identify(&records, emb.view(), &params).unwrap();
+    // A fixed threshold: no self-calibration, no projection.
+    assert_eq!(
+        (job.seconds.calibration, job.seconds.projection),
+        (0.0, 0.0)
+    );
     assert_eq!(job.database, vec![0, 1, 2, 3]);
     assert_eq!(job.queries, vec![4, 5, 6, 7, 8]);
     assert_eq!(job.scope_names(), vec!["x"; 5]);
@@ -250,6 +255,24 @@ fn fused_job_self_calibrates_a_second_source() {
     }
     // The new animals get new ids (grouped by cosine, which is random here).
     assert!(job.final_ids[8..].iter().all(|id| id.starts_with("new_")));
+    // Where the time went: the parts sit inside their totals, the fusion
+    // keeps the cosine job's database stages and adds its own.
+    let (c, f) = (&global.seconds, &job.seconds);
+    assert_eq!(
+        (c.projection, c.fusion_calibration, c.local),
+        (0.0, 0.0, 0.0)
+    );
+    assert!(c.calibration > 0.0 && c.calibration <= c.database, "{c:?}");
+    assert!(c.search + c.decide <= c.queries + 1e-6, "{c:?}");
+    assert!(f.fusion_calibration > 0.0 && f.local > 0.0, "{f:?}");
+    assert!(
+        f.projection + f.calibration + f.fusion_calibration <= f.database + 1e-6,
+        "{f:?}"
+    );
+    assert!(
+        (f.search + f.local + f.decide - f.queries).abs() < 1e-9,
+        "{f:?}"
+    );
     let report = job.fusion.as_ref().unwrap();
     assert_eq!(report.shortlist, 48);
     assert_eq!(report.query_pairs, 12 * 48);

@@ -274,6 +274,10 @@ fn the_projection_is_fitted_per_site_on_the_database_alone() {
             .check()
             .unwrap();
         let out = identify(&records, emb.view(), &params).unwrap();
+        // The fit is timed as the projection's stage, before calibration.
+        let t = &out.seconds;
+        assert!(t.projection > 0.0, "{t:?}");
+        assert!(t.projection + t.calibration <= t.database, "{t:?}");
         let mut other = emb.clone();
         for (k, &q) in out.queries.iter().enumerate() {
             other.row_mut(q).fill(0.0);

@@ -396,6 +396,7 @@ fn decide(
         new_fraction: 0.3,
         query_fraction: 0.3,
         seed: 2025,
+        encounters: "none".into(),
     };
     if let Some(t) = fixed {
         let params = OpenSetParams::default().fixed_threshold(Some(t)).check()?;
@@ -412,7 +413,7 @@ fn decide(
     let cosine = identify(records, m.view(), &openset)?;
     let local = config.local_args()?;
     let fusions = local.fusions()?;
-    let fused = local.refine(&fusions, &cosine, records, m.view(), &openset, quiet)?;
+    let fused = local.refine(&fusions, &cosine, records, m.view(), &openset, quiet, None)?;
     Ok(fused.unwrap_or(cosine))
 }
 

@@ -207,7 +207,7 @@ pub fn embeddings(
         }
     }
     if !todo.is_empty() {
-        let (emb, secs) = args.embed_with(bb, &todo, cache, quiet)?;
+        let (emb, secs, _) = args.embed_with(bb, &todo, cache, quiet)?;
         if !quiet {
             eprintln!(
                 "embedded {} photos with {} in {secs:.1} s",
