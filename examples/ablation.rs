@@ -10,9 +10,13 @@
 //!   K`: α-query expansion), the one it chooses (the best episode score on
 //!   the database) marked `*`;
 //! - `cosine + sift`: local matching fused on each query's shortlist
-//!   (`--local`, `--shortlist`);
+//!   (`--local`, `--shortlist`); with several matchers (`--local
+//!   sift,xfeat,disk,aliked`) each alone, then all together (each pair
+//!   scored once: the all-together row's time is the sum of the matchers'
+//!   own, measured on their rows);
 //! - `default`: the chosen projection and the local matching together
-//!   (what `evaluate`, `demo` and `animalclef` run).
+//!   (what `evaluate`, `demo` and `animalclef` run; `--no-default` leaves
+//!   it out).
 //!
 //! Columns: the mean episode score on the database (what the choices
 //! see), then the dev set's score, BAKS, BAUS, closed-set top-1 and mAP
@@ -34,11 +38,10 @@ use clap::Parser;
 use serde::Serialize;
 
 use animal_reid::data::loaders::load_animalclef;
-use animal_reid::openset::PairScorer;
 use animal_reid::pipeline::{
-    Headline, Identification, OpenSetParams, ParamGuard, Record, ValidOpenSetParams,
-    choose_adaptation_staged, default_adapt_candidates, default_neighbourhood_candidates, evaluate,
-    fuse, identify,
+    Headline, Identification, OpenSetParams, ParamGuard, Record, ValidFusionParams,
+    ValidOpenSetParams, choose_adaptation_staged, default_adapt_candidates,
+    default_neighbourhood_candidates, evaluate, fuse, identify,
 };
 use ndarray::ArrayView2;
 use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, shared_dir};
@@ -66,6 +69,11 @@ struct Args {
     model: BackboneArgs,
     #[command(flatten)]
     local: LocalArgs,
+    /// Leave out the `default` rows (the chosen projection with local
+    /// matching): with slow learned matchers they score every pair of the
+    /// projected shortlists again.
+    #[arg(long)]
+    no_default: bool,
 }
 
 /// One row of the table.
@@ -166,46 +174,32 @@ fn main() -> Result<()> {
         for s in &kp.sources {
             println!("{}", s.summary(&kp.cache));
         }
-        let scorers = kp.scorers();
-        let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
-        let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
         let cosine = identify(records, emb, &base)?;
-        for (stage, ident, params, extra) in [
-            (
-                format!("cosine + {}", names.join(" + ")),
-                &cosine,
+        for fusion in &fusions {
+            rows.extend(source_rows(
+                &args.local,
+                &kp,
+                records,
+                emb,
                 &base,
-                0.0,
-            ),
-            (
-                "default".to_owned(),
-                &chosen,
-                &chosen_params,
-                choose_seconds,
-            ),
-        ] {
+                &cosine,
+                fusion,
+            )?);
+        }
+        if !args.no_default {
             // One row per shortlist size; the best episode score is the
-            // size the programs keep (marked `*` on the default rows).
+            // size the programs keep (marked `*`).
+            let scorers = kp.scorers();
+            let refs = reid_examples::scorer_refs(&scorers);
             let mut stage_rows = Vec::new();
             for fusion in &fusions {
-                let fused = fuse(ident, records, emb, params, &refs, fusion)?;
-                let episode = fused
-                    .fusion
-                    .as_ref()
-                    .map_or(f64::NAN, |f| f.episode_score());
-                let name = format!("{stage}, B = {}", fusion.shortlist());
-                if let Some(f) = &fused.fusion {
-                    println!("{name}: sources combined by: {}", f.combine_summary());
-                }
-                let r = row(name, records, emb, &fused, episode, extra)?;
-                println!("{}: episode score {:.3}", r.stage, r.episode_score);
-                stage_rows.push(r);
+                let fused = fuse(&chosen, records, emb, &chosen_params, &refs, fusion)?;
+                let name = format!("default, B = {}", fusion.shortlist());
+                stage_rows.push(fused_row(name, records, emb, &fused, choose_seconds)?);
             }
-            if stage == "default" {
-                let scores: Vec<f64> = stage_rows.iter().map(|r| r.episode_score).collect();
-                if let Some(b) = reid_examples::best_index(&scores) {
-                    stage_rows[b].chosen = true;
-                }
+            let scores: Vec<f64> = stage_rows.iter().map(|r| r.episode_score).collect();
+            if let Some(b) = reid_examples::best_index(&scores) {
+                stage_rows[b].chosen = true;
             }
             rows.extend(stage_rows);
         }
@@ -231,6 +225,86 @@ fn main() -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A row for a fused identification, printing how its sources were
+/// combined and its episode score.
+fn fused_row(
+    name: String,
+    records: &[Record],
+    emb: ArrayView2<'_, f32>,
+    fused: &Identification,
+    extra_fit: f64,
+) -> Result<Row> {
+    let episode = fused
+        .fusion
+        .as_ref()
+        .map_or(f64::NAN, |f| f.episode_score());
+    if let Some(f) = &fused.fusion {
+        println!("{name}: sources combined by: {}", f.combine_summary());
+        for c in &f.sources {
+            println!("{}", reid_examples::cost_summary(c, fused.queries.len()));
+        }
+    }
+    let r = row(name, records, emb, fused, episode, extra_fit)?;
+    println!("{}: episode score {:.3}", r.stage, r.episode_score);
+    Ok(r)
+}
+
+/// The rows of one shortlist size on the plain cosine: with several local
+/// matchers, each alone beside cosine, then all of them together; with
+/// one, that one. The scorers remember their pairs (fresh ones for each
+/// shortlist size), so the all-together row scores nothing new: the
+/// matchers' cost measured on the rows alone is added to its time per
+/// query and fit time, which then read what it costs when run by itself.
+fn source_rows(
+    local: &LocalArgs,
+    kp: &reid_examples::Keypoints,
+    records: &[Record],
+    emb: ArrayView2<'_, f32>,
+    base: &ValidOpenSetParams,
+    cosine: &Identification,
+    fusion: &ValidFusionParams,
+) -> Result<Vec<Row>> {
+    let b = fusion.shortlist();
+    let scorers = kp.scorers();
+    let refs = reid_examples::scorer_refs(&scorers);
+    let single = local
+        .fusions_for(1)?
+        .into_iter()
+        .find(|f| f.shortlist() == b)
+        .context("no single-source fusion at this shortlist size")?;
+    let mut rows = Vec::new();
+    // Each source's own cost: (database seconds, query seconds).
+    let mut costs = Vec::new();
+    if refs.len() > 1 {
+        for (r, s) in refs.iter().zip(&kp.sources) {
+            let fused = fuse(cosine, records, emb, base, &[*r], &single)?;
+            if let Some(f) = &fused.fusion {
+                costs.push((f.database_seconds, f.query_seconds));
+            }
+            let name = format!("cosine + {}, B = {b}", s.kind.name());
+            rows.push(fused_row(name, records, emb, &fused, 0.0)?);
+        }
+    }
+    let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
+    let fused = fuse(cosine, records, emb, base, &refs, fusion)?;
+    let mut all = fused_row(
+        format!("cosine + {}, B = {b}", names.join(" + ")),
+        records,
+        emb,
+        &fused,
+        0.0,
+    )?;
+    let nq = fused.queries.len().max(1) as f64;
+    all.fit_seconds += costs.iter().map(|c| c.0).sum::<f64>();
+    all.ms_per_query += 1000.0 * costs.iter().map(|c| c.1).sum::<f64>() / nq;
+    rows.push(all);
+    println!(
+        "pairs at B = {b}:\n{}",
+        reid_examples::memo_summary(&scorers)
+    );
+    Ok(rows)
 }
 
 /// The table, one stage a line; `*` marks the projection `--adapt auto`

@@ -42,7 +42,6 @@ use clap::Parser;
 
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::eval::report::Report;
-use animal_reid::openset::PairScorer;
 use animal_reid::pipeline::figures::FigureInputs;
 use animal_reid::pipeline::report::score_table;
 use animal_reid::pipeline::{
@@ -293,7 +292,7 @@ fn local_fusion(
         );
     }
     let scorers = kp.scorers();
-    let scorer_refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
+    let scorer_refs = reid_examples::scorer_refs(&scorers);
     for fusion in fusions {
         let b = fusion.shortlist();
         let t = Instant::now();
@@ -332,6 +331,12 @@ fn local_fusion(
             println!("{s}");
         }
         out.push(fused);
+    }
+    if fusions.len() > 1 {
+        println!(
+            "\nlocal pairs over all shortlist sizes:\n{}",
+            reid_examples::memo_summary(&scorers)
+        );
     }
     Ok(out)
 }

@@ -43,7 +43,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub use backbone::{BackboneArgs, Embedded};
 pub use episodes::{AdaptArgs, EpisodeArgs, adapt_summary, choice_summary};
-pub use local::{Keypoints, LocalArgs, best_index, cost_summary, keep_best_fusion};
+pub use local::{
+    Keypoints, LocalArgs, best_index, cost_summary, keep_best_fusion, memo_summary, scorer_refs,
+};
 pub use output::{
     OutputArgs, finish, prepare_out_dir, prepare_out_file, print_evaluation, write_json,
 };

@@ -14,7 +14,7 @@ use reid_glue::{
 use reid_local::{
     CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer,
 };
-use reid_openset::{Aggregate, FusionParams, PairScorer, Rule, ValidFusionParams};
+use reid_openset::{Aggregate, FusionParams, MemoScorer, PairScorer, Rule, ValidFusionParams};
 use reid_pipeline::{Identification, SourceCost, ValidOpenSetParams, fuse};
 
 use reid_eval::report::Report;
@@ -220,10 +220,38 @@ pub struct Keypoints {
 }
 
 impl Keypoints {
-    /// The pair scorers, in the order of `--local`.
-    pub fn scorers(&self) -> Vec<Box<dyn PairScorer + '_>> {
-        self.sources.iter().map(SourceFeatures::scorer).collect()
+    /// The pair scorers, in the order of `--local`, each remembering the
+    /// scores it gave: fusions through the same scorers (several shortlist
+    /// sizes, a source alone and then with others) score a shared pair
+    /// once.
+    pub fn scorers(&self) -> Vec<MemoScorer<Box<dyn PairScorer + '_>>> {
+        self.sources
+            .iter()
+            .map(|s| MemoScorer::new(s.scorer()))
+            .collect()
     }
+}
+
+/// The scorers of [`Keypoints::scorers`] as the fusion takes them.
+pub fn scorer_refs<S: PairScorer>(scorers: &[MemoScorer<S>]) -> Vec<&dyn PairScorer> {
+    scorers.iter().map(|s| s as &dyn PairScorer).collect()
+}
+
+/// One line per scorer: the distinct pairs it scored and those answered
+/// again from memory.
+pub fn memo_summary<S: PairScorer>(scorers: &[MemoScorer<S>]) -> String {
+    scorers
+        .iter()
+        .map(|s| {
+            format!(
+                "  {}: {} distinct pairs scored, {} more answered from memory",
+                s.name(),
+                s.computed(),
+                s.reused()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One indented line: what a source's pairs cost in the calibration and
@@ -266,6 +294,12 @@ impl LocalArgs {
     /// each local matcher the local weight, isotonic calibration); none
     /// with `--local none` (which cannot be combined with a matcher).
     pub fn fusions(&self) -> anyhow::Result<Vec<ValidFusionParams>> {
+        self.fusions_for(self.kinds().len())
+    }
+
+    /// [`LocalArgs::fusions`] for `sources` local matchers beside cosine
+    /// (say one of the asked matchers alone), each with the local weight.
+    pub fn fusions_for(&self, sources: usize) -> anyhow::Result<Vec<ValidFusionParams>> {
         if self.local.contains(&LocalKind::None) && self.local.len() > 1 {
             anyhow::bail!(
                 "--local: `none` cannot be combined with a matcher, got {}",
@@ -290,7 +324,7 @@ impl LocalArgs {
             .parse()
             .map_err(|e| anyhow::anyhow!("--fusion-combine: {e}"))?;
         let mut weights = vec![1.0];
-        weights.extend(std::iter::repeat_n(self.local_weight, self.kinds().len()));
+        weights.extend(std::iter::repeat_n(self.local_weight, sources));
         self.shortlist
             .iter()
             .map(|&b| {
@@ -353,7 +387,7 @@ impl LocalArgs {
             }
         }
         let scorers = kp.scorers();
-        let refs: Vec<&dyn PairScorer> = scorers.iter().map(|s| s.as_ref()).collect();
+        let refs = scorer_refs(&scorers);
         let mut all = Vec::with_capacity(fusions.len());
         for fusion in fusions {
             let t = Instant::now();
@@ -377,6 +411,12 @@ impl LocalArgs {
                 crate::record_fusion(r, &name, &fused.seconds);
             }
             all.push(fused);
+        }
+        if fusions.len() > 1 {
+            println!(
+                "local pairs over all shortlist sizes:\n{}",
+                memo_summary(&scorers)
+            );
         }
         Ok(keep_best_fusion(all))
     }

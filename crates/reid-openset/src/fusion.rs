@@ -59,6 +59,21 @@ pub trait PairScorer {
     }
 }
 
+impl<S: PairScorer + ?Sized> PairScorer for Box<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn score(&self, query: usize, gallery: usize) -> std::result::Result<f32, String> {
+        (**self).score(query, gallery)
+    }
+    fn score_many(
+        &self,
+        pairs: &[(usize, usize)],
+    ) -> std::result::Result<Vec<f32>, (usize, String)> {
+        (**self).score_many(pairs)
+    }
+}
+
 /// Cosine similarity of L2-normalised embeddings (inner product).
 #[derive(Debug, Clone)]
 pub struct EmbeddingScorer<'a> {
@@ -133,6 +148,123 @@ where
 
     fn score(&self, query: usize, gallery: usize) -> std::result::Result<f32, String> {
         (self.f)(query, gallery)
+    }
+}
+
+/// A [`PairScorer`] that remembers every score its inner scorer gave, so
+/// that a pair scored again costs a lookup: several fusions over the same
+/// records (shortlist sizes, one source alone then with others) score
+/// their shared pairs once. Scores are keyed by the `(query, gallery)` rows
+/// as given, so it must see the same rows every time (wrap the scorer of
+/// records, not a row-mapped view of it); the inner scorer must give a
+/// pair the same score whenever asked (true of every scorer here: RANSAC
+/// is seeded per pair). Errors are not remembered.
+///
+/// ```
+/// use reid_openset::{FnScorer, MemoScorer, PairScorer};
+///
+/// let memo = MemoScorer::new(FnScorer::new("sum", |q, g| Ok((q + g) as f32)));
+/// assert_eq!(memo.score_many(&[(0, 1), (2, 3)]).unwrap(), [1.0, 5.0]);
+/// assert_eq!(memo.score_many(&[(2, 3), (4, 4), (2, 3)]).unwrap(), [5.0, 8.0, 5.0]);
+/// assert_eq!((memo.computed(), memo.reused()), (3, 2));
+/// ```
+pub struct MemoScorer<S> {
+    inner: S,
+    memo: std::cell::RefCell<std::collections::HashMap<(usize, usize), f32>>,
+    computed: std::cell::Cell<usize>,
+    reused: std::cell::Cell<usize>,
+}
+
+impl<S: PairScorer> MemoScorer<S> {
+    /// Wraps `inner`, remembering nothing yet.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            memo: Default::default(),
+            computed: std::cell::Cell::new(0),
+            reused: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Pairs the inner scorer has scored (each distinct pair once).
+    pub fn computed(&self) -> usize {
+        self.computed.get()
+    }
+
+    /// Pairs answered from memory.
+    pub fn reused(&self) -> usize {
+        self.reused.get()
+    }
+
+    /// The inner scorer.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: PairScorer> PairScorer for MemoScorer<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn score(&self, query: usize, gallery: usize) -> std::result::Result<f32, String> {
+        if let Some(&v) = self.memo.borrow().get(&(query, gallery)) {
+            self.reused.set(self.reused.get() + 1);
+            return Ok(v);
+        }
+        let v = self.inner.score(query, gallery)?;
+        self.memo.borrow_mut().insert((query, gallery), v);
+        self.computed.set(self.computed.get() + 1);
+        Ok(v)
+    }
+
+    /// The pairs not yet remembered go to the inner scorer's `score_many`
+    /// in one call (each distinct pair once, in order of first
+    /// appearance), so a batching scorer still batches.
+    fn score_many(
+        &self,
+        pairs: &[(usize, usize)],
+    ) -> std::result::Result<Vec<f32>, (usize, String)> {
+        // Where each distinct missing pair first appears in `pairs`.
+        let mut missing: Vec<(usize, usize)> = Vec::new();
+        let mut first_at: Vec<usize> = Vec::new();
+        {
+            let memo = self.memo.borrow();
+            let mut seen = std::collections::HashSet::new();
+            for (i, p) in pairs.iter().enumerate() {
+                if !memo.contains_key(p) && seen.insert(*p) {
+                    missing.push(*p);
+                    first_at.push(i);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let fresh = self
+                .inner
+                .score_many(&missing)
+                .map_err(|(i, e)| (first_at.get(i).copied().unwrap_or(i), e))?;
+            if fresh.len() != missing.len() {
+                return Err((
+                    0,
+                    format!(
+                        "`{}` gave {} scores for {} pairs",
+                        self.inner.name(),
+                        fresh.len(),
+                        missing.len()
+                    ),
+                ));
+            }
+            let mut memo = self.memo.borrow_mut();
+            memo.extend(missing.iter().copied().zip(fresh));
+            self.computed.set(self.computed.get() + missing.len());
+        }
+        self.reused
+            .set(self.reused.get() + pairs.len() - missing.len());
+        let memo = self.memo.borrow();
+        Ok(pairs
+            .iter()
+            .map(|p| memo.get(p).copied().unwrap_or(f32::NAN))
+            .collect())
     }
 }
 

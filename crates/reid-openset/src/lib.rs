@@ -86,8 +86,9 @@ pub use episodes::{
 pub use error::{OpensetError, Result};
 pub use fusion::{
     Combine, EmbeddingScorer, FnScorer, FusedShortlist, FusionCalibration, FusionGroupCalibration,
-    FusionParams, FusionSource, FusionTrial, PairScorer, ValidFusionParams, fuse, fuse_embeddings,
-    fuse_stacked, fuse_with_sources, self_calibrate_fusion, self_calibrate_fusion_groups,
+    FusionParams, FusionSource, FusionTrial, MemoScorer, PairScorer, ValidFusionParams, fuse,
+    fuse_embeddings, fuse_stacked, fuse_with_sources, self_calibrate_fusion,
+    self_calibrate_fusion_groups,
 };
 pub use probability::{
     CalibrationFit, CalibrationMethod, Calibrator, IsotonicModel, PlattModel,

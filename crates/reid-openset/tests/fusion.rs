@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use reid_index::Gallery;
 use reid_openset::{
     CalibrationMethod, Calibrator, EmbeddingScorer, FnScorer, FusionParams, FusionSource,
-    OpensetError, PairScorer, ParamGuard, TopK, ValidDecisionParams, decide_topk, fuse,
+    MemoScorer, OpensetError, PairScorer, ParamGuard, TopK, ValidDecisionParams, decide_topk, fuse,
     fuse_embeddings, fuse_with_sources, linear_grid, self_calibrate_fusion,
     self_calibrate_fusion_groups,
 };
@@ -691,4 +691,114 @@ fn fuse_scores_through_score_many() {
     assert_eq!((c.many.get(), c.single.get()), (1, 0));
     assert_eq!(top.indices, array![[2usize, 1, 0], [2, 1, 0]]);
     assert_eq!(top.scores, array![[2.0f32, 1.0, 0.0], [12.0, 11.0, 10.0]]);
+}
+
+/// A scorer that records every batch it is asked for and fails on one
+/// chosen pair.
+struct Recording {
+    batches: RefCell<Vec<Vec<(usize, usize)>>>,
+    fail_on: Option<(usize, usize)>,
+}
+
+impl PairScorer for Recording {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn score(&self, q: usize, g: usize) -> Result<f32, String> {
+        self.score_many(&[(q, g)]).map(|v| v[0]).map_err(|e| e.1)
+    }
+    fn score_many(&self, pairs: &[(usize, usize)]) -> Result<Vec<f32>, (usize, String)> {
+        self.batches.borrow_mut().push(pairs.to_vec());
+        pairs
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                if Some(p) == self.fail_on {
+                    Err((i, format!("cannot score {p:?}")))
+                } else {
+                    Ok((p.0 * 100 + p.1) as f32)
+                }
+            })
+            .collect()
+    }
+}
+
+/// The memo passes only the pairs it has not seen to the inner scorer, in
+/// one batch, each once, in order of first appearance; answers are the
+/// inner scorer's in the order asked; a failure names the pair's index in
+/// the caller's list and is not remembered.
+#[test]
+fn memo_scores_each_pair_once() {
+    let memo = MemoScorer::new(Recording {
+        batches: RefCell::new(Vec::new()),
+        fail_on: None,
+    });
+    assert_eq!(memo.name(), "recording");
+    assert_eq!(
+        memo.score_many(&[(1, 2), (3, 4), (1, 2)]).unwrap(),
+        [102.0, 304.0, 102.0]
+    );
+    assert_eq!(
+        memo.score_many(&[(3, 4), (5, 6), (7, 8), (5, 6)]).unwrap(),
+        [304.0, 506.0, 708.0, 506.0]
+    );
+    // Everything known: the inner scorer is not called at all.
+    assert_eq!(memo.score_many(&[(7, 8), (1, 2)]).unwrap(), [708.0, 102.0]);
+    assert_eq!(memo.score(5, 6).unwrap(), 506.0);
+    assert_eq!(
+        *memo.inner().batches.borrow(),
+        vec![vec![(1, 2), (3, 4)], vec![(5, 6), (7, 8)]]
+    );
+    assert_eq!((memo.computed(), memo.reused()), (4, 6));
+
+    let failing = MemoScorer::new(Recording {
+        batches: RefCell::new(Vec::new()),
+        fail_on: Some((9, 9)),
+    });
+    failing.score_many(&[(1, 1)]).unwrap();
+    // (9, 9) is the second missing pair but the fourth asked for.
+    let (at, msg) = failing
+        .score_many(&[(1, 1), (2, 2), (1, 1), (9, 9)])
+        .unwrap_err();
+    assert_eq!((at, msg.as_str()), (3, "cannot score (9, 9)"));
+    assert!(failing.score(9, 9).is_err());
+    assert_eq!(failing.computed(), 1);
+}
+
+/// Calibrating through a memo gives the same calibration as without it,
+/// and a second calibration at a larger shortlist asks the inner scorer
+/// only for the pairs the first one did not shortlist.
+#[test]
+fn memo_leaves_the_calibration_unchanged() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let n = 36;
+    let emb = random_unit_rows(&mut rng, n, 8);
+    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
+    let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
+    let noisy = |q: usize, g: usize| {
+        let same = labels[q] == labels[g];
+        Ok(((q * 7 + g * 13) % 10) as f32 / 10.0 + if same { 0.6 } else { 0.0 })
+    };
+    let plain = FnScorer::new("noisy", noisy);
+    let memo = MemoScorer::new(FnScorer::new("noisy", noisy));
+    let eps = episodes(0.3, 0.5, 6, 3, linear_grid(0.0..=1.0, 50));
+    let fusion = |b: usize| {
+        FusionParams::default()
+            .shortlist(b)
+            .weights(vec![1.0, 1.0])
+            .check()
+            .unwrap()
+    };
+    let small_plain =
+        self_calibrate_fusion(&gallery, &[&cosine, &plain], &fusion(4), &eps).unwrap();
+    let small_memo = self_calibrate_fusion(&gallery, &[&cosine, &memo], &fusion(4), &eps).unwrap();
+    assert_eq!(small_plain, small_memo);
+    assert_eq!((memo.computed(), memo.reused()), (small_plain.pairs, 0));
+    let big_plain = self_calibrate_fusion(&gallery, &[&cosine, &plain], &fusion(8), &eps).unwrap();
+    let big_memo = self_calibrate_fusion(&gallery, &[&cosine, &memo], &fusion(8), &eps).unwrap();
+    assert_eq!(big_plain, big_memo);
+    // The shortlists of 4 are inside those of 8: those pairs are reused.
+    assert_eq!(memo.computed(), big_plain.pairs);
+    assert_eq!(memo.reused(), small_plain.pairs);
 }
