@@ -175,15 +175,11 @@ fn main() -> Result<()> {
             println!("{}", s.summary(&kp.cache));
         }
         let cosine = identify(records, emb, &base)?;
-        for fusion in &fusions {
+        // The same shortlist sizes, in the same order, for one matcher.
+        let singles = args.local.fusions_for(1)?;
+        for (fusion, single) in fusions.iter().zip(&singles) {
             rows.extend(source_rows(
-                &args.local,
-                &kp,
-                records,
-                emb,
-                &base,
-                &cosine,
-                fusion,
+                &kp, records, emb, &base, &cosine, fusion, single,
             )?);
         }
         if !args.no_default {
@@ -257,29 +253,25 @@ fn fused_row(
 /// shortlist size), so the all-together row scores nothing new: the
 /// matchers' cost measured on the rows alone is added to its time per
 /// query and fit time, which then read what it costs when run by itself.
+/// `single` is `fusion` for one matcher.
 fn source_rows(
-    local: &LocalArgs,
     kp: &reid_examples::Keypoints,
     records: &[Record],
     emb: ArrayView2<'_, f32>,
     base: &ValidOpenSetParams,
     cosine: &Identification,
     fusion: &ValidFusionParams,
+    single: &ValidFusionParams,
 ) -> Result<Vec<Row>> {
     let b = fusion.shortlist();
     let scorers = kp.scorers();
     let refs = reid_examples::scorer_refs(&scorers);
-    let single = local
-        .fusions_for(1)?
-        .into_iter()
-        .find(|f| f.shortlist() == b)
-        .context("no single-source fusion at this shortlist size")?;
     let mut rows = Vec::new();
     // Each source's own cost: (database seconds, query seconds).
     let mut costs = Vec::new();
     if refs.len() > 1 {
         for (r, s) in refs.iter().zip(&kp.sources) {
-            let fused = fuse(cosine, records, emb, base, &[*r], &single)?;
+            let fused = fuse(cosine, records, emb, base, &[*r], single)?;
             if let Some(f) = &fused.fusion {
                 costs.push((f.database_seconds, f.query_seconds));
             }

@@ -232,6 +232,22 @@ fn random_unit_rows(rng: &mut rand_chacha::ChaCha8Rng, n: usize, d: usize) -> Ar
     emb
 }
 
+/// `n` random unit rows of `d` entries (seeded) labelled four to an
+/// identity (`id0` for rows 0–3, ...).
+fn four_per_identity(seed: u64, n: usize, d: usize) -> (Array2<f32>, Vec<String>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let emb = random_unit_rows(&mut rng, n, d);
+    let labels = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    (emb, labels)
+}
+
+/// A pair score that tells identities apart only partly: a pattern in
+/// [0, 0.9] plus 0.6 for the same identity.
+fn noisy_match(labels: &[String], q: usize, g: usize) -> Result<f32, String> {
+    let same = labels[q] == labels[g];
+    Ok(((q * 7 + g * 13) % 10) as f32 / 10.0 + if same { 0.6 } else { 0.0 })
+}
+
 #[test]
 fn fusion_self_calibrates_from_the_database() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
@@ -325,16 +341,10 @@ fn fusion_self_calibrates_from_the_database() {
 /// fewer pairs than all 10.
 #[test]
 fn fusion_calibrates_on_a_subsample_of_episodes() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    let n = 40;
-    let emb = random_unit_rows(&mut rng, n, 8);
-    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let (emb, labels) = four_per_identity(9, 40, 8);
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
-    let noisy = FnScorer::new("noisy", |q, g| {
-        let same = labels[q] == labels[g];
-        Ok(((q * 7 + g * 13) % 10) as f32 / 10.0 + if same { 0.6 } else { 0.0 })
-    });
+    let noisy = FnScorer::new("noisy", |q, g| noisy_match(&labels, q, g));
     let grid = linear_grid(0.0..=1.0, 50);
     let fusion = |k: Option<usize>| {
         FusionParams::default()
@@ -770,16 +780,10 @@ fn memo_scores_each_pair_once() {
 /// only for the pairs the first one did not shortlist.
 #[test]
 fn memo_leaves_the_calibration_unchanged() {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let n = 36;
-    let emb = random_unit_rows(&mut rng, n, 8);
-    let labels: Vec<String> = (0..n).map(|i| format!("id{}", i / 4)).collect();
+    let (emb, labels) = four_per_identity(4, 36, 8);
     let gallery = Gallery::from_labels(emb.view(), &labels).unwrap();
     let cosine = EmbeddingScorer::new("cosine", emb.view(), emb.view()).unwrap();
-    let noisy = |q: usize, g: usize| {
-        let same = labels[q] == labels[g];
-        Ok(((q * 7 + g * 13) % 10) as f32 / 10.0 + if same { 0.6 } else { 0.0 })
-    };
+    let noisy = |q, g| noisy_match(&labels, q, g);
     let plain = FnScorer::new("noisy", noisy);
     let memo = MemoScorer::new(FnScorer::new("noisy", noisy));
     let eps = episodes(0.3, 0.5, 6, 3, linear_grid(0.0..=1.0, 50));
