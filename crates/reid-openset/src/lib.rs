@@ -28,7 +28,8 @@
 //!   first source (embeddings, keypoints through [`fusion::PairScorer`]),
 //!   combined by their weighted mean or a [`stack::LogisticStack`], decided
 //!   by a rule chosen on the episodes (top-1, or an identity-level
-//!   noisy-or).
+//!   noisy-or); a [`fusion::MemoScorer`] lets several fusions (shortlist
+//!   sizes) score a shared pair once.
 //! - [`cluster`](mod@cluster): queries judged new are clustered so each new animal gets
 //!   one id (`new_0001`, ...), scored by the adjusted Rand index.
 //!
