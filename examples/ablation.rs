@@ -9,6 +9,10 @@
 //!   them (`+ dba K`: database-side augmentation within identities; `+ qe
 //!   K`: α-query expansion), the one it chooses (the best episode score on
 //!   the database) marked `*`;
+//! - `cosine & tiny16 …`: the same with tiny-image descriptors appended to
+//!   the embeddings (`--tiny auto`, the default, tries the embeddings with
+//!   and without them and keeps the better on the database's episodes, as
+//!   the programs do; `--tiny off` or `on` keeps one);
 //! - `cosine + sift`: local matching fused on each query's shortlist
 //!   (`--local`, `--shortlist`); with several matchers (`--local
 //!   sift,xfeat,disk,aliked`) each alone, then all together (each pair
@@ -40,11 +44,13 @@ use serde::Serialize;
 use animal_reid::data::loaders::load_animalclef;
 use animal_reid::pipeline::{
     Headline, Identification, OpenSetParams, ParamGuard, Record, ValidFusionParams,
-    ValidOpenSetParams, choose_adaptation_staged, default_adapt_candidates,
+    ValidOpenSetParams, choose_features, default_adapt_candidates,
     default_neighbourhood_candidates, evaluate, fuse, identify,
 };
 use ndarray::ArrayView2;
-use reid_examples::{BackboneArgs, EpisodeArgs, LocalArgs, shared_dir};
+use reid_examples::{
+    BackboneArgs, EpisodeArgs, LocalArgs, feature_sets, feature_views, shared_dir,
+};
 
 /// Run the pipeline's stages one by one and together on a split CSV and
 /// print what each buys.
@@ -69,6 +75,10 @@ struct Args {
     model: BackboneArgs,
     #[command(flatten)]
     local: LocalArgs,
+    /// Tiny-image descriptors appended to the embeddings: `auto` (rows
+    /// with and without them), `on` or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    tiny: String,
     /// Leave out the `default` rows (the chosen projection with local
     /// matching): with slow learned matchers they score every pair of the
     /// projected shortlists again.
@@ -130,7 +140,6 @@ fn main() -> Result<()> {
     let run = args
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
-    let emb = run.embeddings.matrix.view();
     let records = &ds.records;
     println!(
         "embedded {} images with {} in {:.1} s",
@@ -138,12 +147,17 @@ fn main() -> Result<()> {
         run.describe(),
         run.seconds
     );
+    let name = run.name();
+    let plain = run.embeddings.clone();
+    let emb = plain.matrix.view();
+    let sets = feature_sets(&args.tiny, records, run.embeddings, &name)?;
 
-    // Every projection's episode score on the database, and the choice.
+    // Every set's and projection's episode score on the database, and the choice.
     let t = Instant::now();
-    let choice = choose_adaptation_staged(
+    let views = feature_views(&sets);
+    let choice = choose_features(
         records,
-        emb,
+        &views,
         &base,
         &default_adapt_candidates(),
         default_neighbourhood_candidates,
@@ -151,22 +165,32 @@ fn main() -> Result<()> {
     let choose_seconds = t.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     let mut chosen_ident = None;
-    for (i, trial) in choice.trials.iter().enumerate() {
-        let params = base.with_adapt(trial.adapt)?;
-        let ident = identify(records, emb, &params)?;
-        let stage = match &trial.adapt {
-            None => "cosine".to_owned(),
-            Some(a) => format!("cosine + {a}"),
+    for (si, (set, c)) in views.iter().zip(&choice.choices).enumerate() {
+        // `cosine` on the backbone's embeddings, `cosine & tiny16` with the
+        // thumbnails appended.
+        let what = match set.name.strip_prefix(&name) {
+            Some(rest) if !rest.is_empty() => format!("cosine & {}", &rest[1..]),
+            _ => "cosine".to_owned(),
         };
-        let mut r = row(stage, records, emb, &ident, trial.score, 0.0)?;
-        r.chosen = i == choice.chosen;
-        println!("{}: episode score {:.3}", r.stage, r.episode_score);
-        rows.push(r);
-        if i == choice.chosen {
-            chosen_ident = Some((ident, params));
+        for (i, trial) in c.trials.iter().enumerate() {
+            let params = base.with_adapt(trial.adapt)?;
+            let ident = identify(records, set.embeddings, &params)?;
+            let stage = match &trial.adapt {
+                None => what.clone(),
+                Some(a) => format!("{what} + {a}"),
+            };
+            let is_chosen = si == choice.chosen && i == c.chosen;
+            let mut r = row(stage, records, set.embeddings, &ident, trial.score, 0.0)?;
+            r.chosen = is_chosen;
+            println!("{}: episode score {:.3}", r.stage, r.episode_score);
+            rows.push(r);
+            if is_chosen {
+                chosen_ident = Some((ident, params));
+            }
         }
     }
     let (chosen, chosen_params) = chosen_ident.context("no projection was chosen")?;
+    let chosen_emb = views[choice.chosen].embeddings;
 
     // Local matching, alone and with the chosen projection.
     if !fusions.is_empty() {
@@ -189,9 +213,15 @@ fn main() -> Result<()> {
             let refs = reid_examples::scorer_refs(&scorers);
             let mut stage_rows = Vec::new();
             for fusion in &fusions {
-                let fused = fuse(&chosen, records, emb, &chosen_params, &refs, fusion)?;
+                let fused = fuse(&chosen, records, chosen_emb, &chosen_params, &refs, fusion)?;
                 let name = format!("default, B = {}", fusion.shortlist());
-                stage_rows.push(fused_row(name, records, emb, &fused, choose_seconds)?);
+                stage_rows.push(fused_row(
+                    name,
+                    records,
+                    chosen_emb,
+                    &fused,
+                    choose_seconds,
+                )?);
             }
             let scores: Vec<f64> = stage_rows.iter().map(|r| r.episode_score).collect();
             if let Some(b) = reid_examples::best_index(&scores) {
@@ -200,14 +230,15 @@ fn main() -> Result<()> {
             rows.extend(stage_rows);
         }
     }
-    print_table(&rows, &chosen_params);
+    print_table(&rows, choice.name(), &chosen_params);
     let json = serde_json::json!({
         "csv": csv,
-        "backbone": run.name(),
+        "backbone": name,
         "episodes": args.episodes.episodes,
         "seed": args.episodes.seed,
         "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
         "shortlist": args.local.shortlist,
+        "chosen_features": choice.name(),
         "chosen_projection": chosen_params.adapt().map(ToString::to_string),
         "choose_seconds": choose_seconds,
         "seconds": start.elapsed().as_secs_f64(),
@@ -301,7 +332,7 @@ fn source_rows(
 
 /// The table, one stage a line; `*` marks the projection `--adapt auto`
 /// chose.
-fn print_table(rows: &[Row], chosen: &ValidOpenSetParams) {
+fn print_table(rows: &[Row], features: &str, chosen: &ValidOpenSetParams) {
     let f = |v: Option<f64>| v.map_or_else(|| "  n/a".to_owned(), |v| format!("{v:.3}"));
     let width = rows.iter().map(|r| r.stage.len()).max().unwrap_or(5) + 2;
     println!(
@@ -324,7 +355,7 @@ fn print_table(rows: &[Row], chosen: &ValidOpenSetParams) {
         );
     }
     println!(
-        "(* the projection chosen on the database's episodes: {}; `default` = it + local matching, * at the shortlist size kept)",
+        "(* the features and projection chosen on the database's episodes: {features}, {}; `default` = them + local matching, * at the shortlist size kept)",
         chosen
             .adapt()
             .map_or_else(|| "none".to_owned(), ToString::to_string)

@@ -126,12 +126,16 @@ fn main() -> Result<()> {
         csv.display()
     ));
     reid_examples::record_embedding(&mut report, &run);
-    let emb = run.embeddings.matrix.view();
     let t = Instant::now();
-    let (params, choice) = args.adapt.resolve(&ds.records, emb, params)?;
-    if choice.is_some() {
-        report.timing_since("choose the projection", t);
+    let name = run.name();
+    let resolved = args
+        .adapt
+        .resolve(&ds.records, run.embeddings, &name, params)?;
+    if resolved.choice.is_some() {
+        report.timing_since("choose the features and projection", t);
     }
+    let (features, params) = (resolved.features, resolved.params);
+    let emb = resolved.embeddings.matrix.view();
     let cosine = identify(&ds.records, emb, &params)?;
     reid_examples::record_identification(&mut report, "cosine", &cosine.seconds);
     let fused = args.local.refine(
@@ -161,15 +165,14 @@ fn main() -> Result<()> {
     write_validated_submission(&args.out, &rows, &reference)?;
     println!("wrote {} rows to {}", rows.len(), args.out.display());
 
-    report
-        .version("backbone", run.name())
-        .config(serde_json::json!({
-            "root": args.root, "submission": args.out, "backbone": args.model.backbone,
-            "threshold": args.threshold, "episodes": args.episodes.episodes,
-            "seed": args.episodes.seed, "adapt": params.adapt().map(ToString::to_string),
-            "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
-            "shortlist": args.local.shortlist,
-        }));
+    report.version("backbone", name).config(serde_json::json!({
+        "root": args.root, "submission": args.out, "backbone": args.model.backbone,
+        "threshold": args.threshold, "episodes": args.episodes.episodes,
+        "seed": args.episodes.seed, "adapt": params.adapt().map(ToString::to_string),
+        "features": features,
+        "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "shortlist": args.local.shortlist,
+    }));
     add_thresholds(&mut report, ident)?;
     let inputs = FigureInputs {
         cosine: fused.as_ref().map(|_| &cosine),

@@ -177,12 +177,11 @@ fn main() -> Result<()> {
     // 5. Open set: a projection and a threshold from the database alone,
     //    decisions, new ids.
     let t = Instant::now();
-    let (openset, choice) = args
-        .adapt
-        .resolve(&ds.records, emb.matrix.view(), openset)?;
-    if choice.is_some() {
-        report.timing_since("choose the projection", t);
+    let resolved = args.adapt.resolve(&ds.records, emb, &info.name, openset)?;
+    if resolved.choice.is_some() {
+        report.timing_since("choose the features and projection", t);
     }
+    let (emb, openset) = (resolved.embeddings, resolved.params);
     let cosine = identify(&ds.records, emb.matrix.view(), &openset)?;
     reid_examples::record_identification(&mut report, "cosine", &cosine.seconds);
     let fused = args.local.refine(
@@ -218,7 +217,7 @@ fn main() -> Result<()> {
         "seed": args.seed, "backbone": args.model.backbone, "input_size": info.input_size,
         "episodes": args.episodes, "rule": "top1", "perplexity": args.output.perplexity,
         "local": args.local.kinds().iter().map(|k| k.name()).collect::<Vec<_>>(),
-        "adapt": openset.adapt().map(ToString::to_string),
+        "adapt": openset.adapt().map(ToString::to_string), "features": resolved.features,
         "shortlist": args.local.shortlist,
     }));
     let inputs = FigureInputs {

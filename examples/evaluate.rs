@@ -127,19 +127,18 @@ fn main() -> Result<()> {
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
     reid_examples::record_embedding(&mut report, &run);
     let (described, name) = (run.describe(), run.name());
-    let emb = run.embeddings;
     let t = Instant::now();
-    let (params, choice) = args.adapt.resolve(&ds.records, emb.matrix.view(), params)?;
-    if let Some(c) = &choice {
-        report.timing_since("choose the projection", t);
-        report.section("Projection chosen on the database");
-        for trial in &c.trials {
-            report.metric(
-                format!("{}: episode score on the database", trial.name()),
-                trial.score,
-            );
+    let resolved = args
+        .adapt
+        .resolve(&ds.records, run.embeddings, &name, params)?;
+    if let Some(c) = &resolved.choice {
+        report.timing_since("choose the features and projection", t);
+        report.section("Features and projection chosen on the database");
+        for (trial, score) in c.trials() {
+            report.metric(format!("{trial}: episode score on the database"), score);
         }
     }
+    let (emb, params, features) = (resolved.embeddings, resolved.params, resolved.features);
     println!(
         "embedded {} images with {described} in {:.1} s",
         ds.len(),
@@ -179,7 +178,7 @@ fn main() -> Result<()> {
         report.metric("projection fit seconds", a.seconds);
     }
     report.version("backbone", name).config(serde_json::json!({
-        "csv": csv, "backbone": args.model.backbone, "model": described,
+        "csv": csv, "backbone": args.model.backbone, "model": described, "features": features,
         "rule": args.rule.to_string(), "fixed_threshold": args.threshold,
         "episodes": args.episodes.episodes, "new_fraction": args.episodes.new_fraction,
         "query_fraction": args.episodes.query_fraction, "seed": args.episodes.seed,

@@ -22,6 +22,8 @@
 //!   safetensors files and loads them into a `VarStore` by key name;
 //!   [`torchscript`] runs `torch.jit.save`d models (exported, for instance, by
 //!   `scripts/export_model.py`) as backbones.
+//! - [`tiny`]: tiny-image descriptors (grey thumbnails, no network), which
+//!   the pipeline may append to a backbone's embedding.
 //! - [`weights`]: where the bundled pretrained weights live and how they are
 //!   checked; [`device`]: which devices libtorch sees.
 //!
@@ -50,6 +52,7 @@ pub mod error;
 pub mod pipeline;
 pub mod pool;
 pub mod state_dict;
+pub mod tiny;
 pub mod torchscript;
 pub mod weights;
 

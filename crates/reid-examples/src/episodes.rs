@@ -2,11 +2,13 @@
 
 use std::time::Instant;
 
-use ndarray::ArrayView2;
+use reid_backbone::pipeline::{Embeddings, concat_embeddings};
+use reid_backbone::tiny::{TinyParams, tiny_embeddings};
 use reid_core::{ParamGuard, Record};
+use reid_data::DecodeOptions;
 use reid_openset::{AdaptParams, Adaptation, Encounters, OpensetError, SelfCalibrationParams};
 use reid_pipeline::{
-    AdaptChoice, DEFAULT_DBA, DEFAULT_QE, ValidOpenSetParams, choose_adaptation_staged,
+    DEFAULT_DBA, DEFAULT_QE, FeatureChoice, FeatureSet, ValidOpenSetParams, choose_features,
     default_adapt_candidates, neighbourhood_candidates,
 };
 
@@ -77,10 +79,18 @@ impl EpisodeArgs {
     }
 }
 
-/// The projection of the embeddings fitted on each dataset's database
-/// (`--adapt`, `--shrinkage`, `--adapt-dim`).
+/// What is searched: the embeddings, with or without tiny-image
+/// descriptors appended (`--tiny`), and their projection fitted on each
+/// dataset's database (`--adapt`, `--shrinkage`, `--adapt-dim`, `--dba`,
+/// `--qe`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdaptArgs {
+    /// Tiny-image descriptors (16 × 16 grey thumbnails,
+    /// `reid_backbone::tiny`) appended to the backbone's embedding: `auto`
+    /// (with and without, whichever scores best on the database's own
+    /// episodes, with its best projection), `on` or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub tiny: String,
     /// Projection of the embeddings fitted on each dataset's database (and
     /// refitted on every self-calibration episode's pseudo-gallery): `auto`
     /// (the best of none, `whiten` and `lda` at shrinkage 0.1, 0.5, 0.9 by
@@ -156,47 +166,147 @@ impl AdaptArgs {
     }
 }
 
+/// What [`AdaptArgs::resolve`] settled: the rows to search, what they are,
+/// the open-set parameters with the chosen projection, and the trials that
+/// chose them (none when nothing was chosen).
+pub struct Resolved {
+    /// One L2-normalised row per record: the backbone's embedding, or it
+    /// with the tiny-image descriptor appended
+    /// ([`reid_backbone::pipeline::concat_embeddings`]).
+    pub embeddings: Embeddings,
+    /// `mobilenet_v2`, or `mobilenet_v2+tiny16`.
+    pub features: String,
+    /// The parameters with the chosen projection.
+    pub params: ValidOpenSetParams,
+    /// Every trial (`--tiny auto` or `--adapt auto`), else `None`.
+    pub choice: Option<FeatureChoice>,
+}
+
 impl AdaptArgs {
-    /// `params` with the projection asked for: unchanged unless `--adapt
-    /// auto`, which tries [`default_adapt_candidates`] (with `--adapt-dim`)
-    /// on the database's self-calibration episodes, then the neighbourhood
-    /// steps on the chosen projection ([`choose_adaptation_staged`]), prints
-    /// each one's episode score, and keeps the best.
+    /// Settles what is searched and how it is projected: with `--tiny on`
+    /// or `auto`, the
+    /// tiny-image descriptors of `records` are computed (in parallel, no
+    /// cache: a thumbnail costs a decode) and appended to `embeddings`,
+    /// whose name is `name`. With `--adapt auto` the projection is chosen
+    /// among [`default_adapt_candidates`] (with `--adapt-dim`), then the
+    /// neighbourhood steps on it; otherwise the one asked for is kept, and
+    /// with `--tiny auto` only the features are chosen. Prints the choice
+    /// and each trial's episode score.
     pub fn resolve(
         &self,
         records: &[Record],
-        embeddings: ArrayView2<'_, f32>,
+        embeddings: Embeddings,
+        name: &str,
         params: ValidOpenSetParams,
-    ) -> anyhow::Result<(ValidOpenSetParams, Option<AdaptChoice>)> {
-        if !self.auto() {
+    ) -> anyhow::Result<Resolved> {
+        let mut sets = feature_sets(&self.tiny, records, embeddings, name)?;
+        let (params, choice) = self.choose(records, &feature_views(&sets), params)?;
+        let (features, embeddings) = sets.swap_remove(choice.as_ref().map_or(0, |c| c.chosen));
+        Ok(Resolved {
+            embeddings,
+            features,
+            params,
+            choice,
+        })
+    }
+
+    /// The choice [`AdaptArgs::resolve`] makes among `sets` (the first when
+    /// there is nothing to choose: one set and no `--adapt auto`), and
+    /// `params` with the chosen projection.
+    pub fn choose(
+        &self,
+        records: &[Record],
+        sets: &[FeatureSet<'_>],
+        params: ValidOpenSetParams,
+    ) -> anyhow::Result<(ValidOpenSetParams, Option<FeatureChoice>)> {
+        if !self.auto() && sets.len() == 1 {
             return Ok((params, None));
         }
         let t = Instant::now();
-        let candidates: Vec<Option<AdaptParams>> = default_adapt_candidates()
-            .into_iter()
-            .map(|c| c.map(|c| c.dim(self.adapt_dim)))
-            .collect();
-        let choice = choose_adaptation_staged(records, embeddings, &params, &candidates, |p| {
-            self.neighbourhood_candidates(p)
+        let candidates: Vec<Option<AdaptParams>> = if self.auto() {
+            default_adapt_candidates()
+                .into_iter()
+                .map(|c| c.map(|c| c.dim(self.adapt_dim)))
+                .collect()
+        } else {
+            vec![params.adapt().map(|a| a.into_params())]
+        };
+        let choice = choose_features(records, sets, &params, &candidates, |p| {
+            if self.auto() {
+                self.neighbourhood_candidates(p)
+            } else {
+                Vec::new()
+            }
         })?;
         println!("{}", choice_summary(&choice, t.elapsed().as_secs_f64()));
-        let params = choice.params(&params)?;
+        let params = choice.adapt_choice().params(&params)?;
         Ok((params, Some(choice)))
     }
 }
 
-/// Two lines on `--adapt auto`: the choice and how long it took, then each
-/// candidate's mean episode score on the database.
-pub fn choice_summary(choice: &AdaptChoice, seconds: f64) -> String {
+/// The sets of embeddings `--tiny` asks to try, simplest first: `off`, the
+/// backbone's `embeddings` (named `name`); `on`, them with the tiny-image
+/// descriptors of `records` appended (`name+tiny16`); `auto`, both. The
+/// descriptors are computed in parallel, without a cache (a thumbnail
+/// costs a decode), and the time printed.
+pub fn feature_sets(
+    tiny: &str,
+    records: &[Record],
+    embeddings: Embeddings,
+    name: &str,
+) -> anyhow::Result<Vec<(String, Embeddings)>> {
+    if !["auto", "on", "off"].contains(&tiny) {
+        anyhow::bail!("--tiny {tiny}: use auto, on or off");
+    }
+    let mut sets: Vec<(String, Embeddings)> = Vec::new();
+    if tiny != "on" {
+        sets.push((name.to_owned(), embeddings.clone()));
+    }
+    if tiny != "off" {
+        let t = Instant::now();
+        let tp = TinyParams::default().check()?;
+        let thumbs = tiny_embeddings(records, &tp, &DecodeOptions::default())?;
+        println!(
+            "tiny-image descriptors ({0} × {0}) of {1} images in {2:.1} s",
+            tp.side(),
+            records.len(),
+            t.elapsed().as_secs_f64()
+        );
+        sets.push((
+            format!("{name}+{}", tp.name()),
+            concat_embeddings(&[embeddings, thumbs])?,
+        ));
+    }
+    Ok(sets)
+}
+
+/// Views of `sets` (as [`feature_sets`] gives them) for
+/// [`reid_pipeline::choose_features`].
+pub fn feature_views(sets: &[(String, Embeddings)]) -> Vec<FeatureSet<'_>> {
+    sets.iter()
+        .map(|(n, e)| FeatureSet {
+            name: n.clone(),
+            embeddings: e.matrix.view(),
+        })
+        .collect()
+}
+
+/// Two lines on the choice: the features and projection chosen and how
+/// long it took, then each trial's mean episode score on the database.
+pub fn choice_summary(choice: &FeatureChoice, seconds: f64) -> String {
     let trials: Vec<String> = choice
-        .trials
+        .trials()
         .iter()
-        .map(|t| format!("{} {:.3}", t.name(), t.score))
+        .map(|(n, s)| format!("{n} {s:.3}"))
         .collect();
+    let projection = choice
+        .adapt_choice()
+        .best()
+        .map_or_else(|| "none".into(), |t| t.name());
     format!(
-        "projection chosen on the database's episodes: {} ({} candidates in {seconds:.1} s)\n  episode score: {}",
-        choice.best().map_or_else(|| "none".into(), |t| t.name()),
-        choice.trials.len(),
+        "features and projection chosen on the database's episodes: {}, {projection} ({} candidates in {seconds:.1} s)\n  episode score: {}",
+        choice.name(),
+        trials.len(),
         trials.join(", ")
     )
 }
@@ -270,6 +380,55 @@ mod tests {
             .params()
             .unwrap_err();
         assert!(e.to_string().contains("alpha"), "{e}");
+    }
+
+    /// `--tiny`: `auto` by default, checked by the parser; the sets it asks
+    /// for, the backbone's alone first.
+    #[test]
+    fn tiny_flag_and_feature_sets() {
+        use reid_backbone::pipeline::Embeddings;
+        use reid_core::Record;
+        assert_eq!(parse(&[]).tiny, "auto");
+        assert_eq!(parse(&["--tiny", "off"]).tiny, "off");
+        let bad = Args::try_parse_from(["prog", "--tiny", "yes"]);
+        assert!(bad.is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut records = Vec::new();
+        for (i, light_left) in [true, false].into_iter().enumerate() {
+            let path = dir.path().join(format!("{i}.png"));
+            image::RgbImage::from_fn(32, 32, |x, _| {
+                image::Rgb([if (x < 16) == light_left { 220 } else { 30 }; 3])
+            })
+            .save(&path)
+            .unwrap();
+            records.push(Record::new(i.to_string(), path));
+        }
+        let emb = Embeddings {
+            ids: vec!["0".into(), "1".into()],
+            matrix: ndarray::array![[1.0f32, 0.0], [1.0, 0.0]],
+        };
+        let sets = super::feature_sets("auto", &records, emb.clone(), "net").unwrap();
+        let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["net", "net+tiny16"]);
+        assert_eq!(sets[0].1, emb);
+        let both = &sets[1].1.matrix;
+        assert_eq!(both.ncols(), 2 + 256);
+        // The backbone's cosine is 1, the thumbnails' -1: the mean is 0.
+        let cos = both.row(0).dot(&both.row(1));
+        assert!(cos.abs() < 1e-5, "{cos}");
+        assert!((both.row(0).dot(&both.row(0)) - 1.0).abs() < 1e-5);
+        let off = super::feature_sets("off", &records, emb.clone(), "net").unwrap();
+        assert_eq!(off.len(), 1);
+        let on = super::feature_sets("on", &records, emb.clone(), "net").unwrap();
+        assert_eq!(on[0].0, "net+tiny16");
+        let missing = [Record::new("x", dir.path().join("gone.jpg"))];
+        let one = Embeddings {
+            ids: vec!["x".into()],
+            matrix: ndarray::array![[1.0f32, 0.0]],
+        };
+        let e = super::feature_sets("on", &missing, one, "net").unwrap_err();
+        assert!(format!("{e:#}").contains("gone.jpg"), "{e:#}");
     }
 
     #[test]

@@ -42,7 +42,9 @@ mod timings;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use backbone::{BackboneArgs, Embedded};
-pub use episodes::{AdaptArgs, EpisodeArgs, adapt_summary, choice_summary};
+pub use episodes::{
+    AdaptArgs, EpisodeArgs, Resolved, adapt_summary, choice_summary, feature_sets, feature_views,
+};
 pub use local::{
     Keypoints, LocalArgs, best_index, cost_summary, keep_best_fusion, memo_summary, scorer_refs,
 };

@@ -282,7 +282,20 @@ pub fn choose_adaptation_staged(
     candidates: &[Option<AdaptParams>],
     steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
 ) -> Result<AdaptChoice> {
-    let mut choice = choose_adaptation(records, embeddings, params, candidates)?;
+    let choice = choose_adaptation(records, embeddings, params, candidates)?;
+    add_neighbourhood_steps(choice, records, embeddings, params, steps)
+}
+
+/// The second stage of [`choose_adaptation_staged`]: `steps(chosen)` tried
+/// on the projection `choice` chose, appended to its trials, the best of all
+/// kept.
+fn add_neighbourhood_steps(
+    mut choice: AdaptChoice,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidOpenSetParams,
+    steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
+) -> Result<AdaptChoice> {
     let Some(chosen) = choice.adapt().map(ValidAdaptParams::into_params) else {
         return Ok(choice);
     };
@@ -302,4 +315,102 @@ pub fn choose_adaptation_staged(
         choice.chosen = offset + more.chosen;
     }
     Ok(choice)
+}
+
+/// One set of embeddings the pipeline may search: a name (`mobilenet_v2`,
+/// `mobilenet_v2+tiny16`) and one row per record.
+#[derive(Debug, Clone)]
+pub struct FeatureSet<'a> {
+    /// What the rows are.
+    pub name: String,
+    /// One row per record.
+    pub embeddings: ArrayView2<'a, f32>,
+}
+
+/// The outcome of [`choose_features`]: for each feature set, its choice of
+/// projection; and which set won.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureChoice {
+    /// The feature sets' names, in the order given.
+    pub names: Vec<String>,
+    /// Each set's projection choice (the winner's with its neighbourhood
+    /// steps).
+    pub choices: Vec<AdaptChoice>,
+    /// Index of the chosen set: the best episode score of any of its
+    /// trials, the earliest set of equals.
+    pub chosen: usize,
+}
+
+impl FeatureChoice {
+    /// The chosen set's name.
+    pub fn name(&self) -> &str {
+        &self.names[self.chosen]
+    }
+
+    /// The chosen set's projection choice.
+    pub fn adapt_choice(&self) -> &AdaptChoice {
+        &self.choices[self.chosen]
+    }
+
+    /// Every trial, named `set: projection`, with its episode score, set by
+    /// set.
+    pub fn trials(&self) -> Vec<(String, f64)> {
+        self.names
+            .iter()
+            .zip(&self.choices)
+            .flat_map(|(n, c)| {
+                c.trials
+                    .iter()
+                    .map(move |t| (format!("{n}: {}", t.name()), t.score))
+            })
+            .collect()
+    }
+}
+
+/// Chooses which embeddings to search and how to project them, from the
+/// database's own episodes: [`choose_adaptation`] over `candidates` on each
+/// set of `sets` (the same seeded episodes for all), the set whose best
+/// trial scores highest wins (the earliest of equals, so list the simplest
+/// first), then the neighbourhood steps `steps(chosen)` are tried on the
+/// winner's projection as in [`choose_adaptation_staged`]. The queries are
+/// never read.
+///
+/// Errors: no set, or what [`choose_adaptation`] refuses for any set.
+pub fn choose_features(
+    records: &[Record],
+    sets: &[FeatureSet<'_>],
+    params: &ValidOpenSetParams,
+    candidates: &[Option<AdaptParams>],
+    steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
+) -> Result<FeatureChoice> {
+    if sets.is_empty() {
+        return Err(PipelineError::InvalidParam {
+            name: "sets",
+            reason: "at least one set of embeddings to try".into(),
+        });
+    }
+    let mut choices = Vec::with_capacity(sets.len());
+    for set in sets {
+        choices.push(choose_adaptation(
+            records,
+            set.embeddings,
+            params,
+            candidates,
+        )?);
+    }
+    let best = |c: &AdaptChoice| c.best().map_or(f64::NEG_INFINITY, |t| t.score);
+    let mut chosen = 0;
+    for (i, c) in choices.iter().enumerate() {
+        if best(c) > best(&choices[chosen]) {
+            chosen = i;
+        }
+    }
+    let winner = choices[chosen].clone();
+    choices[chosen] =
+        add_neighbourhood_steps(winner, records, sets[chosen].embeddings, params, steps)?;
+    Ok(FeatureChoice {
+        names: sets.iter().map(|s| s.name.clone()).collect(),
+        choices,
+        chosen,
+    })
 }

@@ -16,7 +16,9 @@
 //!   new decisions, and consistent ids for the new animals.
 //! - [`choose_adaptation`]: which projection of the embeddings (none,
 //!   within-identity whitening, LDA; [`OpenSetParams::adapt`]) scores best
-//!   on the database's own self-calibration episodes.
+//!   on the database's own self-calibration episodes; [`choose_features`]:
+//!   the same over several sets of embeddings (a backbone's alone, or with
+//!   tiny-image descriptors appended), the best set and projection kept.
 //! - [`fuse`]: a second similarity source (local keypoints, another model)
 //!   fused into each query's cosine shortlist of an identification,
 //!   calibrated per dataset from the database alone.
@@ -72,9 +74,9 @@ pub mod score;
 pub mod split;
 
 pub use adapt::{
-    AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, DEFAULT_DBA, DEFAULT_QE, choose_adaptation,
-    choose_adaptation_staged, default_adapt_candidates, default_neighbourhood_candidates,
-    neighbourhood_candidates,
+    AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, DEFAULT_DBA, DEFAULT_QE, FeatureChoice,
+    FeatureSet, choose_adaptation, choose_adaptation_staged, choose_features,
+    default_adapt_candidates, default_neighbourhood_candidates, neighbourhood_candidates,
 };
 pub use error::{PipelineError, Result};
 pub use evaluate::{Discovery, Evaluation, Headline, Summary, evaluate};

@@ -6,8 +6,9 @@
 
 use ndarray::Array2;
 use reid_pipeline::{
-    AdaptParams, Adaptation, OpenSetParams, ParamGuard, Record, SelfCalibrationParams, SplitRole,
-    choose_adaptation, default_adapt_candidates, identify,
+    AdaptParams, Adaptation, FeatureSet, OpenSetParams, ParamGuard, Record, SelfCalibrationParams,
+    SplitRole, choose_adaptation, choose_features, default_adapt_candidates,
+    default_neighbourhood_candidates, identify,
 };
 
 const DIM: usize = 16;
@@ -149,4 +150,109 @@ fn no_candidate_or_a_bad_one_is_an_error() {
     assert!(e.to_string().contains("shrinkage"), "{e}");
     let e = choose_adaptation(&records[1..], emb.view(), &params(), &[None]).unwrap_err();
     assert!(e.to_string().contains("rows"), "{e}");
+}
+
+/// What a trial found, without its timing.
+fn outcomes(
+    trials: &[reid_pipeline::AdaptTrial],
+) -> Vec<(String, f64, std::collections::BTreeMap<String, f64>)> {
+    trials
+        .iter()
+        .map(|t| (t.name(), t.score, t.per_dataset.clone()))
+        .collect()
+}
+
+/// Rows of pure noise, one per record: no identity in them.
+fn blind(n: usize) -> Array2<f32> {
+    let mut m = Array2::from_shape_fn((n, DIM), |(i, d)| noise(50_000 + (i * DIM + d) as u64));
+    for mut row in m.rows_mut() {
+        let norm = row.dot(&row).sqrt();
+        row /= norm;
+    }
+    m
+}
+
+#[test]
+fn the_set_of_embeddings_that_tells_the_animals_apart_is_chosen() {
+    let (records, emb) = nuisance_set();
+    let noise_rows = blind(records.len());
+    let candidates = default_adapt_candidates();
+    let sets = [
+        FeatureSet {
+            name: "blind".into(),
+            embeddings: noise_rows.view(),
+        },
+        FeatureSet {
+            name: "signature".into(),
+            embeddings: emb.view(),
+        },
+    ];
+    let choice = choose_features(
+        &records,
+        &sets,
+        &params(),
+        &candidates,
+        default_neighbourhood_candidates,
+    )
+    .unwrap();
+    assert_eq!(choice.chosen, 1);
+    assert_eq!(choice.name(), "signature");
+    // Each set's first-stage trials are `choose_adaptation`'s on that set;
+    // only the winner's were followed by the neighbourhood steps.
+    for (set, c) in sets.iter().zip(&choice.choices) {
+        let alone = choose_adaptation(&records, set.embeddings, &params(), &candidates).unwrap();
+        assert_eq!(
+            outcomes(&c.trials[..7]),
+            outcomes(&alone.trials),
+            "{}",
+            set.name
+        );
+    }
+    assert_eq!(choice.choices[0].trials.len(), 7);
+    assert!(choice.choices[1].trials.len() > 7);
+    let blind_best = choice.choices[0].best().unwrap().score;
+    let chosen_best = choice.adapt_choice().best().unwrap().score;
+    assert!(
+        chosen_best > blind_best + 0.1,
+        "{chosen_best} vs {blind_best}"
+    );
+    let names: Vec<String> = choice.trials().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names[0], "blind: none");
+    assert_eq!(names[7], "signature: none");
+
+    // Equal sets: the first is kept.
+    let twins = [sets[1].clone(), sets[1].clone()];
+    let tie = choose_features(&records, &twins, &params(), &candidates, |_| Vec::new()).unwrap();
+    assert_eq!(tie.chosen, 0);
+
+    // The queries' rows change nothing.
+    let mut other = emb.clone();
+    for (i, r) in records.iter().enumerate() {
+        if r.split == Some(SplitRole::Query) {
+            other.row_mut(i).fill(0.0);
+            other[[i, i % DIM]] = 1.0;
+        }
+    }
+    let moved = [
+        sets[0].clone(),
+        FeatureSet {
+            name: "signature".into(),
+            embeddings: other.view(),
+        },
+    ];
+    let again = choose_features(
+        &records,
+        &moved,
+        &params(),
+        &candidates,
+        default_neighbourhood_candidates,
+    )
+    .unwrap();
+    assert_eq!(again.chosen, choice.chosen);
+    for (a, b) in again.choices.iter().zip(&choice.choices) {
+        assert_eq!(outcomes(&a.trials), outcomes(&b.trials));
+    }
+
+    let e = choose_features(&records, &[], &params(), &candidates, |_| Vec::new()).unwrap_err();
+    assert!(e.to_string().contains("sets"), "{e}");
 }

@@ -409,7 +409,12 @@ fn decide(
         .episodes(episodes.params())
         .adapt(adapt.params()?)
         .check()?;
-    let (openset, _) = adapt.resolve(records, m.view(), openset)?;
+    // The catalogue searches the embeddings it stores (no thumbnails).
+    let stored = [reid_pipeline::FeatureSet {
+        name: "catalogue".into(),
+        embeddings: m.view(),
+    }];
+    let (openset, _) = adapt.choose(records, &stored, openset)?;
     let cosine = identify(records, m.view(), &openset)?;
     let local = config.local_args()?;
     let fusions = local.fusions()?;
