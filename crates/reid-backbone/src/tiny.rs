@@ -31,11 +31,12 @@
 
 use std::path::Path;
 
-use fast_image_resize as fr;
 use image::RgbImage;
 use ndarray::Array2;
 use rayon::prelude::*;
+use reid_core::ParamGuard;
 use reid_core::Record;
+use reid_data::PreprocessParams;
 use reid_data::decode::{DecodeOptions, SizeHint, decode_record};
 
 use crate::error::{BackboneError, Result};
@@ -95,29 +96,23 @@ impl ValidTinyParams {
 
 /// The descriptor of one image: the image resized to `side × side` with an
 /// antialiased bilinear (triangle) filter whose support widens with the
-/// reduction, as Pillow's `BILINEAR` (rounded to 8 bits per channel), then
-/// grey by the ITU-R BT.601 weights, minus its mean, divided by its length.
+/// reduction, as Pillow's `BILINEAR` (rounded to 8 bits per channel;
+/// `reid_data::Preprocess::resize`), then grey by the ITU-R BT.601 weights,
+/// minus its mean, divided by its length.
 /// A thumbnail of one flat grey gives zeros (it says nothing), never NaN.
 ///
 /// Errors: an image with no pixels.
 pub fn tiny_descriptor(img: &RgbImage, params: &ValidTinyParams) -> Result<Vec<f32>> {
-    let side = params.side();
-    let shape_err = |reason: String| BackboneError::Shape {
+    // reid-data's exact resize to `side × side` (antialiased bilinear),
+    // without its normalisation.
+    let resizer = PreprocessParams::new(params.side()).check()?;
+    let thumb = resizer.resize(img).map_err(|e| BackboneError::Shape {
         what: "tiny-image input".into(),
         expected: "an image of at least 1 × 1 pixels".into(),
-        got: reason,
-    };
-    let src =
-        fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3)
-            .map_err(|e| shape_err(format!("{} × {}: {e}", img.width(), img.height())))?;
-    let mut dst = fr::images::Image::new(side, side, fr::PixelType::U8x3);
-    let opts =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
-    fr::Resizer::new()
-        .resize(&src, &mut dst, &opts)
-        .map_err(|e| shape_err(format!("{} × {}: {e}", img.width(), img.height())))?;
-    let mut v: Vec<f32> = dst
-        .buffer()
+        got: format!("{} × {}: {e}", img.width(), img.height()),
+    })?;
+    let mut v: Vec<f32> = thumb
+        .as_raw()
         .chunks_exact(3)
         .map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]))
         .collect();
@@ -190,7 +185,6 @@ fn with_path(e: BackboneError, path: &Path) -> BackboneError {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use reid_core::ParamGuard;
 
     fn p(side: u32) -> ValidTinyParams {
         TinyParams::default().side(side).check().unwrap()

@@ -184,10 +184,9 @@ pub struct Resolved {
 
 impl AdaptArgs {
     /// Settles what is searched and how it is projected: with `--tiny on`
-    /// or `auto`, the
-    /// tiny-image descriptors of `records` are computed (in parallel, no
-    /// cache: a thumbnail costs a decode) and appended to `embeddings`,
-    /// whose name is `name`. With `--adapt auto` the projection is chosen
+    /// or `auto`, the tiny-image descriptors of `records` are computed (in
+    /// parallel, no cache: a thumbnail costs a decode) and appended to
+    /// `embeddings`, whose name is `name`. With `--adapt auto` the projection is chosen
     /// among [`default_adapt_candidates`] (with `--adapt-dim`), then the
     /// neighbourhood steps on it; otherwise the one asked for is kept, and
     /// with `--tiny auto` only the features are chosen. Prints the choice

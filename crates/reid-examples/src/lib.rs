@@ -45,12 +45,13 @@ pub use backbone::{BackboneArgs, Embedded};
 pub use episodes::{
     AdaptArgs, EpisodeArgs, Resolved, adapt_summary, choice_summary, feature_sets, feature_views,
 };
-pub use local::{
-    Keypoints, LocalArgs, best_index, cost_summary, keep_best_fusion, memo_summary, scorer_refs,
-};
+pub use local::{Keypoints, LocalArgs, cost_summary, keep_best_fusion, memo_summary, scorer_refs};
 pub use output::{
     OutputArgs, finish, prepare_out_dir, prepare_out_file, print_evaluation, write_json,
 };
+/// The index of the highest score, the earliest of equals (the pipeline's
+/// rule for every choice on the database's episodes).
+pub use reid_pipeline::best_index;
 pub use timings::{
     record_embedding, record_extraction, record_fusion, record_identification, timing_table,
     timings_json,

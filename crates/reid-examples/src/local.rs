@@ -15,7 +15,7 @@ use reid_local::{
     CacheStatus, ExtractParams, FeatureCache, FeatureStore, LocalParams, LocalScorer,
 };
 use reid_openset::{Aggregate, FusionParams, MemoScorer, PairScorer, Rule, ValidFusionParams};
-use reid_pipeline::{Identification, SourceCost, ValidOpenSetParams, fuse};
+use reid_pipeline::{Identification, SourceCost, ValidOpenSetParams, best_index, fuse};
 
 use reid_eval::report::Report;
 
@@ -506,18 +506,6 @@ impl LocalArgs {
             cache: dir,
         })
     }
-}
-
-/// The index of the highest of `scores`, the earliest of equals (`None`
-/// when empty).
-pub fn best_index(scores: &[f64]) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    for (i, &v) in scores.iter().enumerate() {
-        if best.is_none_or(|b| v > scores[b]) {
-            best = Some(i);
-        }
-    }
-    best
 }
 
 /// Of fusions at several shortlist sizes, the one whose episode score on

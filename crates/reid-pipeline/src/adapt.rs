@@ -113,6 +113,23 @@ pub(crate) fn adapt_embeddings(
     })
 }
 
+/// The index of the highest of `scores`, the earliest of equals (`None`
+/// when empty): how every choice on the database's episodes picks.
+///
+/// ```
+/// assert_eq!(reid_pipeline::best_index(&[0.7, 0.9, 0.9, 0.8]), Some(1));
+/// assert_eq!(reid_pipeline::best_index(&[]), None);
+/// ```
+pub fn best_index(scores: &[f64]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, &v) in scores.iter().enumerate() {
+        if best.is_none_or(|b| v > scores[b]) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
 /// One candidate projection's self-calibration on the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdaptTrial {
@@ -227,12 +244,8 @@ pub fn choose_adaptation(
             seconds: t.elapsed().as_secs_f64(),
         });
     }
-    let mut chosen = 0;
-    for (i, t) in trials.iter().enumerate() {
-        if t.score > trials[chosen].score {
-            chosen = i;
-        }
-    }
+    let scores: Vec<f64> = trials.iter().map(|t| t.score).collect();
+    let chosen = best_index(&scores).unwrap_or(0);
     Ok(AdaptChoice { trials, chosen })
 }
 
@@ -398,13 +411,11 @@ pub fn choose_features(
             candidates,
         )?);
     }
-    let best = |c: &AdaptChoice| c.best().map_or(f64::NEG_INFINITY, |t| t.score);
-    let mut chosen = 0;
-    for (i, c) in choices.iter().enumerate() {
-        if best(c) > best(&choices[chosen]) {
-            chosen = i;
-        }
-    }
+    let bests: Vec<f64> = choices
+        .iter()
+        .map(|c| c.best().map_or(f64::NEG_INFINITY, |t| t.score))
+        .collect();
+    let chosen = best_index(&bests).unwrap_or(0);
     let winner = choices[chosen].clone();
     choices[chosen] =
         add_neighbourhood_steps(winner, records, sets[chosen].embeddings, params, steps)?;

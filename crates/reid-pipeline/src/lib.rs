@@ -75,7 +75,7 @@ pub mod split;
 
 pub use adapt::{
     AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, DEFAULT_DBA, DEFAULT_QE, FeatureChoice,
-    FeatureSet, choose_adaptation, choose_adaptation_staged, choose_features,
+    FeatureSet, best_index, choose_adaptation, choose_adaptation_staged, choose_features,
     default_adapt_candidates, default_neighbourhood_candidates, neighbourhood_candidates,
 };
 pub use error::{PipelineError, Result};
