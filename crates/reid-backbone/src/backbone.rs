@@ -365,6 +365,36 @@ impl BackboneBuilder {
         };
         let layout = net.layout();
         let pooling = self.pooling.resolve(layout, net.default_pooling())?;
+        let pooled_channels = match pooling {
+            Pooling::Grid { tap: Some(t), .. } => {
+                let taps = net.taps();
+                match taps.get(t) {
+                    Some(tap) => tap.channels,
+                    None if taps.is_empty() => {
+                        return Err(BackboneError::InvalidParam {
+                            name: "pooling",
+                            reason: format!(
+                                "{} has no intermediate feature maps to pool; use grid:N",
+                                spec.name
+                            ),
+                        });
+                    }
+                    None => {
+                        return Err(BackboneError::InvalidParam {
+                            name: "pooling",
+                            reason: format!(
+                                "{} has taps 0 to {} ({} to {}), not {t}",
+                                spec.name,
+                                taps.len() - 1,
+                                taps[0].name,
+                                taps[taps.len() - 1].name
+                            ),
+                        });
+                    }
+                }
+            }
+            _ => net.num_features(),
+        };
         let mut vs = vs;
         vs.set_device(self.device);
         reduce_precision(&vs, self.precision, net.full_precision_prefixes());
@@ -391,7 +421,7 @@ impl BackboneBuilder {
             interpolation: interpolation_name(spec.interpolation).into(),
             mean: spec.mean,
             std: spec.std,
-            dim: pooling.width(net.num_features()),
+            dim: pooling.width(pooled_channels),
             pooling: format!("{pooling:?}"),
             precision: self.precision,
             device: device_name(self.device),
@@ -635,7 +665,7 @@ impl Backbone {
         let pooled = match &self.net {
             Net::Native(net) => tch::no_grad(|| {
                 self.pool(net.as_ref(), &x, false, self.pooling, self.gem_p.as_ref())
-            }),
+            })?,
             Net::Script(m) => m.embed(&x)?,
         };
         let pooled = pooled.to_kind(Kind::Float);
@@ -646,10 +676,11 @@ impl Backbone {
         Ok(pooled / norm)
     }
 
-    /// Features of the prepared batch `x`, pooled by `pooling` in f32 (a
-    /// global pool sums thousands of values: in bf16 that alone moves the
-    /// embedding), then the architecture's pre-logits (kept in f32 at every
-    /// precision).
+    /// Features of the prepared batch `x` (a grid's tap, else the last
+    /// ones), pooled by `pooling` in f32 (a global pool sums thousands of
+    /// values: in bf16 that alone moves the embedding), then the
+    /// architecture's pre-logits (kept in f32 at every precision; not for
+    /// the wider class token + mean and grid descriptors).
     fn pool(
         &self,
         net: &dyn Architecture,
@@ -657,13 +688,22 @@ impl Backbone {
         train: bool,
         pooling: Pooling,
         gem_p: Option<&Tensor>,
-    ) -> Tensor {
-        let f = net.forward_features(x, train).to_kind(Kind::Float);
-        let p = pooling.apply(&f, self.layout, gem_p);
-        match pooling {
-            Pooling::ClsMeanPatch => p,
+    ) -> Result<Tensor> {
+        let f = match pooling {
+            Pooling::Grid { tap: Some(t), .. } => {
+                net.forward_tap(x, t, train)
+                    .ok_or_else(|| BackboneError::InvalidParam {
+                        name: "pooling",
+                        reason: format!("{} has no tap {t}", self.info.name),
+                    })?
+            }
+            _ => net.forward_features(x, train),
+        };
+        let p = pooling.apply(&f.to_kind(Kind::Float), self.layout, gem_p);
+        Ok(match pooling {
+            Pooling::ClsMeanPatch | Pooling::Grid { .. } => p,
             _ => net.pre_logits(&p, train),
-        }
+        })
     }
 
     /// Pooled features `[B, D]` of a preprocessed batch, before L2
@@ -678,7 +718,7 @@ impl Backbone {
                 reason: "a TorchScript backbone cannot be fine-tuned here".into(),
             });
         };
-        Ok(self.pool(net.as_ref(), &x, train, self.pooling, self.gem_p.as_ref()))
+        self.pool(net.as_ref(), &x, train, self.pooling, self.gem_p.as_ref())
     }
 
     /// Classifier logits `[B, classes]` (f32) with the model's own pooling,
@@ -695,8 +735,9 @@ impl Backbone {
             let pool = Pooling::Default
                 .resolve(self.layout, net.default_pooling())
                 .unwrap_or(Pooling::Avg);
-            net.classifier(&self.pool(net.as_ref(), &x, false, pool, None))
-        });
+            self.pool(net.as_ref(), &x, false, pool, None)
+                .map(|p| net.classifier(&p))
+        })?;
         let out = out.ok_or_else(|| BackboneError::InvalidParam {
             name: "classifier",
             reason: format!("{} was built without a classifier", self.info.name),

@@ -14,7 +14,10 @@
 //!   weights (bundled, a file, or seeded random), device (`cpu`, `cuda:N`),
 //!   precision (f32; f16 on CUDA; bf16 on CUDA and CPUs with AVX-512 BF16,
 //!   the stem and first block kept in f32), pooling ([`pool::Pooling`]:
-//!   average, GeM, class token, class token + mean patch).
+//!   average, GeM, class token, class token + mean patch, and grid
+//!   descriptors: a feature map averaged over an `N × N` grid, by default
+//!   that of the last block at stride 16, [`arch::Architecture::taps`],
+//!   where the network stops; MobileNetV2 and EfficientNet-Lite have taps).
 //! - [`pipeline`]: records → prefetched parallel batches → backbone →
 //!   [`pipeline::Embeddings`], with flip / five-crop test-time augmentation and
 //!   the on-disk [`cache`] keyed by model, weights, preprocessing and image content.

@@ -24,7 +24,7 @@ use reid_backbone::weights::Pretrained;
 use reid_data::preprocess::PreprocessParams;
 use tch::{Device, Kind, Tensor, nn};
 
-use common::{assert_abs, diff, fixture_dir, read_tensors};
+use common::{assert_abs, assert_rel, diff, fixture_dir, read_tensors};
 
 const STEM: &str = "real_weights";
 const ATOL: f64 = 1e-4;
@@ -124,6 +124,35 @@ fn check(name: &str) {
         );
     }
 
+    // The grid descriptor's default tap: the same block, and the same map,
+    // as PyTorch's; the network has no tap past its last.
+    let taps = model.taps();
+    let t = arch::default_grid_tap(&taps).unwrap();
+    assert_eq!(t as i64, m["grid_tap_index"].as_i64().unwrap(), "{name}");
+    assert_eq!(taps[t].name, m["grid_tap"].as_str().unwrap(), "{name}");
+    assert_eq!(taps[t].stride, 16, "{name}");
+    let tap = tch::no_grad(|| model.forward_tap(&io["photo_input"], t, false)).unwrap();
+    assert_eq!(
+        tap.size()[1],
+        taps[t].channels,
+        "{name}: channels at the tap"
+    );
+    let (dt, _) = diff(&tap, &io["photo_tap"]);
+    eprintln!("{name}: tap {}: max abs diff {dt:e}", taps[t].name);
+    // The block outputs are linear (no ReLU6 bound: |x| up to ~40 on
+    // Lite2), so relative to the largest value.
+    assert_rel(
+        &tap,
+        &io["photo_tap"],
+        1e-5,
+        &format!("{name} {}", taps[t].name),
+    );
+    assert!(
+        model
+            .forward_tap(&io["photo_input"], taps.len(), false)
+            .is_none()
+    );
+
     // Known content through the crate's own preprocessing.
     let lion = m["lion_class"].as_i64().unwrap();
     let photos: Vec<PathBuf> = m["photos"]
@@ -177,6 +206,57 @@ fn efficientnet_lite2_matches_pytorch() {
 #[test]
 fn mobilenet_v2_matches_torchvision() {
     check("mobilenet_v2");
+}
+
+/// MobileNetV2's taps are torchvision's `features.0` … `features.18`, the
+/// last being the head (the same map as `forward_features`); a grid of
+/// the default tap through the builder is `96 · 4²` wide, unit length, and
+/// its 1 × 1 grid at the head is the default embedding; a tap the network
+/// lacks is an error naming the taps it has.
+#[test]
+fn mobilenet_v2_grid_descriptors() {
+    use reid_backbone::backbone::BackboneBuilder;
+    use reid_backbone::pool::Pooling;
+
+    let (_vs, model) = load("mobilenet_v2");
+    let taps = model.taps();
+    assert_eq!(taps.len(), 19);
+    assert_eq!(taps[13].name, "features.13");
+    assert_eq!((taps[13].channels, taps[13].stride), (96, 16));
+    assert_eq!((taps[18].channels, taps[18].stride), (1280, 32));
+    let x = Tensor::randn([1, 3, 96, 96], (Kind::Float, Device::Cpu));
+    let (head, features) = tch::no_grad(|| {
+        (
+            model.forward_tap(&x, 18, false).unwrap(),
+            model.forward_features(&x, false),
+        )
+    });
+    assert_eq!(diff(&head, &features).0, 0.0);
+
+    let grid = |p: &str| {
+        BackboneBuilder::new("mobilenet_v2")
+            .pooling(Pooling::parse(p).unwrap())
+            .build()
+    };
+    let bb = grid("grid:4@13").unwrap();
+    assert_eq!(bb.info().dim, 96 * 16);
+    let x = Tensor::randn([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+    let e = bb.embed_tensor(&x).unwrap();
+    assert_eq!(e.size(), [2, 96 * 16]);
+    let norms = e.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
+    assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-5);
+    let whole = grid("grid:1@18").unwrap().embed_tensor(&x).unwrap();
+    let plain = BackboneBuilder::new("mobilenet_v2")
+        .build()
+        .unwrap()
+        .embed_tensor(&x)
+        .unwrap();
+    assert_abs(&whole, &plain, 1e-6, "grid:1@18 vs the default pooling");
+    let err = grid("grid:4@19").unwrap_err().to_string();
+    assert!(
+        err.contains("taps 0 to 18") && err.contains("features.18") && err.contains("19"),
+        "{err}"
+    );
 }
 
 /// The weights the fixture converted are the provisioned ones: the real

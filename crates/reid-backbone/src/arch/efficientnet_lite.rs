@@ -20,8 +20,8 @@ use tch::Tensor;
 use tch::nn::{self, Module};
 
 use super::{
-    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, conv_bn,
-    to_kind_of,
+    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, Tap,
+    conv_bn, to_kind_of,
 };
 
 /// Batch-norm epsilon of the TensorFlow original (`batch_norm_epsilon=1e-3`).
@@ -260,6 +260,8 @@ pub struct EfficientNetLite {
     conv_head: SameConv,
     bn1: nn::BatchNorm,
     fc: Option<nn::Linear>,
+    /// `_blocks.0` … `_blocks.N`: each block's output.
+    taps: Vec<Tap>,
 }
 
 impl EfficientNetLite {
@@ -307,6 +309,19 @@ impl EfficientNetLite {
                 MbConv::new(&(&blocks_path / idx), s, *cin, *stride, rate)
             })
             .collect();
+        let mut total_stride = 2;
+        let taps = plan
+            .iter()
+            .enumerate()
+            .map(|(idx, (s, _, stride))| {
+                total_stride *= stride;
+                Tap {
+                    name: format!("_blocks.{idx}"),
+                    channels: s.output,
+                    stride: total_stride,
+                }
+            })
+            .collect();
         let head_in = plan.last().map_or(STEM, |(s, _, _)| s.output);
         let conv_head = SameConv::new(p / "_conv_head", head_in, HEAD, 1, 1, 1);
         let bn1 = batch_norm(p / "_bn1", HEAD);
@@ -319,6 +334,7 @@ impl EfficientNetLite {
             conv_head,
             bn1,
             fc,
+            taps,
         }
     }
 }
@@ -330,6 +346,21 @@ impl Architecture for EfficientNetLite {
             y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
         self.conv_head.forward_bn(&y, &self.bn1, train).relu6()
+    }
+
+    fn taps(&self) -> Vec<Tap> {
+        self.taps.clone()
+    }
+
+    fn forward_tap(&self, x: &Tensor, index: usize, train: bool) -> Option<Tensor> {
+        if index >= self.blocks.len() {
+            return None;
+        }
+        let mut y = self.conv_stem.forward_bn(x, &self.bn0, train).relu6();
+        for block in self.blocks.iter().take(index + 1) {
+            y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
+        }
+        Some(y)
     }
 
     fn layout(&self) -> FeatureLayout {

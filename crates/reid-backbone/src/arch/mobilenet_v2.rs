@@ -14,8 +14,8 @@ use tch::Tensor;
 use tch::nn::{self, Module};
 
 use super::{
-    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, conv_bn,
-    to_kind_of,
+    Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, Tap,
+    conv_bn, to_kind_of,
 };
 
 /// Batch-norm epsilon (PyTorch's default).
@@ -150,6 +150,8 @@ pub struct MobileNetV2 {
     blocks: Vec<InvertedResidual>,
     head: ConvBn,
     classifier: Option<nn::Linear>,
+    /// `features.0` … `features.18`: the stem, each block and the head.
+    taps: Vec<Tap>,
 }
 
 impl MobileNetV2 {
@@ -160,10 +162,19 @@ impl MobileNetV2 {
         let stem = ConvBn::new(&(&features / 0), 3, STEM, 3, 2, 1, true);
         let mut blocks = Vec::new();
         let mut cin = STEM;
+        let tap = |index: i64, channels: i64, stride: i64| Tap {
+            name: format!("features.{index}"),
+            channels,
+            stride,
+        };
+        let mut total_stride = 2;
+        let mut taps = vec![tap(0, STEM, total_stride)];
         for &(t, c, n, s) in &SETTINGS {
             for r in 0..n {
                 let stride = if r == 0 { s } else { 1 };
                 let index = blocks.len() as i64 + 1;
+                total_stride *= stride;
+                taps.push(tap(index, c, total_stride));
                 blocks.push(InvertedResidual::new(
                     &(&features / index),
                     cin,
@@ -176,6 +187,7 @@ impl MobileNetV2 {
         }
         let head_index = blocks.len() as i64 + 1;
         let head = ConvBn::new(&(&features / head_index), cin, HEAD, 1, 1, 1, true);
+        taps.push(tap(head_index, HEAD, total_stride));
         let classifier = (opts.num_classes > 0).then(|| {
             nn::linear(
                 p / "classifier" / 1,
@@ -189,6 +201,7 @@ impl MobileNetV2 {
             blocks,
             head,
             classifier,
+            taps,
         }
     }
 }
@@ -220,6 +233,25 @@ impl Architecture for MobileNetV2 {
 
     fn full_precision_prefixes(&self) -> &'static [&'static str] {
         &["features.0.", "features.1.", "classifier."]
+    }
+
+    fn taps(&self) -> Vec<Tap> {
+        self.taps.clone()
+    }
+
+    fn forward_tap(&self, x: &Tensor, index: usize, train: bool) -> Option<Tensor> {
+        let head = self.blocks.len() + 1;
+        if index > head {
+            return None;
+        }
+        let mut y = self.stem.forward(x, train);
+        for block in self.blocks.iter().take(index) {
+            y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
+        }
+        if index == head {
+            y = self.head.forward(&y, train);
+        }
+        Some(y)
     }
 }
 
