@@ -13,6 +13,9 @@
 //!   the embeddings (`--tiny auto`, the default, tries the embeddings with
 //!   and without them and keeps the better on the database's episodes, as
 //!   the programs do; `--tiny off` or `on` keeps one);
+//! - `cosine on grid4@features.13 …`: the same on the grid descriptors
+//!   of the backbone's last stride-16 block (`--grid auto`, the default,
+//!   as the programs; `off` or `on` keeps one);
 //! - `cosine + sift`: local matching fused on each query's shortlist
 //!   (`--local`, `--shortlist`); with several matchers (`--local
 //!   sift,xfeat,disk,aliked`) each alone, then all together (each pair
@@ -49,7 +52,7 @@ use animal_reid::pipeline::{
 };
 use ndarray::ArrayView2;
 use reid_examples::{
-    BackboneArgs, EpisodeArgs, LocalArgs, feature_sets, feature_views, shared_dir,
+    BackboneArgs, EpisodeArgs, LocalArgs, feature_bases, feature_sets, feature_views, shared_dir,
 };
 
 /// Run the pipeline's stages one by one and together on a split CSV and
@@ -79,6 +82,10 @@ struct Args {
     /// with and without them), `on` or `off`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     tiny: String,
+    /// Grid descriptors of the backbone's last stride-16 block: `auto`
+    /// (rows for them and for the global embedding), `on` or `off`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    grid: String,
     /// Leave out the `default` rows (the chosen projection with local
     /// matching): with slow learned matchers they score every pair of the
     /// projected shortlists again.
@@ -150,7 +157,15 @@ fn main() -> Result<()> {
     let name = run.name();
     let plain = run.embeddings.clone();
     let emb = plain.matrix.view();
-    let sets = feature_sets(&args.tiny, records, run.embeddings, &name)?;
+    let bases = feature_bases(
+        &args.grid,
+        &args.model,
+        &run,
+        records,
+        args.cache.as_deref(),
+        args.quiet,
+    )?;
+    let sets = feature_sets(&args.tiny, records, bases)?;
 
     // Every set's and projection's episode score on the database, and the choice.
     let t = Instant::now();
@@ -167,11 +182,10 @@ fn main() -> Result<()> {
     let mut chosen_ident = None;
     for (si, (set, c)) in views.iter().zip(&choice.choices).enumerate() {
         // `cosine` on the backbone's embeddings, `cosine & tiny16` with the
-        // thumbnails appended.
-        let what = match set.name.strip_prefix(&name) {
-            Some(rest) if !rest.is_empty() => format!("cosine & {}", &rest[1..]),
-            _ => "cosine".to_owned(),
-        };
+        // thumbnails appended, `cosine on grid4@features.13` on the grid
+        // descriptors.
+        let rest = set.name.strip_prefix(&name).unwrap_or(&set.name);
+        let what = format!("cosine{}", rest.replace(':', " on ").replace('+', " & "));
         for (i, trial) in c.trials.iter().enumerate() {
             let params = base.with_adapt(trial.adapt)?;
             let ident = identify(records, set.embeddings, &params)?;

@@ -151,7 +151,7 @@ fn main() -> Result<()> {
     // 4. Embed every image: decode, resize and normalise on a background
     //    thread while the backbone runs; finished images come from the cache.
     let bb = args.model.build()?;
-    let info = bb.info();
+    let info = bb.info().clone();
     println!(
         "\nbackbone {} @{} px, {}-d embeddings, weights {}",
         info.name,
@@ -177,7 +177,16 @@ fn main() -> Result<()> {
     // 5. Open set: a projection and a threshold from the database alone,
     //    decisions, new ids.
     let t = Instant::now();
-    let resolved = args.adapt.resolve(&ds.records, emb, &info.name, openset)?;
+    let run = reid_examples::Embedded {
+        backbones: vec![bb],
+        embeddings: emb,
+        seconds: secs,
+        last,
+    };
+    let bases = args
+        .adapt
+        .bases(&args.model, &run, &ds.records, cache.as_deref(), args.quiet)?;
+    let resolved = args.adapt.resolve(&ds.records, bases, openset)?;
     if resolved.choice.is_some() {
         report.timing_since("choose the features and projection", t);
     }

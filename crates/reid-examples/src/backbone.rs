@@ -35,7 +35,9 @@ pub struct BackboneArgs {
     /// Precision: f32; f16 on CUDA; bf16 on CUDA and on CPUs with AVX-512 BF16.
     #[arg(long, default_value = "f32")]
     pub precision: String,
-    /// Pooling: default, avg, gem, gem:P, cls, cls+mean.
+    /// Pooling: default, avg, gem, gem:P, cls, cls+mean, grid:N (the last
+    /// feature map averaged over an N × N grid) or grid:N@T (that of block
+    /// T: MobileNetV2's features.T, EfficientNet-Lite's _blocks.T).
     #[arg(long, default_value = "default")]
     pub pooling: String,
     /// Average each embedding with that of the mirror image.
@@ -206,6 +208,53 @@ impl BackboneArgs {
     ) -> anyhow::Result<(Embeddings, f64, Option<Progress>)> {
         let (embeddings, _, seconds, last) = self.run(backbone, records, cache, quiet, false)?;
         Ok((embeddings, seconds, last))
+    }
+
+    /// The grid descriptors ([`Pooling::default_grid`]: the feature map of
+    /// `backbone`'s last stride-16 block averaged over a 4 × 4 grid) of
+    /// `records`, with these options and `cache`, and their name
+    /// (`mobilenet_v2:grid4@features.13`); `None` when the backbone has no
+    /// such block (transformers, TorchScript, ConvNeXt and EfficientNetV2 for
+    /// now).
+    pub fn grid_embeddings(
+        &self,
+        backbone: &Backbone,
+        records: &[Record],
+        cache: Option<&Path>,
+        quiet: bool,
+    ) -> anyhow::Result<Option<(String, Embeddings)>> {
+        let Some(net) = backbone.network() else {
+            return Ok(None);
+        };
+        let taps = net.taps();
+        let Some(
+            pooling @ Pooling::Grid {
+                levels,
+                tap: Some(t),
+            },
+        ) = Pooling::default_grid(&taps)
+        else {
+            return Ok(None);
+        };
+        let name = &backbone.info().name;
+        let grid = self.builder_of(name)?.pooling(pooling).build()?;
+        let (embeddings, _, seconds, _) = self.run(&grid, records, cache, quiet, false)?;
+        let sides: Vec<String> = levels
+            .cells()
+            .iter()
+            .map(|n| format!("{n} × {n}"))
+            .collect();
+        println!(
+            "grid descriptors ({} of {}, {}-d) of {} images in {seconds:.1} s",
+            sides.join(" and "),
+            taps[t].name,
+            grid.info().dim,
+            records.len()
+        );
+        Ok(Some((
+            format!("{name}:grid{}@{}", levels.name(), taps[t].name),
+            embeddings,
+        )))
     }
 
     /// [`BackboneArgs::embed`] of a loaded dataset; with `skip_bad`, the

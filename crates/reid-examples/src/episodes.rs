@@ -1,7 +1,9 @@
 //! The self-calibration options.
 
+use std::path::Path;
 use std::time::Instant;
 
+use crate::backbone::{BackboneArgs, Embedded};
 use reid_backbone::pipeline::{Embeddings, concat_embeddings};
 use reid_backbone::tiny::{TinyParams, tiny_embeddings};
 use reid_core::{ParamGuard, Record};
@@ -91,6 +93,14 @@ pub struct AdaptArgs {
     /// episodes, with its best projection), `on` or `off`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub tiny: String,
+    /// Grid descriptors (the backbone's feature map at its last stride-16
+    /// block, averaged over a 4 × 4 grid: `--pooling grid:4@TAP`) searched
+    /// instead of the backbone's global embedding: `auto` (both tried, each
+    /// with and without the thumbnails of `--tiny`, whichever scores best on
+    /// the database's own episodes), `on` or `off`. Backbones without such
+    /// a block (transformers, ensembles) keep their embedding.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub grid: String,
     /// Projection of the embeddings fitted on each dataset's database (and
     /// refitted on every self-calibration episode's pseudo-gallery): `auto`
     /// (the best of none, `whiten` and `lda` at shrinkage 0.1, 0.5, 0.9 by
@@ -170,11 +180,12 @@ impl AdaptArgs {
 /// the open-set parameters with the chosen projection, and the trials that
 /// chose them (none when nothing was chosen).
 pub struct Resolved {
-    /// One L2-normalised row per record: the backbone's embedding, or it
-    /// with the tiny-image descriptor appended
+    /// One L2-normalised row per record: the backbone's embedding or its
+    /// grid descriptor, alone or with the tiny-image descriptor appended
     /// ([`reid_backbone::pipeline::concat_embeddings`]).
     pub embeddings: Embeddings,
-    /// `mobilenet_v2`, or `mobilenet_v2+tiny16`.
+    /// `mobilenet_v2`, `mobilenet_v2+tiny16`,
+    /// `mobilenet_v2:grid4@features.13`, …
     pub features: String,
     /// The parameters with the chosen projection.
     pub params: ValidOpenSetParams,
@@ -183,22 +194,38 @@ pub struct Resolved {
 }
 
 impl AdaptArgs {
-    /// Settles what is searched and how it is projected: with `--tiny on`
-    /// or `auto`, the tiny-image descriptors of `records` are computed (in
-    /// parallel, no cache: a thumbnail costs a decode) and appended to
-    /// `embeddings`, whose name is `name`. With `--adapt auto` the projection is chosen
-    /// among [`default_adapt_candidates`] (with `--adapt-dim`), then the
+    /// The embeddings `--grid` asks to try, each with its name: `off`,
+    /// `run`'s own; `on`, the grid descriptors of its backbone
+    /// ([`BackboneArgs::grid_embeddings`], computed with `model`'s options
+    /// and `cache`); `auto`, both. A backbone without a stride-16 block (or
+    /// an ensemble) gives its own alone, except with `on`: an error.
+    pub fn bases(
+        &self,
+        model: &BackboneArgs,
+        run: &Embedded,
+        records: &[Record],
+        cache: Option<&Path>,
+        quiet: bool,
+    ) -> anyhow::Result<Vec<(String, Embeddings)>> {
+        feature_bases(&self.grid, model, run, records, cache, quiet)
+    }
+
+    /// Settles what is searched and how it is projected: `bases` (named
+    /// embeddings, [`AdaptArgs::bases`]), each alone (`--tiny off`), with
+    /// the tiny-image descriptors of `records` appended (`on`; computed once,
+    /// in parallel, no cache: a thumbnail costs a decode) or both (`auto`).
+    /// With `--adapt auto` the projection is chosen among
+    /// [`default_adapt_candidates`] (with `--adapt-dim`), then the
     /// neighbourhood steps on it; otherwise the one asked for is kept, and
-    /// with `--tiny auto` only the features are chosen. Prints the choice
+    /// with several sets only the features are chosen. Prints the choice
     /// and each trial's episode score.
     pub fn resolve(
         &self,
         records: &[Record],
-        embeddings: Embeddings,
-        name: &str,
+        bases: Vec<(String, Embeddings)>,
         params: ValidOpenSetParams,
     ) -> anyhow::Result<Resolved> {
-        let mut sets = feature_sets(&self.tiny, records, embeddings, name)?;
+        let mut sets = feature_sets(&self.tiny, records, bases)?;
         let (params, choice) = self.choose(records, &feature_views(&sets), params)?;
         let (features, embeddings) = sets.swap_remove(choice.as_ref().map_or(0, |c| c.chosen));
         Ok(Resolved {
@@ -243,25 +270,53 @@ impl AdaptArgs {
     }
 }
 
-/// The sets of embeddings `--tiny` asks to try, simplest first: `off`, the
-/// backbone's `embeddings` (named `name`); `on`, them with the tiny-image
-/// descriptors of `records` appended (`name+tiny16`); `auto`, both. The
-/// descriptors are computed in parallel, without a cache (a thumbnail
-/// costs a decode), and the time printed.
+/// [`AdaptArgs::bases`] for `--grid grid` (`auto`, `on` or `off`).
+pub fn feature_bases(
+    grid: &str,
+    model: &BackboneArgs,
+    run: &Embedded,
+    records: &[Record],
+    cache: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<Vec<(String, Embeddings)>> {
+    if !["auto", "on", "off"].contains(&grid) {
+        anyhow::bail!("--grid {grid}: use auto, on or off");
+    }
+    let own = (run.name(), run.embeddings.clone());
+    let found = match (grid, run.backbones.as_slice()) {
+        ("off", _) => None,
+        (_, [one]) => model.grid_embeddings(one, records, cache, quiet)?,
+        _ => None,
+    };
+    match (grid, found) {
+        ("on", Some(g)) => Ok(vec![g]),
+        ("on", None) => anyhow::bail!(
+            "--grid on: {} has no block at stride 16 to pool (MobileNetV2 and \
+             EfficientNet-Lite have; ensembles take none)",
+            run.name()
+        ),
+        ("auto", Some(g)) => Ok(vec![own, g]),
+        _ => Ok(vec![own]),
+    }
+}
+
+/// The sets of embeddings `--tiny` asks to try for each of `bases` (named
+/// embeddings of `records`), simplest first: `off`, each base; `on`, it
+/// with the tiny-image descriptors of `records` appended (`name+tiny16`);
+/// `auto`, both, base by base. The descriptors are computed once, in
+/// parallel, without a cache (a thumbnail costs a decode), and the time
+/// printed.
 pub fn feature_sets(
     tiny: &str,
     records: &[Record],
-    embeddings: Embeddings,
-    name: &str,
+    bases: Vec<(String, Embeddings)>,
 ) -> anyhow::Result<Vec<(String, Embeddings)>> {
     if !["auto", "on", "off"].contains(&tiny) {
         anyhow::bail!("--tiny {tiny}: use auto, on or off");
     }
-    let mut sets: Vec<(String, Embeddings)> = Vec::new();
-    if tiny != "on" {
-        sets.push((name.to_owned(), embeddings.clone()));
-    }
-    if tiny != "off" {
+    let thumbs = if tiny == "off" {
+        None
+    } else {
         let t = Instant::now();
         let tp = TinyParams::default().check()?;
         let thumbs = tiny_embeddings(records, &tp, &DecodeOptions::default())?;
@@ -271,10 +326,19 @@ pub fn feature_sets(
             records.len(),
             t.elapsed().as_secs_f64()
         );
-        sets.push((
-            format!("{name}+{}", tp.name()),
-            concat_embeddings(&[embeddings, thumbs])?,
-        ));
+        Some((tp.name(), thumbs))
+    };
+    let mut sets: Vec<(String, Embeddings)> = Vec::new();
+    for (name, embeddings) in bases {
+        if let Some((tiny_name, thumbs)) = &thumbs {
+            let both = concat_embeddings(&[embeddings.clone(), thumbs.clone()])?;
+            if tiny == "auto" {
+                sets.push((name.clone(), embeddings));
+            }
+            sets.push((format!("{name}+{tiny_name}"), both));
+        } else {
+            sets.push((name, embeddings));
+        }
     }
     Ok(sets)
 }
@@ -407,7 +471,8 @@ mod tests {
             ids: vec!["0".into(), "1".into()],
             matrix: ndarray::array![[1.0f32, 0.0], [1.0, 0.0]],
         };
-        let sets = super::feature_sets("auto", &records, emb.clone(), "net").unwrap();
+        let base = |e: &Embeddings| vec![("net".to_owned(), e.clone())];
+        let sets = super::feature_sets("auto", &records, base(&emb)).unwrap();
         let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["net", "net+tiny16"]);
         assert_eq!(sets[0].1, emb);
@@ -417,17 +482,102 @@ mod tests {
         let cos = both.row(0).dot(&both.row(1));
         assert!(cos.abs() < 1e-5, "{cos}");
         assert!((both.row(0).dot(&both.row(0)) - 1.0).abs() < 1e-5);
-        let off = super::feature_sets("off", &records, emb.clone(), "net").unwrap();
+        let off = super::feature_sets("off", &records, base(&emb)).unwrap();
         assert_eq!(off.len(), 1);
-        let on = super::feature_sets("on", &records, emb.clone(), "net").unwrap();
+        let on = super::feature_sets("on", &records, base(&emb)).unwrap();
         assert_eq!(on[0].0, "net+tiny16");
+        // Several bases: each alone, then with the thumbnails, base by base.
+        let grid = Embeddings {
+            ids: emb.ids.clone(),
+            matrix: ndarray::array![[0.0f32, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        };
+        let two = vec![("net".to_owned(), emb.clone()), ("grid".to_owned(), grid)];
+        let sets = super::feature_sets("auto", &records, two).unwrap();
+        let names: Vec<&str> = sets.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["net", "net+tiny16", "grid", "grid+tiny16"]);
+        assert_eq!(sets[3].1.matrix.ncols(), 3 + 256);
+        // Orthogonal grid rows, opposite thumbnails: the mean cosine is -1/2.
+        let g = &sets[3].1.matrix;
+        assert!((g.row(0).dot(&g.row(1)) + 0.5).abs() < 1e-5);
         let missing = [Record::new("x", dir.path().join("gone.jpg"))];
         let one = Embeddings {
             ids: vec!["x".into()],
             matrix: ndarray::array![[1.0f32, 0.0]],
         };
-        let e = super::feature_sets("on", &missing, one, "net").unwrap_err();
+        let e = super::feature_sets("on", &missing, base(&one)).unwrap_err();
         assert!(format!("{e:#}").contains("gone.jpg"), "{e:#}");
+    }
+
+    /// `--grid`: `auto` by default; with MobileNetV2 (real weights) the
+    /// grid descriptors of its `features.13` are 96 · 16 wide and named so,
+    /// `auto` keeps the backbone's own first, `off` only it; an ensemble
+    /// has no grid, which `on` says.
+    #[test]
+    fn grid_flag_and_bases() {
+        use crate::backbone::{BackboneArgs, Embedded};
+        use reid_backbone::pipeline::Embeddings;
+        use reid_core::Record;
+        assert_eq!(parse(&[]).grid, "auto");
+        assert!(Args::try_parse_from(["prog", "--grid", "maybe"]).is_err());
+
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<Record> = (0..2)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.png"));
+                image::RgbImage::from_fn(40, 30, |x, y| {
+                    image::Rgb([(x * 6 + i * 50) as u8, (y * 8) as u8, 90])
+                })
+                .save(&path)
+                .unwrap();
+                Record::new(i.to_string(), path)
+            })
+            .collect();
+        #[derive(clap::Parser)]
+        struct M {
+            #[command(flatten)]
+            model: BackboneArgs,
+        }
+        let model = M::try_parse_from(["prog", "--backbone", "mobilenet_v2"])
+            .unwrap()
+            .model;
+        let own = Embeddings {
+            ids: vec!["0".into(), "1".into()],
+            matrix: ndarray::array![[1.0f32, 0.0], [0.0, 1.0]],
+        };
+        let run = Embedded {
+            backbones: model.build_all().unwrap(),
+            embeddings: own.clone(),
+            seconds: 0.0,
+            last: None,
+        };
+        let adapt = |g: &str| parse(&["--grid", g]);
+        let bases = adapt("auto")
+            .bases(&model, &run, &records, None, true)
+            .unwrap();
+        assert_eq!(bases.len(), 2);
+        assert_eq!(bases[0], ("mobilenet_v2".to_owned(), own.clone()));
+        assert_eq!(bases[1].0, "mobilenet_v2:grid4@features.13");
+        assert_eq!(bases[1].1.matrix.dim(), (2, 96 * 16));
+        assert_eq!(bases[1].1.ids, own.ids);
+        let off = adapt("off").bases(&model, &run, &records, None, true);
+        assert_eq!(off.unwrap().len(), 1);
+        let pair = Embedded {
+            backbones: [model.build_all().unwrap(), model.build_all().unwrap()]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ..run
+        };
+        let e = adapt("on").bases(&model, &pair, &records, None, true);
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("--grid on") && e.contains("stride 16"), "{e}");
+        assert_eq!(
+            adapt("auto")
+                .bases(&model, &pair, &records, None, true)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -43,7 +43,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub use backbone::{BackboneArgs, Embedded};
 pub use episodes::{
-    AdaptArgs, EpisodeArgs, Resolved, adapt_summary, choice_summary, feature_sets, feature_views,
+    AdaptArgs, EpisodeArgs, Resolved, adapt_summary, choice_summary, feature_bases, feature_sets,
+    feature_views,
 };
 pub use local::{Keypoints, LocalArgs, cost_summary, keep_best_fusion, memo_summary, scorer_refs};
 pub use output::{
