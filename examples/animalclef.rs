@@ -128,14 +128,14 @@ fn main() -> Result<()> {
     reid_examples::record_embedding(&mut report, &run);
     let t = Instant::now();
     let name = run.name();
-    let bases = args.adapt.bases(
+    let resolved = args.adapt.resolve_run(
         &args.model,
         &run,
         &ds.records,
         args.cache.as_deref(),
         args.quiet,
+        params,
     )?;
-    let resolved = args.adapt.resolve(&ds.records, bases, params)?;
     if resolved.choice.is_some() {
         report.timing_since("choose the features and projection", t);
     }

@@ -183,10 +183,14 @@ fn main() -> Result<()> {
         seconds: secs,
         last,
     };
-    let bases = args
-        .adapt
-        .bases(&args.model, &run, &ds.records, cache.as_deref(), args.quiet)?;
-    let resolved = args.adapt.resolve(&ds.records, bases, openset)?;
+    let resolved = args.adapt.resolve_run(
+        &args.model,
+        &run,
+        &ds.records,
+        cache.as_deref(),
+        args.quiet,
+        openset,
+    )?;
     if resolved.choice.is_some() {
         report.timing_since("choose the features and projection", t);
     }

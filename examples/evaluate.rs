@@ -128,14 +128,14 @@ fn main() -> Result<()> {
     reid_examples::record_embedding(&mut report, &run);
     let (described, name) = (run.describe(), run.name());
     let t = Instant::now();
-    let bases = args.adapt.bases(
+    let resolved = args.adapt.resolve_run(
         &args.model,
         &run,
         &ds.records,
         args.cache.as_deref(),
         args.quiet,
+        params,
     )?;
-    let resolved = args.adapt.resolve(&ds.records, bases, params)?;
     if let Some(c) = &resolved.choice {
         report.timing_since("choose the features and projection", t);
         report.section("Features and projection chosen on the database");

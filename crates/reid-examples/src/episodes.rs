@@ -194,24 +194,24 @@ pub struct Resolved {
 }
 
 impl AdaptArgs {
-    /// The embeddings `--grid` asks to try, each with its name: `off`,
-    /// `run`'s own; `on`, the grid descriptors of its backbone
-    /// ([`BackboneArgs::grid_embeddings`], computed with `model`'s options
-    /// and `cache`); `auto`, both. A backbone without a stride-16 block (or
-    /// an ensemble) gives its own alone, except with `on`: an error.
-    pub fn bases(
+    /// [`AdaptArgs::resolve`] on the embeddings `--grid` asks to try
+    /// ([`feature_bases`]): `run`'s own and/or the grid descriptors of its
+    /// backbone (computed with `model`'s options, cached in `cache`).
+    pub fn resolve_run(
         &self,
         model: &BackboneArgs,
         run: &Embedded,
         records: &[Record],
         cache: Option<&Path>,
         quiet: bool,
-    ) -> anyhow::Result<Vec<(String, Embeddings)>> {
-        feature_bases(&self.grid, model, run, records, cache, quiet)
+        params: ValidOpenSetParams,
+    ) -> anyhow::Result<Resolved> {
+        let bases = feature_bases(&self.grid, model, run, records, cache, quiet)?;
+        self.resolve(records, bases, params)
     }
 
     /// Settles what is searched and how it is projected: `bases` (named
-    /// embeddings, [`AdaptArgs::bases`]), each alone (`--tiny off`), with
+    /// embeddings, [`feature_bases`]), each alone (`--tiny off`), with
     /// the tiny-image descriptors of `records` appended (`on`; computed once,
     /// in parallel, no cache: a thumbnail costs a decode) or both (`auto`).
     /// With `--adapt auto` the projection is chosen among
@@ -270,7 +270,11 @@ impl AdaptArgs {
     }
 }
 
-/// [`AdaptArgs::bases`] for `--grid grid` (`auto`, `on` or `off`).
+/// The embeddings `--grid` (`grid`: `auto`, `on` or `off`) asks to try,
+/// each with its name: `off`, `run`'s own; `on`, the grid descriptors of its
+/// backbone ([`BackboneArgs::grid_embeddings`], computed with `model`'s
+/// options and `cache`); `auto`, both. A backbone without a stride-16 block
+/// (or an ensemble) gives its own alone, except with `on`: an error.
 pub fn feature_bases(
     grid: &str,
     model: &BackboneArgs,
@@ -550,17 +554,17 @@ mod tests {
             seconds: 0.0,
             last: None,
         };
-        let adapt = |g: &str| parse(&["--grid", g]);
-        let bases = adapt("auto")
-            .bases(&model, &run, &records, None, true)
-            .unwrap();
-        assert_eq!(bases.len(), 2);
-        assert_eq!(bases[0], ("mobilenet_v2".to_owned(), own.clone()));
-        assert_eq!(bases[1].0, "mobilenet_v2:grid4@features.13");
-        assert_eq!(bases[1].1.matrix.dim(), (2, 96 * 16));
-        assert_eq!(bases[1].1.ids, own.ids);
-        let off = adapt("off").bases(&model, &run, &records, None, true);
-        assert_eq!(off.unwrap().len(), 1);
+        let bases =
+            |g: &str, run: &Embedded| super::feature_bases(g, &model, run, &records, None, true);
+        let both = bases("auto", &run).unwrap();
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0], ("mobilenet_v2".to_owned(), own.clone()));
+        assert_eq!(both[1].0, "mobilenet_v2:grid4@features.13");
+        assert_eq!(both[1].1.matrix.dim(), (2, 96 * 16));
+        assert_eq!(both[1].1.ids, own.ids);
+        assert_eq!(bases("off", &run).unwrap().len(), 1);
+        let e = bases("maybe", &run).unwrap_err().to_string();
+        assert!(e.contains("--grid maybe"), "{e}");
         let pair = Embedded {
             backbones: [model.build_all().unwrap(), model.build_all().unwrap()]
                 .into_iter()
@@ -568,16 +572,9 @@ mod tests {
                 .collect(),
             ..run
         };
-        let e = adapt("on").bases(&model, &pair, &records, None, true);
-        let e = e.unwrap_err().to_string();
+        let e = bases("on", &pair).unwrap_err().to_string();
         assert!(e.contains("--grid on") && e.contains("stride 16"), "{e}");
-        assert_eq!(
-            adapt("auto")
-                .bases(&model, &pair, &records, None, true)
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(bases("auto", &pair).unwrap().len(), 1);
     }
 
     #[test]
