@@ -13,7 +13,9 @@ use reid_data::preprocess::Interpolation;
 use tch::Tensor;
 use tch::nn::{self, Module};
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
+use super::{
+    Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, Tap, to_kind_of,
+};
 
 /// LayerNorm eps of every ConvNeXt norm (timm's `LayerNorm`/`LayerNorm2d` default).
 const LN_EPS: f64 = 1e-6;
@@ -179,6 +181,8 @@ pub struct ConvNeXt {
     head_norm: nn::LayerNorm,
     fc: Option<nn::Linear>,
     num_features: i64,
+    /// `stages.0` … `stages.3`: each stage's output (strides 4 to 32).
+    taps: Vec<Tap>,
 }
 
 impl ConvNeXt {
@@ -193,6 +197,7 @@ impl ConvNeXt {
         let stem_conv = nn::conv2d(&stem / 0, 3, d0, 4, stem_cfg);
         let stem_norm = layer_norm(&stem / 1, d0);
         let mut stages = Vec::with_capacity(4);
+        let mut taps = Vec::with_capacity(4);
         let mut prev = d0;
         for (i, (&depth, &dim)) in cfg.depths.iter().zip(cfg.dims.iter()).enumerate() {
             let sp = p / "stages" / i;
@@ -211,6 +216,11 @@ impl ConvNeXt {
                 .map(|j| Block::new(&(&sp / "blocks" / j), dim))
                 .collect();
             stages.push(Stage { downsample, blocks });
+            taps.push(Tap {
+                name: format!("stages.{i}"),
+                channels: dim,
+                stride: 4 << i,
+            });
             prev = dim;
         }
         let head = p / "head";
@@ -224,15 +234,17 @@ impl ConvNeXt {
             head_norm,
             fc,
             num_features: prev,
+            taps,
         }
     }
 }
 
-impl Architecture for ConvNeXt {
-    fn forward_features(&self, x: &Tensor, _train: bool) -> Tensor {
-        // No batch norm or dropout; drop-path is identity (rate 0 by default).
+impl ConvNeXt {
+    /// The stem and the first `n` stages. No batch norm or dropout;
+    /// drop-path is identity (rate 0 by default).
+    fn stages_up_to(&self, x: &Tensor, n: usize) -> Tensor {
         let mut x = layer_norm_2d(&self.stem_norm, &x.apply(&self.stem_conv));
-        for stage in &self.stages {
+        for stage in self.stages.iter().take(n) {
             if let Some((norm, conv)) = &stage.downsample {
                 x = layer_norm_2d(norm, &x).apply(conv);
             }
@@ -241,6 +253,20 @@ impl Architecture for ConvNeXt {
             }
         }
         x
+    }
+}
+
+impl Architecture for ConvNeXt {
+    fn forward_features(&self, x: &Tensor, _train: bool) -> Tensor {
+        self.stages_up_to(x, self.stages.len())
+    }
+
+    fn taps(&self) -> Vec<Tap> {
+        self.taps.clone()
+    }
+
+    fn forward_tap(&self, x: &Tensor, index: usize, _train: bool) -> Option<Tensor> {
+        (index < self.stages.len()).then(|| self.stages_up_to(x, index + 1))
     }
 
     fn layout(&self) -> FeatureLayout {
