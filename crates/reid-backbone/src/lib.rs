@@ -17,8 +17,7 @@
 //!   average, GeM, class token, class token + mean patch, and grid
 //!   descriptors: a feature map averaged over an `N × N` grid, by default
 //!   that of the last block at stride 16, [`arch::Architecture::taps`],
-//!   where the network stops; MobileNetV2, EfficientNet-Lite and ConvNeXt
-//!   have taps).
+//!   where the network stops; the CNNs have taps, the transformers none).
 //! - [`pipeline`]: records → prefetched parallel batches → backbone →
 //!   [`pipeline::Embeddings`], with flip / five-crop test-time augmentation and
 //!   the on-disk [`cache`] keyed by model, weights, preprocessing and image content.

@@ -37,8 +37,8 @@ pub struct BackboneArgs {
     pub precision: String,
     /// Pooling: default, avg, gem, gem:P, cls, cls+mean, grid:N (the last
     /// feature map averaged over an N × N grid) or grid:N@T (that of block
-    /// T: MobileNetV2's features.T, EfficientNet-Lite's _blocks.T, ConvNeXt's
-    /// stages.T).
+    /// T, counted from 0: MobileNetV2's features.T, EfficientNet-Lite's
+    /// _blocks.T, ConvNeXt's stages.T, EfficientNetV2's T-th block).
     #[arg(long, default_value = "default")]
     pub pooling: String,
     /// Average each embedding with that of the mirror image.
@@ -215,7 +215,7 @@ impl BackboneArgs {
     /// `backbone`'s last stride-16 block averaged over a 4 × 4 grid) of
     /// `records`, with these options and `cache`, and their name
     /// (`mobilenet_v2:grid4@features.13`); `None` when the backbone has no
-    /// such block (transformers, TorchScript, and EfficientNetV2 for now).
+    /// such block (transformers, TorchScript).
     pub fn grid_embeddings(
         &self,
         backbone: &Backbone,

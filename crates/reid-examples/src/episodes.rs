@@ -295,8 +295,8 @@ pub fn feature_bases(
     match (grid, found) {
         ("on", Some(g)) => Ok(vec![g]),
         ("on", None) => anyhow::bail!(
-            "--grid on: {} has no block at stride 16 to pool (MobileNetV2, \
-             EfficientNet-Lite and ConvNeXt have; ensembles take none)",
+            "--grid on: {} has no block at stride 16 to pool (the CNNs have; \
+             transformers, TorchScript models and ensembles have none)",
             run.name()
         ),
         ("auto", Some(g)) => Ok(vec![own, g]),

@@ -22,7 +22,9 @@ use reid_data::preprocess::Interpolation;
 use tch::Tensor;
 use tch::nn;
 
-use super::{Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, to_kind_of};
+use super::{
+    Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, Tap, to_kind_of,
+};
 
 /// Inception-style mean (timm `IMAGENET_INCEPTION_MEAN`), used by the `tf_` weights.
 const INCEPTION_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
@@ -500,6 +502,8 @@ pub struct EfficientNetV2 {
     bn2: BnAct,
     classifier: Option<nn::Linear>,
     num_features: i64,
+    /// `blocks.i.j`: each block's output.
+    taps: Vec<Tap>,
 }
 
 impl EfficientNetV2 {
@@ -513,10 +517,18 @@ impl EfficientNetV2 {
         let conv_stem = Conv::new(p / "conv_stem", 3, cfg.stem, 3, 2, 1, flavour);
         let bn1 = BnAct::new(p / "bn1", cfg.stem, flavour, true);
         let mut blocks = Vec::new();
+        let mut taps = Vec::new();
+        let mut total_stride = 2;
         let mut cin = cfg.stem;
         for (i, stage) in cfg.stages.iter().enumerate() {
             for j in 0..stage.repeats {
                 let stride = if j == 0 { stage.stride } else { 1 };
+                total_stride *= stride;
+                taps.push(Tap {
+                    name: format!("blocks.{i}.{j}"),
+                    channels: stage.out,
+                    stride: total_stride,
+                });
                 let bp = p / "blocks" / i / j;
                 blocks.push(Residual::new(
                     &bp,
@@ -548,6 +560,7 @@ impl EfficientNetV2 {
             bn2,
             classifier,
             num_features: cfg.num_features,
+            taps,
         }
     }
 }
@@ -559,6 +572,21 @@ impl Architecture for EfficientNetV2 {
             x = block.forward(&to_kind_of(&x, block.weight()), train);
         }
         self.bn2.forward(&self.conv_head.forward(&x), train)
+    }
+
+    fn taps(&self) -> Vec<Tap> {
+        self.taps.clone()
+    }
+
+    fn forward_tap(&self, x: &Tensor, index: usize, train: bool) -> Option<Tensor> {
+        if index >= self.blocks.len() {
+            return None;
+        }
+        let mut x = self.bn1.forward(&self.conv_stem.forward(x), train);
+        for block in self.blocks.iter().take(index + 1) {
+            x = block.forward(&to_kind_of(&x, block.weight()), train);
+        }
+        Some(x)
     }
 
     fn layout(&self) -> FeatureLayout {

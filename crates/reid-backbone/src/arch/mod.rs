@@ -65,7 +65,8 @@ pub trait Architecture: Send + std::fmt::Debug {
     fn full_precision_prefixes(&self) -> &'static [&'static str];
     /// The intermediate feature maps the network can stop at, in order:
     /// the outputs of its blocks, named by their key prefix (MobileNetV2's
-    /// `features.N`, EfficientNet-Lite's `_blocks.N`, ConvNeXt's `stages.N`).
+    /// `features.N`, EfficientNet-Lite's `_blocks.N`, ConvNeXt's `stages.N`,
+    /// EfficientNetV2's `blocks.i.j`).
     /// Empty for
     /// architectures that offer none.
     fn taps(&self) -> Vec<Tap> {
