@@ -160,7 +160,7 @@ fn main() -> Result<()> {
     let bases = feature_bases(
         &args.grid,
         &args.model,
-        &run,
+        run,
         records,
         args.cache.as_deref(),
         args.quiet,

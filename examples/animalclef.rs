@@ -130,7 +130,7 @@ fn main() -> Result<()> {
     let name = run.name();
     let resolved = args.adapt.resolve_run(
         &args.model,
-        &run,
+        run,
         &ds.records,
         args.cache.as_deref(),
         args.quiet,

@@ -185,7 +185,7 @@ fn main() -> Result<()> {
     };
     let resolved = args.adapt.resolve_run(
         &args.model,
-        &run,
+        run,
         &ds.records,
         cache.as_deref(),
         args.quiet,

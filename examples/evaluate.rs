@@ -126,11 +126,11 @@ fn main() -> Result<()> {
         .model
         .embed(&ds.records, args.cache.as_deref(), args.quiet)?;
     reid_examples::record_embedding(&mut report, &run);
-    let (described, name) = (run.describe(), run.name());
+    let (described, name, embed_seconds) = (run.describe(), run.name(), run.seconds);
     let t = Instant::now();
     let resolved = args.adapt.resolve_run(
         &args.model,
-        &run,
+        run,
         &ds.records,
         args.cache.as_deref(),
         args.quiet,
@@ -147,7 +147,7 @@ fn main() -> Result<()> {
     println!(
         "embedded {} images with {described} in {:.1} s",
         ds.len(),
-        run.seconds
+        embed_seconds
     );
 
     // The fixed threshold, for comparison.

@@ -670,10 +670,7 @@ impl Backbone {
         };
         let pooled = pooled.to_kind(Kind::Float);
         check_finite(&pooled, &self.info.name)?;
-        let norm = pooled
-            .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
-            .clamp_min(1e-12);
-        Ok(pooled / norm)
+        Ok(crate::pool::l2_normalize(&pooled))
     }
 
     /// Features of the prepared batch `x` (a grid's tap, else the last

@@ -506,8 +506,5 @@ pub fn embed_tta(bb: &Backbone, x: &Tensor, tta: Tta, size: i64) -> Result<Tenso
     if views.len() == 1 && !tta.flip {
         return Ok(sum);
     }
-    let norm = sum
-        .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
-        .clamp_min(1e-12);
-    Ok(sum / norm)
+    Ok(crate::pool::l2_normalize(&sum))
 }

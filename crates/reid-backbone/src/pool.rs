@@ -55,16 +55,13 @@ impl GridLevels {
     /// The grids of `cells` per side (duplicates count once); an error for
     /// none, or for a value outside 1 ..= [`MAX_GRID_CELLS`].
     pub fn new(cells: &[usize]) -> Result<Self> {
-        let mut bits = 0u32;
-        for &n in cells {
-            if !(1..=MAX_GRID_CELLS).contains(&n) {
-                return Err(BackboneError::InvalidParam {
-                    name: "pooling",
-                    reason: format!("a grid has 1 to {MAX_GRID_CELLS} cells per side, got {n}"),
-                });
-            }
-            bits |= 1 << n;
+        if let Some(n) = cells.iter().find(|n| !(1..=MAX_GRID_CELLS).contains(n)) {
+            return Err(BackboneError::InvalidParam {
+                name: "pooling",
+                reason: format!("a grid has 1 to {MAX_GRID_CELLS} cells per side, got {n}"),
+            });
         }
+        let bits = Self::mask(cells);
         if bits == 0 {
             return Err(BackboneError::InvalidParam {
                 name: "pooling",
@@ -72,6 +69,11 @@ impl GridLevels {
             });
         }
         Ok(GridLevels(bits))
+    }
+
+    /// One bit per cells-per-side value, for values already checked.
+    fn mask(cells: &[usize]) -> u32 {
+        cells.iter().fold(0, |bits, n| bits | 1 << n)
     }
 
     /// The cells per side, coarsest first.
@@ -105,6 +107,15 @@ pub const MAX_GRID_CELLS: usize = 16;
 /// database's own episodes score 4 × 4 at 0.778 and 3 + 4 at 0.777, so the
 /// simpler one is the default.
 pub const DEFAULT_GRID_CELLS: [usize; 1] = [4];
+
+/// Rows of `x` divided by their L2 norm, clamped at 1e-12 (PyTorch's
+/// `F.normalize`): a zero row stays zero.
+pub fn l2_normalize(x: &Tensor) -> Tensor {
+    let norm = x
+        .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
+        .clamp_min(1e-12);
+    x / norm
+}
 
 /// Clamp floor for GeM, as in the reference implementation's `eps`.
 pub const GEM_EPS: f64 = 1e-6;
@@ -166,7 +177,7 @@ impl Pooling {
     /// no tap is at stride 16.
     pub fn default_grid(taps: &[Tap]) -> Option<Self> {
         default_grid_tap(taps).map(|t| Pooling::Grid {
-            levels: GridLevels(DEFAULT_GRID_CELLS.iter().map(|n| 1 << n).sum()),
+            levels: GridLevels(GridLevels::mask(&DEFAULT_GRID_CELLS)),
             tap: Some(t),
         })
     }
@@ -238,11 +249,7 @@ impl Pooling {
                         .into_iter()
                         .map(|n| {
                             let n = n as i64;
-                            let g = features.adaptive_avg_pool2d([n, n]).flatten(1, -1);
-                            let norm = g
-                                .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
-                                .clamp_min(1e-12);
-                            g / norm
+                            l2_normalize(&features.adaptive_avg_pool2d([n, n]).flatten(1, -1))
                         })
                         .collect();
                     Tensor::cat(&grids, 1)

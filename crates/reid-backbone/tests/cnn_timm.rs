@@ -107,7 +107,7 @@ fn check(name: &str) {
     // The grid descriptors' default tap (the last at stride 16), where the
     // fixture holds timm's map.
     let taps = model.taps();
-    let t = arch::default_grid_tap(&taps).expect("a stride-16 tap");
+    let t = arch::default_grid_tap(taps).expect("a stride-16 tap");
     assert_eq!(taps[t].name, meta.tap, "{name}: default tap");
     let got = tch::no_grad(|| model.forward_tap(x, t, false)).unwrap();
     assert_eq!(

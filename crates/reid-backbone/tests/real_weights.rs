@@ -127,7 +127,7 @@ fn check(name: &str) {
     // The grid descriptor's default tap: the same block, and the same map,
     // as PyTorch's; the network has no tap past its last.
     let taps = model.taps();
-    let t = arch::default_grid_tap(&taps).unwrap();
+    let t = arch::default_grid_tap(taps).unwrap();
     assert_eq!(t as i64, m["grid_tap_index"].as_i64().unwrap(), "{name}");
     assert_eq!(taps[t].name, m["grid_tap"].as_str().unwrap(), "{name}");
     assert_eq!(taps[t].stride, 16, "{name}");

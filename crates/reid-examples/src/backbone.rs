@@ -232,7 +232,7 @@ impl BackboneArgs {
                 levels,
                 tap: Some(t),
             },
-        ) = Pooling::default_grid(&taps)
+        ) = Pooling::default_grid(taps)
         else {
             return Ok(None);
         };

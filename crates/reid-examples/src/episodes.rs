@@ -196,11 +196,12 @@ pub struct Resolved {
 impl AdaptArgs {
     /// [`AdaptArgs::resolve`] on the embeddings `--grid` asks to try
     /// ([`feature_bases`]): `run`'s own and/or the grid descriptors of its
-    /// backbone (computed with `model`'s options, cached in `cache`).
+    /// backbone (computed with `model`'s options, cached in `cache`). `run`'s
+    /// embeddings move into the result, uncopied.
     pub fn resolve_run(
         &self,
         model: &BackboneArgs,
-        run: &Embedded,
+        run: Embedded,
         records: &[Record],
         cache: Option<&Path>,
         quiet: bool,
@@ -274,11 +275,12 @@ impl AdaptArgs {
 /// each with its name: `off`, `run`'s own; `on`, the grid descriptors of its
 /// backbone ([`BackboneArgs::grid_embeddings`], computed with `model`'s
 /// options and `cache`); `auto`, both. A backbone without a stride-16 block
-/// (or an ensemble) gives its own alone, except with `on`: an error.
+/// (or an ensemble) gives its own alone, except with `on`: an error. `run`'s
+/// embeddings move into the result.
 pub fn feature_bases(
     grid: &str,
     model: &BackboneArgs,
-    run: &Embedded,
+    run: Embedded,
     records: &[Record],
     cache: Option<&Path>,
     quiet: bool,
@@ -286,7 +288,7 @@ pub fn feature_bases(
     if !["auto", "on", "off"].contains(&grid) {
         anyhow::bail!("--grid {grid}: use auto, on or off");
     }
-    let own = (run.name(), run.embeddings.clone());
+    let name = run.name();
     let found = match (grid, run.backbones.as_slice()) {
         ("off", _) => None,
         (_, [one]) => model.grid_embeddings(one, records, cache, quiet)?,
@@ -295,12 +297,11 @@ pub fn feature_bases(
     match (grid, found) {
         ("on", Some(g)) => Ok(vec![g]),
         ("on", None) => anyhow::bail!(
-            "--grid on: {} has no block at stride 16 to pool (the CNNs have; \
-             transformers, TorchScript models and ensembles have none)",
-            run.name()
+            "--grid on: {name} has no block at stride 16 to pool (the CNNs have; \
+             transformers, TorchScript models and ensembles have none)"
         ),
-        ("auto", Some(g)) => Ok(vec![own, g]),
-        _ => Ok(vec![own]),
+        ("auto", Some(g)) => Ok(vec![(name, run.embeddings), g]),
+        _ => Ok(vec![(name, run.embeddings)]),
     }
 }
 
@@ -548,33 +549,29 @@ mod tests {
             ids: vec!["0".into(), "1".into()],
             matrix: ndarray::array![[1.0f32, 0.0], [0.0, 1.0]],
         };
-        let run = Embedded {
-            backbones: model.build_all().unwrap(),
+        let run = |copies: usize| Embedded {
+            backbones: (0..copies)
+                .flat_map(|_| model.build_all().unwrap())
+                .collect(),
             embeddings: own.clone(),
             seconds: 0.0,
             last: None,
         };
         let bases =
-            |g: &str, run: &Embedded| super::feature_bases(g, &model, run, &records, None, true);
-        let both = bases("auto", &run).unwrap();
+            |g: &str, run: Embedded| super::feature_bases(g, &model, run, &records, None, true);
+        let both = bases("auto", run(1)).unwrap();
         assert_eq!(both.len(), 2);
         assert_eq!(both[0], ("mobilenet_v2".to_owned(), own.clone()));
         assert_eq!(both[1].0, "mobilenet_v2:grid4@features.13");
         assert_eq!(both[1].1.matrix.dim(), (2, 96 * 16));
         assert_eq!(both[1].1.ids, own.ids);
-        assert_eq!(bases("off", &run).unwrap().len(), 1);
-        let e = bases("maybe", &run).unwrap_err().to_string();
+        assert_eq!(bases("off", run(1)).unwrap().len(), 1);
+        let e = bases("maybe", run(1)).unwrap_err().to_string();
         assert!(e.contains("--grid maybe"), "{e}");
-        let pair = Embedded {
-            backbones: [model.build_all().unwrap(), model.build_all().unwrap()]
-                .into_iter()
-                .flatten()
-                .collect(),
-            ..run
-        };
-        let e = bases("on", &pair).unwrap_err().to_string();
+        // An ensemble of two.
+        let e = bases("on", run(2)).unwrap_err().to_string();
         assert!(e.contains("--grid on") && e.contains("stride 16"), "{e}");
-        assert_eq!(bases("auto", &pair).unwrap().len(), 1);
+        assert_eq!(bases("auto", run(2)).unwrap().len(), 1);
     }
 
     #[test]

@@ -20,13 +20,9 @@ use reid_core::ParamGuard;
 
 use crate::error::{Result, TrainError};
 
-/// Rows divided by their L2 norm (clamped at 1e-12, as `F.normalize`).
-pub fn l2_normalize(x: &Tensor) -> Tensor {
-    let n = x
-        .norm_scalaropt_dim(2.0, [1i64].as_slice(), true)
-        .clamp_min(1e-12);
-    x / n
-}
+/// Rows divided by their L2 norm (clamped at 1e-12, as `F.normalize`);
+/// the backbone's own, which normalises every embedding.
+pub use reid_backbone::pool::l2_normalize;
 
 fn shape_str(t: &Tensor) -> String {
     format!("{:?}", t.size())

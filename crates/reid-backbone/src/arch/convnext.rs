@@ -261,8 +261,8 @@ impl Architecture for ConvNeXt {
         self.stages_up_to(x, self.stages.len())
     }
 
-    fn taps(&self) -> Vec<Tap> {
-        self.taps.clone()
+    fn taps(&self) -> &[Tap] {
+        &self.taps
     }
 
     fn forward_tap(&self, x: &Tensor, index: usize, _train: bool) -> Option<Tensor> {

@@ -339,28 +339,29 @@ impl EfficientNetLite {
     }
 }
 
-impl Architecture for EfficientNetLite {
-    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+impl EfficientNetLite {
+    /// The stem and the first `n` blocks.
+    fn stem_and_blocks(&self, x: &Tensor, n: usize, train: bool) -> Tensor {
         let mut y = self.conv_stem.forward_bn(x, &self.bn0, train).relu6();
-        for block in &self.blocks {
+        for block in self.blocks.iter().take(n) {
             y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
+        y
+    }
+}
+
+impl Architecture for EfficientNetLite {
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.stem_and_blocks(x, self.blocks.len(), train);
         self.conv_head.forward_bn(&y, &self.bn1, train).relu6()
     }
 
-    fn taps(&self) -> Vec<Tap> {
-        self.taps.clone()
+    fn taps(&self) -> &[Tap] {
+        &self.taps
     }
 
     fn forward_tap(&self, x: &Tensor, index: usize, train: bool) -> Option<Tensor> {
-        if index >= self.blocks.len() {
-            return None;
-        }
-        let mut y = self.conv_stem.forward_bn(x, &self.bn0, train).relu6();
-        for block in self.blocks.iter().take(index + 1) {
-            y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
-        }
-        Some(y)
+        (index < self.blocks.len()).then(|| self.stem_and_blocks(x, index + 1, train))
     }
 
     fn layout(&self) -> FeatureLayout {

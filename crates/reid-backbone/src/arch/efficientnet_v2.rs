@@ -565,28 +565,29 @@ impl EfficientNetV2 {
     }
 }
 
-impl Architecture for EfficientNetV2 {
-    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+impl EfficientNetV2 {
+    /// The stem and the first `n` blocks.
+    fn stem_and_blocks(&self, x: &Tensor, n: usize, train: bool) -> Tensor {
         let mut x = self.bn1.forward(&self.conv_stem.forward(x), train);
-        for block in &self.blocks {
+        for block in self.blocks.iter().take(n) {
             x = block.forward(&to_kind_of(&x, block.weight()), train);
         }
+        x
+    }
+}
+
+impl Architecture for EfficientNetV2 {
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = self.stem_and_blocks(x, self.blocks.len(), train);
         self.bn2.forward(&self.conv_head.forward(&x), train)
     }
 
-    fn taps(&self) -> Vec<Tap> {
-        self.taps.clone()
+    fn taps(&self) -> &[Tap] {
+        &self.taps
     }
 
     fn forward_tap(&self, x: &Tensor, index: usize, train: bool) -> Option<Tensor> {
-        if index >= self.blocks.len() {
-            return None;
-        }
-        let mut x = self.bn1.forward(&self.conv_stem.forward(x), train);
-        for block in self.blocks.iter().take(index + 1) {
-            x = block.forward(&to_kind_of(&x, block.weight()), train);
-        }
-        Some(x)
+        (index < self.blocks.len()).then(|| self.stem_and_blocks(x, index + 1, train))
     }
 
     fn layout(&self) -> FeatureLayout {

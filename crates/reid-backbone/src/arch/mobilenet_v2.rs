@@ -206,12 +206,20 @@ impl MobileNetV2 {
     }
 }
 
-impl Architecture for MobileNetV2 {
-    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+impl MobileNetV2 {
+    /// The stem and the first `n` blocks.
+    fn stem_and_blocks(&self, x: &Tensor, n: usize, train: bool) -> Tensor {
         let mut y = self.stem.forward(x, train);
-        for block in &self.blocks {
+        for block in self.blocks.iter().take(n) {
             y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
+        y
+    }
+}
+
+impl Architecture for MobileNetV2 {
+    fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.stem_and_blocks(x, self.blocks.len(), train);
         self.head.forward(&y, train)
     }
 
@@ -235,23 +243,18 @@ impl Architecture for MobileNetV2 {
         &["features.0.", "features.1.", "classifier."]
     }
 
-    fn taps(&self) -> Vec<Tap> {
-        self.taps.clone()
+    fn taps(&self) -> &[Tap] {
+        &self.taps
     }
 
     fn forward_tap(&self, x: &Tensor, index: usize, train: bool) -> Option<Tensor> {
-        let head = self.blocks.len() + 1;
-        if index > head {
-            return None;
+        // features.0 is the stem, features.1 … features.17 the blocks,
+        // features.18 the head.
+        match index.cmp(&(self.blocks.len() + 1)) {
+            std::cmp::Ordering::Less => Some(self.stem_and_blocks(x, index, train)),
+            std::cmp::Ordering::Equal => Some(self.forward_features(x, train)),
+            std::cmp::Ordering::Greater => None,
         }
-        let mut y = self.stem.forward(x, train);
-        for block in self.blocks.iter().take(index) {
-            y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
-        }
-        if index == head {
-            y = self.head.forward(&y, train);
-        }
-        Some(y)
     }
 }
 

@@ -66,11 +66,10 @@ pub trait Architecture: Send + std::fmt::Debug {
     /// The intermediate feature maps the network can stop at, in order:
     /// the outputs of its blocks, named by their key prefix (MobileNetV2's
     /// `features.N`, EfficientNet-Lite's `_blocks.N`, ConvNeXt's `stages.N`,
-    /// EfficientNetV2's `blocks.i.j`).
-    /// Empty for
-    /// architectures that offer none.
-    fn taps(&self) -> Vec<Tap> {
-        Vec::new()
+    /// EfficientNetV2's `blocks.i.j`). Empty for architectures that offer
+    /// none.
+    fn taps(&self) -> &[Tap] {
+        &[]
     }
     /// The feature map `[B, C, H, W]` at tap `index` of [`taps`](Self::taps),
     /// computing nothing beyond it; `None` for an index the network does not
