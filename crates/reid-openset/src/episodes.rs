@@ -26,6 +26,13 @@
 //! without the key is an encounter of its own. When no identity has two
 //! encounters the episodes fall back to single photos.
 //!
+//! With [`SelfCalibrationParams::held_out`] (embeddings made by a network
+//! fine-tuned on the other database photos, [`held_out_split`]), only the
+//! held-out photos are pseudo-queries and only wholly held-out identities
+//! are pseudo-new ([`simulate_held_out_episodes`]): the network has
+//! learned every other photo, and would make episodes on them look easier
+//! than real queries.
+//!
 //! Episode `e` draws from the ChaCha8 stream `e` of the seed. The thresholds
 //! ([`crate::threshold`]), probability calibrators ([`crate::probability`])
 //! and fusions ([`crate::fusion`]) are all fitted on these episodes.
@@ -142,6 +149,7 @@ pub struct SelfCalibrationParams {
     grid: Vec<f32>,
     adapt: Option<ValidAdaptParams>,
     encounters: Option<Encounters>,
+    held_out: Option<HeldOut>,
 }
 
 /// Checked [`SelfCalibrationParams`] (grid sorted and deduplicated).
@@ -160,6 +168,7 @@ impl Default for SelfCalibrationParams {
             grid: linear_grid(-1.0..=1.0, 200),
             adapt: None,
             encounters: None,
+            held_out: None,
         }
     }
 }
@@ -209,6 +218,12 @@ impl SelfCalibrationParams {
         /// Hold out whole encounters as known pseudo-queries (see the
         /// [module documentation](self)); default none: single photos.
         encounters: Option<Encounters>,
+
+        /// The photos that whatever made the embeddings never saw (a
+        /// network fine-tuned on the rest of the database): only they are
+        /// pseudo-queries, so that episodes score features on photos they
+        /// were not fitted on ([`HeldOut`]); default none: every photo.
+        held_out: Option<HeldOut>,
     }
     /// The thresholds tried: `steps + 1` evenly spaced values over `range`.
     #[must_use]
@@ -280,6 +295,10 @@ impl ValidSelfCalibrationParams {
     /// What groups photos into encounters, if anything.
     pub fn encounters(&self) -> Option<&Encounters> {
         self.0.encounters.as_ref()
+    }
+    /// The photos the embeddings were not fitted on, if set.
+    pub fn held_out(&self) -> Option<&HeldOut> {
+        self.0.held_out.as_ref()
     }
     /// The thresholds tried, ascending.
     pub fn grid(&self) -> &[f32] {
@@ -402,24 +421,229 @@ fn draw_episodes(ids: &[Vec<Vec<usize>>], params: &ValidSelfCalibrationParams) -
 }
 
 /// The episodes of `params` over the rows of `gallery` (labels `labels`,
-/// one per row): by encounter when the params name one
-/// ([`simulate_episodes_in_encounters`] with each record's key), else by
-/// photo ([`simulate_episodes`]).
+/// one per row): by encounter when the params name one (each record's
+/// key), else by photo; with [`SelfCalibrationParams::held_out`], only the
+/// held-out photos are pseudo-queries ([`simulate_held_out_episodes`]).
 pub(crate) fn gallery_episodes<S: AsRef<str>>(
     gallery: &Gallery,
     labels: &[S],
     params: &ValidSelfCalibrationParams,
 ) -> Result<Vec<Episode>> {
-    match params
+    let records = gallery.records();
+    let keys: Option<Vec<Option<String>>> = params
         .encounters()
-        .and_then(|e| e.resolve(gallery.records()))
-    {
-        None => simulate_episodes(labels, params),
-        Some(e) => {
-            let keys: Vec<Option<String>> = gallery.records().iter().map(|r| e.key(r)).collect();
-            simulate_episodes_in_encounters(labels, &keys, params)
+        .and_then(|e| e.resolve(records))
+        .map(|e| records.iter().map(|r| e.key(r)).collect());
+    match (params.held_out(), keys) {
+        (None, None) => simulate_episodes(labels, params),
+        (None, Some(keys)) => simulate_episodes_in_encounters(labels, &keys, params),
+        (Some(held), keys) => {
+            let unseen: Vec<bool> = records.iter().map(|r| held.contains(&r.image_id)).collect();
+            let keys = keys.unwrap_or_else(|| vec![None; records.len()]);
+            simulate_held_out_episodes(labels, &keys, &unseen, params)
         }
     }
+}
+
+/// Photos of a database that whatever made its embeddings never saw, by
+/// `image_id`: a network fine-tuned on the other photos
+/// ([`held_out_split`] draws them). Set on [`SelfCalibrationParams::held_out`],
+/// episodes draw their pseudo-queries among them only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeldOut(std::sync::Arc<std::collections::BTreeSet<String>>);
+
+impl HeldOut {
+    /// The photos with these `image_id`s.
+    pub fn new<S: Into<String>>(image_ids: impl IntoIterator<Item = S>) -> Self {
+        HeldOut(std::sync::Arc::new(
+            image_ids.into_iter().map(Into::into).collect(),
+        ))
+    }
+    /// Whether the photo `image_id` is held out.
+    pub fn contains(&self, image_id: &str) -> bool {
+        self.0.contains(image_id)
+    }
+    /// How many photos are held out.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for HeldOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeldOut({} photos)", self.0.len())
+    }
+}
+
+/// Which database rows (labels `labels`, encounter keys `encounters` as in
+/// [`simulate_episodes_in_encounters`]) to keep out of fitting, so that
+/// [`simulate_held_out_episodes`] can score what was fitted on photos it
+/// never saw: one episode of that draw (seed `seed`) with `new_fraction`
+/// `identities` and `query_fraction` `photos`: that share of the
+/// identities wholly (they stand for new individuals), and of every other
+/// identity with two or more encounters, whole encounters until that share
+/// of its photos is reached (at least one, never all). `true`: held out.
+///
+/// ```
+/// use reid_openset::held_out_split;
+/// let labels = ["a", "a", "a", "b", "b", "c", "c", "d"];
+/// let video = ["1", "1", "2", "3", "4", "5", "6", "7"].map(|v| Some(v.to_string()));
+/// let held = held_out_split(&labels, &video, 0.25, 0.3, 0)?;
+/// // Whole videos: rows 0 and 1 go together.
+/// assert_eq!(held[0], held[1]);
+/// // Some held out, some kept for fitting.
+/// assert!(held.iter().any(|&h| h) && held.iter().any(|&h| !h));
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+pub fn held_out_split<S: AsRef<str>, T: AsRef<str>>(
+    labels: &[S],
+    encounters: &[Option<T>],
+    identities: f64,
+    photos: f64,
+    seed: u64,
+) -> Result<Vec<bool>> {
+    let p = SelfCalibrationParams::default()
+        .new_fraction(identities)
+        .query_fraction(photos)
+        .episodes(1)
+        .seed(seed)
+        .check()?;
+    let mut held = vec![false; labels.len()];
+    for ep in simulate_episodes_in_encounters(labels, encounters, &p)? {
+        for q in ep.queries {
+            held[q] = true;
+        }
+    }
+    Ok(held)
+}
+
+/// Episodes whose pseudo-queries are all `unseen` photos (`unseen[i]`: row
+/// `i` was held out of whatever made the embeddings), so they score the
+/// embeddings as real queries would meet them. Rows group into encounters
+/// by `encounters` as in [`simulate_episodes_in_encounters`]; an encounter
+/// is unseen when all its photos are. Pseudo-new identities are drawn among
+/// the identities wholly unseen (`round(new_fraction * n)` of those `n`, at
+/// least one): a network trained on an identity would tell it apart better
+/// than a new one. Of every other identity with two or more encounters,
+/// unseen encounters in shuffled order become known pseudo-queries until
+/// `round(query_fraction * m)` of its `m` unseen photos are reached (at
+/// least one encounter, never all its encounters). Errors when no identity
+/// is wholly unseen or no identity has an unseen encounter beside another.
+///
+/// ```
+/// use reid_openset::{ParamGuard, SelfCalibrationParams, simulate_held_out_episodes};
+/// let labels = ["a", "a", "a", "b", "b", "c"];
+/// let video = [None::<&str>; 6];
+/// // a's row 2 and all of c are unseen.
+/// let unseen = [false, false, true, false, false, true];
+/// let p = SelfCalibrationParams::default().episodes(3).check()?;
+/// for ep in simulate_held_out_episodes(&labels, &video, &unseen, &p)? {
+///     assert_eq!(ep.queries, [2, 5]);
+///     assert_eq!(ep.is_new, [false, true]);
+/// }
+/// # Ok::<(), reid_openset::OpensetError>(())
+/// ```
+pub fn simulate_held_out_episodes<S: AsRef<str>, T: AsRef<str>>(
+    labels: &[S],
+    encounters: &[Option<T>],
+    unseen: &[bool],
+    params: &ValidSelfCalibrationParams,
+) -> Result<Vec<Episode>> {
+    check::same_len("encounters", labels.len(), encounters.len())?;
+    check::same_len("unseen", labels.len(), unseen.len())?;
+    let ids = group_encounters(labels, encounters);
+    let seen_none = |g: &Vec<usize>| g.iter().all(|&r| unseen[r]);
+    let pool: Vec<usize> = (0..ids.len())
+        .filter(|&i| ids[i].iter().all(seen_none))
+        .collect();
+    if pool.is_empty() {
+        return Err(OpensetError::Episodes(
+            "no identity is wholly held out, so no pseudo-new identity can be formed".into(),
+        ));
+    }
+    let can_query = |i: usize| ids[i].len() >= 2 && ids[i].iter().any(seen_none);
+    if !(0..ids.len()).any(can_query) {
+        return Err(OpensetError::Episodes(
+            "no identity has a held-out encounter beside another, so no known pseudo-query \
+             can be formed"
+                .into(),
+        ));
+    }
+    let n_new = ((params.new_fraction() * pool.len() as f64).round() as usize).clamp(1, pool.len());
+    let mut out = Vec::with_capacity(params.episodes());
+    for e in 0..params.episodes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed());
+        rng.set_stream(e as u64);
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.shuffle(&mut rng);
+        // The first identity (in shuffled order) that can give a known
+        // pseudo-query stays known.
+        let reserved = order.iter().copied().find(|&i| can_query(i));
+        let new_ids: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| Some(i) != reserved && pool.contains(&i))
+            .take(n_new)
+            .collect();
+        let mut gallery = Vec::new();
+        let mut queries: Vec<(usize, bool)> = Vec::new();
+        for (i, groups) in ids.iter().enumerate() {
+            if new_ids.contains(&i) {
+                queries.extend(groups.iter().flatten().map(|&r| (r, true)));
+                continue;
+            }
+            let m: usize = groups.iter().filter(|g| seen_none(g)).map(Vec::len).sum();
+            let want = ((params.query_fraction() * m as f64).round() as usize).max(1);
+            let mut shuffled: Vec<&Vec<usize>> = groups.iter().collect();
+            shuffled.shuffle(&mut rng);
+            let (mut taken, mut taken_groups) = (0, 0);
+            for g in shuffled {
+                if m > 0 && taken < want && seen_none(g) && taken_groups + 1 < groups.len() {
+                    queries.extend(g.iter().map(|&r| (r, false)));
+                    taken += g.len();
+                    taken_groups += 1;
+                } else {
+                    gallery.extend_from_slice(g);
+                }
+            }
+        }
+        gallery.sort_unstable();
+        queries.sort_unstable();
+        out.push(Episode {
+            gallery,
+            queries: queries.iter().map(|&(r, _)| r).collect(),
+            is_new: queries.iter().map(|&(_, n)| n).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Each identity's rows (identities in label order), grouped by encounter
+/// in order of first row; a row without a key is an encounter of its own.
+fn group_encounters<S: AsRef<str>, T: AsRef<str>>(
+    labels: &[S],
+    encounters: &[Option<T>],
+) -> Vec<Vec<Vec<usize>>> {
+    let mut by_id: BTreeMap<&str, Vec<Vec<usize>>> = BTreeMap::new();
+    let mut slot: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for (i, (l, e)) in labels.iter().zip(encounters).enumerate() {
+        let groups = by_id.entry(l.as_ref()).or_default();
+        match e {
+            Some(e) => {
+                let k = *slot.entry((l.as_ref(), e.as_ref())).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[k].push(i);
+            }
+            None => groups.push(vec![i]),
+        }
+    }
+    by_id.into_values().collect()
 }
 
 /// [`simulate_episodes`] holding out whole encounters: `encounters[i]` is
@@ -450,23 +674,7 @@ pub fn simulate_episodes_in_encounters<S: AsRef<str>, T: AsRef<str>>(
     params: &ValidSelfCalibrationParams,
 ) -> Result<Vec<Episode>> {
     check::same_len("encounters", labels.len(), encounters.len())?;
-    // Each identity's rows, grouped by encounter (in order of first row).
-    let mut by_id: BTreeMap<&str, Vec<Vec<usize>>> = BTreeMap::new();
-    let mut slot: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for (i, (l, e)) in labels.iter().zip(encounters).enumerate() {
-        let groups = by_id.entry(l.as_ref()).or_default();
-        match e {
-            Some(e) => {
-                let k = *slot.entry((l.as_ref(), e.as_ref())).or_insert_with(|| {
-                    groups.push(Vec::new());
-                    groups.len() - 1
-                });
-                groups[k].push(i);
-            }
-            None => groups.push(vec![i]),
-        }
-    }
-    let ids: Vec<Vec<Vec<usize>>> = by_id.into_values().collect();
+    let ids = group_encounters(labels, encounters);
     if ids.len() < 2 || !ids.iter().any(|g| g.len() >= 2) {
         return simulate_episodes(labels, params);
     }

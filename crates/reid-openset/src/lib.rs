@@ -81,8 +81,9 @@ pub use decision::{
     ValidDecisionParams, decide, decide_topk,
 };
 pub use episodes::{
-    Encounters, Episode, SelfCalibrationParams, ValidSelfCalibrationParams, linear_grid,
-    simulate_episodes, simulate_episodes_in_encounters,
+    Encounters, Episode, HeldOut, SelfCalibrationParams, ValidSelfCalibrationParams,
+    held_out_split, linear_grid, simulate_episodes, simulate_episodes_in_encounters,
+    simulate_held_out_episodes,
 };
 pub use error::{OpensetError, Result};
 pub use fusion::{

@@ -355,3 +355,78 @@ fn encounters_resolve_and_parse() {
     );
     assert_eq!(Encounters::Date.key(&videos[1]), None);
 }
+
+/// Held-out episodes (for embeddings fitted on part of the database): the
+/// split keeps whole videos together and leaves photos to fit on; every
+/// pseudo-query of every episode is a held-out photo, every pseudo-new
+/// identity is one the fitting never saw, and pseudo-new identities vary
+/// across episodes.
+#[test]
+fn held_out_episodes_query_only_unseen_photos() {
+    use reid_openset::{held_out_split, simulate_held_out_episodes};
+    // 20 identities, identity k with k % 4 + 1 videos of 1..=3 photos each.
+    let mut labels = Vec::new();
+    let mut video = Vec::new();
+    for k in 0..20 {
+        for v in 0..(k % 4 + 1) {
+            for _ in 0..(1 + (k + v) % 3) {
+                labels.push(format!("id{k}"));
+                video.push(Some(format!("id{k}-v{v}")));
+            }
+        }
+    }
+    let held = held_out_split(&labels, &video, 0.3, 0.3, 7).unwrap();
+    // Whole videos held out or kept.
+    for i in 0..labels.len() {
+        for j in 0..labels.len() {
+            if video[i] == video[j] {
+                assert_eq!(held[i], held[j], "rows {i} and {j} share a video");
+            }
+        }
+    }
+    let fitted = held.iter().filter(|&&h| !h).count();
+    assert!(
+        fitted > labels.len() / 3 && fitted < labels.len(),
+        "{fitted} of {} fitted",
+        labels.len()
+    );
+    let wholly_held: BTreeSet<&str> = labels
+        .iter()
+        .map(String::as_str)
+        .filter(|id| (0..labels.len()).all(|r| labels[r] != *id || held[r]))
+        .collect();
+    // round(0.3 × 20) = 6 identities wholly held out.
+    assert_eq!(wholly_held.len(), 6);
+
+    let params = common::episodes(0.5, 0.5, 8, 3, vec![0.5]);
+    let eps = simulate_held_out_episodes(&labels, &video, &held, &params).unwrap();
+    let mut new_sets = BTreeSet::new();
+    for ep in &eps {
+        let g_ids: BTreeSet<&str> = ep.gallery.iter().map(|&r| labels[r].as_str()).collect();
+        let mut new_ids = BTreeSet::new();
+        for (&q, &new) in ep.queries.iter().zip(&ep.is_new) {
+            assert!(held[q], "row {q} was fitted on but is a pseudo-query");
+            assert_eq!(new, !g_ids.contains(labels[q].as_str()));
+            if new {
+                assert!(wholly_held.contains(labels[q].as_str()));
+                new_ids.insert(labels[q].clone());
+            }
+        }
+        // round(0.5 × 6) = 3 pseudo-new identities, all from the unseen six.
+        assert_eq!(new_ids.len(), 3);
+        assert!(ep.is_new.iter().any(|n| !n), "no known pseudo-query");
+        new_sets.insert(new_ids);
+        let mut all: Vec<usize> = ep.gallery.iter().chain(&ep.queries).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..labels.len()).collect::<Vec<_>>());
+    }
+    assert!(
+        new_sets.len() > 1,
+        "the same pseudo-new identities every episode"
+    );
+
+    // Nothing wholly held out: a typed error, not a panic.
+    let none_held = vec![false; labels.len()];
+    let err = simulate_held_out_episodes(&labels, &video, &none_held, &params).unwrap_err();
+    assert!(matches!(err, OpensetError::Episodes(_)), "{err}");
+}

@@ -170,4 +170,21 @@ impl ValidOpenSetParams {
             ..self.clone()
         })
     }
+    /// The same settings with episodes that draw their pseudo-queries among
+    /// `held_out` only ([`reid_openset::SelfCalibrationParams::held_out`]):
+    /// for embeddings fitted on the other database photos. Photos are
+    /// held out in whole encounters, so the episodes keep them whole: by
+    /// the encounters already set, else by `encounters`.
+    pub fn with_held_out(
+        &self,
+        held_out: Option<reid_openset::HeldOut>,
+        encounters: Option<reid_openset::Encounters>,
+    ) -> Result<Self> {
+        let p = self.episodes.clone().into_params();
+        let encounters = self.episodes.encounters().cloned().or(encounters);
+        Ok(Self {
+            episodes: p.held_out(held_out).encounters(encounters).check()?,
+            ..self.clone()
+        })
+    }
 }
