@@ -4,7 +4,8 @@
 //! sub-center ArcFace, batch-hard triplet and softmax losses
 //! ([`loss`]), a projection head ([`head`]), and a trainer ([`train`]) over
 //! class-balanced P×K batches from `reid-data` with AdamW, cosine schedule
-//! with warm-up, a lower backbone learning rate, frozen stages, gradient
+//! with warm-up, a lower backbone learning rate, frozen stages (and
+//! frozen batch-norm statistics, for tuning a few blocks), gradient
 //! clipping, per-epoch open-set validation (through `reid-pipeline`: each
 //! validation query matched within its own dataset, each dataset's
 //! threshold from its own training images), early stopping and atomic

@@ -240,3 +240,91 @@ fn typed_errors() {
     assert!((lr_factor(12, 4, 20) - 0.5).abs() < 1e-12);
     assert!(lr_factor(19, 4, 20) < 0.01);
 }
+
+/// Fine-tuning the last block alone with batch norm frozen (as
+/// `reid-examples`' `--tune` does): its weights move; every other variable,
+/// and every batch-norm running statistic, stays exactly as it was. With
+/// batch norm in training mode the frozen blocks' statistics move.
+#[test]
+fn last_block_alone_with_frozen_batch_norm() {
+    tch::set_num_threads(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = SyntheticParams::default()
+        .n_individuals(6)
+        .images_per_individual(4)
+        .width(96)
+        .height(96)
+        .seed(3)
+        .check()
+        .unwrap()
+        .generate(&tmp.path().join("data"))
+        .unwrap();
+    let snapshot = |bb: &Backbone| -> std::collections::BTreeMap<String, Tensor> {
+        bb.var_store()
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.detach().copy()))
+            .collect()
+    };
+    let run = |frozen_bn: bool| {
+        let bb = backbone();
+        let before = snapshot(&bb);
+        let trained = "_blocks.15.";
+        let frozen: Vec<String> = before
+            .keys()
+            .filter(|k| !k.starts_with(trained))
+            .cloned()
+            .collect();
+        let params = TrainParams::default()
+            .epochs(1)
+            .p(3)
+            .k(4)
+            .batches_per_epoch(2)
+            .lr_backbone(1e-2)
+            .lr_head(1e-2)
+            .crop_scale((0.7, 1.0))
+            .flip(0.0)
+            .frozen_batch_norm(frozen_bn)
+            .freeze(Freeze::Prefixes(frozen))
+            .resume(false)
+            .check()
+            .unwrap();
+        let mut t = Trainer::new(&bb, &ds.records, params).unwrap();
+        t.fit(&bb, &ds.records, None, &mut |_| {}).unwrap();
+        let after = snapshot(&bb);
+        let moved = |k: &str| (&before[k] - &after[k]).abs().max().double_value(&[]) > 0.0;
+        (
+            before.keys().cloned().collect::<Vec<_>>(),
+            moved_names(&before, &after),
+            moved("_blocks.15._project_conv.weight"),
+        )
+    };
+    fn moved_names(
+        a: &std::collections::BTreeMap<String, Tensor>,
+        b: &std::collections::BTreeMap<String, Tensor>,
+    ) -> Vec<String> {
+        a.iter()
+            .filter(|(k, v)| (*v - &b[k.as_str()]).abs().max().double_value(&[]) > 0.0)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+    let (names, moved, project) = run(true);
+    assert!(
+        names.iter().any(|k| k == "_blocks.15._project_conv.weight"),
+        "{names:?}"
+    );
+    assert!(project, "the trained block did not move");
+    for k in &moved {
+        assert!(
+            k.starts_with("_blocks.15.") && !k.contains("running_") && !k.contains("num_batches"),
+            "{k} moved"
+        );
+    }
+    let (_, moved, _) = run(false);
+    assert!(
+        moved
+            .iter()
+            .any(|k| k.starts_with("_blocks.3.") && k.contains("running_mean")),
+        "batch norm in training mode left the frozen blocks' statistics: {moved:?}"
+    );
+}

@@ -116,6 +116,17 @@ pub struct TrainParams {
     pub autocast: bool,
     /// Training augmentations (random resized crop, flip, colour jitter; default on).
     pub augment: bool,
+    /// Share of the image the random crop keeps, `(min, max)` in `(0, 1]`
+    /// (default `(0.35, 1.0)`).
+    pub crop_scale: (f64, f64),
+    /// Probability of a horizontal flip, in `[0, 1]` (default 0.5; 0 where
+    /// left and right differ, as a face's patch layout does).
+    pub flip: f64,
+    /// Run the backbone in eval mode while its unfrozen variables learn:
+    /// batch norm keeps its running statistics (as timm's `freeze_bn`) and
+    /// dropout is off (default false). For fine-tuning a few blocks on
+    /// small batches.
+    pub frozen_batch_norm: bool,
     /// Seed of everything random (default 0).
     pub seed: u64,
     /// Stop after this many epochs without a better validation score.
@@ -149,6 +160,9 @@ impl Default for TrainParams {
             loss: LossParams::ArcFace(ArcFaceParams::default().margin(0.5).scale(30.0)),
             autocast: false,
             augment: true,
+            crop_scale: (0.35, 1.0),
+            flip: 0.5,
+            frozen_batch_norm: false,
             seed: 0,
             patience: None,
             checkpoint_dir: None,
@@ -199,6 +213,15 @@ impl TrainParams {
 
         /// Sets [`TrainParams::augment`].
         augment: bool,
+
+        /// Sets [`TrainParams::crop_scale`].
+        crop_scale: (f64, f64),
+
+        /// Sets [`TrainParams::flip`].
+        flip: f64,
+
+        /// Sets [`TrainParams::frozen_batch_norm`].
+        frozen_batch_norm: bool,
 
         /// Sets [`TrainParams::seed`].
         seed: u64,
@@ -315,6 +338,19 @@ impl TrainParams {
         }
         if c.eval_batch == 0 {
             return Err(TrainError::param("eval_batch", "0; must be at least 1"));
+        }
+        let (lo, hi) = c.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return Err(TrainError::param(
+                "crop_scale",
+                format!("({lo}, {hi}); must satisfy 0 < min <= max <= 1"),
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.flip) {
+            return Err(TrainError::param(
+                "flip",
+                format!("{}; must be in [0, 1]", c.flip),
+            ));
         }
         c.loss.check()
     }

@@ -326,11 +326,11 @@ impl Trainer {
         let augment = Compose::new()
             .then(
                 RandomResizedCropParams::new(s)
-                    .scale((0.35, 1.0))
+                    .scale((c.crop_scale.0 as f32, c.crop_scale.1 as f32))
                     .ratio((0.75, 4.0 / 3.0))
                     .check()?,
             )
-            .then(HorizontalFlipParams::default().p(0.5).check()?)
+            .then(HorizontalFlipParams::default().p(c.flip).check()?)
             .then(
                 ColorJitterParams::default()
                     .brightness(0.3)
@@ -459,7 +459,7 @@ impl Trainer {
                 let y = Tensor::from_slice(&y).to_device(self.device);
                 let forward = || -> Result<Tensor> {
                     let pooled = if train_backbone {
-                        backbone.pooled_features(&x, true)?
+                        backbone.pooled_features(&x, !c.frozen_batch_norm)?
                     } else {
                         tch::no_grad(|| backbone.pooled_features(&x, false))?
                     };
