@@ -16,6 +16,11 @@
 //! - `cosine on grid4@features.13 …`: the same on the grid descriptors
 //!   of the backbone's last stride-16 block (`--grid auto`, the default,
 //!   as the programs; `off` or `on` keeps one);
+//! - `cosine on grid4@features.13:tuned …`: the same on the grid
+//!   descriptors of the last three blocks fine-tuned on the database
+//!   (`--tune auto` or `on`; off by default, as in the programs; then
+//!   every row's episodes draw their pseudo-queries among the photos held
+//!   out of fine-tuning);
 //! - `cosine + sift`: local matching fused on each query's shortlist
 //!   (`--local`, `--shortlist`); with several matchers (`--local
 //!   sift,xfeat,disk,aliked`) each alone, then all together (each pair
@@ -86,6 +91,12 @@ struct Args {
     /// (rows for them and for the global embedding), `on` or `off`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     grid: String,
+    /// Grid descriptors of the last blocks fine-tuned on the database
+    /// (`reid_examples::tune`): `off` (the default, as the programs),
+    /// `auto` (rows for them when the database has encounters; every row
+    /// is then scored on the same held-out episodes) or `on`.
+    #[arg(long, default_value = "off", value_parser = ["auto", "on", "off"])]
+    tune: String,
     /// Leave out the `default` rows (the chosen projection with local
     /// matching): with slow learned matchers they score every pair of the
     /// projected shortlists again.
@@ -157,7 +168,16 @@ fn main() -> Result<()> {
     let name = run.name();
     let plain = run.embeddings.clone();
     let emb = plain.matrix.view();
-    let bases = feature_bases(
+    let tuned = reid_examples::tune::tuned_base(
+        &args.tune,
+        &args.grid,
+        &args.model,
+        &run,
+        records,
+        args.cache.as_deref(),
+        args.quiet,
+    )?;
+    let mut bases = feature_bases(
         &args.grid,
         &args.model,
         run,
@@ -165,6 +185,10 @@ fn main() -> Result<()> {
         args.cache.as_deref(),
         args.quiet,
     )?;
+    let base = match tuned {
+        Some(t) => t.offer(&mut bases, &base)?,
+        None => base,
+    };
     let sets = feature_sets(&args.tiny, records, bases)?;
 
     // Every set's and projection's episode score on the database, and the choice.

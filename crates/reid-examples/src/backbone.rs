@@ -122,7 +122,7 @@ impl BackboneArgs {
     }
 
     /// The builder of backbone `name` with the other options.
-    fn builder_of(&self, name: &str) -> anyhow::Result<BackboneBuilder> {
+    pub(crate) fn builder_of(&self, name: &str) -> anyhow::Result<BackboneBuilder> {
         let mut b = BackboneBuilder::new(name)
             .device(parse_device(&self.device)?)
             .precision(Precision::parse(&self.precision)?)
@@ -327,7 +327,7 @@ impl BackboneArgs {
 
     /// Embeds `records` with a progress bar; with `skip`, unreadable images
     /// are left out and returned (in record order).
-    fn run(
+    pub(crate) fn run(
         &self,
         backbone: &Backbone,
         records: &[Record],

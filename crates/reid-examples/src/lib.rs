@@ -11,6 +11,10 @@
 //!   records with a progress bar.
 //! - [`EpisodeArgs`]: the self-calibration episodes (`--episodes`,
 //!   `--new-fraction`, `--query-fraction`, `--seed`).
+//! - [`AdaptArgs`]: what is searched and how it is projected (`--grid`,
+//!   `--tiny`, `--tune`, `--adapt`, `--dba`, `--qe`), chosen on the
+//!   database's episodes; [`tune`]: the blocks under the grid descriptors
+//!   fine-tuned on the database, a share held out for the episodes.
 //! - [`LocalArgs`]: local keypoint fusion (`--local 10,50`, ...).
 //! - [`OutputArgs`] and [`finish`]: the figures printed and reported after
 //!   an identification, the t-SNE plot, the match sheets and the report.
@@ -38,6 +42,7 @@ mod episodes;
 mod local;
 mod output;
 mod timings;
+pub mod tune;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

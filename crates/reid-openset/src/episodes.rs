@@ -523,16 +523,19 @@ pub fn held_out_split<S: AsRef<str>, T: AsRef<str>>(
 
 /// Episodes whose pseudo-queries are all `unseen` photos (`unseen[i]`: row
 /// `i` was held out of whatever made the embeddings), so they score the
-/// embeddings as real queries would meet them. Rows group into encounters
-/// by `encounters` as in [`simulate_episodes_in_encounters`]; an encounter
-/// is unseen when all its photos are. Pseudo-new identities are drawn among
-/// the identities wholly unseen (`round(new_fraction * n)` of those `n`, at
-/// least one): a network trained on an identity would tell it apart better
-/// than a new one. Of every other identity with two or more encounters,
-/// unseen encounters in shuffled order become known pseudo-queries until
-/// `round(query_fraction * m)` of its `m` unseen photos are reached (at
-/// least one encounter, never all its encounters). Errors when no identity
-/// is wholly unseen or no identity has an unseen encounter beside another.
+/// embeddings as real queries would meet them: a known query is a new
+/// encounter of an individual the network learned, a new one an individual
+/// it never saw. Rows group into encounters by `encounters` as in
+/// [`simulate_episodes_in_encounters`]; an encounter is unseen when all its
+/// photos are. Pseudo-new identities are drawn among the identities wholly
+/// unseen (`round(new_fraction * n)` of those `n`, at least one): a network
+/// trained on an identity would tell it apart better than a new one; the
+/// wholly unseen ones not drawn stay whole in the gallery. Of every
+/// identity the network learned from, unseen encounters in shuffled order
+/// become known pseudo-queries until `round(query_fraction * m)` of its `m`
+/// unseen photos are reached (at least one encounter, never all its
+/// encounters). Errors when no identity is wholly unseen or no other
+/// identity has an unseen encounter beside a seen one.
 ///
 /// ```
 /// use reid_openset::{ParamGuard, SelfCalibrationParams, simulate_held_out_episodes};
@@ -565,11 +568,13 @@ pub fn simulate_held_out_episodes<S: AsRef<str>, T: AsRef<str>>(
             "no identity is wholly held out, so no pseudo-new identity can be formed".into(),
         ));
     }
-    let can_query = |i: usize| ids[i].len() >= 2 && ids[i].iter().any(seen_none);
+    let can_query = |i: usize| {
+        ids[i].len() >= 2 && ids[i].iter().any(seen_none) && !ids[i].iter().all(seen_none)
+    };
     if !(0..ids.len()).any(can_query) {
         return Err(OpensetError::Episodes(
-            "no identity has a held-out encounter beside another, so no known pseudo-query \
-             can be formed"
+            "no identity has a held-out encounter beside one fitted on, so no known \
+             pseudo-query can be formed"
                 .into(),
         ));
     }
@@ -594,6 +599,10 @@ pub fn simulate_held_out_episodes<S: AsRef<str>, T: AsRef<str>>(
         for (i, groups) in ids.iter().enumerate() {
             if new_ids.contains(&i) {
                 queries.extend(groups.iter().flatten().map(|&r| (r, true)));
+                continue;
+            }
+            if pool.contains(&i) {
+                gallery.extend(groups.iter().flatten());
                 continue;
             }
             let m: usize = groups.iter().filter(|g| seen_none(g)).map(Vec::len).sum();

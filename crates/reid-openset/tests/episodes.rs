@@ -359,8 +359,8 @@ fn encounters_resolve_and_parse() {
 /// Held-out episodes (for embeddings fitted on part of the database): the
 /// split keeps whole videos together and leaves photos to fit on; every
 /// pseudo-query of every episode is a held-out photo, every pseudo-new
-/// identity is one the fitting never saw, and pseudo-new identities vary
-/// across episodes.
+/// identity is one the fitting never saw, every known pseudo-query one it
+/// learned from, and pseudo-new identities vary across episodes.
 #[test]
 fn held_out_episodes_query_only_unseen_photos() {
     use reid_openset::{held_out_split, simulate_held_out_episodes};
@@ -407,8 +407,10 @@ fn held_out_episodes_query_only_unseen_photos() {
         for (&q, &new) in ep.queries.iter().zip(&ep.is_new) {
             assert!(held[q], "row {q} was fitted on but is a pseudo-query");
             assert_eq!(new, !g_ids.contains(labels[q].as_str()));
+            // New: an identity never fitted on; known: a new encounter of
+            // one fitted on.
+            assert_eq!(new, wholly_held.contains(labels[q].as_str()));
             if new {
-                assert!(wholly_held.contains(labels[q].as_str()));
                 new_ids.insert(labels[q].clone());
             }
         }
