@@ -7,6 +7,10 @@
 //!     --n 1000000 --dim 256 --nq 1000 --m 16 --efc 100 --ef 16,32,64,128 --threads 2
 //! ```
 //!
+//! `--engines ivf` (or `ours,ivf`) puts the inverted file
+//! (`Gallery::build_ivf`, `--lists`, default `4·√n`) beside the graph, one
+//! line per `--nprobe` (default `1,2,4,8,16`; reported in the `ef` field).
+//!
 //! With `--features usearch` and `--engines ours,usearch:f32,usearch:bf16,usearch:i8`
 //! the same data and queries also go through USearch (same M, ef_construction
 //! and thread count; its vectors stored in f32, bf16 or i8), one JSON line
@@ -31,7 +35,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use reid_index::synthetic::ClusteredParams;
-use reid_index::{Gallery, HnswParams, ParamGuard, Record, exact_topk};
+use reid_index::{Gallery, HnswParams, IvfParams, ParamGuard, Record, exact_topk};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -173,6 +177,31 @@ fn main() -> Result<()> {
                     report("ours", ef, build_s, bytes, s, &rows);
                 }
             }
+            "ivf" => {
+                let lists = get("--lists").map(|v| v.parse()).transpose()?;
+                let t = Instant::now();
+                pool.install(|| g.build_ivf(IvfParams::default().lists(lists).check()?))?;
+                let build_s = t.elapsed().as_secs_f64();
+                let nlists = lists.unwrap_or(((4.0 * (n as f64).sqrt()).round() as usize).min(n));
+                eprintln!("ivf: build ({nlists} lists): {build_s:.1}s");
+                // Centroids in f32 and one u64 serial number per row.
+                let bytes = nlists * dim * 4 + n * 8;
+                let probes: Vec<usize> = get("--nprobe")
+                    .unwrap_or_else(|| "1,2,4,8,16".into())
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+                for &nprobe in &probes {
+                    let t = Instant::now();
+                    let approx = pool.install(|| g.search_ivf(queries.view(), k, nprobe, None))?;
+                    let s = t.elapsed().as_secs_f64();
+                    let rows: Vec<Vec<usize>> = approx
+                        .iter()
+                        .map(|hits| hits.iter().map(|h| h.row).collect())
+                        .collect();
+                    report("ivf", nprobe, build_s, bytes, s, &rows);
+                }
+            }
             #[cfg(feature = "usearch")]
             other if other.starts_with("usearch") => {
                 let kind = other.strip_prefix("usearch:").unwrap_or("f32");
@@ -187,7 +216,7 @@ fn main() -> Result<()> {
                 )?;
             }
             other => anyhow::bail!(
-                "unknown engine {other} (ours; usearch:f32|bf16|i8 with --features usearch)"
+                "unknown engine {other} (ours, ivf; usearch:f32|bf16|i8 with --features usearch)"
             ),
         }
     }

@@ -158,19 +158,10 @@ impl Gallery {
             IndexError::param("search_approx", "no HNSW graph: call build_hnsw first")
         })?;
         let ef = ef.max(k);
-        let live = |seq: u64| -> Option<usize> {
-            let row = self.seqs.binary_search(&seq).ok()?;
-            match filter {
-                Some(f) if !f.is_all() => {
-                    self.records.get(row).filter(|r| f.matches(r)).map(|_| row)
-                }
-                _ => Some(row),
-            }
-        };
         // No filter and nothing ever removed: every graph point is live.
         let unfiltered =
             filter.is_none_or(Filter::is_all) && self.seqs.len() as u64 == self.next_seq;
-        let keep = |seq: u64| unfiltered || live(seq).is_some();
+        let keep = |seq: u64| unfiltered || self.live_row(seq, filter).is_some();
         Ok(queries
             .axis_iter(Axis(0))
             .into_par_iter()
@@ -179,29 +170,67 @@ impl Gallery {
                 // The beam holds approximate (8-bit) cosines: re-score it with
                 // the exact f32 vectors, then keep the best k.
                 let found = ann.graph.search(&q, ef, &keep);
-                let mut hits: Vec<Hit<'_>> = found
+                let rows = found
                     .iter()
-                    .filter_map(|&(seq, _)| {
-                        let row = live(seq)?;
-                        let r = self.records.get(row)?;
-                        let v = self.data.get(row * self.dim..(row + 1) * self.dim)?;
-                        Some(Hit {
-                            row,
-                            id: &r.image_id,
-                            identity: r.identity.as_deref(),
-                            score: crate::exact::dot(&q, v),
-                        })
-                    })
-                    .collect();
-                hits.sort_by(|a, b| {
-                    b.score
-                        .partial_cmp(&a.score)
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                        .then(a.row.cmp(&b.row))
-                });
-                hits.truncate(k);
-                hits
+                    .filter_map(|&(seq, _)| self.live_row(seq, filter));
+                self.best_hits(&q, rows, k)
             })
             .collect())
+    }
+}
+
+impl Gallery {
+    /// The current row of the record with serial number `seq`, if it is
+    /// still in the gallery and passes `filter`.
+    pub(crate) fn live_row(&self, seq: u64, filter: Option<&Filter>) -> Option<usize> {
+        // Nothing ever removed: serial numbers are the rows.
+        let row = if self.seqs.len() as u64 == self.next_seq {
+            usize::try_from(seq).ok().filter(|&r| r < self.seqs.len())?
+        } else {
+            self.seqs.binary_search(&seq).ok()?
+        };
+        match filter {
+            Some(f) if !f.is_all() => self.records.get(row).filter(|r| f.matches(r)).map(|_| row),
+            _ => Some(row),
+        }
+    }
+
+    /// The best `k` of `rows` for query `q`, scored exactly in f32, best
+    /// first (ties to the lower row), as [`Hit`]s.
+    pub(crate) fn best_hits(
+        &self,
+        q: &[f32],
+        rows: impl Iterator<Item = usize>,
+        k: usize,
+    ) -> Vec<Hit<'_>> {
+        // Score first, touch the records of the best k only.
+        let mut scored: Vec<(f32, usize)> = rows
+            .filter_map(|row| {
+                let v = self.data.get(row * self.dim..(row + 1) * self.dim)?;
+                Some((crate::exact::dot(q, v), row))
+            })
+            .collect();
+        let order = |a: &(f32, usize), b: &(f32, usize)| {
+            b.0.partial_cmp(&a.0)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        };
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k, order);
+            scored.truncate(k);
+        }
+        scored.sort_by(order);
+        scored
+            .into_iter()
+            .filter_map(|(score, row)| {
+                let r = self.records.get(row)?;
+                Some(Hit {
+                    row,
+                    id: &r.image_id,
+                    identity: r.identity.as_deref(),
+                    score,
+                })
+            })
+            .collect()
     }
 }

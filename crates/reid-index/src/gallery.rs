@@ -43,6 +43,8 @@ pub struct Gallery {
     pub(crate) config: ValidExactParams,
     #[cfg(feature = "hnsw")]
     pub(crate) ann: Option<crate::ann::Ann>,
+    #[cfg(feature = "hnsw")]
+    pub(crate) ivf: Option<crate::ivf::Ivf>,
 }
 
 impl Gallery {
@@ -62,6 +64,8 @@ impl Gallery {
             config: ValidExactParams::default(),
             #[cfg(feature = "hnsw")]
             ann: None,
+            #[cfg(feature = "hnsw")]
+            ivf: None,
         })
     }
 
@@ -116,7 +120,10 @@ impl Gallery {
             self.next_seq += 1;
         }
         #[cfg(feature = "hnsw")]
-        self.ann_insert_rows(first_row);
+        {
+            self.ann_insert_rows(first_row);
+            self.ivf_insert_rows(first_row)?;
+        }
         Ok(())
     }
 

@@ -27,8 +27,14 @@
 //!   products of two sets of rows); [`bf16`]: the AVX-512 BF16 kernel.
 //! - Persistence to one checksummed file ([`Gallery::save`],
 //!   [`Gallery::load`]), written atomically.
-//! - With the `hnsw` feature: approximate search (`Gallery::build_hnsw`,
-//!   `Gallery::search_approx`) for galleries of millions.
+//! - With the `hnsw` feature: approximate search for galleries of
+//!   millions. The inverted file (`Gallery::build_ivf`,
+//!   `Gallery::search_ivf`: spherical k-means lists, the probed lists
+//!   scored exactly) is the one to use: at 1M × 256-d re-id-like clusters
+//!   on 2 cores it finds the exact nearest row for every query at 54× the
+//!   speed of exact search after a 35 s build; the HNSW graph
+//!   (`Gallery::build_hnsw`, `Gallery::search_approx`) reaches recall@1
+//!   0.979 at 7.9× after 345 s and stays for comparison.
 //!
 //! ```
 //! use ndarray::array;
@@ -75,6 +81,8 @@ pub mod filter;
 pub mod gallery;
 #[cfg(feature = "hnsw")]
 mod hnsw;
+#[cfg(feature = "hnsw")]
+pub mod ivf;
 pub mod matmul;
 pub mod persist;
 pub mod synthetic;
@@ -85,5 +93,7 @@ pub use error::{IndexError, Result};
 pub use exact::{ExactParams, Kernel, TopK, ValidExactParams, exact_topk, exact_topk_with};
 pub use filter::Filter;
 pub use gallery::{Gallery, Hit};
+#[cfg(feature = "hnsw")]
+pub use ivf::{IvfParams, ValidIvfParams};
 pub use reid_core::ParamGuard;
 pub use reid_core::{Record, Scope, SplitRole};
