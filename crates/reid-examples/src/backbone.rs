@@ -223,17 +223,7 @@ impl BackboneArgs {
         cache: Option<&Path>,
         quiet: bool,
     ) -> anyhow::Result<Option<(String, Embeddings)>> {
-        let Some(net) = backbone.network() else {
-            return Ok(None);
-        };
-        let taps = net.taps();
-        let Some(
-            pooling @ Pooling::Grid {
-                levels,
-                tap: Some(t),
-            },
-        ) = Pooling::default_grid(taps)
-        else {
+        let Some((pooling, levels, tap)) = default_grid_of(backbone) else {
             return Ok(None);
         };
         let name = &backbone.info().name;
@@ -247,12 +237,12 @@ impl BackboneArgs {
         println!(
             "grid descriptors ({} of {}, {}-d) of {} images in {seconds:.1} s",
             sides.join(" and "),
-            taps[t].name,
+            tap.name,
             grid.info().dim,
             records.len()
         );
         Ok(Some((
-            format!("{name}:grid{}@{}", levels.name(), taps[t].name),
+            format!("{name}:grid{}@{}", levels.name(), tap.name),
             embeddings,
         )))
     }
@@ -363,6 +353,26 @@ fn without_skipped(records: &[Record], skipped: &[SkippedImage]) -> Vec<Record> 
         .filter(|(i, _)| bad.next_if_eq(i).is_none())
         .map(|(_, r)| r.clone())
         .collect()
+}
+
+/// `backbone`'s default grid pooling ([`Pooling::default_grid`]: a 4 × 4
+/// grid of its last stride-16 block), with its levels and that block;
+/// `None` for a network without one (transformers, TorchScript).
+pub(crate) fn default_grid_of(
+    backbone: &Backbone,
+) -> Option<(
+    Pooling,
+    reid_backbone::pool::GridLevels,
+    reid_backbone::arch::Tap,
+)> {
+    let taps = backbone.network()?.taps();
+    match Pooling::default_grid(taps)? {
+        pooling @ Pooling::Grid {
+            levels,
+            tap: Some(t),
+        } => Some((pooling, levels, taps.get(t)?.clone())),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

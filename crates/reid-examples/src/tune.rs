@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use reid_backbone::backbone::Backbone;
 use reid_backbone::pipeline::Embeddings;
-use reid_backbone::pool::Pooling;
 use reid_core::{Record, SplitRole};
 use reid_openset::{Encounters, HeldOut, held_out_split};
 use reid_train::loss::ArcFaceParams;
@@ -125,19 +124,11 @@ pub fn tuned_grid(
     cache: Option<&Path>,
     quiet: bool,
 ) -> anyhow::Result<Option<Tuned>> {
-    let Some(net) = backbone.network() else {
+    let Some((pooling, levels, tap)) = crate::backbone::default_grid_of(backbone) else {
         return Ok(None);
     };
-    let taps = net.taps();
-    let Some(
-        pooling @ Pooling::Grid {
-            levels,
-            tap: Some(t),
-        },
-    ) = Pooling::default_grid(taps)
-    else {
-        return Ok(None);
-    };
+    let taps = backbone.network().map(|n| n.taps()).unwrap_or(&[]);
+    let t = taps.iter().position(|x| *x == tap).unwrap_or(0);
     let t0 = Instant::now();
     let database: Vec<&Record> = records
         .iter()
@@ -257,7 +248,7 @@ pub fn tuned_grid(
         records.len()
     );
     Ok(Some(Tuned {
-        name: format!("{name}:grid{}@{}:tuned", levels.name(), taps[t].name),
+        name: format!("{name}:grid{}@{}:tuned", levels.name(), tap.name),
         embeddings,
         held_out,
         seconds,

@@ -7,20 +7,13 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::unit_rows;
+use common::clustered_rows;
 use ndarray::{Array2, Axis};
 use reid_index::ParamGuard;
 use reid_index::{Filter, Gallery, HnswParams, IndexError, Record};
 
 fn clustered(n: usize, d: usize, seed: u64) -> Array2<f32> {
-    let centres = unit_rows(20, d, 1000);
-    let noise = unit_rows(n, d, seed);
-    let mut a = Array2::from_shape_fn((n, d), |(i, j)| centres[[i % 20, j]] + 0.5 * noise[[i, j]]);
-    for mut r in a.rows_mut() {
-        let norm = r.dot(&r).sqrt();
-        r /= norm;
-    }
-    a
+    clustered_rows(n, d, seed, 20, 0.5)
 }
 
 fn gallery(n: usize) -> Gallery {

@@ -8,20 +8,13 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::unit_rows;
+use common::clustered_rows;
 use ndarray::Array2;
 use reid_index::{Filter, Gallery, Hit, IndexError, IvfParams, ParamGuard, Record};
 
 /// 40 clusters of unit rows in `d` dimensions.
 fn clustered(n: usize, d: usize, seed: u64) -> Array2<f32> {
-    let centres = unit_rows(40, d, 1000);
-    let noise = unit_rows(n, d, seed);
-    let mut a = Array2::from_shape_fn((n, d), |(i, j)| centres[[i % 40, j]] + 0.4 * noise[[i, j]]);
-    for mut r in a.rows_mut() {
-        let norm = r.dot(&r).sqrt();
-        r /= norm;
-    }
-    a
+    clustered_rows(n, d, seed, 40, 0.4)
 }
 
 fn gallery(n: usize) -> Gallery {

@@ -326,6 +326,34 @@ pub struct Episode {
     pub is_new: Vec<bool>,
 }
 
+impl Episode {
+    /// An episode of these gallery rows and `(row, is_new)` queries, both
+    /// in ascending row order.
+    fn sorted(mut gallery: Vec<usize>, mut queries: Vec<(usize, bool)>) -> Self {
+        gallery.sort_unstable();
+        queries.sort_unstable();
+        Episode {
+            gallery,
+            queries: queries.iter().map(|&(r, _)| r).collect(),
+            is_new: queries.iter().map(|&(_, n)| n).collect(),
+        }
+    }
+}
+
+/// Episode `e`'s generator (ChaCha8 stream `e` of the seed) and its
+/// shuffled order of `n` identities.
+fn episode_order(
+    params: &ValidSelfCalibrationParams,
+    e: usize,
+    n: usize,
+) -> (ChaCha8Rng, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed());
+    rng.set_stream(e as u64);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    (rng, order)
+}
+
 /// Draws the episodes of `params` over database rows labelled `labels`.
 ///
 /// Errors when fewer than two identities exist or no identity has two
@@ -370,10 +398,7 @@ fn draw_episodes(ids: &[Vec<Vec<usize>>], params: &ValidSelfCalibrationParams) -
     let n_new = ((params.new_fraction() * n_ids as f64).round() as usize).clamp(1, n_ids - 1);
     let mut out = Vec::with_capacity(params.episodes());
     for e in 0..params.episodes() {
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed());
-        rng.set_stream(e as u64);
-        let mut order: Vec<usize> = (0..n_ids).collect();
-        order.shuffle(&mut rng);
+        let (mut rng, order) = episode_order(params, e, n_ids);
         // The first identity (in shuffled order) with two encounters stays
         // known.
         let reserved = order
@@ -409,13 +434,7 @@ fn draw_episodes(ids: &[Vec<Vec<usize>>], params: &ValidSelfCalibrationParams) -
                 gallery.extend(groups.iter().flatten());
             }
         }
-        gallery.sort_unstable();
-        queries.sort_unstable();
-        out.push(Episode {
-            gallery,
-            queries: queries.iter().map(|&(r, _)| r).collect(),
-            is_new: queries.iter().map(|&(_, n)| n).collect(),
-        });
+        out.push(Episode::sorted(gallery, queries));
     }
     out
 }
@@ -581,10 +600,7 @@ pub fn simulate_held_out_episodes<S: AsRef<str>, T: AsRef<str>>(
     let n_new = ((params.new_fraction() * pool.len() as f64).round() as usize).clamp(1, pool.len());
     let mut out = Vec::with_capacity(params.episodes());
     for e in 0..params.episodes() {
-        let mut rng = ChaCha8Rng::seed_from_u64(params.seed());
-        rng.set_stream(e as u64);
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.shuffle(&mut rng);
+        let (mut rng, order) = episode_order(params, e, ids.len());
         // The first identity (in shuffled order) that can give a known
         // pseudo-query stays known.
         let reserved = order.iter().copied().find(|&i| can_query(i));
@@ -620,13 +636,7 @@ pub fn simulate_held_out_episodes<S: AsRef<str>, T: AsRef<str>>(
                 }
             }
         }
-        gallery.sort_unstable();
-        queries.sort_unstable();
-        out.push(Episode {
-            gallery,
-            queries: queries.iter().map(|&(r, _)| r).collect(),
-            is_new: queries.iter().map(|&(_, n)| n).collect(),
-        });
+        out.push(Episode::sorted(gallery, queries));
     }
     Ok(out)
 }

@@ -23,6 +23,20 @@ pub fn unit_rows(n: usize, d: usize, seed: u64) -> Array2<f32> {
     a
 }
 
+/// `n` unit rows around `centres` random unit centres (row `i` around
+/// centre `i % centres`), each centre plus `noise` times a random unit row,
+/// renormalised.
+pub fn clustered_rows(n: usize, d: usize, seed: u64, centres: usize, noise: f32) -> Array2<f32> {
+    let c = unit_rows(centres, d, 1000);
+    let e = unit_rows(n, d, seed);
+    let mut a = Array2::from_shape_fn((n, d), |(i, j)| c[[i % centres, j]] + noise * e[[i, j]]);
+    for mut r in a.rows_mut() {
+        let norm = r.dot(&r).sqrt();
+        r /= norm;
+    }
+    a
+}
+
 /// Brute force: every score in f64, sorted by score desc then index asc.
 pub fn brute(q: ArrayView2<'_, f32>, g: ArrayView2<'_, f32>, k: usize) -> Vec<Vec<(usize, f64)>> {
     q.rows()
