@@ -223,7 +223,7 @@ impl BackboneArgs {
         cache: Option<&Path>,
         quiet: bool,
     ) -> anyhow::Result<Option<(String, Embeddings)>> {
-        let Some((pooling, levels, tap)) = default_grid_of(backbone) else {
+        let Some((pooling, levels, taps, t)) = default_grid_of(backbone) else {
             return Ok(None);
         };
         let name = &backbone.info().name;
@@ -237,12 +237,12 @@ impl BackboneArgs {
         println!(
             "grid descriptors ({} of {}, {}-d) of {} images in {seconds:.1} s",
             sides.join(" and "),
-            tap.name,
+            taps[t].name,
             grid.info().dim,
             records.len()
         );
         Ok(Some((
-            format!("{name}:grid{}@{}", levels.name(), tap.name),
+            format!("{name}:grid{}@{}", levels.name(), taps[t].name),
             embeddings,
         )))
     }
@@ -356,21 +356,23 @@ fn without_skipped(records: &[Record], skipped: &[SkippedImage]) -> Vec<Record> 
 }
 
 /// `backbone`'s default grid pooling ([`Pooling::default_grid`]: a 4 × 4
-/// grid of its last stride-16 block), with its levels and that block;
-/// `None` for a network without one (transformers, TorchScript).
+/// grid of its last stride-16 block), with its levels, the network's taps
+/// and that block's index among them; `None` for a network without one
+/// (transformers, TorchScript).
 pub(crate) fn default_grid_of(
     backbone: &Backbone,
 ) -> Option<(
     Pooling,
     reid_backbone::pool::GridLevels,
-    reid_backbone::arch::Tap,
+    &[reid_backbone::arch::Tap],
+    usize,
 )> {
     let taps = backbone.network()?.taps();
     match Pooling::default_grid(taps)? {
         pooling @ Pooling::Grid {
             levels,
             tap: Some(t),
-        } => Some((pooling, levels, taps.get(t)?.clone())),
+        } if t < taps.len() => Some((pooling, levels, taps, t)),
         _ => None,
     }
 }

@@ -124,11 +124,9 @@ pub fn tuned_grid(
     cache: Option<&Path>,
     quiet: bool,
 ) -> anyhow::Result<Option<Tuned>> {
-    let Some((pooling, levels, tap)) = crate::backbone::default_grid_of(backbone) else {
+    let Some((pooling, levels, taps, t)) = crate::backbone::default_grid_of(backbone) else {
         return Ok(None);
     };
-    let taps = backbone.network().map(|n| n.taps()).unwrap_or(&[]);
-    let t = taps.iter().position(|x| *x == tap).unwrap_or(0);
     let t0 = Instant::now();
     let database: Vec<&Record> = records
         .iter()
@@ -248,7 +246,7 @@ pub fn tuned_grid(
         records.len()
     );
     Ok(Some(Tuned {
-        name: format!("{name}:grid{}@{}:tuned", levels.name(), tap.name),
+        name: format!("{name}:grid{}@{}:tuned", levels.name(), taps[t].name),
         embeddings,
         held_out,
         seconds,
