@@ -122,7 +122,7 @@ struct SearchArgs {
     #[arg(long)]
     out_indices: Option<PathBuf>,
     /// Score kernel: f32, bf16 (bf16 pre-filter re-scored in f32; CPUs with
-    /// AVX-512 BF16) or auto.
+    /// AVX-512 BF16), amx (the same pre-filter on AMX tiles) or auto.
     #[arg(long, default_value = "auto")]
     kernel: String,
 }
@@ -356,8 +356,9 @@ fn search(a: &SearchArgs) -> Result<()> {
     let kernel = match a.kernel.as_str() {
         "f32" => Kernel::F32,
         "bf16" => Kernel::Bf16Prefilter,
+        "amx" => Kernel::AmxPrefilter,
         "auto" => Kernel::Auto,
-        other => bail!("--kernel: f32, bf16 or auto, not {other}"),
+        other => bail!("--kernel: f32, bf16, amx or auto, not {other}"),
     };
     let cfg = ExactParams::default()
         .query_tile(a.query_tile)

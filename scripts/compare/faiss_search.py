@@ -36,7 +36,7 @@ def parse():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp", default=None, help="folder for the data files (default: a temp dir)")
     p.add_argument("--kernels", default="f32,auto",
-                   help="our score kernels to time, comma separated: f32, bf16, auto (bf16 where the CPU has AVX-512 BF16)")
+                   help="our score kernels to time, comma separated: f32, bf16, amx, auto (amx where the CPU has AMX, else bf16 where it has AVX-512 BF16)")
     return p.parse_args()
 
 

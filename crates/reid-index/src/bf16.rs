@@ -55,9 +55,20 @@ pub fn pack_row(row: &[f32], out: &mut [u32]) {
 /// (zero rows pad the last block). Blocks are packed in parallel on the
 /// current rayon pool.
 pub fn pack_rows(rows: ndarray::ArrayView2<'_, f32>) -> Vec<u32> {
+    pack_rows_padded(rows, rows.ncols().div_ceil(2))
+}
+
+/// [`pack_rows`] with `pairs` words per row (at least `ceil(d / 2)`; the
+/// words past the row's values are zero), as the AMX kernel wants a
+/// multiple of 16.
+pub fn pack_rows_padded(rows: ndarray::ArrayView2<'_, f32>, pairs: usize) -> Vec<u32> {
     use rayon::prelude::*;
-    let (n, d) = rows.dim();
-    let pairs = d.div_ceil(2);
+    let n = rows.nrows();
+    let d = rows.ncols();
+    assert!(
+        pairs >= d.div_ceil(2),
+        "{pairs} words cannot hold {d} values"
+    );
     let blocks = n.div_ceil(16);
     let mut out = vec![0u32; blocks * pairs * 16];
     if pairs == 0 {

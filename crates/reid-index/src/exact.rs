@@ -66,6 +66,11 @@ pub enum Kernel {
     /// f32: half the bytes per gallery value and twice the multiply-adds per
     /// instruction. Refused by `check` on a CPU without the instructions.
     Bf16Prefilter,
+    /// The same pre-filter with the bf16 products on Intel AMX tiles
+    /// ([`crate::amx`], x86-64 Linux): a 16 × 32 by 32 × 16 product per
+    /// instruction. Refused by `check` where the CPU or OS lacks AMX.
+    AmxPrefilter,
+    /// [`Kernel::AmxPrefilter`] where the CPU and OS have AMX, else
     /// [`Kernel::Bf16Prefilter`] where the CPU has AVX-512 BF16, else
     /// [`Kernel::F32`].
     #[default]
@@ -113,6 +118,12 @@ reid_core::param_guard!(ExactParams => ValidExactParams, IndexError, |p| {
             "Bf16Prefilter needs a CPU with AVX-512 BF16; use F32 or Auto",
         ));
     }
+    if p.kernel == Kernel::AmxPrefilter && !crate::amx::available() {
+        return Err(IndexError::param(
+            "kernel",
+            "AmxPrefilter needs a CPU with AMX-BF16 and an OS granting its tile state; use F32 or Auto",
+        ));
+    }
     match p.query_tile.checked_mul(p.gallery_tile) {
         Some(t) if t <= 1 << 26 => Ok(()),
         _ => Err(IndexError::param(
@@ -136,6 +147,7 @@ impl ValidExactParams {
     /// The kernel that runs: [`Kernel::Auto`] resolved for this CPU.
     pub fn kernel(&self) -> Kernel {
         match self.0.kernel {
+            Kernel::Auto if crate::amx::available() => Kernel::AmxPrefilter,
             Kernel::Auto if crate::bf16::available() => Kernel::Bf16Prefilter,
             Kernel::Auto => Kernel::F32,
             k => k,
@@ -201,7 +213,8 @@ pub fn exact_topk_with(
 
     let qt = config.query_tile().min(nq);
     let mut gt = config.gallery_tile().min(n);
-    if config.kernel() == Kernel::Bf16Prefilter {
+    let amx = config.kernel() == Kernel::AmxPrefilter;
+    if amx || config.kernel() == Kernel::Bf16Prefilter {
         // The bf16 layout packs 16 rows per block: tiles (and so chunks)
         // start on block boundaries.
         gt = gt.div_ceil(16) * 16;
@@ -217,7 +230,7 @@ pub fn exact_topk_with(
     let chunks = n.div_ceil(chunk_rows);
 
     let packed = match config.kernel() {
-        Kernel::Bf16Prefilter => match pack_gallery(gallery, queries) {
+        Kernel::Bf16Prefilter | Kernel::AmxPrefilter => match pack_gallery(gallery, queries, amx) {
             // Scores are bounded by the product of the norms: past 1e36 a
             // bf16 sum could overflow, and the f32 kernel judges those.
             Ok(p) if p.max_norm * p.query_norms.iter().copied().fold(0.0, f32::max) < 1e36 => {
@@ -434,8 +447,10 @@ fn search_block_bf16(
     q_norms: &[f32],
 ) -> std::result::Result<Vec<Heap>, Bad> {
     let (m, d) = q.dim();
-    let pairs = d.div_ceil(2);
-    let mut qp = vec![0u32; m * pairs];
+    let pairs = packed.pairs;
+    // The AMX kernel takes queries 16 at a time: zero rows pad the last.
+    let m_pad = if packed.amx { m.div_ceil(16) * 16 } else { m };
+    let mut qp = vec![0u32; m_pad * pairs];
     let mut tmp = Vec::new();
     for (row, out) in q.rows().into_iter().zip(qp.chunks_exact_mut(pairs)) {
         crate::bf16::pack_row(contiguous(&row, &mut tmp), out);
@@ -447,7 +462,7 @@ fn search_block_bf16(
     let mut approx: Vec<Heap> = (0..m).map(|_| Heap::new(kk)).collect();
     let mut cands: Vec<Vec<(f32, usize)>> = vec![Vec::new(); m];
     let ld_max = gt.min(g.nrows()).div_ceil(16) * 16;
-    let mut buf = vec![0.0f32; m * ld_max];
+    let mut buf = vec![0.0f32; m_pad * ld_max];
     let mut start = 0;
     while start < g.nrows() {
         let end = (start + gt).min(g.nrows());
@@ -457,7 +472,11 @@ fn search_block_bf16(
         // Tiles and chunks start on 16-row boundaries (see exact_topk_with).
         let first = (g_offset + start) / 16 * pairs * 16;
         let words = &packed.words[first..first + blocks * pairs * 16];
-        crate::bf16::scores(&qp, m, words, blocks, pairs, &mut buf, ld);
+        if packed.amx {
+            crate::amx::scores(&qp, m_pad, words, blocks, pairs, &mut buf, ld);
+        } else {
+            crate::bf16::scores(&qp, m, words, blocks, pairs, &mut buf, ld);
+        }
         let base = g_offset + start;
         for r in 0..m {
             let row = &buf[r * ld..r * ld + w];
@@ -530,6 +549,10 @@ pub(crate) fn contiguous<'a>(row: &'a ArrayView1<'_, f32>, buf: &'a mut Vec<f32>
 /// the norms the error bound scales with.
 struct PackedGallery {
     words: Vec<u32>,
+    /// Words per row: `ceil(d / 2)`, rounded up to a multiple of 16 for AMX.
+    pairs: usize,
+    /// Whether the AMX kernel scores it.
+    amx: bool,
     /// The largest gallery row norm.
     max_norm: f32,
     /// Each query's norm.
@@ -546,18 +569,26 @@ fn row_norms(a: ArrayView2<'_, f32>) -> Vec<f32> {
     a.axis_iter(Axis(0)).into_par_iter().map(row_norm).collect()
 }
 
-/// Packs `gallery` for [`search_block_bf16`] with the norms of its rows and
-/// of the `queries`, or names the first gallery row that is not finite.
+/// Packs `gallery` for [`search_block_bf16`] (for the AMX kernel when
+/// `amx`) with the norms of its rows and of the `queries`, or names the
+/// first gallery row that is not finite.
 fn pack_gallery(
     gallery: ArrayView2<'_, f32>,
     queries: ArrayView2<'_, f32>,
+    amx: bool,
 ) -> std::result::Result<PackedGallery, usize> {
     let norms = row_norms(gallery);
     if let Some(row) = norms.iter().position(|n| !n.is_finite()) {
         return Err(row);
     }
+    let mut pairs = gallery.ncols().div_ceil(2);
+    if amx {
+        pairs = pairs.div_ceil(16) * 16;
+    }
     Ok(PackedGallery {
-        words: crate::bf16::pack_rows(gallery),
+        words: crate::bf16::pack_rows_padded(gallery, pairs),
+        pairs,
+        amx,
         max_norm: norms.iter().copied().fold(0.0, f32::max),
         query_norms: row_norms(queries),
     })

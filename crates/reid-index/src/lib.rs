@@ -10,10 +10,12 @@
 //! - [`exact_topk`]: exact top-k of a query batch against an embedding
 //!   matrix, as a blocked GEMM (the `gemm` crate's AVX2/FMA kernels) with the
 //!   top-k selection fused per cache-sized score tile, on all rayon threads;
-//!   deterministic (ties go to the lower gallery row). On CPUs with AVX-512
-//!   BF16 ([`Kernel::Auto`], the default) the tiles are scored in bf16
-//!   ([`bf16`]) and the rows within the proven error bound of the k-th
-//!   best re-scored in f32: the same exact results, 1.5–2× faster.
+//!   deterministic (ties go to the lower gallery row). On CPUs with AMX
+//!   tiles (Intel Xeon since Sapphire Rapids, [`amx`]) or AVX-512 BF16
+//!   ([`bf16`]) the tiles are scored in bf16 ([`Kernel::Auto`], the
+//!   default) and the rows within the proven error bound of the k-th best
+//!   re-scored in f32: the same exact results, 1.5–2× faster with AVX-512
+//!   BF16, 3–4× with AMX.
 //! - [`Gallery`]: embeddings + [`Record`]s + model id; incremental
 //!   [`Gallery::add`] / [`Gallery::remove_ids`] / [`Gallery::remove_identity`]
 //!   without a rebuild; [`Gallery::search`] returns [`Hit`]s naming records
@@ -24,7 +26,8 @@
 //!   [`Gallery::search_identities`] ranks individuals by their best image.
 //! - [`synthetic`]: seeded clustered unit vectors for benchmarks.
 //! - [`matmul`]: the workspace's one wrapper of the `gemm` kernel (inner
-//!   products of two sets of rows); [`bf16`]: the AVX-512 BF16 kernel.
+//!   products of two sets of rows); [`bf16`]: the AVX-512 BF16 kernel;
+//!   [`amx`]: the AMX tile kernel.
 //! - Persistence to one checksummed file ([`Gallery::save`],
 //!   [`Gallery::load`]), written atomically.
 //! - With the `hnsw` feature: approximate search for galleries of
@@ -73,6 +76,7 @@
 //! ```
 
 #[cfg(feature = "hnsw")]
+pub mod amx;
 pub mod ann;
 pub mod bf16;
 pub mod error;

@@ -10,13 +10,19 @@ use reid_index::{
     ExactParams, IndexError, Kernel, ParamGuard, ValidExactParams, exact_topk, exact_topk_with,
 };
 
-/// The kernels this CPU runs (bf16 only with AVX-512 BF16).
+/// The kernels this CPU runs (bf16 only with AVX-512 BF16, AMX only with
+/// AMX tiles).
 fn kernels() -> Vec<Kernel> {
     let mut k = vec![Kernel::F32];
     if reid_index::bf16::available() {
         k.push(Kernel::Bf16Prefilter);
     } else {
         eprintln!("no AVX-512 BF16: the bf16 kernel is not tested here");
+    }
+    if reid_index::amx::available() {
+        k.push(Kernel::AmxPrefilter);
+    } else {
+        eprintln!("no AMX: the tile kernel is not tested here");
     }
     k
 }
@@ -173,8 +179,12 @@ fn assert_close_to_brute(top: &reid_index::TopK, want: &[Vec<(usize, f64)>]) {
 /// pre-filter must still return the f32 kernel's rows and scores.
 #[test]
 fn bf16_prefilter_loses_nothing_among_near_duplicates() {
-    if !reid_index::bf16::available() {
-        eprintln!("skipping: no AVX-512 BF16");
+    let prefilters: Vec<Kernel> = kernels()
+        .into_iter()
+        .filter(|&k| k != Kernel::F32)
+        .collect();
+    if prefilters.is_empty() {
+        eprintln!("skipping: no AVX-512 BF16 and no AMX");
         return;
     }
     let centres = unit_rows(40, 96, 11);
@@ -193,27 +203,42 @@ fn bf16_prefilter_loses_nothing_among_near_duplicates() {
         let cfg = ExactParams::default().kernel(kernel).check().unwrap();
         exact_topk_with(q.view(), g.view(), k, &cfg).unwrap()
     };
-    let (f32_top, bf16_top) = (run(Kernel::F32), run(Kernel::Bf16Prefilter));
-    assert_close_to_brute(&bf16_top, &want);
+    let f32_top = run(Kernel::F32);
     assert_close_to_brute(&f32_top, &want);
     // The spread of a query's top 25 is below bf16's step: the filter
     // really had to keep more than k candidates.
     let spread = want[0][0].1 - want[0][k - 1].1;
     assert!(spread < 2f64.powi(-8), "spread {spread}");
-    for (a, b) in f32_top.scores.iter().zip(&bf16_top.scores) {
-        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    for kernel in prefilters {
+        let bf16_top = run(kernel);
+        assert_close_to_brute(&bf16_top, &want);
+        for (a, b) in f32_top.scores.iter().zip(&bf16_top.scores) {
+            assert!((a - b).abs() < 1e-6, "{kernel:?}: {a} vs {b}");
+        }
     }
 }
 
 #[test]
 fn the_bf16_kernel_is_refused_without_the_instructions() {
     let r = ExactParams::default().kernel(Kernel::Bf16Prefilter).check();
+    let amx = ExactParams::default().kernel(Kernel::AmxPrefilter).check();
+    let auto = ValidExactParams::default().kernel();
     if reid_index::bf16::available() {
         assert_eq!(r.unwrap().kernel(), Kernel::Bf16Prefilter);
-        assert_eq!(ValidExactParams::default().kernel(), Kernel::Bf16Prefilter);
     } else {
         assert!(r.unwrap_err().to_string().contains("AVX-512 BF16"));
-        assert_eq!(ValidExactParams::default().kernel(), Kernel::F32);
+    }
+    if reid_index::amx::available() {
+        assert_eq!(amx.unwrap().kernel(), Kernel::AmxPrefilter);
+        assert_eq!(auto, Kernel::AmxPrefilter);
+    } else {
+        assert!(amx.unwrap_err().to_string().contains("AMX-BF16"));
+        let fallback = if reid_index::bf16::available() {
+            Kernel::Bf16Prefilter
+        } else {
+            Kernel::F32
+        };
+        assert_eq!(auto, fallback);
     }
 }
 
