@@ -75,8 +75,8 @@
 //! assert_eq!(back.embeddings(), g.embeddings());
 //! ```
 
-#[cfg(feature = "hnsw")]
 pub mod amx;
+#[cfg(feature = "hnsw")]
 pub mod ann;
 pub mod bf16;
 pub mod error;
