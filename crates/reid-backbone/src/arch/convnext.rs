@@ -14,7 +14,8 @@ use tch::Tensor;
 use tch::nn::{self, Module};
 
 use super::{
-    Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, Tap, to_kind_of,
+    Architecture, BuildOptions, DefaultPooling, FeatureLayout, ModelSpec, Tap, add_in_place,
+    gelu_owned, mul_owned, to_kind_of,
 };
 
 /// LayerNorm eps of every ConvNeXt norm (timm's `LayerNorm`/`LayerNorm2d` default).
@@ -153,15 +154,15 @@ impl Block {
 
     fn forward(&self, x: &Tensor) -> Tensor {
         // Channels-last: layer scale multiplies the last (channel) dimension.
-        let y = x
+        // Each fresh activation is reused in place where autograd allows
+        // (fresh buffers above glibc's mmap threshold are zeroed pages).
+        let h = x
             .apply(&self.conv_dw)
             .permute([0, 2, 3, 1])
             .apply(&self.norm)
-            .apply(&self.fc1)
-            .gelu("none")
-            .apply(&self.fc2)
-            * &self.gamma;
-        y.permute([0, 3, 1, 2]) + x
+            .apply(&self.fc1);
+        let y = mul_owned(gelu_owned(h).apply(&self.fc2), &self.gamma);
+        add_in_place(y.permute([0, 3, 1, 2]), x)
     }
 }
 

@@ -21,7 +21,7 @@ use tch::nn::{self, Module};
 
 use super::{
     Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, Tap,
-    conv_bn, to_kind_of,
+    add_in_place, conv_bn, relu6_in_place, to_kind_of,
 };
 
 /// Batch-norm epsilon of the TensorFlow original (`batch_norm_epsilon=1e-3`).
@@ -227,10 +227,10 @@ impl MbConv {
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = match &self.expand {
-            Some((conv, bn)) => conv.forward_bn(x, bn, train).relu6(),
+            Some((conv, bn)) => relu6_in_place(conv.forward_bn(x, bn, train)),
             None => x.shallow_clone(),
         };
-        y = self.depthwise.forward_bn(&y, &self.bn1, train).relu6();
+        y = relu6_in_place(self.depthwise.forward_bn(&y, &self.bn1, train));
         y = self.project.forward_bn(&y, &self.bn2, train);
         if !self.residual {
             return y;
@@ -238,7 +238,7 @@ impl MbConv {
         if train && self.drop_rate > 0.0 {
             y = drop_connect(&y, self.drop_rate);
         }
-        y + x
+        add_in_place(y, x)
     }
 }
 
@@ -342,7 +342,7 @@ impl EfficientNetLite {
 impl EfficientNetLite {
     /// The stem and the first `n` blocks.
     fn stem_and_blocks(&self, x: &Tensor, n: usize, train: bool) -> Tensor {
-        let mut y = self.conv_stem.forward_bn(x, &self.bn0, train).relu6();
+        let mut y = relu6_in_place(self.conv_stem.forward_bn(x, &self.bn0, train));
         for block in self.blocks.iter().take(n) {
             y = block.forward(&to_kind_of(&y, &block.depthwise.conv.ws), train);
         }
@@ -353,7 +353,7 @@ impl EfficientNetLite {
 impl Architecture for EfficientNetLite {
     fn forward_features(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.stem_and_blocks(x, self.blocks.len(), train);
-        self.conv_head.forward_bn(&y, &self.bn1, train).relu6()
+        relu6_in_place(self.conv_head.forward_bn(&y, &self.bn1, train))
     }
 
     fn taps(&self) -> &[Tap] {

@@ -15,7 +15,7 @@ use tch::nn::{self, Module};
 
 use super::{
     Architecture, BuildOptions, ConvGeometry, DefaultPooling, FeatureLayout, ModelSpec, Tap,
-    conv_bn, to_kind_of,
+    add_in_place, conv_bn, relu6_in_place, to_kind_of,
 };
 
 /// Batch-norm epsilon (PyTorch's default).
@@ -92,7 +92,7 @@ impl ConvBn {
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let y = conv_bn(x, &self.conv, self.geom, &self.bn, BN_EPS, train);
-        if self.relu { y.relu6() } else { y }
+        if self.relu { relu6_in_place(y) } else { y }
     }
 }
 
@@ -139,7 +139,7 @@ impl InvertedResidual {
         };
         let y = self.depthwise.forward(&y, train);
         let y = self.project.forward(&y, train);
-        if self.residual { y + x } else { y }
+        if self.residual { add_in_place(y, x) } else { y }
     }
 }
 
