@@ -75,8 +75,7 @@ pub fn scores(
     ld: usize,
 ) {
     assert!(qn.is_multiple_of(16) && pairs.is_multiple_of(16));
-    assert!(q.len() >= qn * pairs && g.len() >= blocks * pairs * 16);
-    assert!(ld >= blocks * 16 && out.len() >= qn.saturating_sub(1) * ld + blocks * 16);
+    crate::bf16::assert_tile_bounds(q.len(), qn, g.len(), blocks, pairs, out.len(), ld);
     if qn == 0 || blocks == 0 || pairs == 0 {
         return;
     }

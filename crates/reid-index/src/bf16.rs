@@ -123,8 +123,7 @@ pub fn scores(
     out: &mut [f32],
     ld: usize,
 ) {
-    assert!(q.len() >= qn * pairs && g.len() >= blocks * pairs * 16);
-    assert!(ld >= blocks * 16 && out.len() >= qn.saturating_sub(1) * ld + blocks * 16);
+    assert_tile_bounds(q.len(), qn, g.len(), blocks, pairs, out.len(), ld);
     #[cfg(target_arch = "x86_64")]
     {
         assert!(available(), "the bf16 kernel needs AVX-512 BF16");
@@ -137,6 +136,23 @@ pub fn scores(
         let _ = (q, qn, g, blocks, pairs, out, ld);
         unreachable!("the bf16 kernel needs AVX-512 BF16");
     }
+}
+
+/// Panics unless a score kernel may read `qn` query rows of `pairs` words
+/// from `q_len` words, `blocks` gallery blocks from `g_len` words, and write
+/// `qn` rows of `16 * blocks` scores, `ld` apart, into `out_len` floats: the
+/// bounds that make the unsafe kernels (this one and [`crate::amx`]) safe.
+pub(crate) fn assert_tile_bounds(
+    q_len: usize,
+    qn: usize,
+    g_len: usize,
+    blocks: usize,
+    pairs: usize,
+    out_len: usize,
+    ld: usize,
+) {
+    assert!(q_len >= qn * pairs && g_len >= blocks * pairs * 16);
+    assert!(ld >= blocks * 16 && out_len >= qn.saturating_sub(1) * ld + blocks * 16);
 }
 
 #[cfg(target_arch = "x86_64")]
