@@ -407,7 +407,7 @@ fn search(a: &SearchArgs) -> Result<()> {
             "engine": "reid-index exact_topk",
             "nq": queries.nrows(), "ng": gallery.nrows(), "dim": a.dim, "k": a.k,
             "threads": a.threads, "query_tile": cfg.query_tile(), "gallery_tile": cfg.gallery_tile(),
-            "kernel": format!("{:?}", cfg.kernel()),
+            "kernel": format!("{:?}", cfg.kernel_for(queries.nrows())),
             "seconds_best": best, "seconds_all": times, "gflops": flops / best / 1e9,
         })
     );

@@ -94,7 +94,9 @@ pub mod synthetic;
 #[cfg(feature = "hnsw")]
 pub use ann::{HnswParams, ValidHnswParams};
 pub use error::{IndexError, Result};
-pub use exact::{ExactParams, Kernel, TopK, ValidExactParams, exact_topk, exact_topk_with};
+pub use exact::{
+    ExactParams, Kernel, PREFILTER_MIN_QUERIES, TopK, ValidExactParams, exact_topk, exact_topk_with,
+};
 pub use filter::Filter;
 pub use gallery::{Gallery, Hit};
 #[cfg(feature = "hnsw")]

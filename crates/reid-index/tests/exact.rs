@@ -242,6 +242,24 @@ fn the_bf16_kernel_is_refused_without_the_instructions() {
     }
 }
 
+/// `Auto` takes the f32 kernel for small batches (the pre-filters repack the
+/// gallery at each search) and its large-batch choice from
+/// `PREFILTER_MIN_QUERIES` queries on; a kernel named explicitly runs at
+/// any batch size.
+#[test]
+fn auto_takes_f32_for_small_batches() {
+    use reid_index::PREFILTER_MIN_QUERIES;
+    let auto = ValidExactParams::default();
+    assert_eq!(auto.kernel_for(1), Kernel::F32);
+    assert_eq!(auto.kernel_for(PREFILTER_MIN_QUERIES - 1), Kernel::F32);
+    assert_eq!(auto.kernel_for(PREFILTER_MIN_QUERIES), auto.kernel());
+    assert_eq!(auto.kernel_for(100_000), auto.kernel());
+    for kernel in kernels() {
+        let p = ExactParams::default().kernel(kernel).check().unwrap();
+        assert_eq!(p.kernel_for(1), kernel);
+    }
+}
+
 #[test]
 fn strided_views_are_accepted() {
     let g = int_rows(60, 10, 3);
