@@ -215,11 +215,7 @@ impl Gallery {
                 scored.push((crate::exact::dot(q, v), row));
             }
         }
-        let order = |a: &(f32, usize), b: &(f32, usize)| {
-            b.0.partial_cmp(&a.0)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(a.1.cmp(&b.1))
-        };
+        let order = crate::exact::better_first;
         if scored.len() > k {
             scored.select_nth_unstable_by(k, order);
             scored.truncate(k);

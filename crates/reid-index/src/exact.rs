@@ -321,7 +321,7 @@ pub fn exact_topk_with(
 
 /// Order: higher score first, then lower index (`-0.0 == 0.0`; scores are
 /// finite here, NaN never reaches this point).
-fn better_first(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
+pub(crate) fn better_first(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
     b.0.partial_cmp(&a.0)
         .unwrap_or(std::cmp::Ordering::Equal)
         .then(a.1.cmp(&b.1))

@@ -12,10 +12,12 @@
 //!   top-k selection fused per cache-sized score tile, on all rayon threads;
 //!   deterministic (ties go to the lower gallery row). On CPUs with AMX
 //!   tiles (Intel Xeon since Sapphire Rapids, [`amx`]) or AVX-512 BF16
-//!   ([`bf16`]) the tiles are scored in bf16 ([`Kernel::Auto`], the
-//!   default) and the rows within the proven error bound of the k-th best
-//!   re-scored in f32: the same exact results, 1.5–2× faster with AVX-512
-//!   BF16, 3–4× with AMX.
+//!   ([`bf16`]) the tiles of a batch of at least [`PREFILTER_MIN_QUERIES`]
+//!   queries are scored in bf16 ([`Kernel::Auto`], the default) and the
+//!   rows within the proven error bound of the k-th best re-scored in f32:
+//!   the same exact results, 1.5–2× faster with AVX-512 BF16, 3–4× with AMX
+//!   (smaller batches keep the f32 GEMM: the bf16 gallery is packed afresh
+//!   at every search).
 //! - [`Gallery`]: embeddings + [`Record`]s + model id; incremental
 //!   [`Gallery::add`] / [`Gallery::remove_ids`] / [`Gallery::remove_identity`]
 //!   without a rebuild; [`Gallery::search`] returns [`Hit`]s naming records
