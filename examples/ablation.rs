@@ -53,7 +53,7 @@ use animal_reid::data::loaders::load_animalclef;
 use animal_reid::pipeline::{
     Headline, Identification, OpenSetParams, ParamGuard, Record, ValidFusionParams,
     ValidOpenSetParams, choose_features, default_adapt_candidates,
-    default_neighbourhood_candidates, evaluate, fuse, identify,
+    default_neighbourhood_candidates, default_rerank_candidates, evaluate, fuse, identify,
 };
 use ndarray::ArrayView2;
 use reid_examples::{
@@ -200,6 +200,7 @@ fn main() -> Result<()> {
         &base,
         &default_adapt_candidates(),
         default_neighbourhood_candidates,
+        &default_rerank_candidates(),
     )?;
     let choose_seconds = t.elapsed().as_secs_f64();
     let mut rows = Vec::new();

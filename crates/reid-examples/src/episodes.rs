@@ -8,10 +8,12 @@ use reid_backbone::pipeline::{Embeddings, concat_embeddings};
 use reid_backbone::tiny::{TinyParams, tiny_embeddings};
 use reid_core::{ParamGuard, Record};
 use reid_data::DecodeOptions;
-use reid_openset::{AdaptParams, Adaptation, Encounters, OpensetError, SelfCalibrationParams};
+use reid_openset::{
+    AdaptParams, Adaptation, Encounters, KReciprocalParams, OpensetError, SelfCalibrationParams,
+};
 use reid_pipeline::{
     DEFAULT_DBA, DEFAULT_QE, FeatureChoice, FeatureSet, ValidOpenSetParams, choose_features,
-    default_adapt_candidates, neighbourhood_candidates,
+    default_adapt_candidates, default_rerank_candidates, neighbourhood_candidates,
 };
 
 /// The self-calibration options of the examples that decide known / new.
@@ -145,6 +147,14 @@ pub struct AdaptArgs {
     /// `--qe`.
     #[arg(long, default_value_t = 1.0)]
     pub expand_alpha: f32,
+    /// After the other steps, k-reciprocal re-ranking of every search
+    /// against the database's own neighbourhoods: `auto` (with `--adapt
+    /// auto`, chosen on the database's episodes among none, k1 20 / k2 6
+    /// and k1 10 / k2 3 at λ 0.3, on the chosen projection; otherwise
+    /// none), `off`, or `K1,K2,LAMBDA` (say `20,6,0.3`: with `--adapt auto`
+    /// the only one tried, otherwise always applied).
+    #[arg(long, default_value = "auto")]
+    pub rerank: String,
 }
 
 impl AdaptArgs {
@@ -167,16 +177,55 @@ impl AdaptArgs {
             AdaptParams::new(method)
                 .shrinkage(self.shrinkage)
                 .dim(self.adapt_dim),
-        );
+        )?;
         p.check_ref()?;
         Ok((!self.auto()).then_some(p))
     }
 
-    /// `p` with `--dba`, `--qe` (0 where not given) and `--expand-alpha`.
-    fn neighbourhood(&self, p: AdaptParams) -> AdaptParams {
-        p.dba(self.dba.unwrap_or(0))
+    /// `p` with `--dba`, `--qe` (0 where not given), `--expand-alpha` and
+    /// a `--rerank K1,K2,LAMBDA` (none for `auto` and `off`).
+    fn neighbourhood(&self, p: AdaptParams) -> Result<AdaptParams, OpensetError> {
+        Ok(p.dba(self.dba.unwrap_or(0))
             .qe(self.qe.unwrap_or(0))
             .alpha(self.expand_alpha)
+            .rerank(self.rerank_given()?))
+    }
+
+    /// The re-ranking `--rerank K1,K2,LAMBDA` gives (checked); `None` for
+    /// `auto` and `off`.
+    fn rerank_given(&self) -> Result<Option<KReciprocalParams>, OpensetError> {
+        if ["auto", "off"].contains(&self.rerank.as_str()) {
+            return Ok(None);
+        }
+        let bad = |why: String| OpensetError::InvalidParam {
+            name: "--rerank",
+            reason: format!("`{}`: {why}; use auto, off or K1,K2,LAMBDA", self.rerank),
+        };
+        let parts: Vec<&str> = self.rerank.split(',').map(str::trim).collect();
+        let [k1, k2, lambda] = parts[..] else {
+            return Err(bad(format!("{} values", parts.len())));
+        };
+        let p = KReciprocalParams::default()
+            .k1(k1.parse().map_err(|e| bad(format!("k1 {k1}: {e}")))?)
+            .k2(k2.parse().map_err(|e| bad(format!("k2 {k2}: {e}")))?)
+            .lambda(
+                lambda
+                    .parse()
+                    .map_err(|e| bad(format!("lambda {lambda}: {e}")))?,
+            );
+        p.check_ref()?;
+        Ok(Some(p))
+    }
+
+    /// The re-rankings `--adapt auto` tries last, on the chosen settings:
+    /// [`default_rerank_candidates`] for `--rerank auto`, the one given, or
+    /// none for `off`.
+    fn rerank_candidates(&self) -> Result<Vec<KReciprocalParams>, OpensetError> {
+        Ok(match (self.rerank.as_str(), self.rerank_given()?) {
+            ("off", _) => Vec::new(),
+            (_, Some(p)) => vec![p],
+            _ => default_rerank_candidates(),
+        })
     }
 
     /// The neighbourhood steps `--adapt auto` tries after choosing the
@@ -279,13 +328,25 @@ impl AdaptArgs {
         } else {
             vec![params.adapt().map(|a| a.into_params())]
         };
-        let choice = choose_features(records, sets, &params, &candidates, |p| {
-            if self.auto() {
-                self.neighbourhood_candidates(p)
-            } else {
-                Vec::new()
-            }
-        })?;
+        let rerank = if self.auto() {
+            self.rerank_candidates()?
+        } else {
+            Vec::new()
+        };
+        let choice = choose_features(
+            records,
+            sets,
+            &params,
+            &candidates,
+            |p| {
+                if self.auto() {
+                    self.neighbourhood_candidates(p)
+                } else {
+                    Vec::new()
+                }
+            },
+            &rerank,
+        )?;
         println!("{}", choice_summary(&choice, t.elapsed().as_secs_f64()));
         let params = choice.adapt_choice().params(&params)?;
         Ok((params, Some(choice)))
@@ -611,6 +672,37 @@ mod tests {
             names(&parse(&["--dba", "4", "--qe", "0"])),
             ["whiten(shrinkage 0.5) + dba 4 (alpha 1)"]
         );
+    }
+
+    #[test]
+    fn rerank_is_tried_given_or_off() {
+        let given = |a: &AdaptArgs| -> Vec<(usize, usize, f32)> {
+            a.rerank_candidates()
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    let p = p.check().unwrap();
+                    (p.k1(), p.k2(), p.lambda())
+                })
+                .collect()
+        };
+        assert_eq!(given(&parse(&[])), [(20, 6, 0.3), (10, 3, 0.3)]);
+        assert!(given(&parse(&["--rerank", "off"])).is_empty());
+        assert_eq!(given(&parse(&["--rerank", "8,2,0.5"])), [(8, 2, 0.5)]);
+        // A fixed projection carries a given re-ranking, not `auto`'s.
+        let fixed = parse(&["--adapt", "whiten", "--rerank", "8, 2, 0.5"]);
+        let p = fixed.params().unwrap().unwrap().check().unwrap();
+        assert_eq!(p.rerank().map(|r| r.k1()), Some(8));
+        let p = parse(&["--adapt", "whiten"]).params().unwrap().unwrap();
+        assert_eq!(p.check().unwrap().rerank(), None);
+        for (bad, what) in [
+            ("8,2", "2 values"),
+            ("x,2,0.3", "k1 x"),
+            ("8,2,2", "lambda"),
+        ] {
+            let e = parse(&["--rerank", bad]).params().unwrap_err().to_string();
+            assert!(e.contains(what), "{bad}: {e}");
+        }
     }
 
     /// `--encounters`: `none` (photos) by default, `auto` (the `video`

@@ -1,5 +1,5 @@
-//! Speed of self-calibration and new-individual clustering on synthetic
-//! embeddings (`cargo bench -p reid-openset`).
+//! Speed of self-calibration, k-reciprocal re-ranking and new-individual
+//! clustering on synthetic embeddings (`cargo bench -p reid-openset`).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -8,7 +8,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reid_index::Gallery;
 use reid_openset::{
-    ClusterParams, Linkage, ParamGuard, Rule, ValidSelfCalibrationParams, cluster, self_calibrate,
+    ClusterParams, KReciprocalParams, Linkage, ParamGuard, Reranker, Rule,
+    ValidSelfCalibrationParams, cluster, self_calibrate,
 };
 
 /// `n` unit rows of `d` dims around `ids` random centres.
@@ -37,6 +38,17 @@ fn benches(c: &mut Criterion) {
         b.iter(|| self_calibrate(&g, &Rule::Top1, &params).unwrap())
     });
     let (q, _) = data(500, 256, 100, 2);
+    let rerank = KReciprocalParams::default().check().unwrap();
+    c.bench_function("k-reciprocal gallery 2000x256 (k1 20, k2 6)", |b| {
+        b.iter(|| Reranker::new(&g, &rerank).unwrap())
+    });
+    let reranker = Reranker::new(&g, &rerank).unwrap();
+    c.bench_function("k-reciprocal search 500 queries, top 200", |b| {
+        b.iter(|| reranker.search(q.view(), 200).unwrap())
+    });
+    c.bench_function("cosine search 500 queries, top 200 (beside it)", |b| {
+        b.iter(|| g.search_topk(q.view(), 200, None).unwrap())
+    });
     let p = ClusterParams::new(0.5)
         .linkage(Linkage::Average)
         .check()

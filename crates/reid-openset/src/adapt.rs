@@ -53,6 +53,7 @@ use faer::{Mat, Side};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use reid_core::ParamGuard;
 
+use crate::rerank::{KReciprocalParams, ValidKReciprocalParams};
 use crate::{OpensetError, Result, check};
 
 /// Which projection [`Projection::fit`] learns.
@@ -132,6 +133,7 @@ pub struct AdaptParams {
     dba: usize,
     qe: usize,
     alpha: f32,
+    rerank: Option<KReciprocalParams>,
 }
 
 /// Checked [`AdaptParams`].
@@ -140,7 +142,7 @@ pub struct ValidAdaptParams(AdaptParams);
 
 impl AdaptParams {
     /// `method` with shrinkage 0.5, every dimension it can give, and no
-    /// neighbourhood step (`dba` and `qe` 0, `alpha` 1).
+    /// neighbourhood step (`dba` and `qe` 0, `alpha` 1, no `rerank`).
     pub fn new(method: Adaptation) -> Self {
         Self {
             method,
@@ -149,6 +151,7 @@ impl AdaptParams {
             dba: 0,
             qe: 0,
             alpha: 1.0,
+            rerank: None,
         }
     }
 
@@ -176,6 +179,9 @@ impl AdaptParams {
         /// Exponent of the neighbour weights `max(cos, 0)^alpha` of `dba`
         /// and `qe`.
         alpha: f32,
+        /// After the other steps, k-reciprocal re-ranking of every search
+        /// ([`crate::rerank`]; `None`: rank by cosine).
+        rerank: Option<KReciprocalParams>,
     }
 }
 
@@ -202,6 +208,9 @@ impl ParamGuard for AdaptParams {
                 reason: format!("must be finite and at least 0, got {}", self.alpha),
             });
         }
+        if let Some(r) = &self.rerank {
+            r.check_ref()?;
+        }
         Ok(())
     }
 
@@ -227,6 +236,12 @@ impl ValidAdaptParams {
         /// Exponent of the neighbour weights.
         alpha: f32,
     }
+
+    /// The re-ranking of every search, when set (checked with the rest).
+    pub fn rerank(&self) -> Option<ValidKReciprocalParams> {
+        self.0.rerank.and_then(|r| r.check().ok())
+    }
+
     /// Back to the builder, to change a setting.
     pub fn into_params(self) -> AdaptParams {
         self.0
@@ -235,7 +250,8 @@ impl ValidAdaptParams {
 
 impl fmt::Display for ValidAdaptParams {
     /// `lda(shrinkage 0.5)`, `pca(shrinkage 0, dim 64)`, `center`,
-    /// `whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 1)`.
+    /// `whiten(shrinkage 0.1) + dba 3 + qe 2 (alpha 1)`,
+    /// `lda(shrinkage 0.1) + k-reciprocal(k1 20, k2 6, lambda 0.3)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.0;
         if p.method == Adaptation::Center {
@@ -255,6 +271,9 @@ impl fmt::Display for ValidAdaptParams {
         }
         if p.dba > 1 || p.qe > 0 {
             write!(f, " (alpha {})", p.alpha)?;
+        }
+        if let Some(r) = self.rerank() {
+            write!(f, " + {r}")?;
         }
         Ok(())
     }

@@ -785,7 +785,8 @@ pub(crate) fn run_episode(
         .iter()
         .filter_map(|&r| labels.get(r).copied())
         .collect();
-    let topk = sub.search_topk(q_rows.view(), rule.neighbours(), None)?;
+    let rerank = adapt.and_then(ValidAdaptParams::rerank);
+    let topk = crate::rerank::search(&sub, q_rows.view(), rule.neighbours(), rerank.as_ref())?;
     let mut out = Vec::with_capacity(episode.queries.len());
     for (row, (idx, sc)) in topk
         .indices

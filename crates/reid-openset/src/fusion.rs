@@ -21,6 +21,7 @@ use ndarray::{Array2, ArrayView2};
 use reid_core::ParamGuard;
 use reid_index::{Gallery, TopK, exact_topk};
 
+use crate::adapt::ValidAdaptParams;
 use crate::decision::{Rule, Thresholds};
 use crate::episodes::{
     EpisodeQuery, ValidSelfCalibrationParams, episode_view, gallery_episodes, identity_numbers,
@@ -750,7 +751,10 @@ struct GroupEpisodes {
 /// every episode shortlists through a projection refitted on its
 /// pseudo-gallery ([`crate::episodes::episode_view`]) and the first source's
 /// pair scores are those projected cosines (the first source is then the
-/// cosine of the embeddings; its scorer is not called).
+/// cosine of the embeddings; its scorer is not called). When the projection
+/// re-ranks ([`crate::AdaptParams::rerank`]) the shortlist and those scores
+/// are the re-ranked ones, the pseudo-gallery's neighbourhoods computed in
+/// each episode.
 ///
 /// Use the result with [`fuse_stacked`] (sources with these calibrators
 /// and the calibration's stack, scoring query × gallery rows) and
@@ -766,6 +770,7 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     check::same_len("fusion weights", scorers.len(), params.weights().len())?;
     let weights = params.weights();
     let labels = labels(gallery)?;
+    let rerank = episodes.adapt().and_then(ValidAdaptParams::rerank);
     let mut unique: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     let mut order: Vec<(usize, usize)> = Vec::new();
     // The cosine of each pair in the first episode that shortlisted it (the
@@ -792,7 +797,8 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
         let mut lists = Vec::with_capacity(eps.len());
         for ep in &eps {
             let (pseudo, q) = episode_view(&sub, &sub_labels, ep, episodes.adapt())?;
-            let top = pseudo.search_topk(q.view(), params.shortlist(), None)?;
+            let top =
+                crate::rerank::search(&pseudo, q.view(), params.shortlist(), rerank.as_ref())?;
             let mut one = Vec::with_capacity(ep.queries.len());
             for (row, (cand, cos)) in top
                 .indices

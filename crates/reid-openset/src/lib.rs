@@ -16,7 +16,8 @@
 //! - [`adapt`]: projections fitted on the database's labels (centring, PCA
 //!   whitening, supervised whitening, LDA), refitted inside every episode,
 //!   followed by [`expand`]: database-side augmentation within identities
-//!   and α-query expansion.
+//!   and α-query expansion, and [`rerank`]: k-reciprocal re-ranking of
+//!   each query against the database's own neighbourhoods.
 //! - [`episodes`]: open-set episodes simulated inside the database, on
 //!   which every choice below is made (never on the queries).
 //! - [`threshold`]: a threshold chosen from the database alone on those
@@ -70,6 +71,7 @@ pub mod error;
 pub mod expand;
 pub mod fusion;
 pub mod probability;
+pub mod rerank;
 pub mod score;
 pub mod stack;
 pub mod threshold;
@@ -98,6 +100,7 @@ pub use probability::{
 };
 pub use reid_core::ParamGuard;
 pub use reid_index::TopK;
+pub use rerank::{KReciprocalParams, Reranker, ValidKReciprocalParams};
 pub use stack::LogisticStack;
 pub use threshold::{
     CurvePoint, EpisodeOutcome, GroupCalibration, SelfCalibration, self_calibrate,

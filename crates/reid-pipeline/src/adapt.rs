@@ -9,7 +9,9 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayView2, Axis, s};
 use reid_core::{ParamGuard, Record};
 use reid_openset::adapt::adapt_split;
-use reid_openset::{AdaptParams, Adaptation, ValidAdaptParams, self_calibrate_groups};
+use reid_openset::{
+    AdaptParams, Adaptation, KReciprocalParams, ValidAdaptParams, self_calibrate_groups,
+};
 use serde::Serialize;
 
 use crate::identify::check_rows;
@@ -283,9 +285,21 @@ pub fn default_neighbourhood_candidates(p: AdaptParams) -> Vec<AdaptParams> {
     neighbourhood_candidates(p, &DEFAULT_DBA, &DEFAULT_QE, 1.0)
 }
 
-/// [`choose_adaptation`] in two stages: the projection among `candidates`,
-/// then, when one was chosen, the neighbourhood steps `steps(chosen)` on it
-/// (the chosen settings themselves are not scored twice). One list of
+/// The k-reciprocal re-rankings `--adapt auto` tries on the chosen
+/// projection and neighbourhood steps: the paper's settings (`k1 = 20`,
+/// `k2 = 6`, `λ = 0.3`, for galleries with many photos per identity) and
+/// half the neighbourhood (`k1 = 10`, `k2 = 3`) for databases with fewer.
+pub fn default_rerank_candidates() -> Vec<KReciprocalParams> {
+    vec![
+        KReciprocalParams::default(),
+        KReciprocalParams::default().k1(10).k2(3),
+    ]
+}
+
+/// [`choose_adaptation`] in three stages: the projection among
+/// `candidates`; then, when one was chosen, the neighbourhood steps
+/// `steps(chosen)` on it; then each re-ranking of `rerank` on the best so
+/// far (the chosen settings themselves are not scored twice). One list of
 /// trials, the projections' first; the best of all is chosen, the earliest
 /// of equals. Every score comes from the database's episodes alone.
 pub fn choose_adaptation_staged(
@@ -294,13 +308,22 @@ pub fn choose_adaptation_staged(
     params: &ValidOpenSetParams,
     candidates: &[Option<AdaptParams>],
     steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
+    rerank: &[KReciprocalParams],
 ) -> Result<AdaptChoice> {
     let choice = choose_adaptation(records, embeddings, params, candidates)?;
-    add_neighbourhood_steps(choice, records, embeddings, params, steps)
+    let choice = add_neighbourhood_steps(choice, records, embeddings, params, steps)?;
+    add_neighbourhood_steps(choice, records, embeddings, params, |p| {
+        rerank_candidates(p, rerank)
+    })
 }
 
-/// The second stage of [`choose_adaptation_staged`]: `steps(chosen)` tried
-/// on the projection `choice` chose, appended to its trials, the best of all
+/// `p` with each of `rerank`.
+fn rerank_candidates(p: AdaptParams, rerank: &[KReciprocalParams]) -> Vec<AdaptParams> {
+    rerank.iter().map(|&r| p.rerank(Some(r))).collect()
+}
+
+/// A later stage of [`choose_adaptation_staged`]: `steps(chosen)` tried
+/// on the settings `choice` chose, appended to its trials, the best of all
 /// kept.
 fn add_neighbourhood_steps(
     mut choice: AdaptChoice,
@@ -384,9 +407,9 @@ impl FeatureChoice {
 /// database's own episodes: [`choose_adaptation`] over `candidates` on each
 /// set of `sets` (the same seeded episodes for all), the set whose best
 /// trial scores highest wins (the earliest of equals, so list the simplest
-/// first), then the neighbourhood steps `steps(chosen)` are tried on the
-/// winner's projection as in [`choose_adaptation_staged`]. The queries are
-/// never read.
+/// first), then the neighbourhood steps `steps(chosen)` and the
+/// re-rankings `rerank` are tried on the winner's projection as in
+/// [`choose_adaptation_staged`]. The queries are never read.
 ///
 /// Errors: no set, or what [`choose_adaptation`] refuses for any set.
 pub fn choose_features(
@@ -395,6 +418,7 @@ pub fn choose_features(
     params: &ValidOpenSetParams,
     candidates: &[Option<AdaptParams>],
     steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
+    rerank: &[KReciprocalParams],
 ) -> Result<FeatureChoice> {
     if sets.is_empty() {
         return Err(PipelineError::InvalidParam {
@@ -417,8 +441,10 @@ pub fn choose_features(
         .collect();
     let chosen = best_index(&bests).unwrap_or(0);
     let winner = choices[chosen].clone();
+    let x = sets[chosen].embeddings;
+    let winner = add_neighbourhood_steps(winner, records, x, params, steps)?;
     choices[chosen] =
-        add_neighbourhood_steps(winner, records, sets[chosen].embeddings, params, steps)?;
+        add_neighbourhood_steps(winner, records, x, params, |p| rerank_candidates(p, rerank))?;
     Ok(FeatureChoice {
         names: sets.iter().map(|s| s.name.clone()).collect(),
         choices,

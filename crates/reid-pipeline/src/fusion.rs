@@ -7,8 +7,9 @@ use std::time::Instant;
 use ndarray::{ArrayView2, Axis};
 use reid_core::{ParamGuard, Record};
 use reid_openset::{
-    DecisionParams, EmbeddingScorer, FusionCalibration, FusionGroupCalibration, FusionSource,
-    PairScorer, Thresholds, ValidFusionParams, fuse_stacked, self_calibrate_fusion_groups,
+    DecisionParams, EmbeddingScorer, FnScorer, FusionCalibration, FusionGroupCalibration,
+    FusionSource, PairScorer, Thresholds, ValidAdaptParams, ValidFusionParams, fuse_stacked,
+    self_calibrate_fusion_groups,
 };
 
 use crate::identify::{
@@ -260,7 +261,14 @@ pub fn fuse(
     // Each query's cosine shortlist inside its scope, re-ranked with its
     // dataset's calibrators.
     let q_emb = working.select(Axis(0), &split.queries);
-    let parts = search_by_scope(&split, database, q_emb.view(), fusion.shortlist())?;
+    let rerank = params.adapt().and_then(ValidAdaptParams::rerank);
+    let parts = search_by_scope(
+        &split,
+        database,
+        q_emb.view(),
+        fusion.shortlist(),
+        rerank.as_ref(),
+    )?;
     let search_seconds = queries_start.elapsed().as_secs_f64();
     let mut query_cost = vec![(0usize, 0.0f64); scorers.len()];
     let mut fused_parts = Vec::with_capacity(parts.len());
@@ -274,6 +282,17 @@ pub fn fuse(
         let q_part = q_emb.select(Axis(0), &rows);
         let q_recs: Vec<usize> = rows.iter().map(|&i| split.queries[i]).collect();
         let cosine = EmbeddingScorer::new("cosine", q_part.view(), db_emb.view())?;
+        // Re-ranked, the first source is the shortlist's own score, as the
+        // calibration's episodes read it.
+        let reranked = FnScorer::new("cosine", |q: usize, g: usize| {
+            short
+                .indices
+                .row(q)
+                .iter()
+                .position(|&c| c == g)
+                .map(|j| short.scores[[q, j]])
+                .ok_or_else(|| format!("database row {g} is not in query {q}'s shortlist"))
+        });
         let mapped: Vec<Mapped<'_>> = scorers
             .iter()
             .map(|&s| Mapped::new(s, &q_recs, &split.database))
@@ -281,7 +300,8 @@ pub fn fuse(
         let out = if short.indices.ncols() == 0 {
             short
         } else {
-            let mut all: Vec<&dyn PairScorer> = vec![&cosine];
+            let first: &dyn PairScorer = if rerank.is_some() { &reranked } else { &cosine };
+            let mut all: Vec<&dyn PairScorer> = vec![first];
             all.extend(mapped.iter().map(|m| m as &dyn PairScorer));
             let sources: Vec<FusionSource<'_>> = all
                 .into_iter()

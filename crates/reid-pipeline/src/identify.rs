@@ -10,7 +10,8 @@ use reid_core::{ParamGuard, Record, Scope};
 use reid_index::{Filter, Gallery, TopK};
 use reid_openset::{
     ClusterParams, Decision, DecisionParams, GroupCalibration, Prediction, Thresholds,
-    ValidDecisionParams, assign_new_ids, decide_topk, self_calibrate_groups,
+    ValidAdaptParams, ValidDecisionParams, ValidKReciprocalParams, assign_new_ids, decide_topk,
+    self_calibrate_groups,
 };
 
 use crate::adapt::{Adapted, adapt_embeddings};
@@ -164,18 +165,35 @@ pub(crate) fn check_rows(records: &[Record], embeddings: ArrayView2<'_, f32>) ->
 /// Searches `database` for the queries of each scope (rows of `q`, which
 /// hold every query in split order) among that scope's records only, keeping
 /// `k` matches; returns each scope's query positions and their matches.
+/// With `rerank`, each scope's matches are k-reciprocal re-ranked
+/// ([`reid_openset::rerank`]) against that scope's records alone.
 pub(crate) fn search_by_scope(
     split: &OpenSetSplit,
     database: &Gallery,
     q: ArrayView2<'_, f32>,
     k: usize,
+    rerank: Option<&ValidKReciprocalParams>,
 ) -> Result<Vec<(Scope, Vec<usize>, TopK)>> {
     split
         .queries_by_scope()
         .into_iter()
         .map(|(scope, rows)| {
             let part = q.select(Axis(0), &rows);
-            let top = database.search_topk(part.view(), k, Some(&Filter::scope(scope)))?;
+            let filter = Filter::scope(scope);
+            let top = match rerank {
+                None => database.search_topk(part.view(), k, Some(&filter))?,
+                Some(p) => {
+                    let in_scope = database.matching_rows(&filter);
+                    if in_scope.is_empty() {
+                        database.search_topk(part.view(), k, Some(&filter))?
+                    } else {
+                        let sub = database.select_rows(&in_scope)?;
+                        let mut top = reid_openset::rerank::search(&sub, part.view(), k, Some(p))?;
+                        top.indices.mapv_inplace(|i| in_scope[i]);
+                        top
+                    }
+                }
+            };
             Ok((scope.clone(), rows, top))
         })
         .collect()
@@ -292,7 +310,8 @@ pub fn identify(
     let database_seconds = start.elapsed().as_secs_f64();
     let queries_start = Instant::now();
     let k = params.shortlist.max(params.rule.neighbours());
-    let parts = search_by_scope(&split, &database, q.view(), k)?;
+    let rerank = params.adapt().and_then(ValidAdaptParams::rerank);
+    let parts = search_by_scope(&split, &database, q.view(), k, rerank.as_ref())?;
     let search_seconds = queries_start.elapsed().as_secs_f64();
     let decide_start = Instant::now();
     let dp = DecisionParams::new(thresholds.clone())

@@ -76,7 +76,8 @@ pub mod split;
 pub use adapt::{
     AdaptChoice, AdaptTrial, Adapted, AdaptedGroup, DEFAULT_DBA, DEFAULT_QE, FeatureChoice,
     FeatureSet, best_index, choose_adaptation, choose_adaptation_staged, choose_features,
-    default_adapt_candidates, default_neighbourhood_candidates, neighbourhood_candidates,
+    default_adapt_candidates, default_neighbourhood_candidates, default_rerank_candidates,
+    neighbourhood_candidates,
 };
 pub use error::{PipelineError, Result};
 pub use evaluate::{Discovery, Evaluation, Headline, Summary, evaluate};
@@ -85,8 +86,8 @@ pub use identify::{Identification, Match, StageSeconds, identify};
 pub use params::{OpenSetParams, ValidOpenSetParams};
 pub use reid_core::{ParamGuard, Record, Scope, SplitRole};
 pub use reid_openset::{
-    AdaptParams, Adaptation, CalibrationMethod, Decision, FnScorer, FusionParams, Linkage,
-    PairScorer, Rule, SelfCalibrationParams, ValidFusionParams,
+    AdaptParams, Adaptation, CalibrationMethod, Decision, FnScorer, FusionParams,
+    KReciprocalParams, Linkage, PairScorer, Rule, SelfCalibrationParams, ValidFusionParams,
 };
 pub use score::IdentificationScore;
 pub use split::OpenSetSplit;

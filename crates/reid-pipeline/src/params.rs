@@ -77,7 +77,12 @@ impl OpenSetParams {
         linkage: Linkage,
         /// Cosine distance below which two new queries are the same animal;
         /// default `1 - threshold` of their dataset: as close as a known
-        /// match.
+        /// match. (With a k-reciprocal re-ranking,
+        /// [`reid_openset::AdaptParams::rerank`], the threshold is on the
+        /// re-ranked score, which needs the database's neighbourhoods and
+        /// so does not exist between two new queries: the default then
+        /// reads it as a cosine all the same; set a distance here to group
+        /// new animals by a cosine of your choosing.)
         cluster_threshold: Option<f32>,
         /// A projection of the embeddings fitted on each dataset's database
         /// (and refitted on each self-calibration episode's pseudo-gallery);

@@ -8,7 +8,7 @@ use ndarray::Array2;
 use reid_pipeline::{
     AdaptParams, Adaptation, FeatureSet, OpenSetParams, ParamGuard, Record, SelfCalibrationParams,
     SplitRole, choose_adaptation, choose_features, default_adapt_candidates,
-    default_neighbourhood_candidates, identify,
+    default_neighbourhood_candidates, default_rerank_candidates, identify,
 };
 
 const DIM: usize = 16;
@@ -107,7 +107,9 @@ fn a_projection_fitted_on_the_identities_wins_over_a_shared_nuisance() {
 fn each_trial_is_the_calibration_identify_runs() {
     let (records, emb) = nuisance_set();
     let p = params();
-    let candidates = vec![None, Some(AdaptParams::new(Adaptation::Lda).shrinkage(0.3))];
+    let lda = AdaptParams::new(Adaptation::Lda).shrinkage(0.3);
+    let rerank = reid_openset::KReciprocalParams::default().k1(5).k2(2);
+    let candidates = vec![None, Some(lda), Some(lda.rerank(Some(rerank)))];
     let choice = choose_adaptation(&records, emb.view(), &p, &candidates).unwrap();
     for (t, c) in choice.trials.iter().zip(&candidates) {
         let pc = p.with_adapt(c.map(|c| c.check().unwrap())).unwrap();
@@ -124,7 +126,13 @@ fn each_trial_is_the_calibration_identify_runs() {
 #[test]
 fn the_choice_never_reads_a_query() {
     let (records, emb) = nuisance_set();
-    let candidates = default_adapt_candidates();
+    let mut candidates = default_adapt_candidates();
+    // With a re-ranking too: its neighbourhoods are the pseudo-gallery's.
+    candidates.extend(
+        default_rerank_candidates()
+            .into_iter()
+            .map(|r| Some(AdaptParams::new(Adaptation::Whiten).rerank(Some(r)))),
+    );
     let a = choose_adaptation(&records, emb.view(), &params(), &candidates).unwrap();
     let mut other = emb.clone();
     for (i, r) in records.iter().enumerate() {
@@ -193,6 +201,7 @@ fn the_set_of_embeddings_that_tells_the_animals_apart_is_chosen() {
         &params(),
         &candidates,
         default_neighbourhood_candidates,
+        &default_rerank_candidates(),
     )
     .unwrap();
     assert_eq!(choice.chosen, 1);
@@ -222,7 +231,15 @@ fn the_set_of_embeddings_that_tells_the_animals_apart_is_chosen() {
 
     // Equal sets: the first is kept.
     let twins = [sets[1].clone(), sets[1].clone()];
-    let tie = choose_features(&records, &twins, &params(), &candidates, |_| Vec::new()).unwrap();
+    let tie = choose_features(
+        &records,
+        &twins,
+        &params(),
+        &candidates,
+        |_| Vec::new(),
+        &[],
+    )
+    .unwrap();
     assert_eq!(tie.chosen, 0);
 
     // The queries' rows change nothing.
@@ -246,6 +263,7 @@ fn the_set_of_embeddings_that_tells_the_animals_apart_is_chosen() {
         &params(),
         &candidates,
         default_neighbourhood_candidates,
+        &default_rerank_candidates(),
     )
     .unwrap();
     assert_eq!(again.chosen, choice.chosen);
@@ -253,6 +271,7 @@ fn the_set_of_embeddings_that_tells_the_animals_apart_is_chosen() {
         assert_eq!(outcomes(&a.trials), outcomes(&b.trials));
     }
 
-    let e = choose_features(&records, &[], &params(), &candidates, |_| Vec::new()).unwrap_err();
+    let e =
+        choose_features(&records, &[], &params(), &candidates, |_| Vec::new(), &[]).unwrap_err();
     assert!(e.to_string().contains("sets"), "{e}");
 }

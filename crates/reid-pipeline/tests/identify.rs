@@ -3,9 +3,12 @@
 //! errors for bad input, and a fused second source.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
+use reid_index::Gallery;
+use reid_openset::{KReciprocalParams, Reranker};
 use reid_pipeline::{
-    FusionParams, OpenSetParams, ParamGuard, PipelineError, Record, SplitRole, fuse, identify,
+    AdaptParams, Adaptation, FusionParams, OpenSetParams, ParamGuard, PipelineError, Record,
+    SplitRole, fuse, identify,
 };
 
 fn rec(id: &str, who: Option<&str>, split: SplitRole, dataset: &str) -> Record {
@@ -350,4 +353,40 @@ fn fused_job_self_calibrates_a_second_source() {
         r3.database_pairs,
         r3.sources.iter().map(|c| c.database_pairs).sum::<usize>()
     );
+
+    // Re-ranked (centring, then k-reciprocal): the matches are the
+    // re-ranked search of the projected database, the fusion shortlists
+    // through it and reads its scores as the first source; the truth still
+    // decides every query.
+    let k_rec = KReciprocalParams::default().k1(4).k2(2);
+    let rr = params
+        .with_adapt(Some(
+            AdaptParams::new(Adaptation::Center)
+                .rerank(Some(k_rec))
+                .check()
+                .unwrap(),
+        ))
+        .unwrap();
+    let global_rr = identify(&records, emb.view(), &rr).unwrap();
+    let a = global_rr.adapted.as_ref().unwrap();
+    let db = Gallery::from_labels(
+        a.embeddings.select(Axis(0), &global_rr.database).view(),
+        &global_rr.database_labels,
+    )
+    .unwrap();
+    let q = a.embeddings.select(Axis(0), &global_rr.queries);
+    let top = Reranker::new(&db, &k_rec.check().unwrap())
+        .unwrap()
+        .search(q.view(), 1)
+        .unwrap();
+    for (qi, m) in global_rr.matches.iter().enumerate() {
+        assert_eq!(
+            (m[0].database, m[0].score),
+            (top.indices[[qi, 0]], top.scores[[qi, 0]])
+        );
+    }
+    let fused_rr = fuse(&global_rr, &records, emb.view(), &rr, &[&truth], &fusion).unwrap();
+    let s_rr = fused_rr.score(&records).unwrap().unwrap();
+    assert_eq!(s_rr.animalclef.score, 1.0, "{:?}", s_rr.animalclef);
+    assert_eq!(fused_rr.fusion.as_ref().unwrap().query_pairs, 12 * 48);
 }
