@@ -101,8 +101,11 @@ pub struct LocalArgs {
     /// How a query is decided from its fused shortlist: `top1` (the best
     /// photo's fused probability), a rule such as `knn:50:noisyor:3` (each
     /// individual scored by the noisy-or of its 3 best photos' fused
-    /// probabilities), or `auto` (`top1` or `knn:B:noisyor:3`, whichever
-    /// scores better on the database's own episodes, per dataset).
+    /// probabilities), `margin:50:noisyor:3:0.5` (the same, less half the
+    /// runner-up individual's), or `auto` (`top1`, `knn:B:noisyor:3`, and
+    /// the margins of both over the runner-up at weights 0.5 and 1 —
+    /// `margin:B:max:1:W`, `margin:B:noisyor:3:W` — whichever scores best on
+    /// the database's own episodes, per dataset).
     #[arg(long, default_value = "auto")]
     pub fusion_rule: String,
     /// SIFT: longer image side for keypoint detection (images are downscaled).
@@ -343,14 +346,29 @@ impl LocalArgs {
     /// shortlist size `b`.
     fn fusion_rules(&self, b: usize) -> anyhow::Result<Vec<Rule>> {
         if self.fusion_rule == "auto" {
-            return Ok(vec![
+            let mut rules = vec![
                 Rule::Top1,
                 Rule::Knn {
                     k: b,
                     per_identity: 3,
                     aggregate: Aggregate::NoisyOr,
                 },
-            ]);
+            ];
+            for weight in [0.5, 1.0] {
+                rules.push(Rule::Margin {
+                    k: b,
+                    per_identity: 1,
+                    aggregate: Aggregate::Max,
+                    weight,
+                });
+                rules.push(Rule::Margin {
+                    k: b,
+                    per_identity: 3,
+                    aggregate: Aggregate::NoisyOr,
+                    weight,
+                });
+            }
+            return Ok(rules);
         }
         let rule: Rule = self
             .fusion_rule

@@ -1,5 +1,6 @@
 //! Open-set decision rules: top-1 with a threshold, k-NN vote over
-//! identities, thresholds per species or dataset.
+//! identities, the winner's margin over the runner-up identity,
+//! thresholds per species or dataset.
 //!
 //! Every rule turns a query's ranked gallery matches into one candidate
 //! identity and a score; the query is [`Decision::Known`] when the score is
@@ -81,7 +82,7 @@ pub enum Aggregate {
 }
 
 /// How a query's ranked matches become a candidate identity and a score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rule {
     /// The identity of the best match; its similarity is the score.
     Top1,
@@ -97,6 +98,21 @@ pub enum Rule {
         /// How they are combined.
         aggregate: Aggregate,
     },
+    /// [`Rule::Knn`]'s vote, the winner scored by how far it stands above
+    /// the best other identity among the `k`: `s1 - weight · s2`, with `s1`
+    /// and `s2` the two best identity scores (`s2` is 0 when no other
+    /// identity is among them). A new animal often resembles several known
+    /// ones about equally; a known one stands out from the rest.
+    Margin {
+        /// Matches retrieved per query.
+        k: usize,
+        /// Similarities used per identity.
+        per_identity: usize,
+        /// How they are combined.
+        aggregate: Aggregate,
+        /// How much of the runner-up's score is taken off, in `[0, 1]`.
+        weight: f32,
+    },
 }
 
 impl Rule {
@@ -104,13 +120,25 @@ impl Rule {
     pub fn neighbours(&self) -> usize {
         match self {
             Rule::Top1 => 1,
-            Rule::Knn { k, .. } => *k,
+            Rule::Knn { k, .. } | Rule::Margin { k, .. } => *k,
         }
     }
 
-    /// Checks the rule's own numbers (`k`, `per_identity` at least 1).
+    /// Checks the rule's own numbers (`k`, `per_identity` at least 1, a
+    /// margin's `weight` in `[0, 1]`).
     pub fn validate(&self) -> Result<()> {
+        if let Rule::Margin { weight, .. } = self
+            && !(weight.is_finite() && (0.0..=1.0).contains(weight))
+        {
+            return Err(OpensetError::InvalidParam {
+                name: "weight",
+                reason: format!("a margin's weight must be in [0, 1], got {weight}"),
+            });
+        }
         if let Rule::Knn {
+            k, per_identity, ..
+        }
+        | Rule::Margin {
             k, per_identity, ..
         } = self
         {
@@ -149,7 +177,7 @@ impl Rule {
                 });
             }
         }
-        let (k, per_identity, aggregate) = match self {
+        let (k, per_identity, aggregate, margin) = match self {
             Rule::Top1 => {
                 return Ok(indices.first().zip(scores.first()).map(|(&g, &s)| (g, s)));
             }
@@ -157,7 +185,13 @@ impl Rule {
                 k,
                 per_identity,
                 aggregate,
-            } => (*k, *per_identity, *aggregate),
+            } => (*k, *per_identity, *aggregate, None),
+            Rule::Margin {
+                k,
+                per_identity,
+                aggregate,
+                weight,
+            } => (*k, *per_identity, *aggregate, Some(*weight)),
         };
         // Identities in order of first appearance: (first row, sims).
         let mut seen: Vec<(usize, Vec<f32>)> = Vec::new();
@@ -172,6 +206,8 @@ impl Rule {
             }
         }
         let mut best: Option<(usize, f32)> = None;
+        // The best score of any other identity (for a margin).
+        let mut second = f32::NEG_INFINITY;
         for (first, mut sims) in seen {
             // Matches arrive best first, but sort anyway: callers may pass
             // any ranking.
@@ -193,10 +229,21 @@ impl Rule {
                 }
             };
             if best.is_none_or(|(_, b)| score > b) {
+                if let Some((_, b)) = best {
+                    second = second.max(b);
+                }
                 best = Some((first, score));
+            } else {
+                second = second.max(score);
             }
         }
-        Ok(best)
+        Ok(match margin {
+            None => best,
+            Some(w) => best.map(|(g, s1)| {
+                let s2 = if second.is_finite() { second } else { 0.0 };
+                (g, s1 - w * s2)
+            }),
+        })
     }
 }
 
@@ -207,7 +254,8 @@ impl std::str::FromStr for Rule {
     /// `K` nearest, [`Aggregate::Max`] over up to `K` per identity); or
     /// `knn:K:mean:P` / `knn:K:max:P` / `knn:K:noisyor:P` (each identity
     /// scored by the mean / max / noisy-or of its best `P` similarities
-    /// among the `K` nearest). The numbers are checked;
+    /// among the `K` nearest); `margin:K:AGG:P:W` ([`Rule::Margin`]: the
+    /// same vote less `W` times the runner-up's score). The numbers are checked;
     /// [`std::fmt::Display`] writes the same forms.
     ///
     /// ```
@@ -225,19 +273,31 @@ impl std::str::FromStr for Rule {
     ///     "knn:50:noisyor:3".parse::<Rule>()?.to_string(),
     ///     "knn:50:noisyor:3"
     /// );
+    /// assert_eq!(
+    ///     "margin:50:max:1:0.5".parse::<Rule>()?,
+    ///     Rule::Margin { k: 50, per_identity: 1, aggregate: Aggregate::Max, weight: 0.5 }
+    /// );
+    /// assert_eq!("margin:9:noisyor:3:1".parse::<Rule>()?.to_string(), "margin:9:noisyor:3:1");
     /// assert!("knn:0".parse::<Rule>().is_err() && "best".parse::<Rule>().is_err());
+    /// assert!("margin:9:max:1:1.5".parse::<Rule>().is_err());
     /// # Ok::<(), reid_openset::OpensetError>(())
     /// ```
     fn from_str(s: &str) -> Result<Self> {
         let bad = |why: &str| OpensetError::InvalidParam {
             name: "rule",
             reason: format!(
-                "`{s}`: {why} (use top1, knn:K or knn:K:mean:P, knn:K:max:P, knn:K:noisyor:P)"
+                "`{s}`: {why} (use top1, knn:K or knn:K:mean:P, knn:K:max:P, knn:K:noisyor:P, \
+                 margin:K:AGG:P:W)"
             ),
         };
         let number = |v: &str| {
             v.parse::<usize>()
                 .map_err(|_| bad(&format!("`{v}` is not a count")))
+        };
+        let aggregate = |a: &str| match a {
+            "mean" => Aggregate::Mean,
+            "max" => Aggregate::Max,
+            _ => Aggregate::NoisyOr,
         };
         let parts: Vec<&str> = s.trim().split(':').collect();
         let rule = match parts.as_slice() {
@@ -253,11 +313,15 @@ impl std::str::FromStr for Rule {
             ["knn", k, agg @ ("mean" | "max" | "noisyor"), p] => Rule::Knn {
                 k: number(k)?,
                 per_identity: number(p)?,
-                aggregate: match *agg {
-                    "mean" => Aggregate::Mean,
-                    "max" => Aggregate::Max,
-                    _ => Aggregate::NoisyOr,
-                },
+                aggregate: aggregate(agg),
+            },
+            ["margin", k, agg @ ("mean" | "max" | "noisyor"), p, w] => Rule::Margin {
+                k: number(k)?,
+                per_identity: number(p)?,
+                aggregate: aggregate(agg),
+                weight: w
+                    .parse::<f32>()
+                    .map_err(|_| bad(&format!("`{w}` is not a weight")))?,
             },
             _ => return Err(bad("unknown rule")),
         };
@@ -290,6 +354,19 @@ impl std::fmt::Display for Rule {
                 per_identity,
                 aggregate: Aggregate::NoisyOr,
             } => write!(f, "knn:{k}:noisyor:{per_identity}"),
+            Rule::Margin {
+                k,
+                per_identity,
+                aggregate,
+                weight,
+            } => {
+                let agg = match aggregate {
+                    Aggregate::Max => "max",
+                    Aggregate::Mean => "mean",
+                    Aggregate::NoisyOr => "noisyor",
+                };
+                write!(f, "margin:{k}:{agg}:{per_identity}:{weight}")
+            }
         }
     }
 }

@@ -12,7 +12,8 @@
 //!   over datasets; empty cases as the competition metric) and the adjusted
 //!   Rand index.
 //! - [`decision`]: [`Decision`], top-1 with a threshold, k-NN vote over
-//!   identities, thresholds per species or dataset ([`Thresholds`]).
+//!   identities, the margin of the winning identity over the runner-up,
+//!   thresholds per species or dataset ([`Thresholds`]).
 //! - [`adapt`]: projections fitted on the database's labels (centring, PCA
 //!   whitening, supervised whitening, LDA), refitted inside every episode,
 //!   followed by [`expand`]: database-side augmentation within identities

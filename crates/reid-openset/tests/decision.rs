@@ -101,6 +101,50 @@ fn knn_vote_by_hand() {
     assert_eq!(p.candidate, "b");
 }
 
+/// The margin over the runner-up, on the matches of `knn_vote_by_hand`
+/// (a 0.9, b 0.85, b 0.84, a 0.5) and on a lone identity.
+#[test]
+fn margin_by_hand() {
+    let lab = labels(&["a", "b", "b", "a", "c"]);
+    let run = |top: &TopK, rule: Rule, t: f32| {
+        decide_topk::<_, &str>(top, &lab, None, &rule_params(rule, t))
+            .unwrap()
+            .remove(0)
+    };
+    let margin = |k, per_identity, aggregate, weight| Rule::Margin {
+        k,
+        per_identity,
+        aggregate,
+        weight,
+    };
+    let top = one_row(&[0, 1, 2, 3], &[0.9, 0.85, 0.84, 0.5]);
+    // Best photo of each: a 0.9, b 0.85: 0.9 - 0.85 = 0.05; half: 0.475.
+    let p = run(&top, margin(4, 1, Aggregate::Max, 1.0), 0.0);
+    assert_eq!(p.candidate, "a");
+    assert!((p.similarity - 0.05).abs() < 1e-6, "{}", p.similarity);
+    let p = run(&top, margin(4, 1, Aggregate::Max, 0.5), 0.0);
+    assert!((p.similarity - 0.475).abs() < 1e-6, "{}", p.similarity);
+    // Noisy-or of 2: b 0.976 wins over a 0.95: 0.976 - 0.95 = 0.026, and
+    // the runner-up is found whichever order they come in.
+    let p = run(&top, margin(4, 2, Aggregate::NoisyOr, 1.0), 0.02);
+    assert_eq!(p.decision, Decision::Known("b".into()));
+    assert!((p.similarity - 0.026).abs() < 1e-6, "{}", p.similarity);
+    let p = run(&top, margin(4, 2, Aggregate::NoisyOr, 1.0), 0.03);
+    assert_eq!((p.decision, p.candidate.as_str()), (Decision::New, "b"));
+    // Only the first 2 matches: a 0.9 over b 0.85 again.
+    let p = run(&top, margin(2, 2, Aggregate::NoisyOr, 1.0), 0.0);
+    assert!((p.similarity - 0.05).abs() < 1e-6, "{}", p.similarity);
+    // Weight 0 is the plain vote.
+    let p = run(&top, margin(4, 2, Aggregate::Mean, 0.0), 0.0);
+    assert!((p.similarity - 0.845).abs() < 1e-6);
+    // One identity among the k: nothing to take off.
+    let lone = one_row(&[4, 1], &[0.7, 0.2]);
+    let p = run(&lone, margin(1, 1, Aggregate::Max, 1.0), 0.0);
+    assert_eq!((p.candidate.as_str(), p.similarity), ("c", 0.7));
+    let p = run(&lone, margin(2, 1, Aggregate::Max, 1.0), 0.0);
+    assert!((p.similarity - 0.5).abs() < 1e-6);
+}
+
 /// Equal scores: the identity met first in the ranking wins.
 #[test]
 fn knn_ties_go_to_the_first_ranked() {
@@ -297,6 +341,24 @@ fn rules_parse_and_display() {
         ("knn:10:mean:3", knn(10, 3, Aggregate::Mean)),
         ("knn:4:mean:4", knn(4, 4, Aggregate::Mean)),
         ("knn:50:noisyor:3", knn(50, 3, Aggregate::NoisyOr)),
+        (
+            "margin:50:noisyor:3:0.5",
+            Rule::Margin {
+                k: 50,
+                per_identity: 3,
+                aggregate: Aggregate::NoisyOr,
+                weight: 0.5,
+            },
+        ),
+        (
+            "margin:7:max:1:1",
+            Rule::Margin {
+                k: 7,
+                per_identity: 1,
+                aggregate: Aggregate::Max,
+                weight: 1.0,
+            },
+        ),
     ];
     for (text, rule) in cases {
         assert_eq!(text.parse::<Rule>().unwrap(), rule, "{text}");
@@ -325,6 +387,9 @@ fn bad_rule_texts_are_errors() {
     assert_eq!(name_of("knn:0:mean:2").0, "k");
     assert_eq!(name_of("knn:3:mean:0").0, "per_identity");
     assert_eq!(name_of("knn:3:max:0").0, "per_identity");
+    assert_eq!(name_of("margin:0:max:1:0.5").0, "k");
+    assert_eq!(name_of("margin:3:max:1:-0.5").0, "weight");
+    assert_eq!(name_of("margin:3:max:1:NaN").0, "weight");
     // Anything else is a bad rule, and the message quotes the text.
     for text in [
         "knn:x",
@@ -338,6 +403,8 @@ fn bad_rule_texts_are_errors() {
         "knn:3:median:2",
         "knn:3:mean",
         "knn:3:mean:2:1",
+        "margin:3:mean:2",
+        "margin:3:mean:2:x",
         "knn:3:mean:y",
     ] {
         let (name, reason) = name_of(text);
