@@ -246,8 +246,8 @@ fn main() -> Result<()> {
             )?);
         }
         if !args.no_default {
-            // One row per shortlist size; the best episode score is the
-            // size the programs keep (marked `*`).
+            // One row per shortlist size (and further SIFT contrast); the
+            // best episode score is the one the programs keep (marked `*`).
             let scorers = kp.scorers();
             let refs = reid_examples::scorer_refs(&scorers);
             let mut stage_rows = Vec::new();
@@ -261,6 +261,30 @@ fn main() -> Result<()> {
                     &fused,
                     choose_seconds,
                 )?);
+            }
+            // Each further SIFT contrast at the best size, as the programs
+            // try them.
+            let scores: Vec<f64> = stage_rows.iter().map(|r| r.episode_score).collect();
+            if let Some(at) = reid_examples::best_index(&scores).and_then(|b| fusions.get(b)) {
+                for c in args.local.further_contrasts() {
+                    let (_, fused) = args.local.fuse_at_contrast(
+                        c,
+                        at,
+                        &chosen,
+                        records,
+                        chosen_emb,
+                        &chosen_params,
+                        args.quiet,
+                    )?;
+                    let name = format!("default, B = {}, SIFT contrast {c}", at.shortlist());
+                    stage_rows.push(fused_row(
+                        name,
+                        records,
+                        chosen_emb,
+                        &fused,
+                        choose_seconds,
+                    )?);
+                }
             }
             let scores: Vec<f64> = stage_rows.iter().map(|r| r.episode_score).collect();
             if let Some(b) = reid_examples::best_index(&scores) {

@@ -11,7 +11,9 @@
 //!    threshold (a fixed `--threshold` is printed beside it);
 //! 3. local matching fused with cosine on each query's shortlist
 //!    (`--local sift --shortlist 50,100,200` by default: each size
-//!    calibrated and scored, the best episode score on the database kept;
+//!    calibrated and scored, then SIFT at each further `--local-contrast`
+//!    (0.02 after OpenCV's 0.04) at the best size, the best episode score
+//!    on the database kept;
 //!    `--local none` turns it off; `xfeat`, `disk`, `aliked` are the
 //!    learned matchers, several comma-separated in one fusion).
 //!
@@ -217,13 +219,13 @@ fn main() -> Result<()> {
         Vec::new()
     };
     let matchers: Vec<&str> = args.local.kinds().iter().map(|k| k.name()).collect();
-    for f in &fused {
-        if let (Some(s), Some(r)) = (f.score(&ds.records)?, &f.fusion) {
+    for (label, f) in &fused {
+        if let Some(s) = f.score(&ds.records)? {
             let name = format!(
-                "cosine{} + {}, B = {}",
+                "cosine{} + {}, {}",
                 projection_name(&params),
                 matchers.join(" + "),
-                r.shortlist
+                label.strip_prefix("shortlist ").unwrap_or(label)
             );
             stages.push((name, s));
         }
@@ -266,7 +268,9 @@ fn projection_name(params: &ValidOpenSetParams) -> String {
 
 /// Extracts (or reads back) every image's local features for each
 /// `--local` matcher, then runs and scores the fused identification for
-/// each `--shortlist` size; returns them in that order.
+/// each `--shortlist` size and, at the size with the best episode score,
+/// for each further SIFT `--local-contrast`; returns them in that order,
+/// each with its label (`B = 200`, `B = 200, SIFT contrast 0.02`).
 fn local_fusion(
     args: &Args,
     records: &[Record],
@@ -275,7 +279,7 @@ fn local_fusion(
     params: &ValidOpenSetParams,
     fusions: &[animal_reid::pipeline::ValidFusionParams],
     report: &mut Report,
-) -> Result<Vec<Identification>> {
+) -> Result<Vec<(String, Identification)>> {
     let kp = args.local.keypoints(records, args.quiet)?;
     let mut out = Vec::with_capacity(fusions.len());
     let names: Vec<&str> = kp.sources.iter().map(|s| s.kind.name()).collect();
@@ -283,58 +287,23 @@ fn local_fusion(
         "Local matching ({}), fused with cosine",
         names.join(" + ")
     ));
-    for s in &kp.sources {
-        println!("\n{}", s.summary(&kp.cache));
-        report.timing(format!("local features ({})", s.kind.name()), s.seconds);
-        report.metric(
-            format!("{}: feature extraction seconds", s.kind.name()),
-            s.seconds,
-        );
-        report.metric(
-            format!("{}: keypoints per image", s.kind.name()),
-            s.per_image(),
-        );
-    }
+    describe_sources(&kp, "", report);
     let scorers = kp.scorers();
     let scorer_refs = reid_examples::scorer_refs(&scorers);
+    let what = format!("cosine{} + {}", projection_name(params), names.join(" + "));
     for fusion in fusions {
-        let b = fusion.shortlist();
+        let label = format!("shortlist B = {}", fusion.shortlist());
         let t = Instant::now();
         let fused = fuse(ident, records, embeddings, params, &scorer_refs, fusion)?;
-        let wall = t.elapsed().as_secs_f64();
-        reid_examples::record_fusion(report, &format!("fusion B = {b}"), &fused.seconds);
-        let f = fused
-            .fusion
-            .as_ref()
-            .context("the fused identification has no fusion report")?;
-        let nq = fused.queries.len().max(1) as f64;
-        println!(
-            "\ncosine{} + {}, shortlist B = {b} (threshold {:.3} on the fused probability, episode score {:.3}, {wall:.1} s in all):",
-            projection_name(params),
-            names.join(" + "),
-            f.all().self_calibration.threshold,
-            f.all().self_calibration.score_mean
-        );
-        println!("  sources combined by: {}", f.combine_summary());
-        report.metric(
-            format!("B={b}: episode score on the database"),
-            f.all().self_calibration.score_mean,
-        );
-        for c in &f.sources {
-            println!("{}", cost_summary(c, fused.queries.len()));
-            report.metric(
-                format!("B={b}: {}: ms per query", c.name),
-                1000.0 * c.query_seconds / nq,
-            );
-            report.metric(
-                format!("B={b}: {}: database calibration seconds", c.name),
-                c.database_seconds,
-            );
-        }
-        if let Some(s) = fused.score(records)? {
-            println!("{s}");
-        }
-        out.push(fused);
+        describe_fusion(
+            &what,
+            &label,
+            &fused,
+            t.elapsed().as_secs_f64(),
+            records,
+            report,
+        )?;
+        out.push((label, fused));
     }
     if fusions.len() > 1 {
         println!(
@@ -342,5 +311,90 @@ fn local_fusion(
             reid_examples::memo_summary(&scorers)
         );
     }
+    if let Some(at) = args.local.contrast_stage_at(fusions, &out) {
+        for c in args.local.further_contrasts() {
+            let label = format!("shortlist B = {}, SIFT contrast {c}", at.shortlist());
+            println!();
+            let t = Instant::now();
+            let (kp_c, fused) = args
+                .local
+                .fuse_at_contrast(c, at, ident, records, embeddings, params, args.quiet)?;
+            describe_sources(&kp_c, &format!("SIFT contrast {c}: "), report);
+            describe_fusion(
+                &what,
+                &label,
+                &fused,
+                t.elapsed().as_secs_f64(),
+                records,
+                report,
+            )?;
+            out.push((label, fused));
+        }
+    }
     Ok(out)
+}
+
+/// Records each local matcher's extraction time and keypoints per image,
+/// the metric names prefixed by `prefix`.
+fn describe_sources(kp: &reid_examples::Keypoints, prefix: &str, report: &mut Report) {
+    for s in &kp.sources {
+        println!("\n{}", s.summary(&kp.cache));
+        report.timing(
+            format!("{prefix}local features ({})", s.kind.name()),
+            s.seconds,
+        );
+        report.metric(
+            format!("{prefix}{}: feature extraction seconds", s.kind.name()),
+            s.seconds,
+        );
+        report.metric(
+            format!("{prefix}{}: keypoints per image", s.kind.name()),
+            s.per_image(),
+        );
+    }
+}
+
+/// Prints and records one fusion (`what`, at `label`): its threshold and
+/// episode score, how its sources were combined, what each cost, and its
+/// score on the queries.
+fn describe_fusion(
+    what: &str,
+    label: &str,
+    fused: &Identification,
+    wall: f64,
+    records: &[Record],
+    report: &mut Report,
+) -> Result<()> {
+    let stage = label.strip_prefix("shortlist ").unwrap_or(label);
+    reid_examples::record_fusion(report, &format!("fusion {stage}"), &fused.seconds);
+    let f = fused
+        .fusion
+        .as_ref()
+        .context("the fused identification has no fusion report")?;
+    let nq = fused.queries.len().max(1) as f64;
+    println!(
+        "\n{what}, {label} (threshold {:.3} on the fused probability, episode score {:.3}, {wall:.1} s in all):",
+        f.all().self_calibration.threshold,
+        f.all().self_calibration.score_mean
+    );
+    println!("  sources combined by: {}", f.combine_summary());
+    report.metric(
+        format!("{stage}: episode score on the database"),
+        f.all().self_calibration.score_mean,
+    );
+    for c in &f.sources {
+        println!("{}", cost_summary(c, fused.queries.len()));
+        report.metric(
+            format!("{stage}: {}: ms per query", c.name),
+            1000.0 * c.query_seconds / nq,
+        );
+        report.metric(
+            format!("{stage}: {}: database calibration seconds", c.name),
+            c.database_seconds,
+        );
+    }
+    if let Some(s) = fused.score(records)? {
+        println!("{s}");
+    }
+    Ok(())
 }

@@ -169,8 +169,10 @@ fn two_sites_of_one_species_give_a_valid_submission() {
         std::fs::remove_dir_all(&report).unwrap();
         std::fs::remove_file(&out).unwrap();
     }
-    // Several shortlist sizes: each calibrated on the database's episodes,
-    // the best episode score kept and said.
+    // Several shortlist sizes, then a second SIFT contrast threshold (the
+    // default `--local-contrast 0.04,0.02`) at the better of them: each
+    // calibrated on the database's episodes, the best episode score kept
+    // and said.
     let out = dir.path().join("two-sizes.csv");
     let two = [
         "--local",
@@ -187,23 +189,66 @@ fn two_sites_of_one_species_give_a_valid_submission() {
         "{text}{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let scores: Vec<f64> = text
+    let fused: Vec<(String, f64)> = text
         .lines()
-        .filter(|l| l.starts_with("fused with cosine at shortlist B = "))
+        .filter_map(|l| l.strip_prefix("fused with cosine at "))
         .map(|l| {
-            l.rsplit("episode score ")
+            let label = l.split(" in ").next().unwrap().to_string();
+            let score = l
+                .rsplit("episode score ")
                 .next()
                 .and_then(|t| t.split_whitespace().next())
                 .unwrap()
                 .parse()
-                .unwrap()
+                .unwrap();
+            (label, score)
         })
         .collect();
-    assert_eq!(scores.len(), 2, "{text}");
-    let kept = if scores[1] > scores[0] { 10 } else { 5 };
+    assert_eq!(fused.len(), 3, "{text}");
+    let better = if fused[1].1 > fused[0].1 { 10 } else { 5 };
+    assert_eq!(fused[0].0, "shortlist B = 5");
+    assert_eq!(fused[1].0, "shortlist B = 10");
+    assert_eq!(
+        fused[2].0,
+        format!("shortlist B = {better}, SIFT contrast 0.02")
+    );
+    let mut kept = 0;
+    for (i, f) in fused.iter().enumerate() {
+        if f.1 > fused[kept].1 {
+            kept = i;
+        }
+    }
     assert!(
-        text.contains(&format!("kept shortlist B = {kept} ")),
+        text.contains(&format!("kept {} (", fused[kept].0)),
         "{text}"
+    );
+    // One contrast: the sizes alone.
+    let one = [
+        "--local",
+        "sift",
+        "--shortlist",
+        "5,10",
+        "--local-contrast",
+        "0.04",
+        "--local-cache",
+        cache,
+    ];
+    let run = animalclef(&out, &one);
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("fused with cosine at "))
+            .count(),
+        2,
+        "{text}"
+    );
+    let bad = animalclef(&out, &["--local-contrast=-1"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--local-contrast: must be finite and >= 0"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
     );
     assert!(out.exists());
 }

@@ -981,22 +981,33 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
             },
         );
     }
-    let (f, stack, rule, self_calibration, trials) =
-        calibrate(&|_| true, &|fused: &[f64], rule: &Rule| {
-            let pooled = prepared
-                .iter()
-                .map(|g| curves_of(g, fused, rule))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(pool_curves(&pooled))
-        })?;
-    let all = FusionCalibration {
-        calibrators: f.calibrators,
-        self_calibration,
-        pairs: pairs.len(),
-        positives: same.iter().filter(|&&s| s).count(),
-        stack,
-        rule,
-        trials,
+    // One group: its pairs are all the pairs and pooling its curves gives
+    // them back, so the pooled calibration is the group's (not redone).
+    let only = match (prepared.as_slice(), per_group.values().next()) {
+        ([_], Some(c)) if per_group.len() == 1 => Some(c.clone()),
+        _ => None,
+    };
+    let all = match only {
+        Some(c) => c,
+        None => {
+            let (f, stack, rule, self_calibration, trials) =
+                calibrate(&|_| true, &|fused: &[f64], rule: &Rule| {
+                    let pooled = prepared
+                        .iter()
+                        .map(|g| curves_of(g, fused, rule))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(pool_curves(&pooled))
+                })?;
+            FusionCalibration {
+                calibrators: f.calibrators,
+                self_calibration,
+                pairs: pairs.len(),
+                positives: same.iter().filter(|&&s| s).count(),
+                stack,
+                rule,
+                trials,
+            }
+        }
     };
     let mut thresholds = Thresholds::new(all.self_calibration.threshold)?;
     for (g, c) in &per_group {
