@@ -473,11 +473,11 @@ impl LocalArgs {
                 println!(
                     "fused with cosine at {label} in {:.1} s: episode score {:.3} on the database",
                     t.elapsed().as_secs_f64(),
-                    fused
-                        .fusion
-                        .as_ref()
-                        .map_or(f64::NAN, |r| r.episode_score())
+                    episode_score(&fused)
                 );
+                if let Some(fr) = &fused.fusion {
+                    println!("  sources combined by: {}", fr.combine_summary());
+                }
                 if let Some(r) = report.as_deref_mut() {
                     let name = format!("fusion B = {}, SIFT contrast {c}", at.shortlist());
                     crate::record_fusion(r, &name, &fused.seconds);
