@@ -418,7 +418,7 @@ fn print_table(rows: &[Row], features: &str, chosen: &ValidOpenSetParams) {
         );
     }
     println!(
-        "(* the features and projection chosen on the database's episodes: {features}, {}; `default` = them + local matching, * at the shortlist size kept)",
+        "(* the features and projection chosen on the database's episodes: {features}, {}; `default` = them + local matching, * at the shortlist size and SIFT contrast kept)",
         chosen
             .adapt()
             .map_or_else(|| "none".to_owned(), ToString::to_string)
