@@ -234,9 +234,7 @@ fn main() -> Result<()> {
     // Local matching, alone and with the chosen projection.
     if !fusions.is_empty() {
         let kp = args.local.keypoints(records, args.quiet)?;
-        for s in &kp.sources {
-            println!("{}", s.summary(&kp.cache));
-        }
+        kp.announce("", None);
         let cosine = identify(records, emb, &base)?;
         // The same shortlist sizes, in the same order, for one matcher.
         let singles = args.local.fusions_for(1)?;

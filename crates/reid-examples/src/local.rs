@@ -232,6 +232,21 @@ pub struct Keypoints {
 }
 
 impl Keypoints {
+    /// Prints each source's summary and records its extraction time in
+    /// `report` (`{prefix}local features (sift)`) when given.
+    pub fn announce(&self, prefix: &str, report: Option<&mut Report>) {
+        let mut report = report;
+        for s in &self.sources {
+            println!("{}", s.summary(&self.cache));
+            if let Some(r) = report.as_deref_mut() {
+                r.timing(
+                    format!("{prefix}local features ({})", s.kind.name()),
+                    s.seconds,
+                );
+            }
+        }
+    }
+
     /// The pair scorers, in the order of `--local`, each remembering the
     /// scores it gave: fusions through the same scorers (several shortlist
     /// sizes, a source alone and then with others) score a shared pair
@@ -418,12 +433,7 @@ impl LocalArgs {
             return Ok(None);
         }
         let kp = self.keypoints(records, quiet)?;
-        for s in &kp.sources {
-            println!("{}", s.summary(&kp.cache));
-            if let Some(r) = report.as_deref_mut() {
-                r.timing(format!("local features ({})", s.kind.name()), s.seconds);
-            }
-        }
+        kp.announce("", report.as_deref_mut());
         let scorers = kp.scorers();
         let refs = scorer_refs(&scorers);
         let mut all = Vec::with_capacity(fusions.len());
@@ -466,9 +476,7 @@ impl LocalArgs {
                 let t = Instant::now();
                 let (kp, fused) =
                     self.fuse_at_contrast(c, at, cosine, records, embeddings, params, quiet)?;
-                for s in &kp.sources {
-                    println!("{}", s.summary(&kp.cache));
-                }
+                kp.announce(&format!("SIFT contrast {c}: "), report.as_deref_mut());
                 let label = format!("shortlist B = {}, SIFT contrast {c}", at.shortlist());
                 println!(
                     "fused with cosine at {label} in {:.1} s: episode score {:.3} on the database",

@@ -983,8 +983,8 @@ pub fn self_calibrate_fusion_groups<S: AsRef<str>>(
     }
     // One group: its pairs are all the pairs and pooling its curves gives
     // them back, so the pooled calibration is the group's (not redone).
-    let only = match (prepared.as_slice(), per_group.values().next()) {
-        ([_], Some(c)) if per_group.len() == 1 => Some(c.clone()),
+    let only = match prepared.as_slice() {
+        [_] => per_group.values().next().cloned(),
         _ => None,
     };
     let all = match only {

@@ -311,15 +311,24 @@ pub fn choose_adaptation_staged(
     rerank: &[KReciprocalParams],
 ) -> Result<AdaptChoice> {
     let choice = choose_adaptation(records, embeddings, params, candidates)?;
-    let choice = add_neighbourhood_steps(choice, records, embeddings, params, steps)?;
-    add_neighbourhood_steps(choice, records, embeddings, params, |p| {
-        rerank_candidates(p, rerank)
-    })
+    add_later_stages(choice, records, embeddings, params, steps, rerank)
 }
 
-/// `p` with each of `rerank`.
-fn rerank_candidates(p: AdaptParams, rerank: &[KReciprocalParams]) -> Vec<AdaptParams> {
-    rerank.iter().map(|&r| p.rerank(Some(r))).collect()
+/// The second and third stages of [`choose_adaptation_staged`] on
+/// `choice`: the neighbourhood steps `steps(chosen)`, then each of `rerank`
+/// on the best so far.
+fn add_later_stages(
+    choice: AdaptChoice,
+    records: &[Record],
+    embeddings: ArrayView2<'_, f32>,
+    params: &ValidOpenSetParams,
+    steps: impl Fn(AdaptParams) -> Vec<AdaptParams>,
+    rerank: &[KReciprocalParams],
+) -> Result<AdaptChoice> {
+    let choice = add_neighbourhood_steps(choice, records, embeddings, params, steps)?;
+    add_neighbourhood_steps(choice, records, embeddings, params, |p| {
+        rerank.iter().map(|&r| p.rerank(Some(r))).collect()
+    })
 }
 
 /// A later stage of [`choose_adaptation_staged`]: `steps(chosen)` tried
@@ -441,10 +450,14 @@ pub fn choose_features(
         .collect();
     let chosen = best_index(&bests).unwrap_or(0);
     let winner = choices[chosen].clone();
-    let x = sets[chosen].embeddings;
-    let winner = add_neighbourhood_steps(winner, records, x, params, steps)?;
-    choices[chosen] =
-        add_neighbourhood_steps(winner, records, x, params, |p| rerank_candidates(p, rerank))?;
+    choices[chosen] = add_later_stages(
+        winner,
+        records,
+        sets[chosen].embeddings,
+        params,
+        steps,
+        rerank,
+    )?;
     Ok(FeatureChoice {
         names: sets.iter().map(|s| s.name.clone()).collect(),
         choices,
